@@ -1,0 +1,30 @@
+"""Errors a user can cause.
+
+Library code raises :class:`ShotfitError` with one line that names the file and what is wrong;
+the CLI prints it as ``shotfit: <message>`` and exits non-zero, never with a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ShotfitError(Exception):
+    """A problem with the user's input, config or files (not a bug in shotfit)."""
+
+
+class FrameError(ShotfitError):
+    """A frame or sequence cannot be read, written or paired."""
+
+
+class ConfigError(ShotfitError):
+    """A config key is unknown or a value is out of range."""
+
+
+class RunError(ShotfitError):
+    """A run folder or checkpoint is missing, corrupt or made for something else."""
+
+
+def quoted(path: str | Path) -> str:
+    """A path as it appears in messages: ``'plate/0042.png'``."""
+    return f"'{path}'"
