@@ -1,0 +1,304 @@
+"""The run configuration: frozen dataclasses whose defaults are the only defaults.
+
+A config round-trips through YAML (``save_config`` / ``load_config``) and takes dotted overrides
+(``--set train.lr=3e-4``). Every value is checked where it enters: an unknown key or an out-of-range
+value is a :class:`~shotfit.errors.ConfigError` naming the key, the value and the file.
+
+The ``model`` section is open-ended: ``arch`` names the architecture and every other key is passed to
+its constructor (``model.width=16``); those keys are checked against the constructor when the network
+is built, and the resolved values are saved with every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, get_type_hints
+
+import yaml
+
+from shotfit.errors import ConfigError, quoted
+from shotfit.files import write_text_atomic
+
+
+def _opt(default: Any, *, low: float | None = None, high: float | None = None,
+         choices: Iterable[str] | None = None, doc: str = "") -> Any:
+    """A config field with its allowed range, checked on construction."""
+    meta = {"low": low, "high": high, "choices": tuple(choices) if choices else None, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+class _Section:
+    """Validation shared by every config section."""
+
+    def __post_init__(self) -> None:
+        name = _SECTION_NAMES.get(type(self), type(self).__name__)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            low, high, choices = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("choices")
+            where = f"{name}.{f.name} = {value!r}"
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{where} is not one of {', '.join(choices)}")
+            if value is None:
+                continue
+            if low is not None and value < low:
+                raise ConfigError(f"{where} is out of range (must be >= {low})")
+            if high is not None and value > high:
+                raise ConfigError(f"{where} is out of range (must be <= {high})")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network, and its constructor arguments (the architecture's own defaults fill the rest)."""
+
+    arch: str = "unet_attn"
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ConfigError(f"model.arch = {self.arch!r} must name an architecture")
+        object.__setattr__(self, "args", MappingProxyType(dict(self.args)))
+
+
+@dataclass(frozen=True)
+class ExtraLossConfig(_Section):
+    """A feature-distance term on a studio's own embedding network (an age or identity predictor)."""
+
+    network: str = _opt("", doc="'package.module:callable' returning an nn.Module")
+    weight: float = _opt(0.0, low=0.0)
+    distance: str = _opt("l1", choices=("l1", "l2", "cosine"))
+    name: str = _opt("", doc="the term's name in logs; defaults to the callable's name")
+
+
+@dataclass(frozen=True)
+class LossConfig(_Section):
+    """Weights of the hybrid loss ``l1·L1 + lpips·LPIPS + laplacian·LapPyr + ssim·(1-SSIM)``."""
+
+    l1: float = _opt(1.0, low=0.0)
+    lpips: float = _opt(0.1, low=0.0)
+    laplacian: float = _opt(1.0, low=0.0)
+    ssim: float = _opt(0.1, low=0.0)
+    laplacian_levels: int = _opt(5, low=1, high=10)
+    extra: tuple[ExtraLossConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class AugmentConfig(_Section):
+    """Paired augmentation, identical on source, target and mask (colour never on the mask)."""
+
+    patch_size: int = _opt(128, low=16, doc="square training patches (the frame, if smaller)")
+    flip_p: float = _opt(0.5, low=0.0, high=1.0)
+    rot90_p: float = _opt(0.0, low=0.0, high=1.0, doc="off by default: faces and plates have an up")
+    affine_p: float = _opt(0.3, low=0.0, high=1.0)
+    scale: float = _opt(0.1, low=0.0, high=0.5, doc="± relative zoom")
+    rotation: float = _opt(5.0, low=0.0, high=45.0, doc="± degrees")
+    translate: float = _opt(0.0, low=0.0, high=0.5, doc="± fraction of the patch")
+    colour_p: float = _opt(0.3, low=0.0, high=1.0)
+    exposure: float = _opt(0.1, low=0.0, high=2.0, doc="± stops")
+    gamma: float = _opt(0.05, low=0.0, high=0.5)
+    saturation: float = _opt(0.05, low=0.0, high=0.5)
+    hue: float = _opt(0.01, low=0.0, high=0.5, doc="± fraction of a hue turn")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """How keyframes become batches."""
+
+    batch_size: int = _opt(8, low=1)
+    mask_outside_weight: float = _opt(0.1, low=0.0, high=1.0,
+                                      doc="loss weight outside an artist's mask (inside is 1)")
+    preview_frames: int = _opt(3, low=0, doc="non-key frames shown in the contact sheet")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """The optimisation loop."""
+
+    steps: int = _opt(2000, low=1)
+    lr: float = _opt(2e-3, low=0.0, high=1.0)
+    weight_decay: float = _opt(1e-4, low=0.0)
+    warmup_steps: int = _opt(100, low=0)
+    grad_clip: float = _opt(1.0, low=0.0, doc="max gradient norm; 0 turns clipping off")
+    seed: int = _opt(0, low=0)
+    device: str = _opt("auto", doc="auto, cpu, cuda, cuda:N or mps")
+    amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA")
+    threads: int = _opt(0, low=0, doc="CPU threads; 0 uses every core")
+    checkpoint_every: int = _opt(250, low=1)
+    keep_checkpoints: int = _opt(3, low=1)
+    preview_every: int = _opt(500, low=1)
+
+
+@dataclass(frozen=True)
+class RenderConfig(_Section):
+    """Full-resolution inference."""
+
+    tile: int = _opt(1024, low=32, doc="frames larger than this are rendered in overlapping tiles")
+    tile_overlap: int | None = _opt(None, low=0, doc="unset: the network's reach, so seams cannot show")
+    blend: str = _opt("hann", choices=("hann", "linear"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tile_overlap is not None and 2 * self.tile_overlap > self.tile:
+            raise ConfigError(f"render.tile_overlap = {self.tile_overlap} must be at most half "
+                              f"of render.tile = {self.tile}")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+_SECTION_NAMES = {LossConfig: "loss", AugmentConfig: "augment", DataConfig: "data",
+                  TrainConfig: "train", RenderConfig: "render", ExtraLossConfig: "loss.extra[]"}
+
+
+# --- dict / YAML round trip -------------------------------------------------------------------
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts and lists, ready for YAML or JSON."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        if isinstance(section, ModelConfig):
+            out[f.name] = {"arch": section.arch, **dict(section.args)}
+        else:
+            out[f.name] = _section_to_dict(section)
+    return out
+
+
+def _section_to_dict(section: Any) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        out[f.name] = [_section_to_dict(v) for v in value] if isinstance(value, tuple) else value
+    return out
+
+
+def config_from_dict(data: Mapping[str, Any] | None, origin: str = "config") -> Config:
+    """Build a Config from nested dicts, checking every key and value.
+
+    Args:
+        data: Nested mapping as read from YAML; missing keys take the defaults.
+        origin: Where the data came from, for error messages (a file name).
+    """
+    data = dict(data or {})
+    sections: dict[str, Any] = {}
+    hints = get_type_hints(Config)
+    for key, value in data.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config section {key!r} in {origin} "
+                              f"(known: {', '.join(hints)})")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config section {key!r} in {origin} must be a mapping, got {value!r}")
+        try:
+            sections[key] = _build_section(hints[key], key, value, origin)
+        except ConfigError as err:
+            raise ConfigError(f"{err} in {origin}") from None
+    return Config(**sections)
+
+
+def _build_section(cls: type, name: str, values: Mapping[str, Any], origin: str) -> Any:
+    if cls is ModelConfig:
+        values = dict(values)
+        return ModelConfig(arch=values.pop("arch", ModelConfig.arch), args=values)
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(f"unknown config key '{name}.{key}' (known: {known})")
+        kwargs[key] = _coerce(hints[key], f"{name}.{key}", value, origin)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, key: str, value: Any, origin: str) -> Any:
+    if hint == int | None:
+        return None if value is None else _coerce(int, key, value, origin)
+    if hint in (int, float) and isinstance(value, str):
+        value = _parse_number(value)  # PyYAML reads '3e-4' (no dot) as a string
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint == tuple[ExtraLossConfig, ...]:
+        if isinstance(value, (list, tuple)):
+            items = []
+            for item in value:
+                if not isinstance(item, Mapping):
+                    raise ConfigError(f"{key} entries must be mappings, got {item!r}")
+                items.append(_build_section(ExtraLossConfig, key, item, origin))
+            return tuple(items)
+    raise ConfigError(f"{key} = {value!r} must be {_TYPE_WORDS.get(hint, 'a list of mappings')}")
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _parse_number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config; a missing or malformed file is a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config {quoted(path)} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"config {quoted(path)} cannot be read ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config {quoted(path)} is not valid YAML{where}") from None
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"config {quoted(path)} must hold a mapping of sections")
+    return config_from_dict(data, origin=quoted(path))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the config as YAML, atomically."""
+    write_text_atomic(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
+    """Apply ``section.key=value`` overrides; values are parsed as YAML (``3e-4``, ``true``, ``[1, 2]``)."""
+    data = config_to_dict(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=3e-4)")
+        section, name = parts
+        if section not in data:
+            raise ConfigError(f"unknown config section {section!r} in override {item!r} "
+                              f"(known: {', '.join(data)})")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: cannot parse the value {raw!r}") from None
+        data[section][name] = value
+    return config_from_dict(data, origin="--set")

@@ -1,0 +1,333 @@
+"""Paired patch sampling with augmentation for training on a shot's keyframes.
+
+A training sample is a square patch cut from one keyframe pair, moved by the same geometric
+transform on source, target and mask, and jittered by the same colour change on source and target.
+Without the affine draw a patch is an exact crop (flips and 90° turns are exact too), because any
+resampling would blur the target and the network would learn that blur. With it, the patch is one
+bilinear warp from the frame, so the target is resampled only once.
+
+Every random number comes from the caller's ``torch.Generator``, so one seed gives bit-identical
+batches and a resumed run sees the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from kornia.enhance import adjust_gamma, adjust_hue, adjust_saturation
+from kornia.geometry.transform import warp_affine
+from torch import Tensor
+
+from shotfit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_MIN_PATCH = 16
+# Extra pixels around a warp's footprint: one for bilinear's second neighbour, one for rounding.
+_WARP_MARGIN = 2
+
+
+def _check_number(name: str, value: object, low: float, high: float, high_open: bool = False) -> float:
+    """Return ``value`` as a float, or raise a one-line ConfigError naming ``augment.<name>``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"augment.{name} = {value!r} is not a number")
+    upper_ok = value < high if high_open else value <= high
+    # Written so that NaN fails both comparisons and is rejected too.
+    if not (value >= low and upper_ok):
+        closing = ")" if high_open or math.isinf(high) else "]"
+        raise ConfigError(f"augment.{name} = {value!r} is out of range [{low:g}, {high:g}{closing}")
+    return float(value)
+
+
+class PairedAugment:
+    """Draws augmented training patches from keyframe pairs.
+
+    Args:
+        patch_size: side of the square patches, >= 16. A frame smaller than this on one side gives
+            patches as large as the frame on that side.
+        flip_p: probability of a horizontal flip, in [0, 1].
+        rot90_p: probability of a turn by a random multiple of 90°, in [0, 1]. Patches that are not
+            square (frame smaller than ``patch_size`` on one side only) are only turned by 180°.
+        affine_p: probability of a small zoom/rotation/translation warp, in [0, 1].
+        scale: zoom range, a factor drawn in [1 - scale, 1 + scale]; in [0, 1).
+        rotation: rotation range in ± degrees, in [0, 180].
+        translate: shift range in ± fractions of the patch side, in [0, 1]. It acts only along an axis
+            where the frame is too small to place the warped patch at random (random placement
+            already translates).
+        colour_p: probability of a colour jitter, in [0, 1].
+        exposure: gain range in ± stops (gain 2^e on display values in [0, 1]), >= 0.
+        gamma: relative gamma range, exponent drawn in [1 - gamma, 1 + gamma]; in [0, 1).
+        saturation: relative saturation range, factor in [1 - s, 1 + s]; in [0, 1]. RGB only.
+        hue: hue shift range in ± fractions of a full turn, in [0, 0.5]. RGB only.
+
+    Raises:
+        ConfigError: a value is out of range, e.g. ``augment.flip_p = 1.5 is out of range [0, 1]``.
+
+    Example:
+        >>> augment = PairedAugment(patch_size=64)
+        >>> frames = torch.rand(2, 3, 90, 120) * 2 - 1
+        >>> src, tgt, mask = augment.sample(frames, -frames, None, 4, torch.Generator().manual_seed(0))
+        >>> src.shape, mask
+        (torch.Size([4, 3, 64, 64]), None)
+    """
+
+    def __init__(
+        self,
+        *,
+        patch_size: int = 128,
+        flip_p: float = 0.5,
+        rot90_p: float = 0.0,
+        affine_p: float = 0.3,
+        scale: float = 0.1,
+        rotation: float = 5.0,
+        translate: float = 0.0,
+        colour_p: float = 0.3,
+        exposure: float = 0.1,
+        gamma: float = 0.05,
+        saturation: float = 0.05,
+        hue: float = 0.01,
+    ) -> None:
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < _MIN_PATCH:
+            raise ConfigError(f"augment.patch_size = {patch_size!r} must be an integer >= {_MIN_PATCH}")
+        self.patch_size = patch_size
+        self.flip_p = _check_number("flip_p", flip_p, 0, 1)
+        self.rot90_p = _check_number("rot90_p", rot90_p, 0, 1)
+        self.affine_p = _check_number("affine_p", affine_p, 0, 1)
+        self.scale = _check_number("scale", scale, 0, 1, high_open=True)
+        self.rotation = _check_number("rotation", rotation, 0, 180)
+        self.translate = _check_number("translate", translate, 0, 1)
+        self.colour_p = _check_number("colour_p", colour_p, 0, 1)
+        self.exposure = _check_number("exposure", exposure, 0, math.inf)
+        self.gamma = _check_number("gamma", gamma, 0, 1, high_open=True)
+        self.saturation = _check_number("saturation", saturation, 0, 1)
+        self.hue = _check_number("hue", hue, 0, 0.5)
+        log.debug("augmentation: %r", self)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in vars(self).items())
+        return f"PairedAugment({fields})"
+
+    def patch_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) of the patches drawn from frames of ``height`` x ``width``."""
+        return min(self.patch_size, height), min(self.patch_size, width)
+
+    def sample(
+        self,
+        sources: Tensor,
+        targets: Tensor,
+        masks: Tensor | None,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Draw one batch of augmented patch pairs.
+
+        Each sample picks a keyframe uniformly and a patch position uniformly over the frame.
+
+        Args:
+            sources: keyframe sources, float (N, C, H, W) in [-1, 1], C = 1 or 3; not checked per
+                call (a full-frame min/max would cost more than the sampling).
+            targets: the artist's edits, same shape, device and range as ``sources``.
+            masks: optional loss weights, (N, 1, H, W) in [0, 1]; never colour-jittered.
+            batch_size: number of patches B, >= 1.
+            generator: source of every random draw, on the CPU or on the frames' device.
+
+        Returns:
+            ``(source, target, mask)`` patches: (B, C, P, P), (B, C, P, P) in [-1, 1] and
+            (B, 1, P, P) in [0, 1] or None, with P per side as given by :meth:`patch_shape`,
+            contiguous, on the frames' device.
+        """
+        _check_inputs(sources, targets, masks, batch_size)
+        count, _, height, width = sources.shape
+        patch_h, patch_w = self.patch_shape(height, width)
+        draws = self._draw(batch_size, count, height, width, patch_h, patch_w, generator)
+        frames = [sources, targets] + ([masks] if masks is not None else [])
+
+        patches = [frame.new_empty(batch_size, frame.shape[1], patch_h, patch_w) for frame in frames]
+        exact = (~draws["affine"]).nonzero().flatten()
+        if len(exact):
+            corners = zip(*(draws[name][exact].tolist() for name in ("keyframe", "top", "left")))
+            windows = [(k, slice(y, y + patch_h), slice(x, x + patch_w)) for k, y, x in corners]
+            for patch, frame in zip(patches, frames):
+                patch[exact] = torch.stack([frame[k, :, rows, cols] for k, rows, cols in windows])
+        warp = draws["affine"].nonzero().flatten()
+        if len(warp):
+            for patch, warped in zip(patches, _warp_patches(frames, draws, warp, patch_h, patch_w)):
+                patch[warp] = warped
+
+        patches = [_flip_and_turn(patch, draws["flip"], draws["turns"]) for patch in patches]
+        chosen = draws["colour"]
+        if chosen.any():
+            # The same parameters on source and target, so the edit between them is unchanged.
+            params = [draws[name][chosen].to(sources.device, sources.dtype) for name in _COLOUR_PARAMS]
+            # A zero range skips its step: the HSV round trip costs most of the jitter's time.
+            params[2] = params[2] if self.saturation > 0 else None
+            params[3] = params[3] if self.hue > 0 else None
+            for i in (0, 1):
+                patches[i][chosen] = _adjust_colour(patches[i][chosen], *params)
+        return patches[0], patches[1], patches[2] if masks is not None else None
+
+    def _draw(
+        self,
+        batch: int,
+        count: int,
+        height: int,
+        width: int,
+        patch_h: int,
+        patch_w: int,
+        generator: torch.Generator,
+    ) -> dict[str, Tensor]:
+        """Every random parameter of one batch, drawn in a fixed order whatever the probabilities.
+
+        The fixed order means changing one probability leaves every other draw of a seed unchanged.
+        Returns CPU tensors of first dimension ``batch`` (float64 for continuous values), so slicing
+        needs no device round trip per sample.
+        """
+        device = generator.device
+
+        def uniform(*shape: int) -> Tensor:
+            return torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+
+        def spread(amount: float) -> Tensor:
+            return amount * (2 * uniform(batch) - 1)
+
+        def integers(high: int) -> Tensor:
+            return torch.randint(high, (batch,), generator=generator, device=device)
+
+        draws = {
+            "keyframe": integers(count),
+            "top": integers(height - patch_h + 1),
+            "left": integers(width - patch_w + 1),
+            "flip": uniform(batch) < self.flip_p,
+            "turn": uniform(batch) < self.rot90_p,
+            "quarter_turns": integers(3) + 1,
+            "affine": uniform(batch) < self.affine_p,
+            "zoom": 1 + spread(self.scale),
+            "angle": spread(math.radians(self.rotation)),
+            "shift": self.translate * (2 * uniform(batch, 2) - 1),
+            "place": uniform(batch, 2),
+            "colour": uniform(batch) < self.colour_p,
+            "gain": torch.exp2(spread(self.exposure)),
+            "gamma": 1 + spread(self.gamma),
+            "saturation": 1 + spread(self.saturation),
+            "hue": spread(self.hue * 2 * math.pi),  # kornia's adjust_hue takes radians
+        }
+        draws = {name: value.cpu() for name, value in draws.items()}
+        # Quarter and three-quarter turns would swap the sides of a non-square patch.
+        quarter_turns = draws["quarter_turns"] if patch_h == patch_w else torch.full((batch,), 2)
+        draws["turns"] = torch.where(draws["turn"], quarter_turns, 0)
+        return draws
+
+
+_COLOUR_PARAMS = ("gain", "gamma", "saturation", "hue")
+
+
+def _check_inputs(sources: Tensor, targets: Tensor, masks: Tensor | None, batch_size: int) -> None:
+    """Raise ValueError, printing the shapes received, if the keyframe tensors do not fit together."""
+    if sources.ndim != 4 or sources.shape[0] < 1 or sources.shape[1] not in (1, 3):
+        raise ValueError(f"sources must be (N, C, H, W) with N >= 1 and C = 1 or 3, got {tuple(sources.shape)}")
+    if targets.shape != sources.shape:
+        raise ValueError(f"targets {tuple(targets.shape)} must match sources {tuple(sources.shape)}")
+    if not sources.is_floating_point() or targets.dtype != sources.dtype or targets.device != sources.device:
+        raise ValueError(
+            f"sources and targets must be floating point with one dtype and device, got {sources.dtype} on "
+            f"{sources.device} and {targets.dtype} on {targets.device}"
+        )
+    if masks is not None:
+        expected = (sources.shape[0], 1, *sources.shape[2:])
+        if tuple(masks.shape) != expected or masks.dtype != sources.dtype or masks.device != sources.device:
+            raise ValueError(
+                f"masks must be {expected} {sources.dtype} on {sources.device}, "
+                f"got {tuple(masks.shape)} {masks.dtype} on {masks.device}"
+            )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
+def _warp_patches(
+    frames: list[Tensor], draws: dict[str, Tensor], chosen: Tensor, patch_h: int, patch_w: int
+) -> list[Tensor]:
+    """Warp the ``chosen`` samples' patches out of their frames in one bilinear pass.
+
+    Each sample first takes an exact crop of the region its rotated, zoomed patch covers (a few
+    pixels more than the patch, never a whole 4K frame), then one ``warp_affine`` call maps all
+    regions of all tensors to patches. Where the patch fits in the frame the region contains it;
+    where it does not, the region is the frame on that axis, so reflection happens at the frame's
+    real edges.
+
+    Returns:
+        one (A, C_i, patch_h, patch_w) tensor per entry of ``frames``, A = len(chosen).
+    """
+    height, width = frames[0].shape[-2:]
+    zoom, angle = draws["zoom"][chosen], draws["angle"][chosen]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    half_w, half_h = (patch_w - 1) / 2, (patch_h - 1) / 2
+    # Half extents, in frame pixels, of the rotated and zoomed patch's bounding box.
+    reach = torch.stack(
+        [(cos.abs() * half_w + sin.abs() * half_h) / zoom, (sin.abs() * half_w + cos.abs() * half_h) / zoom], dim=1
+    )
+    size = torch.tensor([width, height], dtype=torch.float64)
+    sides = torch.tensor([patch_w, patch_h], dtype=torch.float64)
+    room = (size - 1) - 2 * reach
+    fits = room >= 0
+    centre = torch.where(
+        fits,
+        reach + draws["place"][chosen] * room.clamp(min=0),
+        (size - 1) / 2 + draws["shift"][chosen] * sides,
+    )
+    needed = torch.ceil(2 * reach).long() + 2 * _WARP_MARGIN
+    region = torch.minimum(needed.amax(dim=0), size.long())  # (width, height), shared by the batch
+    origin = torch.minimum(
+        (torch.floor(centre - reach).long() - _WARP_MARGIN).clamp(min=0), size.long() - region
+    )  # (A, 2) as x, y
+
+    region_w, region_h = region.tolist()
+    keyframes = draws["keyframe"][chosen].tolist()
+    crops = torch.stack(
+        [
+            torch.cat([frame[k, :, y : y + region_h, x : x + region_w] for frame in frames])
+            for k, (x, y) in zip(keyframes, origin.tolist())
+        ]
+    )
+
+    # Region pixel -> patch pixel: patch = patch_centre + zoom * R(-angle) @ (region + origin - centre).
+    linear = torch.stack([torch.stack([cos, sin], dim=1), torch.stack([-sin, cos], dim=1)], dim=1)
+    linear = linear * zoom[:, None, None]
+    offset = torch.tensor([half_w, half_h], dtype=torch.float64) - (
+        linear @ (centre - origin.double()).unsqueeze(-1)
+    ).squeeze(-1)
+    matrix = torch.cat([linear, offset.unsqueeze(-1)], dim=2).to(crops.device, crops.dtype)
+    warped = warp_affine(crops, matrix, (patch_h, patch_w), mode="bilinear", padding_mode="reflection")
+    return list(warped.split([frame.shape[1] for frame in frames], dim=1))
+
+
+def _flip_and_turn(patches: Tensor, flip: Tensor, turns: Tensor) -> Tensor:
+    """Flip patches horizontally where ``flip`` (B,) is set, then turn them by ``turns`` (B,) x 90°.
+
+    Both are exact permutations of pixels.
+    """
+    if flip.any():
+        patches[flip] = patches[flip].flip(-1)
+    for quarter in (1, 2, 3):
+        chosen = turns == quarter
+        if chosen.any():
+            patches[chosen] = torch.rot90(patches[chosen], quarter, dims=(-2, -1))
+    return patches
+
+
+def _adjust_colour(
+    patches: Tensor, gain: Tensor, gamma: Tensor, saturation: Tensor | None, hue: Tensor | None
+) -> Tensor:
+    """Jitter exposure, gamma, saturation and hue of (B, C, h, w) patches in [-1, 1].
+
+    Works on display values in [0, 1]: ``gain * x ** gamma``, then saturation (factor) and hue
+    (radians) for RGB; None skips a step. Each parameter is (B,). Returns (B, C, h, w) in [-1, 1].
+    """
+    display = (patches * 0.5 + 0.5).clamp(0, 1)
+    display = adjust_gamma(display, gamma, gain)
+    if patches.shape[1] == 3 and saturation is not None:
+        display = adjust_saturation(display, saturation)
+    if patches.shape[1] == 3 and hue is not None:
+        display = adjust_hue(display, hue)
+    return display.clamp(0, 1) * 2 - 1

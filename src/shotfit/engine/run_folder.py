@@ -1,0 +1,141 @@
+"""A run folder: everything one training run writes, and all that rendering needs.
+
+```
+RUN/
+  config.yaml          the resolved config (every default written out)
+  run.json             what it was trained on: source, keyframes, masks, frame numbers, pixel format
+  checkpoints/         step_000250.pt ... (the last K; written atomically)
+  model.pt             the final weights with the network's name and constructor arguments
+  previews/            contact sheets: step_000500.png ... final.png
+  metrics.json         loss terms by step and the final numbers
+```
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shotfit import __version__
+from shotfit.config import Config, load_config, save_config
+from shotfit.errors import RunError, quoted
+from shotfit.files import atomic_path, write_text_atomic
+
+CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+
+class RunFolder:
+    """Paths and files of one run; reading and writing them with clear errors."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / "config.yaml"
+        self.info_path = self.path / "run.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.previews = self.path / "previews"
+        self.metrics_path = self.path / "metrics.json"
+        self.model_path = self.path / "model.pt"
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    def require_run(self) -> None:
+        if not self.path.is_dir():
+            raise RunError(f"run folder {quoted(self.path)} does not exist")
+        if not self.is_run():
+            raise RunError(f"{quoted(self.path)} is not a shotfit run folder (no config.yaml)")
+
+    # --- config and info -----------------------------------------------------------------------
+
+    def write_config(self, cfg: Config) -> None:
+        save_config(cfg, self.config_path)
+
+    def read_config(self) -> Config:
+        self.require_run()
+        return load_config(self.config_path)
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        write_json(self.info_path, {"shotfit": __version__, **info})
+
+    def read_info(self) -> dict[str, Any]:
+        self.require_run()
+        return read_json(self.info_path, what="run description")
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics_path, metrics)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:06d}.pt"
+
+    def list_checkpoints(self) -> list[Path]:
+        """Checkpoints sorted by step, oldest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.checkpoints.iterdir()
+                 if (m := CHECKPOINT_NAME.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.list_checkpoints()
+        return found[-1] if found else None
+
+    def save_checkpoint(self, state: dict[str, Any], step: int, keep: int) -> Path:
+        """Write ``state`` as the checkpoint of ``step`` and keep only the newest ``keep``."""
+        path = self.checkpoint_path(step)
+        save_state(state, path)
+        for old in self.list_checkpoints()[:-keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def weights_path(self) -> Path:
+        """The file rendering reads: the final model, else the newest checkpoint of a stopped run."""
+        self.require_run()
+        if self.model_path.is_file():
+            return self.model_path
+        latest = self.latest_checkpoint()
+        if latest is None:
+            raise RunError(f"run folder {quoted(self.path)} has no model.pt and no checkpoints "
+                           "(has it trained a step yet?)")
+        return latest
+
+
+def save_state(state: dict[str, Any], path: Path) -> None:
+    """torch.save through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Load a checkpoint or model file; a damaged or foreign file is a one-line RunError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"checkpoint {quoted(path)} does not exist") from None
+    except Exception as err:  # torch raises many kinds for damaged files
+        raise RunError(f"checkpoint {quoted(path)} cannot be read ({type(err).__name__}: "
+                       f"{str(err).splitlines()[0][:120] if str(err) else 'damaged file'})") from None
+    if not isinstance(state, dict) or "network" not in state or "arch" not in state:
+        raise RunError(f"{quoted(path)} is not a shotfit checkpoint")
+    return state
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{what} {quoted(path)} does not exist") from None
+    except (OSError, ValueError) as err:
+        raise RunError(f"{what} {quoted(path)} cannot be read ({err})") from None

@@ -1,0 +1,259 @@
+"""The training loop: a plain loop a reader can follow from top to bottom.
+
+Every step draws its batch from a generator seeded by (seed, step), and the learning rate is a pure
+function of the step, so a run resumed from a checkpoint takes exactly the steps an uninterrupted one
+takes: same batches, same optimiser state, same weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from shotfit import __version__
+from shotfit.config import DataConfig, TrainConfig
+from shotfit.data.keyframes import Keyframes
+from shotfit.engine.device import autocast, autocast_dtype
+from shotfit.engine.run_folder import RunFolder, save_state
+from shotfit.engine.schedule import warmup_cosine
+from shotfit.errors import ShotfitError
+
+log = logging.getLogger(__name__)
+
+# With only a time budget, the plan's length is set from the speed of the first steps.
+CALIBRATION_STEPS = 20
+LOG_EVERY = 10
+
+
+class BatchSampler(Protocol):
+    def sample(self, sources: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None,
+               batch_size: int, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
+
+
+class Loss(Protocol):
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the progress display shows after a step."""
+
+    step: int
+    horizon: int
+    losses: dict[str, float]
+    lr: float
+    steps_per_s: float
+    elapsed_s: float
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    horizon: int
+    elapsed_s: float
+    stopped_by: str  # "steps" or "time"
+    final_losses: dict[str, float] = field(default_factory=dict)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The batch seed of one step: independent of everything that happened before it."""
+    return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
+
+
+class Trainer:
+    """Fits ``network`` to keyframe pairs, writing checkpoints, previews and metrics to ``run``.
+
+    Args:
+        network: Any image-to-image nn.Module (B, C, H, W) -> (B, C, H, W) in [-1, 1].
+        network_spec: ``{"arch": name, "args": {...}}`` saved beside the weights so the run can be
+            rebuilt without its config.
+        loss: Callable returning (total, terms).
+        sampler: Draws augmented patch batches from the keyframes.
+        keyframes: The pairs, already on ``device``.
+        run: The run folder.
+        train_cfg, data_cfg: The config sections that drive the loop.
+        device: Where to train.
+        preview: Called as ``preview(network, name)`` at preview steps and at the end; it writes a
+            contact sheet and may return numbers (e.g. keyframe PSNR) for metrics.json.
+    """
+
+    def __init__(self, network: nn.Module, network_spec: dict[str, Any], loss: Loss, sampler: BatchSampler,
+                 keyframes: Keyframes, run: RunFolder, train_cfg: TrainConfig, data_cfg: DataConfig,
+                 device: torch.device, preview: Callable[[nn.Module, str], dict[str, float]] | None = None
+                 ) -> None:
+        self.network = network.to(device)
+        self.network_spec = network_spec
+        self.loss = loss
+        self.sampler = sampler
+        self.keyframes = keyframes
+        self.run = run
+        self.cfg = train_cfg
+        self.data_cfg = data_cfg
+        self.device = device
+        self.preview = preview
+        self.amp_dtype = autocast_dtype(device, train_cfg.amp)
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=train_cfg.lr,
+                                           weight_decay=train_cfg.weight_decay)
+        # fp16 needs loss scaling; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.step = 0
+        self.horizon = train_cfg.steps
+        self.elapsed_before = 0.0
+        self.history: list[dict[str, float]] = []
+        self.previews: list[dict[str, float]] = []
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "shotfit": __version__, "kind": "checkpoint", "step": self.step, "horizon": self.horizon,
+            "arch": self.network_spec["arch"], "arch_args": dict(self.network_spec["args"]),
+            "network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "elapsed_s": self.elapsed_before,
+            "history": self.history, "previews": self.previews,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by :meth:`state`."""
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.horizon = int(state["horizon"])
+        self.elapsed_before = float(state["elapsed_s"])
+        self.history = list(state["history"])
+        self.previews = list(state["previews"])
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def fit(self, max_steps: int, budget_s: float | None = None, plan_from_budget: bool = False,
+            on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
+        """Train until step ``max_steps`` or until ``budget_s`` seconds have passed in this call.
+
+        Args:
+            max_steps: The step to stop at (counted from the run's start, so a resumed run goes on).
+            budget_s: Wall-clock budget of this call; the loop stops cleanly at the first step past it.
+            plan_from_budget: Set the plan (the length of the cosine schedule) from the speed of the
+                first steps, so the learning rate has decayed when time runs out. Only for a fresh run.
+        """
+        plan_from_speed = plan_from_budget and budget_s is not None and self.step == 0
+        if self.step == 0:
+            self.horizon = max_steps
+        first_step = self.step
+        started = time.monotonic()
+        window_start, window_steps = started, 0
+        sums: dict[str, float] = {}
+        stopped_by = "steps"
+        terms: dict[str, float] = {}
+
+        while self.step < max_steps:
+            terms = self.train_step()
+            self.step += 1
+            window_steps += 1
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value
+            now = time.monotonic()
+            elapsed = now - started
+            if plan_from_speed and self.step == CALIBRATION_STEPS:
+                per_step = elapsed / CALIBRATION_STEPS
+                self.horizon = min(max_steps, max(self.step + 1, int(budget_s / per_step)))
+                log.info("time budget %.0f s: planning %d steps", budget_s, self.horizon)
+            if self.step % LOG_EVERY == 0 or self.step == max_steps:
+                speed = window_steps / max(now - window_start, 1e-9)
+                mean = {k: v / window_steps for k, v in sums.items()}
+                self.history.append({"step": self.step, "lr": self.lr(self.step - 1),
+                                     "steps_per_s": speed, **mean})
+                window_start, window_steps, sums = now, 0, {}
+            if on_step is not None:
+                on_step(StepReport(self.step, self.horizon, terms, self.lr(self.step - 1),
+                                   (self.step - first_step) / max(elapsed, 1e-9),
+                                   self.elapsed_before + elapsed))
+            out_of_time = budget_s is not None and elapsed >= budget_s
+            if self.step % self.cfg.checkpoint_every == 0 and not out_of_time:
+                self.checkpoint(elapsed)
+            if self.step % self.cfg.preview_every == 0 and self.step < max_steps and not out_of_time:
+                self.make_preview(f"step_{self.step:06d}")
+            if out_of_time:
+                stopped_by = "time"
+                break
+
+        elapsed = time.monotonic() - started
+        self.checkpoint(elapsed)
+        self.make_preview("final")
+        self.save_model()
+        self.elapsed_before += elapsed
+        return TrainResult(self.step, self.horizon, self.elapsed_before, stopped_by, terms)
+
+    def lr(self, step: int) -> float:
+        return self.cfg.lr * warmup_cosine(step, self.cfg.warmup_steps, self.horizon)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns each loss term's value."""
+        generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step))
+        kf = self.keyframes
+        sources, targets, masks = self.sampler.sample(kf.sources, kf.targets, kf.masks,
+                                                      self.data_cfg.batch_size, generator)
+        weight = None
+        if masks is not None:
+            outside = self.data_cfg.mask_outside_weight
+            weight = outside + (1.0 - outside) * masks
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr(self.step)
+        self.network.train()
+        with autocast(self.device, self.amp_dtype):
+            pred = self.network(sources)
+        total, terms = self.loss(pred.float(), targets, weight)
+        if not torch.isfinite(total):
+            raise ShotfitError(f"the loss became {total.item()} at step {self.step + 1}; lower train.lr "
+                               f"(now {self.cfg.lr}) or check the keyframes for extreme values")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        values = {name: float(value) for name, value in terms.items()}
+        values["total"] = float(total.detach())
+        return values
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def checkpoint(self, elapsed_in_session: float) -> None:
+        state = self.state()
+        state["elapsed_s"] = self.elapsed_before + elapsed_in_session
+        path = self.run.save_checkpoint(state, self.step, self.cfg.keep_checkpoints)
+        log.info("checkpoint %s", path)
+
+    def make_preview(self, name: str) -> None:
+        if self.preview is None:
+            return
+        numbers = self.preview(self.network, name) or {}
+        self.previews.append({"step": self.step, **numbers})
+
+    def save_model(self) -> None:
+        """The final weights, with what it takes to rebuild the network and nothing to resume."""
+        state = {"shotfit": __version__, "kind": "model", "step": self.step,
+                 "arch": self.network_spec["arch"], "arch_args": dict(self.network_spec["args"]),
+                 "network": self.network.state_dict()}
+        save_state(state, self.run.model_path)
+
+    def metrics(self, result: TrainResult) -> dict[str, Any]:
+        """What metrics.json holds: loss terms by step, previews' numbers, and the final state."""
+        last = self.history[-1] if self.history else {}
+        return {
+            "steps_done": result.steps_done, "horizon": result.horizon, "stopped_by": result.stopped_by,
+            "elapsed_s": round(result.elapsed_s, 3),
+            "final": {k: v for k, v in last.items() if k != "step"},
+            "history": self.history, "previews": self.previews,
+        }
+

@@ -1,0 +1,112 @@
+"""Per-frame image metrics: PSNR, SSIM and LPIPS between a prediction and its ground truth.
+
+Frames are numpy float arrays (H, W, C) or (H, W), display-referred in [0, 1], C = 1 or 3; scene-linear
+frames go through the colour shaper before they get here. Values are not clipped for PSNR and SSIM, so a
+prediction that overshoots is scored as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from kornia.metrics import ssim as kornia_ssim
+
+if TYPE_CHECKING:
+    from torch import nn
+
+SSIM_WINDOW = 11  # Gaussian window of Wang et al. 2004: 11 taps, sigma 1.5 (kornia fixes sigma at 1.5)
+
+
+def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB for a data range of 1.0.
+
+    Args:
+        pred, truth: (H, W) or (H, W, C) float frames in [0, 1], same shape.
+
+    Returns:
+        ``10 log10(1 / MSE)`` over all pixels and channels; ``inf`` when the frames are identical.
+
+    Example:
+        >>> psnr(np.zeros((4, 4, 3)), np.full((4, 4, 3), 0.1))  # MSE 0.01
+        20.0
+    """
+    _check_pair(pred, truth)
+    mse = float(np.mean((pred.astype(np.float64) - truth.astype(np.float64)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean structural similarity (Wang et al. 2004) over all pixels and channels.
+
+    Gaussian window of 11 taps with sigma 1.5, K1 = 0.01, K2 = 0.03, data range 1.0, population
+    (not sample) covariances, and only the "valid" window positions: the SSIM map loses 5 pixels on each
+    side before its mean. This equals scikit-image's
+    ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    data_range=1.0, channel_axis=-1)``, the settings that reproduce the paper.
+
+    Args:
+        pred, truth: (H, W) or (H, W, C) float frames in [0, 1], same shape, H and W at least 11.
+
+    Returns:
+        SSIM in [-1, 1]; 1.0 for identical frames.
+    """
+    _check_pair(pred, truth)
+    if min(pred.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"ssim needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {pred.shape}")
+    # float64: SSIM of near-identical frames is a difference of nearly equal moments.
+    with torch.no_grad():
+        score = kornia_ssim(_to_nchw(pred, torch.float64), _to_nchw(truth, torch.float64),
+                            SSIM_WINDOW, max_val=1.0, eps=0.0, padding="valid")
+    return float(score.mean())
+
+
+def lpips(pred: np.ndarray, truth: np.ndarray, net: nn.Module | None = None) -> float:
+    """Learned perceptual distance between two frames (lower is closer).
+
+    Args:
+        pred, truth: (H, W) or (H, W, C) float frames in [0, 1], same shape, C = 1 or 3 (grey is repeated
+            to RGB). Values are clipped to [0, 1] first, since the network only accepts its stated range.
+        net: an LPIPS module from :mod:`shotfit.losses.lpips` (``forward(a, b) -> (B,)``); its
+            ``input_range`` attribute, default (-1, 1), says how frames are scaled. ``None`` loads the
+            shared one with ``load_lpips()``.
+
+    Returns:
+        The distance, >= 0; 0 for identical frames.
+    """
+    _check_pair(pred, truth)
+    if net is None:
+        from shotfit.losses.lpips import load_lpips
+
+        net = load_lpips()
+    parameter = next(net.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    low, high = getattr(net, "input_range", (-1.0, 1.0))
+    tensors = []
+    for frame in (pred, truth):
+        image = _to_nchw(np.clip(frame, 0.0, 1.0), torch.float32)
+        if image.shape[1] == 1:
+            image = image.expand(-1, 3, -1, -1)
+        tensors.append((low + image * (high - low)).to(device))
+    with torch.no_grad():
+        distance = net(tensors[0], tensors[1])
+    return float(distance.reshape(-1)[0])
+
+
+def _check_pair(pred: np.ndarray, truth: np.ndarray) -> None:
+    """Shapes and types the metrics accept; errors print what was received."""
+    for name, frame in (("pred", pred), ("truth", truth)):
+        if not isinstance(frame, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(frame).__name__}")
+        if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3)):
+            raise ValueError(f"{name} must be (H, W) or (H, W, C) with C = 1 or 3, got {frame.shape}")
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred and truth differ in shape: {pred.shape} and {truth.shape}")
+
+
+def _to_nchw(frame: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """(H, W) or (H, W, C) array -> (1, C, H, W) tensor of ``dtype``."""
+    image = frame if frame.ndim == 3 else frame[..., None]
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(dtype).unsqueeze(0)

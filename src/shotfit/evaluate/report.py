@@ -1,0 +1,338 @@
+"""Evaluation of a rendered prediction against its ground truth: per-frame scores, temporal warping error.
+
+Frames are paired by frame number. Per frame: PSNR, SSIM and (given a network) LPIPS. Per consecutive
+pair of compared frames: the warping error (:mod:`shotfit.evaluate.warping`) of the prediction and of
+the ground truth, both along the optical flow of the *source* plate when one is given, else along the
+flow of the ground truth (``EvalReport.flow_from`` says which). Scoring the truth along the same flow
+gives the floor a perfect prediction would reach.
+
+Frames are display-referred float arrays in [0, 1], (H, W) or (H, W, C) with C = 1 or 3; scene-linear
+frames go through the colour shaper first. The source may be at any scale (only its structure is used).
+This module only computes; the CLI renders tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Union
+
+import numpy as np
+
+from shotfit.errors import FrameError, quoted
+from shotfit.evaluate.metrics import lpips, psnr, ssim
+from shotfit.evaluate.warping import flow_between, pair_warping_error
+from shotfit.io.colour import to_network, transfer_for
+from shotfit.io.sequence import display_path
+
+if TYPE_CHECKING:
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# Display-referred frames may overshoot a little (a network's output); far outside means scene-linear data.
+_DISPLAY_RANGE = (-0.5, 1.5)
+
+
+class ShotLike(Protocol):
+    """What :func:`evaluate_frames` needs of a shot (``shotfit.io.Shot`` provides it)."""
+
+    frames: list[int]
+
+    def read(self, frame: int) -> np.ndarray: ...
+
+
+Frames = Union[ShotLike, Mapping[int, np.ndarray], Iterable[tuple[int, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class FrameScores:
+    """Scores of one frame: PSNR in dB (``inf`` if identical), SSIM in [-1, 1], LPIPS >= 0 or None."""
+
+    frame: int
+    psnr: float
+    ssim: float
+    lpips: float | None
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Warping error (in [0, 1], NaN if nothing was visible) of frames ``frame`` -> ``next_frame``.
+
+    ``coverage`` is the fraction of pixels the flow trusts (the mask of the error).
+    """
+
+    frame: int
+    next_frame: int
+    prediction: float
+    truth: float | None
+    coverage: float
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Scores of a prediction, per frame and per consecutive pair.
+
+    Attributes:
+        compared: the frame numbers compared (every prediction frame), sorted.
+        frames: per-frame scores in frame order (empty when no ground truth was given).
+        pairs: per-pair warping errors in frame order.
+        flow_from: ``"source"`` or ``"truth"``: whose optical flow the warping errors follow.
+    """
+
+    compared: tuple[int, ...]
+    frames: tuple[FrameScores, ...]
+    pairs: tuple[PairScores, ...]
+    flow_from: str
+
+    def summary(self, frames: Iterable[int] | None = None) -> dict[str, Any]:
+        """Means over all compared frames, or over the subset ``frames`` (e.g. the held-out frames).
+
+        Frame numbers that were not compared are ignored. A pair counts when both of its frames are in
+        the subset. Means may be ``inf`` (PSNR of an identical frame) or NaN (nothing to average, e.g.
+        PSNR without a ground truth).
+
+        Returns:
+            ``{"frames": frames compared in the subset, "psnr", "ssim", "lpips" (None without LPIPS),
+            "warping_error" (prediction), "warping_error_truth" (None without truth),
+            "pairs": pairs averaged, "flow_from"}``.
+        """
+        chosen = None if frames is None else {int(f) for f in frames}
+        rows = [r for r in self.frames if chosen is None or r.frame in chosen]
+        pairs = [p for p in self.pairs if chosen is None or (p.frame in chosen and p.next_frame in chosen)]
+        usable = [p for p in pairs if not math.isnan(p.prediction)]
+        has_lpips = any(r.lpips is not None for r in self.frames)
+        has_truth = any(p.truth is not None for p in self.pairs) or bool(self.frames)
+        return {
+            "frames": sum(1 for f in self.compared if chosen is None or f in chosen),
+            "psnr": _mean(r.psnr for r in rows),
+            "ssim": _mean(r.ssim for r in rows),
+            "lpips": _mean(r.lpips for r in rows) if has_lpips else None,
+            "warping_error": _mean(p.prediction for p in usable),
+            "warping_error_truth": _mean(p.truth for p in usable) if has_truth else None,
+            "pairs": len(usable),
+            "flow_from": self.flow_from,
+        }
+
+    def to_dict(self, subsets: Mapping[str, Iterable[int]] | None = None) -> dict[str, Any]:
+        """Everything, ready for ``json.dumps``.
+
+        Non-finite numbers are encoded so strict JSON parsers accept them: ``inf`` becomes the string
+        ``"inf"`` (``"-inf"``) and NaN (undefined, e.g. a pair with no visible pixel) becomes ``null``.
+
+        Args:
+            subsets: named frame subsets to summarise as well, e.g. ``{"held_out": non_keyframes}``.
+
+        Returns:
+            ``{"compared": number of frames, "flow_from", "summary", "subsets": {name: summary},
+            "frames": [per-frame scores], "pairs": [per-pair warping errors]}``.
+        """
+        return _json_safe({
+            "compared": len(self.compared),
+            "flow_from": self.flow_from,
+            "summary": self.summary(),
+            "subsets": {name: self.summary(frames) for name, frames in (subsets or {}).items()},
+            "frames": [asdict(r) for r in self.frames],
+            "pairs": [asdict(p) for p in self.pairs],
+        })
+
+
+def evaluate_frames(
+    pred: Frames,
+    truth: Frames | None,
+    source: Frames | None = None,
+    *,
+    lpips_net: nn.Module | None = None,
+    flow_preset: str = "medium",
+    occlusion: str = "lai",
+) -> EvalReport:
+    """Score a prediction against its ground truth, frame by frame and over time.
+
+    Every prediction frame must have a ground-truth frame (and a source frame, when a source is given);
+    extra truth or source frames are ignored. Frames are read one at a time from shots, so a long shot
+    holds only two frames of each input in memory.
+
+    Args:
+        pred: the prediction: a shot (``.frames`` and ``.read(frame)``, e.g. ``shotfit.io.open_shot``), a
+            mapping frame -> array or an iterable of (frame, array); arrays (H, W) or (H, W, C), C = 1 or 3,
+            display-referred floats in [0, 1]. A shot's frames are shaped for you: scene-linear (float)
+            shots go through the colour shaper to [0, 1] (``(to_network(x, "acescct") + 1) / 2``), and
+            alpha is dropped.
+        truth: the ground truth, same kinds and shapes; None to measure only the prediction's warping
+            error (then a source is needed for the flow).
+        source: the plate the prediction was made from, any scale, same (H, W); its flow drives the warping
+            error. Without it the flow comes from the ground truth.
+        lpips_net: an LPIPS module (``shotfit.losses.lpips.load_lpips()``); None skips LPIPS.
+        flow_preset, occlusion: passed to :func:`shotfit.evaluate.warping.flow_between`.
+
+    Returns:
+        An :class:`EvalReport`.
+
+    Raises:
+        FrameError: a prediction frame has no truth or source frame, sizes differ, a frame is not in
+            [0, 1], or one of prediction and truth is scene-linear and the other not (one line naming the
+            frame or shot).
+    """
+    pred_frames = _FrameAccess(pred, "prediction")
+    truth_frames = None if truth is None else _FrameAccess(truth, "ground truth")
+    source_frames = None if source is None else _FrameAccess(source, "source")
+    if truth_frames is None and source_frames is None:
+        raise ValueError("evaluate_frames needs a ground truth or a source to compute the flow from")
+    flow_from = "source" if source_frames is not None else "truth"
+    if not pred_frames.numbers:
+        raise FrameError(f"{pred_frames.name} has no frames to evaluate")
+    if truth_frames is not None and truth_frames.transfer != pred_frames.transfer:
+        kinds = {"none": "display-referred", "acescct": "scene-linear"}
+        raise FrameError(f"{pred_frames.name} is {kinds.get(pred_frames.transfer, pred_frames.transfer)} but "
+                         f"{truth_frames.name} is {kinds.get(truth_frames.transfer, truth_frames.transfer)}; "
+                         "compare frames of the same kind")
+    for other in (truth_frames, source_frames):
+        if other is not None:
+            missing = next((f for f in pred_frames.numbers if f not in other), None)
+            if missing is not None:
+                raise FrameError(f"{pred_frames.where(missing)} has no {other.label} frame ({other.span()})")
+
+    rows: list[FrameScores] = []
+    pairs: list[PairScores] = []
+    previous = None
+    for frame in pred_frames.numbers:
+        predicted = pred_frames.read(frame, check_range=True)
+        target = None if truth_frames is None else truth_frames.read(frame, check_range=True)
+        if target is not None and target.shape != predicted.shape:
+            raise FrameError(f"{truth_frames.where(frame)} has shape {target.shape}, "
+                             f"{pred_frames.where(frame)} has {predicted.shape}")
+        plate = target if source_frames is None else source_frames.read(frame)
+        if plate.shape[:2] != predicted.shape[:2]:
+            raise FrameError(f"{source_frames.where(frame)} has shape {plate.shape}, "
+                             f"{pred_frames.where(frame)} has {predicted.shape}")
+        if target is not None:
+            distance = None if lpips_net is None else lpips(predicted, target, lpips_net)
+            rows.append(FrameScores(frame, psnr(predicted, target), ssim(predicted, target), distance))
+        if previous is not None:
+            pairs.append(_score_pair(previous, (frame, predicted, target, plate), flow_preset, occlusion))
+        previous = (frame, predicted, target, plate)
+
+    logger.info("compared %d frames; warping error along the %s's flow over %d pairs",
+                len(pred_frames.numbers), flow_from, len(pairs))
+    return EvalReport(compared=tuple(pred_frames.numbers), frames=tuple(rows), pairs=tuple(pairs),
+                      flow_from=flow_from)
+
+
+def format_table(report: EvalReport, frames: Iterable[int] | None = None) -> str:
+    """Plain-text table of the per-frame scores and their means (over ``frames`` if given)."""
+    chosen = None if frames is None else {int(f) for f in frames}
+    lines = [f"{'frame':>8} {'PSNR dB':>9} {'SSIM':>7} {'LPIPS':>7}"]
+    for row in report.frames:
+        if chosen is None or row.frame in chosen:
+            lines.append(f"{row.frame:>8} {_fmt(row.psnr, 2):>9} {_fmt(row.ssim, 4):>7} {_fmt(row.lpips, 4):>7}")
+    summary = report.summary(frames)
+    lines.append(f"{'mean':>8} {_fmt(summary['psnr'], 2):>9} {_fmt(summary['ssim'], 4):>7} "
+                 f"{_fmt(summary['lpips'], 4):>7}   ({summary['frames']} frames)")
+    lines.append(f"warping error ({summary['pairs']} pairs, {report.flow_from} flow): prediction "
+                 f"{_fmt(summary['warping_error'], 6)}, truth {_fmt(summary['warping_error_truth'], 6)}")
+    return "\n".join(lines)
+
+
+class _FrameAccess:
+    """One input's frames behind a single interface: sorted numbers, lazy checked reads, names for messages.
+
+    Frames of a shot are brought to [0, 1] as the network sees them: scene-linear (float) shots through the
+    colour shaper, ``(to_network(x, "acescct") + 1) / 2``; an alpha channel is dropped (not scored).
+    Arrays given directly are used as they are.
+    """
+
+    def __init__(self, frames: Frames, label: str) -> None:
+        self.label = label
+        self._arrays: dict[int, np.ndarray] = {}
+        if hasattr(frames, "frames") and hasattr(frames, "read"):
+            self._shot = frames
+            self.numbers = sorted(int(f) for f in frames.frames)
+            fmt = getattr(frames, "format", None) if self.numbers else None
+            self.transfer = transfer_for(fmt) if fmt is not None else "none"
+            path = getattr(frames, "path", None)
+            self.name = f"the {label} {quoted(display_path(Path(path)))}" if path is not None else f"the {label}"
+        else:
+            self._shot = None
+            self.transfer = "none"
+            self.name = f"the {label}"
+            for number, array in frames.items() if isinstance(frames, Mapping) else frames:
+                if int(number) in self._arrays:
+                    raise ValueError(f"{label} has frame {int(number)} twice")
+                self._arrays[int(number)] = array
+            self.numbers = sorted(self._arrays)
+        self._known = set(self.numbers)
+
+    def __contains__(self, frame: int) -> bool:
+        return frame in self._known
+
+    def where(self, frame: int) -> str:
+        """``prediction frame 42 ('render/0042.exr')`` when the shot can name its file."""
+        describe = getattr(self._shot, "describe", None)
+        return f"{self.label} frame {frame}" + (f" ({quoted(describe(frame))})" if describe else "")
+
+    def span(self) -> str:
+        if not self.numbers:
+            return f"{self.name} has no frames"
+        return f"{self.name} has {len(self.numbers)} frames, {self.numbers[0]}-{self.numbers[-1]}"
+
+    def read(self, frame: int, check_range: bool = False) -> np.ndarray:
+        if self._shot is None:
+            array = np.asarray(self._arrays[frame])
+        else:
+            array = np.asarray(self._shot.read(frame))
+            if array.ndim == 3 and array.shape[2] == 4:
+                array = array[..., :3]
+            if self.transfer != "none":
+                array = (to_network(array.astype(np.float32, copy=False), self.transfer) + 1.0) * 0.5
+        if array.ndim not in (2, 3):
+            raise FrameError(f"{self.where(frame)} has shape {array.shape}, expected (H, W) or (H, W, C)")
+        if check_range:
+            low, high = float(np.min(array)), float(np.max(array))
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise FrameError(f"{self.where(frame)} has NaN or infinite values")
+            if low < _DISPLAY_RANGE[0] or high > _DISPLAY_RANGE[1]:
+                raise FrameError(f"{self.where(frame)} has values in [{low:.3g}, {high:.3g}]; evaluation needs "
+                                 f"display-referred frames in [0, 1] (map scene-linear frames through the shaper)")
+        return array
+
+
+def _score_pair(previous: tuple, current: tuple, preset: str, occlusion: str) -> PairScores:
+    """Warping errors of one consecutive pair of compared frames along the plate's flow."""
+    frame, predicted, target, plate = previous
+    next_frame, next_predicted, next_target, next_plate = current
+    if next_frame - frame > 1:
+        logger.warning("frames %d and %d are compared as a pair across a gap; flow over a gap is less reliable",
+                       frame, next_frame)
+    flow = flow_between(plate, next_plate, preset=preset, occlusion=occlusion)
+    truth_error = None if target is None else pair_warping_error(target, next_target, flow)
+    return PairScores(frame, next_frame, pair_warping_error(predicted, next_predicted, flow), truth_error,
+                      flow.coverage)
+
+
+def _mean(values: Iterable[float | None]) -> float:
+    """Mean of the defined values; NaN when there are none. ``inf`` propagates."""
+    kept = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace inf by "inf"/"-inf" and NaN by None, recursively."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    return value

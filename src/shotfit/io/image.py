@@ -1,0 +1,149 @@
+"""Read and write single frames: PNG, TIFF, JPEG and EXR.
+
+In memory a frame is float32 (H, W, C), C in {1, 3, 4}, RGB(A) order. Integer files map to [0, 1]
+(code / 255 or code / 65535); float files keep their scene-linear values.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from shotfit.errors import FrameError, quoted
+from shotfit.files import write_bytes_atomic
+from shotfit.io.exr import encode_exr, read_exr
+from shotfit.io.formats import PixelFormat, canonical_ext, float_to_integer, integer_to_float, supported_list
+
+JPEG_QUALITY = 95
+
+_TO_RGB = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
+_FROM_RGB = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}
+_CODES_TO_DTYPE = {np.dtype(np.uint8): "uint8", np.dtype(np.uint16): "uint16", np.dtype(np.float32): "float"}
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, PixelFormat]:
+    """Read one frame.
+
+    Args:
+        path: A ``.png`` / ``.tif`` / ``.tiff`` (8 or 16 bit, or 32-bit float TIFF), ``.jpg`` / ``.jpeg``
+            or ``.exr`` (half or float) file.
+
+    Returns:
+        pixels: float32 (H, W, C), C in {1, 3, 4}, RGB(A) order. Integer files in [0, 1]; float files
+            scene-linear as stored (may exceed 1.0 or be negative, never NaN/Inf).
+        fmt: The file's :class:`PixelFormat`, to write results back the same way.
+
+    Raises:
+        FrameError: one line naming the file: missing, unsupported type, corrupt or truncated, NaN/Inf.
+    """
+    path = Path(path)
+    ext = canonical_ext(path)
+    if ext is None:
+        raise FrameError(f"{quoted(path)} is not a supported image type ({supported_list()})")
+    if not path.exists():
+        raise FrameError(f"{quoted(path)} does not exist")
+    if path.is_dir():
+        raise FrameError(f"{quoted(path)} is a folder, not an image")
+    if ext == ".exr":
+        return read_exr(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise FrameError(f"cannot read {quoted(path)} ({err.strerror})") from None
+    codes = _decode_jpeg(path, data) if ext == ".jpg" else _decode_with_opencv(path, data, ext)
+    if codes.ndim == 2:
+        codes = codes[..., None]
+    if codes.shape[-1] == 2:  # grey + alpha: no such layout in memory, so widen to RGBA
+        codes = np.concatenate([codes[..., :1]] * 3 + [codes[..., 1:]], axis=-1)
+    dtype = _CODES_TO_DTYPE.get(codes.dtype)
+    if dtype is None or (dtype == "float" and ext != ".tif"):
+        raise FrameError(f"{quoted(path)} holds {codes.dtype} samples; shotfit reads 8/16-bit or float TIFF")
+    fmt = PixelFormat(ext, dtype, codes.shape[-1])
+    if fmt.is_float:
+        if not np.isfinite(codes).all():
+            raise FrameError(f"{quoted(path)} has NaN/Inf values")
+        return np.ascontiguousarray(codes, dtype=np.float32), fmt
+    return integer_to_float(codes), fmt
+
+
+def write_image(path: str | Path, pixels: np.ndarray, fmt: PixelFormat) -> None:
+    """Write one frame atomically: a temporary file beside ``path``, then one rename over it.
+
+    Readers never see a half-written frame and an existing file is replaced whole. Missing folders
+    are created.
+
+    Args:
+        path: Destination; its suffix must be a spelling of ``fmt.ext`` (``.tiff`` is fine for ``.tif``).
+        pixels: float (H, W, C) with C == ``fmt.channels``, RGB(A) order. For integer formats the
+            range is [0, 1] (outside is clipped, then rounded to the nearest code); for float
+            formats, scene-linear values are written as they are (half clips to +-65504).
+        fmt: How to store it.
+
+    Raises:
+        FrameError: NaN/Inf pixels, or the folder cannot be created or written (naming it).
+        ValueError: pixels of the wrong shape or a suffix that contradicts ``fmt`` (a bug in the caller).
+    """
+    path = Path(path)
+    if canonical_ext(path) != fmt.ext:
+        raise ValueError(f"cannot write {fmt.describe()} data to {quoted(path)}: the suffix should be {fmt.ext}")
+    if pixels.ndim != 3 or pixels.shape[-1] != fmt.channels:
+        raise ValueError(f"expected pixels of shape (H, W, {fmt.channels}) for {fmt.describe()}, got {pixels.shape}")
+    if not np.isfinite(pixels).all():
+        raise FrameError(f"refusing to write NaN/Inf values to {quoted(path)}")
+    if fmt.ext == ".exr":
+        data = encode_exr(pixels, fmt, path)
+    else:
+        data = _encode_with_opencv(path, pixels, fmt)
+    write_bytes_atomic(path, data)
+
+
+def _decode_with_opencv(path: Path, data: bytes, ext: str) -> np.ndarray:
+    # imdecode rather than imread: it rejects truncated files that imread half-decodes with a warning.
+    codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if codes is None:
+        kind = "PNG" if ext == ".png" else "TIFF"
+        raise FrameError(f"{quoted(path)} is not a readable {kind} image (corrupt or truncated)")
+    if codes.ndim == 3 and codes.shape[-1] in _TO_RGB:
+        codes = cv2.cvtColor(codes, _TO_RGB[codes.shape[-1]])
+    return codes
+
+
+def _decode_jpeg(path: Path, data: bytes) -> np.ndarray:
+    # Pillow, because libjpeg only warns about a truncated file and OpenCV then returns grey-filled
+    # rows; Pillow raises instead (unless someone sets ImageFile.LOAD_TRUNCATED_IMAGES).
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            image.load()
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("RGB")
+            return np.asarray(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise FrameError(f"{quoted(path)} is not a readable JPEG image (corrupt or truncated: {err})") from None
+
+
+def _encode_with_opencv(path: Path, pixels: np.ndarray, fmt: PixelFormat) -> bytes:
+    if fmt.is_float:
+        codes = np.ascontiguousarray(pixels, dtype=np.float32)
+    else:
+        codes = float_to_integer(pixels, fmt.dtype)
+    if fmt.channels in _FROM_RGB:
+        codes = cv2.cvtColor(codes, _FROM_RGB[fmt.channels])
+    else:
+        codes = codes[..., 0]
+    params: list[int] = []
+    if fmt.ext == ".jpg":
+        # 4:4:4 because chroma subsampling would blur the very edits shotfit learns.
+        params = [
+            cv2.IMWRITE_JPEG_QUALITY,
+            JPEG_QUALITY,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        ]
+    ok, encoded = cv2.imencode(fmt.ext, codes, params)
+    if not ok:
+        raise FrameError(f"cannot encode {quoted(path)} as {fmt.describe()}")
+    return encoded.tobytes()

@@ -1,0 +1,131 @@
+"""Tiled rendering matches the whole-frame pass, blends without gaps, and rejects bad settings."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shotfit.archs import build_network
+from shotfit.errors import ConfigError
+from shotfit.infer.tiling import default_overlap, tiled_forward
+
+
+def structured_frame(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """(1, 3, H, W) in [-1, 1]: smooth gradients, a sine, hard-edged stripes and a disc, light noise."""
+    noise = torch.randn(3, height, width, generator=torch.Generator().manual_seed(seed))
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    smooth = torch.stack([xx, yy, 0.5 + 0.4 * torch.sin(7 * xx + 4 * yy)])
+    edges = (xx * 9).floor() % 2 * 0.3 + ((xx - 0.6) ** 2 + (yy - 0.4) ** 2 < 0.05).float() * 0.4
+    frame = 0.7 * smooth + edges + 0.02 * noise
+    return (frame.clamp(0, 1) * 2 - 1)[None]
+
+
+@pytest.fixture(scope="module")
+def edit_net() -> nn.Module:
+    """A depth-4 U-Net trained briefly and hard (lr 1e-2) towards a smooth edit: weights and BatchNorm
+    running statistics far from their initial values, and a wide effective receptive field."""
+    torch.manual_seed(0)
+    net = build_network("unet_attn", width=8, depth=4)
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    source = structured_frame(128, 128)
+    field = F.interpolate(torch.randn(1, 3, 4, 4), size=(128, 128), mode="bicubic", align_corners=False)
+    target = torch.tanh(1.3 * source + 0.5 * field)
+    for _ in range(40):
+        top, left = torch.randint(0, 64, (2,)).tolist()
+        crop = (..., slice(top, top + 64), slice(left, left + 64))
+        loss = (net(source[crop]) - target[crop]).abs().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return net.eval()
+
+
+class Recorder(nn.Module):
+    """Returns its input and remembers where each tile started (the input carries its own coordinates)."""
+
+    def __init__(self, size_multiple: int) -> None:
+        super().__init__()
+        self.size_multiple = size_multiple
+        self.tiles: list[tuple[int, int, int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.tiles.append((int(x[0, 0, 0, 0]), int(x[0, 1, 0, 0]), x.shape[-2], x.shape[-1]))
+        return x
+
+
+class Constant(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 2, x.shape[2], x.shape[3]), 0.7)
+
+
+def coordinates(height: int, width: int) -> torch.Tensor:
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return torch.stack([rows, cols, rows * 0]).double()[None]
+
+
+@pytest.mark.parametrize("blend", ["hann", "linear"])
+def test_tiled_frame_matches_whole_frame_within_1e3(edit_net, blend):
+    frame = structured_frame(768, 768, seed=1)  # 2 x 2 tiles of 512 whose seams are exactly the 256 overlap
+    with torch.no_grad():
+        whole = edit_net(frame)
+        tiled = tiled_forward(edit_net, frame, tile=512, blend=blend)
+    assert (whole - frame).abs().mean() > 0.1  # the network really edits the frame
+    assert (tiled - whole).abs().max() / 2 < 1e-3  # on [0, 1], as users see it
+
+
+def test_frame_within_one_tile_is_the_plain_forward(edit_net):
+    frame = structured_frame(300, 260)
+    with torch.no_grad():
+        assert torch.equal(tiled_forward(edit_net, frame, tile=512), edit_net(frame))
+
+
+@pytest.mark.parametrize("blend", ["hann", "linear"])
+def test_blend_weights_sum_to_one(blend):
+    frame = torch.zeros(2, 3, 301, 157)
+    out = tiled_forward(Constant(), frame, tile=64, overlap=24, blend=blend)
+    assert out.shape == (2, 2, 301, 157)
+    torch.testing.assert_close(out, torch.full_like(out, 0.7), rtol=0, atol=1e-6)
+
+
+def test_tiles_start_on_the_size_multiple_and_end_at_the_frame_edge():
+    net = Recorder(size_multiple=16)
+    frame = coordinates(301, 157)
+    out = tiled_forward(net, frame, tile=96, overlap=40)
+    torch.testing.assert_close(out, frame, rtol=0, atol=1e-9)
+    assert all(top % 16 == 0 and left % 16 == 0 for top, left, _, _ in net.tiles)
+    assert all(height <= 96 and width <= 96 for _, _, height, width in net.tiles)
+    assert max(top + height for top, _, height, _ in net.tiles) == 301
+    assert max(left + width for _, left, _, width in net.tiles) == 157
+
+
+def test_default_overlap_grows_with_depth():
+    assert default_overlap(build_network("unet_attn", width=4, depth=4)) == 256
+    assert default_overlap(build_network("unet_attn", width=4, depth=3)) == 128
+    assert default_overlap(nn.Identity()) == 64
+
+
+def test_overlap_over_half_the_tile_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"tile size 100 with tile overlap 60: the overlap must be from 0 to half"):
+        tiled_forward(nn.Identity(), torch.zeros(1, 3, 300, 300), tile=100, overlap=60)
+
+
+def test_unknown_blend_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"unknown tile blend 'gauss' \(known: hann, linear\)"):
+        tiled_forward(nn.Identity(), torch.zeros(1, 3, 8, 8), blend="gauss")
+
+
+def test_tile_too_small_for_the_default_overlap_says_what_to_use():
+    net = build_network("unet_attn", width=4, depth=4).eval()
+    with pytest.raises(ConfigError, match=r"too small .* overlap of 256 pixels: use a tile of at least 512"):
+        tiled_forward(net, torch.zeros(1, 3, 600, 600), tile=256)
+
+
+def test_training_mode_is_warned_about(caplog):
+    net = Recorder(size_multiple=1).train()
+    with caplog.at_level(logging.WARNING, logger="shotfit.infer.tiling"):
+        tiled_forward(net, coordinates(40, 40), tile=32, overlap=8)
+    assert "training mode" in caplog.text
