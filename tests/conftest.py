@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
+
+# Tiny test networks gain nothing from a thread pool, and on a shared 2-core machine two pools fight:
+# one thread per process keeps the suite fast and its timings steady. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

@@ -76,6 +76,9 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     channels = model_channels(pairs[0].source.shape[2])
     transfer = transfer_for(shot.format)
 
+    if start_state is not None and start_state["arch"] != cfg.model.arch:
+        # before the run's saved options (depth=...) are checked against another architecture's
+        _check_same_network(run, start_state, cfg.model)
     model_args = {"in_channels": channels, "out_channels": channels, **cfg.model.args}
     model = ModelConfig(cfg.model.arch, resolve_network_args(cfg.model.arch, model_args))
     cfg = dataclasses.replace(cfg, model=model)
@@ -88,7 +91,7 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     network = build_network(model.arch, **model.args)
     trainer = Trainer(
         network, {"arch": model.arch, "args": dict(model.args)}, build_loss(cfg.loss),
-        PairedAugment(**dataclasses.asdict(cfg.augment)),
+        PairedAugment(cfg.augment),
         keyframes_to_tensors(pairs, transfer, torch_device), run, cfg.train, cfg.data, torch_device,
         preview=_previewer(run, shot, pairs, transfer, cfg, torch_device),
     )
@@ -103,8 +106,11 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         "keyframe_frames": [p.frame for p in pairs], "frame_size": list(pairs[0].source.shape[:2]),
         "channels": channels, "transfer": transfer, "format": dataclasses.asdict(shot.format),
     })
-    # --minutes alone means "train for that long": the step count then comes from measured speed.
-    max_steps = cfg.train.steps if steps is not None or minutes is None else UNBOUNDED_STEPS
+    # --minutes alone means "train for that long": the plan then comes from measured speed, and a
+    # resumed run keeps the plan it made.
+    max_steps = cfg.train.steps
+    if minutes is not None and steps is None:
+        max_steps = trainer.horizon if trainer.step else UNBOUNDED_STEPS
     result = trainer.fit(max_steps, None if minutes is None else minutes * 60.0,
                          plan_from_budget=max_steps == UNBOUNDED_STEPS, on_step=on_step)
     run.write_metrics(trainer.metrics(result))
@@ -135,6 +141,9 @@ def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | 
         raise FrameError(f"source {quoted(source)} has {shot.channels} channels but run {quoted(run)} "
                          f"was trained on {info['channels']}")
     wanted = parse_frame_range(frames) if isinstance(frames, str) else frames
+    if wanted is not None and not any(frame in wanted for frame in shot.frames):
+        raise FrameError(f"frames {frames if isinstance(frames, str) else list(wanted)!r} select no frame of "
+                         f"{quoted(source)} (it holds frames {shot.frames[0]}-{shot.frames[-1]})")
     network, _ = load_network(run_folder)
     torch_device = pick_device(device)
     configure_threads(cfg.train.threads)

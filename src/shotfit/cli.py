@@ -37,15 +37,20 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ShotfitError as err:
-        err_console.print(f"shotfit: {err}", markup=False, highlight=False)
+        _error_line(f"shotfit: {err}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print("shotfit: interrupted; everything already written is kept", markup=False)
+        _error_line("shotfit: interrupted; everything already written is kept")
         raise typer.Exit(130) from None
     except OSError as err:
         where = f"'{err.filename}': " if err.filename else ""
-        err_console.print(f"shotfit: {where}{err.strerror or err}", markup=False, highlight=False)
+        _error_line(f"shotfit: {where}{err.strerror or err}")
         raise typer.Exit(1) from None
+
+
+def _error_line(text: str) -> None:
+    # soft_wrap: one line however narrow the terminal, so scripts and logs can grep it.
+    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -165,7 +170,14 @@ def progress_display() -> Iterator[Progress]:
     columns = (TextColumn("{task.description:<6}"), MofNCompleteColumn(), BarColumn(bar_width=24),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err_console) as progress:
-        yield progress
+        try:
+            yield progress
+        except BaseException:
+            # On failure the error line is all the user sees: no final rows, no closing blank line.
+            progress.live.transient = True
+            progress.live.stop()
+            progress.disable = True
+            raise
 
 
 def training_rows(progress: Progress) -> Callable[[StepReport], None]:

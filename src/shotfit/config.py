@@ -32,22 +32,36 @@ def _opt(default: Any, *, low: float | None = None, high: float | None = None,
 
 
 class _Section:
-    """Validation shared by every config section."""
+    """Validation shared by every config section: types, ranges and choices, on construction."""
 
     def __post_init__(self) -> None:
         name = _SECTION_NAMES.get(type(self), type(self).__name__)
+        hints = get_type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            low, high, choices = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("choices")
             where = f"{name}.{f.name} = {value!r}"
+            hint = hints[f.name]
+            if value is None and hint == int | None:
+                continue
+            kind = int if hint == int | None else hint
+            if kind in _TYPE_WORDS and not _is_a(value, kind):
+                raise ConfigError(f"{where} must be {_TYPE_WORDS[kind]}")
+            low, high, choices = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{where} is not one of {', '.join(choices)}")
-            if value is None:
-                continue
-            if low is not None and value < low:
+            # written so that NaN fails the check too
+            if low is not None and not value >= low:
                 raise ConfigError(f"{where} is out of range (must be >= {low})")
-            if high is not None and value > high:
+            if high is not None and not value <= high:
                 raise ConfigError(f"{where} is out of range (must be <= {high})")
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 @dataclass(frozen=True)
@@ -93,14 +107,15 @@ class AugmentConfig(_Section):
     flip_p: float = _opt(0.5, low=0.0, high=1.0)
     rot90_p: float = _opt(0.0, low=0.0, high=1.0, doc="off by default: faces and plates have an up")
     affine_p: float = _opt(0.3, low=0.0, high=1.0)
-    scale: float = _opt(0.1, low=0.0, high=0.5, doc="± relative zoom")
-    rotation: float = _opt(5.0, low=0.0, high=45.0, doc="± degrees")
-    translate: float = _opt(0.0, low=0.0, high=0.5, doc="± fraction of the patch")
+    scale: float = _opt(0.1, low=0.0, high=0.9, doc="± relative zoom")
+    rotation: float = _opt(5.0, low=0.0, high=180.0, doc="± degrees")
+    translate: float = _opt(0.0, low=0.0, high=1.0, doc="± fraction of the patch, where the frame is too "
+                            "small to place patches at random")
     colour_p: float = _opt(0.3, low=0.0, high=1.0)
-    exposure: float = _opt(0.1, low=0.0, high=2.0, doc="± stops")
-    gamma: float = _opt(0.05, low=0.0, high=0.5)
-    saturation: float = _opt(0.05, low=0.0, high=0.5)
-    hue: float = _opt(0.01, low=0.0, high=0.5, doc="± fraction of a hue turn")
+    exposure: float = _opt(0.1, low=0.0, high=4.0, doc="± stops (gain on display values)")
+    gamma: float = _opt(0.05, low=0.0, high=0.9, doc="± relative change of the exponent")
+    saturation: float = _opt(0.05, low=0.0, high=1.0, doc="± relative change (RGB only)")
+    hue: float = _opt(0.01, low=0.0, high=0.5, doc="± fraction of a hue turn (RGB only)")
 
 
 @dataclass(frozen=True)
@@ -125,7 +140,7 @@ class TrainConfig(_Section):
     seed: int = _opt(0, low=0)
     device: str = _opt("auto", doc="auto, cpu, cuda, cuda:N or mps")
     amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA")
-    threads: int = _opt(0, low=0, doc="CPU threads; 0 uses every core")
+    threads: int = _opt(0, low=0, doc="CPU threads; 0 leaves torch its default (OMP_NUM_THREADS or one per core)")
     checkpoint_every: int = _opt(250, low=1)
     keep_checkpoints: int = _opt(3, low=1)
     preview_every: int = _opt(500, low=1)

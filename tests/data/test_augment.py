@@ -7,12 +7,17 @@ import math
 import pytest
 import torch
 
+from shotfit.config import AugmentConfig
 from shotfit.data import PairedAugment
 from shotfit.data.augment import _adjust_colour
 from shotfit.errors import ConfigError
 
 NO_AUGMENT = dict(flip_p=0.0, rot90_p=0.0, affine_p=0.0, colour_p=0.0)
 EVERYTHING = dict(flip_p=0.5, rot90_p=0.5, affine_p=0.5, scale=0.3, rotation=30.0, translate=0.3, colour_p=0.5)
+
+
+def augmenter(**settings) -> PairedAugment:
+    return PairedAugment(AugmentConfig(**settings))
 
 
 def smooth_frames(count: int, channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -42,7 +47,7 @@ def find_crop(patch: torch.Tensor, frames: torch.Tensor) -> tuple[int, int, int]
 def test_shapes_and_ranges(settings):
     sources = smooth_frames(3, 3, 40, 56)
     masks = torch.rand(3, 1, 40, 56)
-    source, target, mask = draw(PairedAugment(patch_size=16, **settings), sources, -sources, masks, batch=5)
+    source, target, mask = draw(augmenter(patch_size=16, **settings), sources, -sources, masks, batch=5)
     assert source.shape == target.shape == (5, 3, 16, 16)
     assert mask.shape == (5, 1, 16, 16)
     assert source.dtype == target.dtype == mask.dtype == torch.float32
@@ -53,12 +58,12 @@ def test_shapes_and_ranges(settings):
 
 def test_without_masks_returns_none():
     sources = smooth_frames(1, 1, 24, 24)
-    source, target, mask = draw(PairedAugment(patch_size=16), sources, sources, None)
+    source, target, mask = draw(augmenter(patch_size=16), sources, sources, None)
     assert source.shape == (6, 1, 16, 16) and mask is None
 
 
 def test_same_seed_gives_identical_batches_and_another_seed_does_not():
-    augment = PairedAugment(patch_size=16, **dict(EVERYTHING, affine_p=0.5, colour_p=0.5))
+    augment = augmenter(patch_size=16, **dict(EVERYTHING, affine_p=0.5, colour_p=0.5))
     sources, masks = smooth_frames(2, 3, 48, 48), torch.rand(2, 1, 48, 48)
     first = draw(augment, sources, sources.flip(1), masks, seed=7)
     again = draw(augment, sources, sources.flip(1), masks, seed=7)
@@ -68,7 +73,7 @@ def test_same_seed_gives_identical_batches_and_another_seed_does_not():
 
 
 def test_the_global_rng_is_neither_used_nor_consumed():
-    augment = PairedAugment(patch_size=16, **dict(EVERYTHING, affine_p=0.5, colour_p=0.5))
+    augment = augmenter(patch_size=16, **dict(EVERYTHING, affine_p=0.5, colour_p=0.5))
     sources = smooth_frames(2, 3, 32, 32)
     torch.manual_seed(0)
     first = draw(augment, sources, sources, None)
@@ -82,7 +87,7 @@ def test_the_global_rng_is_neither_used_nor_consumed():
 
 def test_without_augmentation_every_patch_is_an_exact_crop():
     sources = smooth_frames(3, 3, 24, 30)
-    source, target, _ = draw(PairedAugment(patch_size=16, **NO_AUGMENT), sources, sources * 0.5, None, batch=8)
+    source, target, _ = draw(augmenter(patch_size=16, **NO_AUGMENT), sources, sources * 0.5, None, batch=8)
     for patch in source:
         assert find_crop(patch, sources) is not None
     assert torch.equal(target, source * 0.5)
@@ -91,7 +96,7 @@ def test_without_augmentation_every_patch_is_an_exact_crop():
 def test_each_keyframe_is_picked():
     # Keyframe k is filled with k / 10, so a patch's value names its keyframe.
     sources = (torch.arange(4, dtype=torch.float32) / 10).view(4, 1, 1, 1).expand(4, 3, 20, 20).contiguous()
-    source, _, _ = draw(PairedAugment(patch_size=16, **NO_AUGMENT), sources, sources, None, batch=64)
+    source, _, _ = draw(augmenter(patch_size=16, **NO_AUGMENT), sources, sources, None, batch=64)
     picked = {round(value * 10) for value in source[:, 0, 0, 0].tolist()}
     assert picked == {0, 1, 2, 3}
 
@@ -108,7 +113,7 @@ def test_source_target_and_mask_get_the_same_geometry(settings, exact):
     sources = smooth_frames(3, 3, 36, 44)
     targets = -sources
     masks = sources[:, :1] * 0.5 + 0.5
-    source, target, mask = draw(PairedAugment(patch_size=16, **settings), sources, targets, masks, batch=12)
+    source, target, mask = draw(augmenter(patch_size=16, **settings), sources, targets, masks, batch=12)
     if exact:
         assert torch.equal(target, -source)
         assert torch.equal(mask, source[:, :1] * 0.5 + 0.5)
@@ -123,13 +128,13 @@ def test_an_affine_patch_stays_inside_a_frame_it_fits_in():
     # reflection at an edge would fold the ramp and break that.
     ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     ramp = (0.02 * xs + 0.01 * ys - 0.95).expand(2, 1, 64, 64).contiguous()
-    augment = PairedAugment(patch_size=16, flip_p=0, affine_p=1, scale=0.5, rotation=45, colour_p=0)
+    augment = augmenter(patch_size=16, flip_p=0, affine_p=1, scale=0.5, rotation=45, colour_p=0)
     source, _, _ = draw(augment, ramp, ramp, None, batch=16)
     second_x = source[..., 2:] - 2 * source[..., 1:-1] + source[..., :-2]
     second_y = source[..., 2:, :] - 2 * source[..., 1:-1, :] + source[..., :-2, :]
     assert second_x.abs().max() < 1e-5 and second_y.abs().max() < 1e-5
     # A warp without zoom or rotation keeps the ramp's slope: the matrix maps pixels, not corners.
-    plain = PairedAugment(patch_size=16, flip_p=0, affine_p=1, scale=0, rotation=0, colour_p=0)
+    plain = augmenter(patch_size=16, flip_p=0, affine_p=1, scale=0, rotation=0, colour_p=0)
     source, _, _ = draw(plain, ramp, ramp, None, batch=4)
     slope = source[..., 1:] - source[..., :-1]
     torch.testing.assert_close(slope, torch.full((4, 1, 16, 15), 0.02), atol=1e-5, rtol=0)
@@ -139,8 +144,8 @@ def test_colour_jitter_is_identical_on_source_and_target_and_spares_the_mask():
     sources = smooth_frames(2, 3, 32, 32)
     masks = sources[:, 1:2] * 0.5 + 0.5
     # Draws come in a fixed order, so the same seed gives the same geometry with and without colour.
-    plain = draw(PairedAugment(patch_size=16, **dict(EVERYTHING, colour_p=0.0)), sources, sources, masks)
-    jittered = draw(PairedAugment(patch_size=16, **dict(EVERYTHING, colour_p=1.0)), sources, sources, masks)
+    plain = draw(augmenter(patch_size=16, **dict(EVERYTHING, colour_p=0.0)), sources, sources, masks)
+    jittered = draw(augmenter(patch_size=16, **dict(EVERYTHING, colour_p=1.0)), sources, sources, masks)
     assert torch.equal(jittered[0], jittered[1])
     assert torch.equal(jittered[2], plain[2])
     assert not torch.equal(jittered[0], plain[0])
@@ -149,7 +154,7 @@ def test_colour_jitter_is_identical_on_source_and_target_and_spares_the_mask():
 
 def test_colour_jitter_on_greyscale_shots():
     sources = smooth_frames(2, 1, 24, 24)
-    augment = PairedAugment(patch_size=16, colour_p=1.0, hue=0.5, saturation=1.0)
+    augment = augmenter(patch_size=16, colour_p=1.0, hue=0.5, saturation=1.0)
     source, target, _ = draw(augment, sources, sources, None)
     assert source.shape == (6, 1, 16, 16) and torch.equal(source, target)
 
@@ -169,7 +174,7 @@ def test_colour_conventions():
 def test_frames_smaller_than_the_patch(settings):
     sources = smooth_frames(2, 3, 20, 24)
     masks = torch.rand(2, 1, 20, 24)
-    source, target, mask = draw(PairedAugment(patch_size=32, **settings), sources, -sources, masks)
+    source, target, mask = draw(augmenter(patch_size=32, **settings), sources, -sources, masks)
     assert source.shape == target.shape == (6, 3, 20, 24) and mask.shape == (6, 1, 20, 24)
     if settings is NO_AUGMENT:
         for patch in source:
@@ -178,7 +183,7 @@ def test_frames_smaller_than_the_patch(settings):
 
 def test_frames_smaller_than_the_patch_on_one_side_turn_only_by_half_turns():
     sources = smooth_frames(1, 3, 20, 40)
-    augment = PairedAugment(patch_size=32, **dict(NO_AUGMENT, rot90_p=1.0))
+    augment = augmenter(patch_size=32, **dict(NO_AUGMENT, rot90_p=1.0))
     source, _, _ = draw(augment, sources, sources, None)
     assert source.shape == (6, 3, 20, 32)
     for patch in source:
@@ -188,37 +193,35 @@ def test_frames_smaller_than_the_patch_on_one_side_turn_only_by_half_turns():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("patch_size", 8, "augment.patch_size = 8 must be an integer >= 16"),
-        ("patch_size", 64.0, "augment.patch_size = 64.0 must be an integer >= 16"),
-        ("flip_p", 1.5, "augment.flip_p = 1.5 is out of range [0, 1]"),
-        ("rot90_p", -0.1, "augment.rot90_p = -0.1 is out of range [0, 1]"),
-        ("affine_p", float("nan"), "augment.affine_p = nan is out of range [0, 1]"),
-        ("colour_p", "0.5", "augment.colour_p = '0.5' is not a number"),
-        ("scale", 1.0, "augment.scale = 1.0 is out of range [0, 1)"),
-        ("rotation", 200, "augment.rotation = 200 is out of range [0, 180]"),
-        ("translate", -0.5, "augment.translate = -0.5 is out of range [0, 1]"),
-        ("exposure", -1, "augment.exposure = -1 is out of range [0, inf)"),
-        ("gamma", 1, "augment.gamma = 1 is out of range [0, 1)"),
-        ("saturation", 2.0, "augment.saturation = 2.0 is out of range [0, 1]"),
-        ("hue", 0.6, "augment.hue = 0.6 is out of range [0, 0.5]"),
+        ("patch_size", 8, "augment.patch_size = 8 is out of range (must be >= 16)"),
+        ("patch_size", 64.0, "augment.patch_size = 64.0 must be an integer"),
+        ("flip_p", 1.5, "augment.flip_p = 1.5 is out of range (must be <= 1.0)"),
+        ("rot90_p", -0.1, "augment.rot90_p = -0.1 is out of range (must be >= 0.0)"),
+        ("affine_p", float("nan"), "augment.affine_p = nan is out of range (must be >= 0.0)"),
+        ("colour_p", "0.5", "augment.colour_p = '0.5' must be a number"),
+        ("scale", 1.0, "augment.scale = 1.0 is out of range (must be <= 0.9)"),
+        ("rotation", 200, "augment.rotation = 200 is out of range (must be <= 180.0)"),
+        ("gamma", 1, "augment.gamma = 1 is out of range (must be <= 0.9)"),
+        ("saturation", 2.0, "augment.saturation = 2.0 is out of range (must be <= 1.0)"),
+        ("hue", 0.6, "augment.hue = 0.6 is out of range (must be <= 0.5)"),
     ],
 )
 def test_out_of_range_settings_are_one_line_errors(field, value, message):
     with pytest.raises(ConfigError) as caught:
-        PairedAugment(**{field: value})
+        AugmentConfig(**{field: value})
     assert str(caught.value) == message
 
 
 def test_mismatched_keyframes_are_rejected_with_their_shapes():
     sources = smooth_frames(2, 3, 24, 24)
     with pytest.raises(ValueError, match=r"targets \(2, 3, 24, 20\)"):
-        draw(PairedAugment(patch_size=16), sources, sources[..., :20], None)
+        draw(augmenter(patch_size=16), sources, sources[..., :20], None)
     with pytest.raises(ValueError, match=r"masks must be \(2, 1, 24, 24\)"):
-        draw(PairedAugment(patch_size=16), sources, sources, sources)
+        draw(augmenter(patch_size=16), sources, sources, sources)
 
 
 def test_an_unmoved_warp_of_a_frame_smaller_than_the_patch_is_the_frame():
     sources = smooth_frames(1, 3, 20, 24)
-    augment = PairedAugment(patch_size=32, flip_p=0, affine_p=1, scale=0, rotation=0, translate=0, colour_p=0)
+    augment = augmenter(patch_size=32, flip_p=0, affine_p=1, scale=0, rotation=0, translate=0, colour_p=0)
     source, _, _ = draw(augment, sources, sources, None, batch=2)
     torch.testing.assert_close(source, sources.expand(2, -1, -1, -1), atol=1e-5, rtol=0)

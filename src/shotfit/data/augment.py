@@ -20,98 +20,39 @@ from kornia.enhance import adjust_gamma, adjust_hue, adjust_saturation
 from kornia.geometry.transform import warp_affine
 from torch import Tensor
 
-from shotfit.errors import ConfigError
+from shotfit.config import AugmentConfig
 
 log = logging.getLogger(__name__)
 
-_MIN_PATCH = 16
 # Extra pixels around a warp's footprint: one for bilinear's second neighbour, one for rounding.
 _WARP_MARGIN = 2
-
-
-def _check_number(name: str, value: object, low: float, high: float, high_open: bool = False) -> float:
-    """Return ``value`` as a float, or raise a one-line ConfigError naming ``augment.<name>``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"augment.{name} = {value!r} is not a number")
-    upper_ok = value < high if high_open else value <= high
-    # Written so that NaN fails both comparisons and is rejected too.
-    if not (value >= low and upper_ok):
-        closing = ")" if high_open or math.isinf(high) else "]"
-        raise ConfigError(f"augment.{name} = {value!r} is out of range [{low:g}, {high:g}{closing}")
-    return float(value)
 
 
 class PairedAugment:
     """Draws augmented training patches from keyframe pairs.
 
     Args:
-        patch_size: side of the square patches, >= 16. A frame smaller than this on one side gives
-            patches as large as the frame on that side.
-        flip_p: probability of a horizontal flip, in [0, 1].
-        rot90_p: probability of a turn by a random multiple of 90°, in [0, 1]. Patches that are not
-            square (frame smaller than ``patch_size`` on one side only) are only turned by 180°.
-        affine_p: probability of a small zoom/rotation/translation warp, in [0, 1].
-        scale: zoom range, a factor drawn in [1 - scale, 1 + scale]; in [0, 1).
-        rotation: rotation range in ± degrees, in [0, 180].
-        translate: shift range in ± fractions of the patch side, in [0, 1]. It acts only along an axis
-            where the frame is too small to place the warped patch at random (random placement
-            already translates).
-        colour_p: probability of a colour jitter, in [0, 1].
-        exposure: gain range in ± stops (gain 2^e on display values in [0, 1]), >= 0.
-        gamma: relative gamma range, exponent drawn in [1 - gamma, 1 + gamma]; in [0, 1).
-        saturation: relative saturation range, factor in [1 - s, 1 + s]; in [0, 1]. RGB only.
-        hue: hue shift range in ± fractions of a full turn, in [0, 0.5]. RGB only.
-
-    Raises:
-        ConfigError: a value is out of range, e.g. ``augment.flip_p = 1.5 is out of range [0, 1]``.
+        cfg: The augmentation settings (``shotfit.config.AugmentConfig``; its fields document the
+            ranges). A frame smaller than ``patch_size`` on one side gives patches as large as the
+            frame on that side, and such non-square patches are only turned by 180°. ``translate``
+            acts only along an axis where the frame is too small to place the warped patch at random
+            (random placement already translates). Saturation and hue act on RGB only.
 
     Example:
-        >>> augment = PairedAugment(patch_size=64)
+        >>> augment = PairedAugment(AugmentConfig(patch_size=64))
         >>> frames = torch.rand(2, 3, 90, 120) * 2 - 1
         >>> src, tgt, mask = augment.sample(frames, -frames, None, 4, torch.Generator().manual_seed(0))
         >>> src.shape, mask
         (torch.Size([4, 3, 64, 64]), None)
     """
 
-    def __init__(
-        self,
-        *,
-        patch_size: int = 128,
-        flip_p: float = 0.5,
-        rot90_p: float = 0.0,
-        affine_p: float = 0.3,
-        scale: float = 0.1,
-        rotation: float = 5.0,
-        translate: float = 0.0,
-        colour_p: float = 0.3,
-        exposure: float = 0.1,
-        gamma: float = 0.05,
-        saturation: float = 0.05,
-        hue: float = 0.01,
-    ) -> None:
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < _MIN_PATCH:
-            raise ConfigError(f"augment.patch_size = {patch_size!r} must be an integer >= {_MIN_PATCH}")
-        self.patch_size = patch_size
-        self.flip_p = _check_number("flip_p", flip_p, 0, 1)
-        self.rot90_p = _check_number("rot90_p", rot90_p, 0, 1)
-        self.affine_p = _check_number("affine_p", affine_p, 0, 1)
-        self.scale = _check_number("scale", scale, 0, 1, high_open=True)
-        self.rotation = _check_number("rotation", rotation, 0, 180)
-        self.translate = _check_number("translate", translate, 0, 1)
-        self.colour_p = _check_number("colour_p", colour_p, 0, 1)
-        self.exposure = _check_number("exposure", exposure, 0, math.inf)
-        self.gamma = _check_number("gamma", gamma, 0, 1, high_open=True)
-        self.saturation = _check_number("saturation", saturation, 0, 1)
-        self.hue = _check_number("hue", hue, 0, 0.5)
-        log.debug("augmentation: %r", self)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in vars(self).items())
-        return f"PairedAugment({fields})"
+    def __init__(self, cfg: AugmentConfig) -> None:
+        self.cfg = cfg  # ranges are checked by the config itself
+        log.debug("augmentation: %r", cfg)
 
     def patch_shape(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) of the patches drawn from frames of ``height`` x ``width``."""
-        return min(self.patch_size, height), min(self.patch_size, width)
+        return min(self.cfg.patch_size, height), min(self.cfg.patch_size, width)
 
     def sample(
         self,
@@ -162,8 +103,8 @@ class PairedAugment:
             # The same parameters on source and target, so the edit between them is unchanged.
             params = [draws[name][chosen].to(sources.device, sources.dtype) for name in _COLOUR_PARAMS]
             # A zero range skips its step: the HSV round trip costs most of the jitter's time.
-            params[2] = params[2] if self.saturation > 0 else None
-            params[3] = params[3] if self.hue > 0 else None
+            params[2] = params[2] if self.cfg.saturation > 0 else None
+            params[3] = params[3] if self.cfg.hue > 0 else None
             for i in (0, 1):
                 patches[i][chosen] = _adjust_colour(patches[i][chosen], *params)
         return patches[0], patches[1], patches[2] if masks is not None else None
@@ -199,19 +140,19 @@ class PairedAugment:
             "keyframe": integers(count),
             "top": integers(height - patch_h + 1),
             "left": integers(width - patch_w + 1),
-            "flip": uniform(batch) < self.flip_p,
-            "turn": uniform(batch) < self.rot90_p,
+            "flip": uniform(batch) < self.cfg.flip_p,
+            "turn": uniform(batch) < self.cfg.rot90_p,
             "quarter_turns": integers(3) + 1,
-            "affine": uniform(batch) < self.affine_p,
-            "zoom": 1 + spread(self.scale),
-            "angle": spread(math.radians(self.rotation)),
-            "shift": self.translate * (2 * uniform(batch, 2) - 1),
+            "affine": uniform(batch) < self.cfg.affine_p,
+            "zoom": 1 + spread(self.cfg.scale),
+            "angle": spread(math.radians(self.cfg.rotation)),
+            "shift": self.cfg.translate * (2 * uniform(batch, 2) - 1),
             "place": uniform(batch, 2),
-            "colour": uniform(batch) < self.colour_p,
-            "gain": torch.exp2(spread(self.exposure)),
-            "gamma": 1 + spread(self.gamma),
-            "saturation": 1 + spread(self.saturation),
-            "hue": spread(self.hue * 2 * math.pi),  # kornia's adjust_hue takes radians
+            "colour": uniform(batch) < self.cfg.colour_p,
+            "gain": torch.exp2(spread(self.cfg.exposure)),
+            "gamma": 1 + spread(self.cfg.gamma),
+            "saturation": 1 + spread(self.cfg.saturation),
+            "hue": spread(self.cfg.hue * 2 * math.pi),  # kornia's adjust_hue takes radians
         }
         draws = {name: value.cpu() for name, value in draws.items()}
         # Quarter and three-quarter turns would swap the sides of a non-square patch.

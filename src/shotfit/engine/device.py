@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 
 import torch
 
@@ -36,12 +35,11 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 
 def configure_threads(threads: int = 0) -> int:
-    """Use ``threads`` CPU threads for torch (0: one per core this process may use)."""
-    if threads <= 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if torch.get_num_threads() != threads:
+    """Use ``threads`` CPU threads for torch; 0 keeps torch's own choice (one per core, or
+    ``OMP_NUM_THREADS`` when set, so a farm's limits are respected)."""
+    if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    return threads
+    return torch.get_num_threads()
 
 
 def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:

@@ -145,7 +145,10 @@ class Trainer:
                 first steps, so the learning rate has decayed when time runs out. Only for a fresh run.
         """
         plan_from_speed = plan_from_budget and budget_s is not None and self.step == 0
-        if self.step == 0:
+        if self.step == 0 or max_steps > self.horizon:
+            # a resumed run asked to go further than planned stretches its plan to the new end
+            if self.step:
+                log.info("extending the plan from %d to %d steps", self.horizon, max_steps)
             self.horizon = max_steps
         first_step = self.step
         started = time.monotonic()

@@ -43,7 +43,8 @@ def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterabl
     bit depth. A frame whose output already exists is skipped, so an interrupted render resumes where
     it stopped; each frame is written atomically, so a file that exists is always whole.
     """
-    wanted = shot.frames if frames is None else [f for f in frames if f in shot]
+    # ascending and once each, the order in which the shot reads them
+    wanted = shot.frames if frames is None else sorted({f for f in frames if f in shot})
     fmt = fmt or shot.format
     todo = []
     for frame in wanted:

@@ -10,6 +10,7 @@ import numpy as np
 import OpenEXR
 
 from shotfit.errors import FrameError, quoted
+from shotfit.io._quiet import native_output_held
 from shotfit.io.formats import EXR_COMPRESSIONS, HALF_MAX, PixelFormat
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,15 @@ def read_exr(path: Path) -> tuple[np.ndarray, PixelFormat]:
         FrameError: unreadable or truncated file, no usable channels, NaN/Inf values.
     """
     try:
-        # separate_channels: a file that mixes half and float channels cannot be coalesced otherwise.
-        exr = OpenEXR.File(str(path), separate_channels=True)
-        part = exr.parts[0]
-        header = part.header
-        channels = part.channels
+        # The C library prints its own complaint about a damaged file; the FrameError says it in one line.
+        with native_output_held():
+            # separate_channels: a file that mixes half and float channels cannot be coalesced otherwise.
+            exr = OpenEXR.File(str(path), separate_channels=True)
+            if not exr.parts:  # the binding prints why, then returns a file with nothing in it
+                raise ValueError("its pixel data cannot be read")
+            part = exr.parts[0]
+            header = part.header
+            channels = part.channels
     except Exception as err:  # OpenEXR raises RuntimeError / ValueError / IndexError for bad files
         raise FrameError(f"{quoted(path)} is not a readable EXR (corrupt or truncated: {_first_line(err)})") from None
     if len(exr.parts) > 1:

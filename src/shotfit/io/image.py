@@ -15,6 +15,7 @@ from PIL import Image
 
 from shotfit.errors import FrameError, quoted
 from shotfit.files import write_bytes_atomic
+from shotfit.io._quiet import native_output_held
 from shotfit.io.exr import encode_exr, read_exr
 from shotfit.io.formats import PixelFormat, canonical_ext, float_to_integer, integer_to_float, supported_list
 
@@ -103,7 +104,9 @@ def write_image(path: str | Path, pixels: np.ndarray, fmt: PixelFormat) -> None:
 
 def _decode_with_opencv(path: Path, data: bytes, ext: str) -> np.ndarray:
     # imdecode rather than imread: it rejects truncated files that imread half-decodes with a warning.
-    codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with native_output_held() as held:
+        codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        held.discard = codes is None  # OpenCV's and libpng's complaints: the FrameError says it in one line
     if codes is None:
         kind = "PNG" if ext == ".png" else "TIFF"
         raise FrameError(f"{quoted(path)} is not a readable {kind} image (corrupt or truncated)")

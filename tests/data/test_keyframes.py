@@ -1,0 +1,201 @@
+"""Keyframe pairing: by frame number, every mismatch a one-line error naming the files, tensors in [-1, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shotfit.data.keyframes import keyframes_to_tensors, model_channels, pair_keyframes
+from shotfit.errors import FrameError
+from shotfit.io import PixelFormat, open_shot, read_image, to_network, write_image
+
+PNG = PixelFormat(".png", "uint8", 3)
+GREY = PixelFormat(".png", "uint8", 1)
+RGBA = PixelFormat(".png", "uint8", 4)
+EXR = PixelFormat(".exr", "half", 3)
+
+
+def picture(frame: int, height: int = 20, width: int = 24, channels: int = 3) -> np.ndarray:
+    """Distinct per frame: a gradient plus the frame number, so a mix-up of frames shows."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    layers = [xx / width, yy / height, np.full_like(xx, frame / 10.0), (xx + yy) % 2]
+    return np.stack(layers[:channels], axis=-1).astype(np.float32)
+
+
+def write(path: Path, pixels: np.ndarray, fmt: PixelFormat = PNG) -> Path:
+    write_image(path, pixels, fmt)
+    return path
+
+
+@pytest.fixture
+def plate(tmp_path) -> Path:
+    """Frames 1-6 of a 24x20 RGB shot in 'plate/'."""
+    for frame in range(1, 7):
+        write(tmp_path / "plate" / f"sh010_plate.{frame:04d}.png", picture(frame))
+    return Path("plate")
+
+
+def one_line(excinfo: pytest.ExceptionInfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+# --- pairing ------------------------------------------------------------------------------------
+
+def test_keyframes_pair_with_the_source_frame_of_the_same_number(plate):
+    # the artist's files are named differently and numbered without padding
+    write(Path("kf/fix_v3_5.png"), 1 - picture(5))
+    write(Path("kf/fix_v3_2.png"), 1 - picture(2))
+    pairs = pair_keyframes(open_shot(plate), open_shot("kf"))
+    assert [p.frame for p in pairs] == [2, 5]
+    for pair in pairs:
+        expected_source, _ = read_image(plate / f"sh010_plate.{pair.frame:04d}.png")
+        np.testing.assert_array_equal(pair.source, expected_source)
+        np.testing.assert_allclose(pair.target, 1 - picture(pair.frame), atol=0.5 / 255)
+        assert pair.mask is None
+
+
+def test_keyframe_without_a_source_frame_names_both(plate):
+    write(Path("kf/sh010_plate.0002.png"), picture(2))
+    write(Path("kf/sh010_plate.0042.png"), picture(42))
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"))
+    assert one_line(excinfo) == "keyframe 'kf/sh010_plate.0042.png' has no source frame 42 in 'plate'"
+
+
+def test_keyframe_of_another_size_names_both_files_and_sizes(plate):
+    write(Path("kf/sh010_plate.0003.png"), picture(3, height=20, width=26))
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"))
+    assert one_line(excinfo) == ("keyframe 'kf/sh010_plate.0003.png' is 26x20 but source frame "
+                                 "'plate/sh010_plate.0003.png' is 24x20")
+
+
+def test_grey_keyframe_for_a_colour_source_names_both_files(plate):
+    write(Path("kf/sh010_plate.0003.png"), picture(3, channels=1), GREY)
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"))
+    assert one_line(excinfo) == ("keyframe 'kf/sh010_plate.0003.png' has 1 channels but source frame "
+                                 "'plate/sh010_plate.0003.png' has 3")
+
+
+def test_float_keyframes_for_an_integer_source_are_refused(plate):
+    write(Path("kf/sh010_plate.0003.exr"), picture(3), EXR)
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"))
+    assert one_line(excinfo) == ("keyframes in 'kf' are float (scene-linear) data but the source 'plate' is "
+                                 "integer (display): export the keyframes in the source's format")
+
+
+def test_integer_keyframes_for_a_float_source_are_refused(tmp_path):
+    write(Path("plate/p.0001.exr"), picture(1), EXR)
+    write(Path("kf/p.0001.png"), picture(1))
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot("plate"), open_shot("kf"))
+    assert "keyframes in 'kf' are integer (display) data but the source 'plate' is float" in one_line(excinfo)
+
+
+def test_rgba_keyframes_pair_with_an_rgb_source(plate):
+    write(Path("kf/sh010_plate.0003.png"), picture(3, channels=4), RGBA)
+    (pair,) = pair_keyframes(open_shot(plate), open_shot("kf"))
+    assert pair.target.shape == (20, 24, 4)  # as read; the alpha is dropped on the way to the network
+
+
+# --- masks --------------------------------------------------------------------------------------
+
+def test_mask_without_a_keyframe_names_the_mask(plate):
+    write(Path("kf/sh010_plate.0003.png"), picture(3))
+    write(Path("masks/m.0003.png"), np.ones((20, 24, 1), np.float32), GREY)
+    write(Path("masks/m.0005.png"), np.ones((20, 24, 1), np.float32), GREY)
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"), open_shot("masks"))
+    assert one_line(excinfo) == "mask 'masks/m.0005.png' has no keyframe 5 in 'kf'"
+
+
+def test_keyframe_without_a_mask_names_the_keyframe(plate):
+    write(Path("kf/sh010_plate.0003.png"), picture(3))
+    write(Path("kf/sh010_plate.0004.png"), picture(4))
+    write(Path("masks/m.0003.png"), np.ones((20, 24, 1), np.float32), GREY)
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"), open_shot("masks"))
+    assert one_line(excinfo) == "keyframe 'kf/sh010_plate.0004.png' has no mask 4 in 'masks'"
+
+
+def test_mask_of_another_size_names_both_files(plate):
+    write(Path("kf/sh010_plate.0003.png"), picture(3))
+    write(Path("masks/m.0003.png"), np.ones((10, 12, 1), np.float32), GREY)
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"), open_shot("masks"))
+    assert one_line(excinfo) == "mask 'masks/m.0003.png' is 12x10 but keyframe 'kf/sh010_plate.0003.png' is 24x20"
+
+
+@pytest.mark.parametrize(("fmt", "pixels", "expected"), [
+    (GREY, np.full((20, 24, 1), 0.4), 0.4),                                    # grey: as is
+    (RGBA, np.concatenate([np.zeros((20, 24, 3)), np.full((20, 24, 1), 0.8)], axis=2), 0.8),  # RGBA: its alpha
+    (PNG, np.stack([np.full((20, 24), v) for v in (0.2, 0.4, 0.9)], axis=2), 0.5),  # RGB: the mean
+])
+def test_a_mask_is_read_as_one_weight_per_pixel(plate, fmt, pixels, expected):
+    write(Path("kf/sh010_plate.0003.png"), picture(3))
+    write(Path("masks/m.0003.png"), pixels.astype(np.float32), fmt)
+    (pair,) = pair_keyframes(open_shot(plate), open_shot("kf"), open_shot("masks"))
+    assert pair.mask.shape == (20, 24, 1)
+    np.testing.assert_allclose(pair.mask, expected, atol=1 / 255)
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+def test_tensors_are_nchw_in_minus_one_to_one(plate):
+    write(Path("kf/sh010_plate.0002.png"), 1 - picture(2))
+    write(Path("kf/sh010_plate.0006.png"), 1 - picture(6))
+    pairs = pair_keyframes(open_shot(plate), open_shot("kf"))
+    kf = keyframes_to_tensors(pairs, "none", torch.device("cpu"))
+    assert kf.frames == (2, 6)
+    assert kf.sources.shape == kf.targets.shape == (2, 3, 20, 24)
+    assert kf.sources.dtype == torch.float32 and kf.masks is None
+    for tensor in (kf.sources, kf.targets):
+        assert tensor.min() >= -1 and tensor.max() <= 1
+    # pixel (row 5, column 7) of frame 6's source, channel by channel: 2x - 1 of what is on disk
+    on_disk, _ = read_image(plate / "sh010_plate.0006.png")
+    expected = torch.from_numpy(2 * on_disk[5, 7] - 1)
+    torch.testing.assert_close(kf.sources[1, :, 5, 7], expected)
+    # full black (code 0) and white (code 255) land exactly on the ends of the range
+    assert kf.sources[0, 0, 0, 0] == -1.0
+    assert kf.targets[0, 0, 0, 0] == 1.0
+
+
+def test_alpha_is_dropped(tmp_path):
+    for frame in (1, 2):
+        write(Path(f"plate/p.{frame}.png"), picture(frame, channels=4), RGBA)
+    write(Path("kf/p.2.png"), 1 - picture(2, channels=4), RGBA)
+    pairs = pair_keyframes(open_shot("plate"), open_shot("kf"))
+    kf = keyframes_to_tensors(pairs, "none", torch.device("cpu"))
+    assert model_channels(4) == 3
+    assert kf.sources.shape == kf.targets.shape == (1, 3, 20, 24)
+    torch.testing.assert_close(kf.sources[0], torch.from_numpy(2 * pairs[0].source[..., :3] - 1).permute(2, 0, 1))
+
+
+def test_scene_linear_keyframes_are_log_encoded_into_range(tmp_path):
+    for frame in (1, 2):
+        write(Path(f"plate/p.{frame}.exr"), picture(frame) * 40.0, EXR)  # highlights far above 1.0
+    write(Path("kf/p.1.exr"), picture(1) * 20.0, EXR)
+    pairs = pair_keyframes(open_shot("plate"), open_shot("kf"))
+    kf = keyframes_to_tensors(pairs, "acescct", torch.device("cpu"))
+    assert kf.sources.shape == (1, 3, 20, 24)
+    assert kf.sources.min() >= -1 and kf.sources.max() <= 1
+    assert kf.sources.max() > 0.4  # 40.0 linear stays distinct from 1.0: nothing was clipped
+    torch.testing.assert_close(kf.sources[0], to_network(torch.from_numpy(pairs[0].source), "acescct").permute(2, 0, 1))
+
+
+def test_mask_tensors_are_n1hw(plate):
+    write(Path("kf/sh010_plate.0002.png"), picture(2))
+    write(Path("kf/sh010_plate.0004.png"), picture(4))
+    for frame in (2, 4):
+        write(Path(f"masks/m.{frame}.png"), np.full((20, 24, 1), frame / 10, np.float32), GREY)
+    pairs = pair_keyframes(open_shot(plate), open_shot("kf"), open_shot("masks"))
+    kf = keyframes_to_tensors(pairs, "none", torch.device("cpu"))
+    assert kf.masks.shape == (2, 1, 20, 24)
+    torch.testing.assert_close(kf.masks[:, 0, 0, 0], torch.tensor([0.2, 0.4]), atol=1 / 255, rtol=0)

@@ -1,0 +1,137 @@
+"""The run folder: checkpoints kept and found by step, the weights rendering reads, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from shotfit.config import Config, apply_overrides
+from shotfit.engine.run_folder import RunFolder, load_state, save_state
+from shotfit.errors import RunError
+
+
+def state(step: int) -> dict:
+    return {"arch": "unet_attn", "arch_args": {"width": 4}, "step": step, "network": {"w": torch.full((2,), step)}}
+
+
+def test_config_and_info_round_trip(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    cfg = apply_overrides(Config(), ["train.steps=7", "model.width=4"])
+    run.write_config(cfg)
+    run.write_info({"source": "plate/", "keyframe_frames": [1, 4]})
+    assert run.is_run()
+    assert run.read_config() == cfg
+    info = run.read_info()
+    assert info["keyframe_frames"] == [1, 4] and "shotfit" in info  # the version that wrote it
+
+
+def test_checkpoints_are_listed_by_step_not_by_name(tmp_path):
+    run = RunFolder(tmp_path)
+    for step in (1_000_000, 20, 3, 999_999):
+        run.save_checkpoint(state(step), step, keep=10)
+    (run.checkpoints / "notes.txt").write_text("not a checkpoint")
+    (run.checkpoints / "step_000050.pt.bak").write_text("nor this")
+    names = [p.name for p in run.list_checkpoints()]
+    assert names == ["step_000003.pt", "step_000020.pt", "step_999999.pt", "step_1000000.pt"]
+    assert run.latest_checkpoint().name == "step_1000000.pt"
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    run = RunFolder(tmp_path)
+    for step in (5, 10, 15, 20):
+        run.save_checkpoint(state(step), step, keep=2)
+    assert sorted(os.listdir(run.checkpoints)) == ["step_000015.pt", "step_000020.pt"]  # no temporaries either
+    assert load_state(run.checkpoint_path(20))["step"] == 20
+
+
+def test_a_new_run_has_no_checkpoints(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    assert run.list_checkpoints() == [] and run.latest_checkpoint() is None
+
+
+def test_rendering_reads_model_pt_else_the_newest_checkpoint(tmp_path):
+    run = RunFolder(tmp_path)
+    run.write_config(Config())
+    run.save_checkpoint(state(10), 10, keep=3)
+    run.save_checkpoint(state(20), 20, keep=3)
+    assert run.weights_path() == run.checkpoint_path(20)  # a run stopped before it wrote model.pt
+    save_state(state(25), run.model_path)
+    assert run.weights_path() == run.model_path
+
+
+def test_a_run_without_weights_says_so(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.write_config(Config())
+    with pytest.raises(RunError) as excinfo:
+        run.weights_path()
+    assert str(excinfo.value) == (f"run folder '{run.path}' has no model.pt and no checkpoints "
+                                  "(has it trained a step yet?)")
+
+
+def test_a_missing_run_folder_is_named(tmp_path):
+    with pytest.raises(RunError) as excinfo:
+        RunFolder("runs/sh010").read_config()
+    assert str(excinfo.value) == "run folder 'runs/sh010' does not exist"
+
+
+def test_a_folder_that_is_not_a_run_is_named(tmp_path):
+    (tmp_path / "renders").mkdir()
+    with pytest.raises(RunError) as excinfo:
+        RunFolder("renders").read_info()
+    assert str(excinfo.value) == "'renders' is not a shotfit run folder (no config.yaml)"
+
+
+def test_a_missing_run_description_is_named(tmp_path):
+    run = RunFolder("run")
+    run.write_config(Config())
+    with pytest.raises(RunError) as excinfo:
+        run.read_info()
+    assert str(excinfo.value) == "run description 'run/run.json' does not exist"
+
+
+def test_a_damaged_run_description_is_named(tmp_path):
+    run = RunFolder("run")
+    run.write_config(Config())
+    run.info_path.write_text("{\"source\": ")
+    with pytest.raises(RunError, match=r"^run description 'run/run\.json' cannot be read \("):
+        run.read_info()
+
+
+def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):
+    run = RunFolder(tmp_path)
+    path = run.save_checkpoint(state(10), 10, keep=3)
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.raises(RunError) as excinfo:
+        load_state(path)
+    message = str(excinfo.value)
+    assert message.startswith(f"checkpoint '{path}' cannot be read (")
+    assert "\n" not in message
+
+
+def test_a_foreign_torch_file_is_not_a_checkpoint(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(RunError) as excinfo:
+        load_state(tmp_path / "other.pt")
+    assert str(excinfo.value) == f"'{tmp_path / 'other.pt'}' is not a shotfit checkpoint"
+
+
+def test_a_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(RunError) as excinfo:
+        load_state(tmp_path / "step_000010.pt")
+    assert str(excinfo.value) == f"checkpoint '{tmp_path / 'step_000010.pt'}' does not exist"
+
+
+def test_metrics_are_plain_json(tmp_path):
+    run = RunFolder(tmp_path)
+    run.write_metrics({"steps_done": 3, "final": {"l1": 0.25}})
+    assert json.loads(run.metrics_path.read_text()) == {"steps_done": 3, "final": {"l1": 0.25}}
+
+
+def test_metrics_refuse_nan_rather_than_writing_invalid_json(tmp_path):
+    run = RunFolder(tmp_path)
+    with pytest.raises(ValueError):
+        run.write_metrics({"final": {"l1": float("nan")}})
+    assert os.listdir(tmp_path) == []
