@@ -116,6 +116,16 @@ def test_resume_continues_the_run_to_more_steps(shot: Path):
     assert yaml.safe_load(Path("run/config.yaml").read_text())["model"]["width"] == 4
 
 
+def test_resuming_a_finished_run_changes_nothing(shot: Path):
+    before = {p: p.stat().st_mtime_ns for p in Path("run").rglob("*") if p.is_file()}
+    result = succeeds("train", "--source", "src", "--target", "keys", "--out", "run", "--resume",
+                      "--steps", "2", "--device", "cpu")
+    assert "already trained to step 3" in result.stdout
+    after = {p: p.stat().st_mtime_ns for p in Path("run").rglob("*") if p.is_file()}
+    assert {p: t for p, t in after.items() if p.suffix != ".yaml" and p.name != "run.json"} == {
+        p: t for p, t in before.items() if p.suffix != ".yaml" and p.name != "run.json"}
+
+
 def test_minutes_stops_cleanly_with_a_usable_run(tmp_path: Path):
     shots.write_shot(tmp_path / "src")
     shots.write_shot(tmp_path / "keys", KEYFRAMES, make=lambda f: edit(plate(f)))

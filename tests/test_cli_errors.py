@@ -431,3 +431,16 @@ def test_a_real_process_prints_one_line_and_exits_1(tmp_path: Path, ext: str, me
     assert done.stdout == ""
     assert_unchanged(before, tmp_path)
     assert not Path("runs").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("train", "--source", "src", "--target", "keys", "--out", "run", "--steps", "0"),
+     "shotfit: Invalid value for '--steps'"),
+    (("render", "--run", "run"), "shotfit: Missing option '--source'"),
+    (("frobnicate",), "shotfit: No such command 'frobnicate'"),
+], ids=["out-of-range", "missing-option", "unknown-command"])
+def test_usage_mistakes_are_one_line_with_status_2(tmp_path: Path, args: tuple[str, ...], message: str):
+    done = shotfit_process(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+    assert "--help" in done.stderr and done.stdout == ""

@@ -113,7 +113,8 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         max_steps = trainer.horizon if trainer.step else UNBOUNDED_STEPS
     result = trainer.fit(max_steps, None if minutes is None else minutes * 60.0,
                          plan_from_budget=max_steps == UNBOUNDED_STEPS, on_step=on_step)
-    run.write_metrics(trainer.metrics(result))
+    if result.stopped_by != "already done":
+        run.write_metrics(trainer.metrics(result))
     return TrainSummary(run.path, result, cfg)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -19,6 +20,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 
 from shotfit import __version__
+
+# typer (>= 0.29, pinned) carries its own copy of click; its usage errors are caught to print one line.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from shotfit.errors import ShotfitError
 
 if TYPE_CHECKING:  # the command line starts without importing torch
@@ -94,6 +98,10 @@ def train(
                             minutes=minutes, resume=resume, masks=mask, device=device,
                             on_step=training_rows(progress))
     result = summary.result
+    if result.stopped_by == "already done":
+        console.print(f"{summary.run} is already trained to step {result.steps_done}; give a larger "
+                      "--steps to go on", highlight=False)
+        return
     how = "time budget reached" if result.stopped_by == "time" else "done"
     console.print(f"trained {result.steps_done} steps in {result.elapsed_s:.0f} s ({how}); "
                   f"run folder: {summary.run}", highlight=False)
@@ -229,7 +237,20 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def main() -> None:
-    app()
+    """The console script: usage mistakes are one line too, with exit status 2."""
+    try:
+        status = app(standalone_mode=False)
+    except NoArgsIsHelpError as err:
+        console.print(err.format_message(), markup=False, highlight=False)
+        status = 0
+    except UsageError as err:
+        command = err.ctx.command_path if err.ctx is not None else "shotfit"
+        _error_line(f"shotfit: {err.format_message()} (see '{command} --help')")
+        status = 2
+    except typer.Abort:
+        _error_line("shotfit: interrupted; everything already written is kept")
+        status = 130
+    sys.exit(status or 0)
 
 
 if __name__ == "__main__":

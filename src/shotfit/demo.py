@@ -24,15 +24,15 @@ from shotfit.sample_footage import sample_video
 log = logging.getLogger(__name__)
 
 KEYFRAMES = (0, 40, 80, 119)
-# Trained in about two minutes on two CPU cores; `shotfit demo --steps N` trades time for quality.
+# About four minutes of training on two CPU cores; `shotfit demo --steps N` trades time for quality.
 SAMPLE_OVERRIDES = (
     "model.width=24",
     "augment.patch_size=96",
     "data.batch_size=8",
-    "train.preview_every=200",
+    "train.preview_every=100",
     "train.checkpoint_every=100",
 )
-SAMPLE_STEPS = 600
+SAMPLE_STEPS = 300
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class TrainResult:
     steps_done: int
     horizon: int
     elapsed_s: float
-    stopped_by: str  # "steps" or "time"
+    stopped_by: str  # "steps", "time", or "already done" (a resumed run already at its last step)
     final_losses: dict[str, float] = field(default_factory=dict)
 
 
@@ -144,6 +144,8 @@ class Trainer:
             plan_from_budget: Set the plan (the length of the cosine schedule) from the speed of the
                 first steps, so the learning rate has decayed when time runs out. Only for a fresh run.
         """
+        if self.step >= max_steps and self.run.model_path.is_file():
+            return TrainResult(self.step, self.horizon, self.elapsed_before, "already done")
         plan_from_speed = plan_from_budget and budget_s is not None and self.step == 0
         if self.step == 0 or max_steps > self.horizon:
             # a resumed run asked to go further than planned stretches its plan to the new end
@@ -165,11 +167,12 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + value
             now = time.monotonic()
             elapsed = now - started
+            out_of_time = budget_s is not None and elapsed >= budget_s
             if plan_from_speed and self.step == CALIBRATION_STEPS:
                 per_step = elapsed / CALIBRATION_STEPS
                 self.horizon = min(max_steps, max(self.step + 1, int(budget_s / per_step)))
                 log.info("time budget %.0f s: planning %d steps", budget_s, self.horizon)
-            if self.step % LOG_EVERY == 0 or self.step == max_steps:
+            if self.step % LOG_EVERY == 0 or self.step == max_steps or out_of_time:
                 speed = window_steps / max(now - window_start, 1e-9)
                 mean = {k: v / window_steps for k, v in sums.items()}
                 self.history.append({"step": self.step, "lr": self.lr(self.step - 1),
@@ -179,7 +182,6 @@ class Trainer:
                 on_step(StepReport(self.step, self.horizon, terms, self.lr(self.step - 1),
                                    (self.step - first_step) / max(elapsed, 1e-9),
                                    self.elapsed_before + elapsed))
-            out_of_time = budget_s is not None and elapsed >= budget_s
             if self.step % self.cfg.checkpoint_every == 0 and not out_of_time:
                 self.checkpoint(elapsed)
             if self.step % self.cfg.preview_every == 0 and self.step < max_steps and not out_of_time:
