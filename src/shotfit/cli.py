@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Column
 from rich.logging import RichHandler
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -175,8 +176,15 @@ def demo(
 @contextlib.contextmanager
 def progress_display() -> Iterator[Progress]:
     """One live display for a command; training and rendering add their own rows to it."""
-    columns = (TextColumn("{task.description:<6}"), MofNCompleteColumn(), BarColumn(bar_width=24),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    # Counts and times keep their width; the loss terms give way on a narrow terminal.
+    def fixed(width: int) -> Column:
+        return Column(min_width=width, no_wrap=True)
+
+    columns = (TextColumn("{task.description:<6}", table_column=fixed(6)),
+               MofNCompleteColumn(table_column=fixed(11)), BarColumn(bar_width=20),
+               TimeElapsedColumn(table_column=fixed(7)), TextColumn("eta", table_column=fixed(3)),
+               TimeRemainingColumn(table_column=fixed(7)),
+               TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")))
     with Progress(*columns, console=err_console) as progress:
         try:
             yield progress
@@ -195,7 +203,7 @@ def training_rows(progress: Progress) -> Callable[[StepReport], None]:
     def on_step(report: StepReport) -> None:
         losses = " ".join(f"{name} {value:.4f}" for name, value in report.losses.items())
         progress.update(task, completed=report.step, total=report.horizon,
-                        info=f"{losses}  {report.steps_per_s:.2f} it/s")
+                        info=f"{report.steps_per_s:.2f} it/s  {losses}")
 
     return on_step
 

@@ -1,7 +1,7 @@
 """Evaluation: PSNR / SSIM / LPIPS per frame, the temporal warping error, and reports over a shot."""
 
 from shotfit.evaluate.metrics import lpips, psnr, ssim
-from shotfit.evaluate.report import EvalReport, FrameScores, PairScores, evaluate_frames, format_table
+from shotfit.evaluate.report import EvalReport, FrameScores, PairScores, evaluate_frames
 from shotfit.evaluate.warping import (
     FlowPair,
     compute_flows,
@@ -21,7 +21,6 @@ __all__ = [
     "compute_flows",
     "evaluate_frames",
     "flow_between",
-    "format_table",
     "iter_flows",
     "lpips",
     "pair_warping_error",

@@ -221,21 +221,6 @@ def evaluate_frames(
                       flow_from=flow_from)
 
 
-def format_table(report: EvalReport, frames: Iterable[int] | None = None) -> str:
-    """Plain-text table of the per-frame scores and their means (over ``frames`` if given)."""
-    chosen = None if frames is None else {int(f) for f in frames}
-    lines = [f"{'frame':>8} {'PSNR dB':>9} {'SSIM':>7} {'LPIPS':>7}"]
-    for row in report.frames:
-        if chosen is None or row.frame in chosen:
-            lines.append(f"{row.frame:>8} {_fmt(row.psnr, 2):>9} {_fmt(row.ssim, 4):>7} {_fmt(row.lpips, 4):>7}")
-    summary = report.summary(frames)
-    lines.append(f"{'mean':>8} {_fmt(summary['psnr'], 2):>9} {_fmt(summary['ssim'], 4):>7} "
-                 f"{_fmt(summary['lpips'], 4):>7}   ({summary['frames']} frames)")
-    lines.append(f"warping error ({summary['pairs']} pairs, {report.flow_from} flow): prediction "
-                 f"{_fmt(summary['warping_error'], 6)}, truth {_fmt(summary['warping_error_truth'], 6)}")
-    return "\n".join(lines)
-
-
 class _FrameAccess:
     """One input's frames behind a single interface: sorted numbers, lazy checked reads, names for messages.
 
@@ -316,12 +301,6 @@ def _mean(values: Iterable[float | None]) -> float:
     """Mean of the defined values; NaN when there are none. ``inf`` propagates."""
     kept = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(kept)) if kept else math.nan
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
 def _json_safe(value: Any) -> Any:
