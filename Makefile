@@ -16,11 +16,11 @@ $(BIN)/python:
 # torch is pinned in the lock and installed first, so nothing later can pull a CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
 	$(PIP) install -c $(LOCK) torch
-	$(PIP) install -c $(LOCK) -e '.[sample]'
+	$(PIP) install -c $(LOCK) -e '.[sample,sweep]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -c $(LOCK) -e '.[sample,test]'
+	$(PIP) install -c $(LOCK) -e '.[sample,sweep,test]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -125,9 +125,11 @@ def fails(*args: str | Path) -> str:
 
 def train_args(source: str | Path, keys: str | Path, out: str | Path, *extra: str | Path,
                steps: int | None = 3) -> list[str | Path]:
-    """``shotfit train`` of the tiny network on the CPU for ``steps`` steps (None: no --steps)."""
+    """``shotfit train`` of the tiny network on the CPU for ``steps`` steps (None: no --steps), untracked
+    (tracking has tests of its own)."""
     budget = [] if steps is None else ["--steps", str(steps)]
-    return ["train", "--source", source, "--target", keys, "--out", out, *TINY, *budget, "--device", "cpu", *extra]
+    return ["train", "--source", source, "--target", keys, "--out", out, *TINY, *budget, "--device", "cpu",
+            "--no-track", *extra]
 
 
 # --- a run trained once per session, copied for each test that needs one ------------------------

@@ -66,7 +66,7 @@ def test_train_writes_a_complete_run_folder(tmp_path_factory: pytest.TempPathFac
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps_done"] == 3 and metrics["stopped_by"] == "steps"
     assert metrics["history"][-1]["step"] == 3 and math.isfinite(metrics["history"][-1]["total"])
-    assert metrics["previews"][-1]["step"] == 3 and math.isfinite(metrics["previews"][-1]["keyframe_psnr"])
+    assert metrics["previews"][-1]["step"] == 3 and math.isfinite(metrics["previews"][-1]["train/keyframe_psnr"])
 
     model = torch.load(run / "model.pt", weights_only=True)
     assert model["arch"] == "unet_attn" and model["step"] == 3
@@ -85,7 +85,7 @@ def test_config_file_and_set_overrides(tmp_path: Path):
         "train": {"lr": 0.01, "seed": 7, "threads": 1},
     }))
     # The pattern source is the folder's frames too; --set wins over the file.
-    result = succeeds("train", "--source", "src/plate.####.png", "--target", "keys", "--out", "run",
+    result = succeeds("train", "--no-track", "--source", "src/plate.####.png", "--target", "keys", "--out", "run",
                       "--config", "shot.yaml", "--set", "train.lr=1e-3", "--set", "augment.flip_p=0",
                       "--steps", "1", "--device", "cpu")
     assert "trained 1 steps" in result.stdout
@@ -102,7 +102,7 @@ def test_config_file_and_set_overrides(tmp_path: Path):
 def test_resume_continues_the_run_to_more_steps(shot: Path):
     before = torch.load("run/model.pt", weights_only=True)
     # No --set: a resumed run trains with its own config.yaml.
-    result = succeeds("train", "--source", "src", "--target", "keys", "--out", "run", "--resume",
+    result = succeeds("train", "--no-track", "--source", "src", "--target", "keys", "--out", "run", "--resume",
                       "--steps", "5", "--device", "cpu")
     assert "trained 5 steps" in result.stdout
 
@@ -118,7 +118,7 @@ def test_resume_continues_the_run_to_more_steps(shot: Path):
 
 def test_resuming_a_finished_run_changes_nothing(shot: Path):
     before = {p: p.stat().st_mtime_ns for p in Path("run").rglob("*") if p.is_file()}
-    result = succeeds("train", "--source", "src", "--target", "keys", "--out", "run", "--resume",
+    result = succeeds("train", "--no-track", "--source", "src", "--target", "keys", "--out", "run", "--resume",
                       "--steps", "2", "--device", "cpu")
     assert "already trained to step 3" in result.stdout
     after = {p: p.stat().st_mtime_ns for p in Path("run").rglob("*") if p.is_file()}

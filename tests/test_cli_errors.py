@@ -249,7 +249,7 @@ def test_eval_of_frames_without_a_ground_truth(shot: Path):
 
 def test_resume_with_another_architecture(shot: Path):
     before = snapshot(shot)
-    line = fails("train", "--source", "src", "--target", "keys", "--out", "run", "--resume",
+    line = fails("train", "--no-track", "--source", "src", "--target", "keys", "--out", "run", "--resume",
                  "--set", "model.width=8", "--steps", "5", "--device", "cpu")
     assert_names(line, "run folder 'run'", "was made for a 'unet_attn' network", "width=4", "width=8")
     assert_unchanged(before, shot)
@@ -293,7 +293,7 @@ def test_resume_from_a_damaged_checkpoint(shot: Path):
     checkpoint = Path("run/checkpoints/step_000003.pt")
     checkpoint.write_bytes(b"PK\x03\x04 not the rest of a torch checkpoint")
     before = snapshot(shot)
-    line = fails("train", "--source", "src", "--target", "keys", "--out", "run", "--resume", "--steps", "5")
+    line = fails("train", "--no-track", "--source", "src", "--target", "keys", "--out", "run", "--resume", "--steps", "5")
     assert_names(line, "checkpoint 'run/checkpoints/step_000003.pt' cannot be read")
     assert_unchanged(before, shot)
 
@@ -310,7 +310,7 @@ def test_render_with_a_folder_that_is_not_a_run(shot: Path, run: str, message: s
 
 def test_resume_where_there_is_no_run(plates: Path):
     before = snapshot(plates)
-    line = fails("train", "--source", "src", "--target", "keys", "--out", "elsewhere", "--resume")
+    line = fails("train", "--no-track", "--source", "src", "--target", "keys", "--out", "elsewhere", "--resume")
     assert line == "shotfit: run folder 'elsewhere' does not exist"
     assert_unchanged(before, plates)
 

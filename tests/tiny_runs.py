@@ -65,6 +65,7 @@ def train_tiny(source: Path, keys: Path, out: Path, *overrides: str, **kwargs) -
     """``api.train`` on the CPU with the tiny network; torch's thread count is put back afterwards."""
     threads = torch.get_num_threads()
     try:
+        kwargs.setdefault("tracking", api.TrackingOptions(enabled=False))  # tracking has tests of its own
         return api.train(source, keys, out, overrides=(*TINY, *overrides), device="cpu", **kwargs)
     finally:
         torch.set_num_threads(threads)

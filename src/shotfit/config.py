@@ -89,9 +89,10 @@ class ExtraLossConfig(_Section):
 
 @dataclass(frozen=True)
 class LossConfig(_Section):
-    """Weights of the hybrid loss ``l1·L1 + lpips·LPIPS + laplacian·LapPyr + ssim·(1-SSIM)``."""
+    """Weights of the hybrid loss ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1-SSIM)``."""
 
     l1: float = _opt(1.0, low=0.0)
+    mse: float = _opt(0.0, low=0.0)
     lpips: float = _opt(0.1, low=0.0)
     laplacian: float = _opt(1.0, low=0.0)
     ssim: float = _opt(0.1, low=0.0)
@@ -123,6 +124,7 @@ class DataConfig(_Section):
     """How keyframes become batches."""
 
     batch_size: int = _opt(8, low=1)
+    validation_frames: tuple[int, ...] = _opt((), doc="keyframes held out of training to validate on")
     mask_outside_weight: float = _opt(0.1, low=0.0, high=1.0,
                                       doc="loss weight outside an artist's mask (inside is 1)")
     preview_frames: int = _opt(3, low=0, doc="non-key frames shown in the contact sheet")
@@ -144,6 +146,7 @@ class TrainConfig(_Section):
     checkpoint_every: int = _opt(250, low=1)
     keep_checkpoints: int = _opt(3, low=1)
     preview_every: int = _opt(500, low=1)
+    validate_every: int = _opt(100, low=1, doc="steps between validations on data.validation_frames")
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,9 @@ def _section_to_dict(section: Any) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
-        out[f.name] = [_section_to_dict(v) for v in value] if isinstance(value, tuple) else value
+        if isinstance(value, tuple):
+            value = [_section_to_dict(v) if dataclasses.is_dataclass(v) else v for v in value]
+        out[f.name] = value
     return out
 
 
@@ -253,6 +258,12 @@ def _coerce(hint: Any, key: str, value: Any, origin: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+    elif hint == tuple[int, ...]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{key} = {value!r} must be a list of frame numbers")
     elif hint == tuple[ExtraLossConfig, ...]:
         if isinstance(value, (list, tuple)):
             items = []

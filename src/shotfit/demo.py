@@ -62,7 +62,7 @@ def prepare_sample(out: Path) -> dict[str, Path]:
     return folders
 
 
-def run_demo(out: str | Path, steps: int | None = None,
+def run_demo(out: str | Path, steps: int | None = None, tracking: api.TrackingOptions | None = None,
              on_step: Callable[[StepReport], None] | None = None,
              on_frame: Callable[[FrameDone], None] | None = None) -> DemoResult:
     """Prepare, train, render and evaluate the sample in ``out``; an earlier run there is continued."""
@@ -70,7 +70,8 @@ def run_demo(out: str | Path, steps: int | None = None,
     folders = prepare_sample(out)
     run = out / "run"
     api.train(folders["source"], folders["keyframes"], run, overrides=SAMPLE_OVERRIDES,
-              steps=steps or SAMPLE_STEPS, resume=RunFolder(run).is_run(), on_step=on_step)
+              steps=steps or SAMPLE_STEPS, resume=RunFolder(run).is_run(), tracking=tracking,
+              on_step=on_step)
     render = out / "render"
     api.render(run, folders["source"], render, on_frame=on_frame)
     held_out = tuple(f for f in open_shot(folders["source"]).frames if f not in KEYFRAMES)

@@ -86,3 +86,13 @@ def _folder_name(folder: str | Path) -> str:
 
 def _reason(err: OSError) -> str:
     return err.strerror or type(err).__name__
+
+
+def plates_folder(spec: str | Path) -> Path | None:
+    """The folder that holds a sequence's files (for a pattern, its folder); None for a video file."""
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    if path.is_file():
+        return None
+    return path.parent

@@ -98,7 +98,7 @@ def test_lpips_stays_frozen_in_eval_inside_a_training_parent(pair):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"lpips": -0.1}, "loss weight 'lpips' = -0.1 must be a finite number >= 0"),
     ({"ssim": float("nan")}, "loss weight 'ssim' = nan must be"),
-    ({"l1": 0.0}, "every loss weight is 0 (l1, lpips, laplacian, ssim)"),
+    ({"l1": 0.0}, "every loss weight is 0 (l1, mse, lpips, laplacian, ssim)"),
     ({"extra": [("age", MeanGap(), -1.0)]}, "loss weight 'age' = -1.0"),
     ({"extra": [("ssim", MeanGap(), 1.0)]}, "extra loss name 'ssim' is used twice"),
     ({"extra": [("age", MeanGap(), 1.0), ("age", MeanGap(), 1.0)]}, "extra loss name 'age' is used twice"),
@@ -119,3 +119,11 @@ def test_extra_term_must_return_a_scalar(pair):
 
     with pytest.raises(ValueError, match=r"extra loss 'age' must return a scalar tensor, got \(2,\)"):
         HybridLoss(extra=[("age", PerSample(), 1.0)])(*pair)
+
+
+def test_mse_term_is_the_mean_squared_error():
+    pred, target = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5)
+    total, values = HybridLoss(l1=0.0, mse=2.0)(pred, target)
+    assert set(values) == {"mse"}
+    assert values["mse"].item() == pytest.approx(0.25)
+    assert total.item() == pytest.approx(0.5)

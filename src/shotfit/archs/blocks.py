@@ -90,13 +90,24 @@ class AttentionGate(nn.Module):
 def _pad_dim(x: Tensor, dim: int, multiple: int) -> Tensor:
     """Pad dimension ``dim`` (-2 for H, -1 for W) at its far end up to a multiple of ``multiple``."""
     size = x.shape[dim]
-    amount = (size + multiple - 1) // multiple * multiple - size
-    if amount == 0:
-        return x
+    # padded even when the amount is 0: an exported graph (torch.export) then works for every size,
+    # not only for sizes on the same side of that branch as the example
+    amount = (multiple - size % multiple) % multiple
     # reflect needs amount < size; a 5-pixel-tall input padded to 16 falls back to repeating its edge
     mode = "reflect" if size >= multiple else "replicate"
     pad = [0, amount, 0, 0] if dim == -1 else [0, 0, 0, amount]
     return F.pad(x, pad, mode=mode)
+
+
+def crop_to(x: Tensor, height: int, width: int) -> Tensor:
+    """The top-left ``height`` x ``width`` of ``x`` (B, C, H, W), undoing :func:`pad_to_multiple`.
+
+    Gathered with index_select rather than sliced: a slice view makes torch.export specialise the
+    graph to the example's size, and an exported network must take any frame size.
+    """
+    rows = torch.arange(height, device=x.device)
+    cols = torch.arange(width, device=x.device)
+    return x.index_select(2, rows).index_select(3, cols)
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:

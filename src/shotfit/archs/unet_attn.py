@@ -12,6 +12,7 @@ from shotfit.archs.blocks import (
     AttentionGate,
     DoubleConv,
     UpsampleConv,
+    crop_to,
     pad_to_multiple,
 )
 from shotfit.errors import ConfigError
@@ -135,7 +136,7 @@ class UNetAttn(nn.Module):
         for gate, up, fuse in zip(self.gates, self.ups, self.fuses):
             skip = skips.pop()
             features = fuse(torch.cat([gate(skip, features), up(features)], dim=1))
-        delta = self.head(features)[:, :, :height, :width]
+        delta = crop_to(self.head(features), height, width)
         if self.residual:
             # float32 whatever the input: in float16, 1 - 1e-5 rounds to 1 and atanh(1) is inf
             base = torch.atanh(x.float().clamp(-1.0 + self.residual_eps, 1.0 - self.residual_eps))

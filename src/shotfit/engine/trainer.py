@@ -11,7 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -23,6 +24,9 @@ from shotfit.engine.device import autocast, autocast_dtype
 from shotfit.engine.run_folder import RunFolder, save_state
 from shotfit.engine.schedule import warmup_cosine
 from shotfit.errors import ShotfitError
+
+if TYPE_CHECKING:
+    from shotfit.engine.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,28 @@ class TrainResult:
     final_losses: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class TrainHooks:
+    """What watches a training run; every field is optional.
+
+    Attributes:
+        preview: ``preview(network, name) -> (sheet_path, numbers)`` writes a contact sheet at preview
+            steps and at the end; its numbers (e.g. ``train/keyframe_psnr``) go to metrics and tracking.
+        validate: ``validate(network) -> {"val/psnr": ..., ...}`` scores held-out keyframes every
+            ``train.validate_every`` steps and at the end.
+        tracker: Receives metrics by step and the contact sheets (see ``shotfit.engine.tracking``).
+        on_step: Called after every step (progress display).
+        on_validate: Called as ``on_validate(step, numbers)`` after each validation (a sweep reports
+            them to its scheduler, which may stop the run there).
+    """
+
+    preview: Callable[[nn.Module, str], tuple[Path, dict[str, float]]] | None = None
+    validate: Callable[[nn.Module], dict[str, float]] | None = None
+    tracker: Tracker | None = None
+    on_step: Callable[[StepReport], None] | None = None
+    on_validate: Callable[[int, dict[str, float]], None] | None = None
+
+
 def masked_targets(pred: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, outside: float
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and loss weights for keyframes with an artist's mask.
@@ -98,14 +124,12 @@ class Trainer:
         run: The run folder.
         train_cfg, data_cfg: The config sections that drive the loop.
         device: Where to train.
-        preview: Called as ``preview(network, name)`` at preview steps and at the end; it writes a
-            contact sheet and may return numbers (e.g. keyframe PSNR) for metrics.json.
+        hooks: Previews, validation, tracking and callbacks.
     """
 
     def __init__(self, network: nn.Module, network_spec: dict[str, Any], loss: Loss, sampler: BatchSampler,
                  keyframes: Keyframes, run: RunFolder, train_cfg: TrainConfig, data_cfg: DataConfig,
-                 device: torch.device, preview: Callable[[nn.Module, str], dict[str, float]] | None = None
-                 ) -> None:
+                 device: torch.device, hooks: TrainHooks | None = None) -> None:
         self.network = network.to(device)
         self.network_spec = network_spec
         self.loss = loss
@@ -115,7 +139,7 @@ class Trainer:
         self.cfg = train_cfg
         self.data_cfg = data_cfg
         self.device = device
-        self.preview = preview
+        self.hooks = hooks or TrainHooks()
         self.amp_dtype = autocast_dtype(device, train_cfg.amp)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=train_cfg.lr,
                                            weight_decay=train_cfg.weight_decay)
@@ -126,6 +150,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.history: list[dict[str, float]] = []
         self.previews: list[dict[str, float]] = []
+        self.validations: list[dict[str, float]] = []
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -135,7 +160,7 @@ class Trainer:
             "arch": self.network_spec["arch"], "arch_args": dict(self.network_spec["args"]),
             "network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "elapsed_s": self.elapsed_before,
-            "history": self.history, "previews": self.previews,
+            "history": self.history, "previews": self.previews, "validations": self.validations,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -148,11 +173,11 @@ class Trainer:
         self.elapsed_before = float(state["elapsed_s"])
         self.history = list(state["history"])
         self.previews = list(state["previews"])
+        self.validations = list(state.get("validations", []))
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def fit(self, max_steps: int, budget_s: float | None = None, plan_from_budget: bool = False,
-            on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
+    def fit(self, max_steps: int, budget_s: float | None = None, plan_from_budget: bool = False) -> TrainResult:
         """Train until step ``max_steps`` or until ``budget_s`` seconds have passed in this call.
 
         Args:
@@ -185,33 +210,35 @@ class Trainer:
             now = time.monotonic()
             elapsed = now - started
             out_of_time = budget_s is not None and elapsed >= budget_s
+            last = self.step == max_steps or out_of_time
             if plan_from_speed and self.step == CALIBRATION_STEPS:
-                per_step = elapsed / CALIBRATION_STEPS
-                self.horizon = min(max_steps, max(self.step + 1, int(budget_s / per_step)))
+                self.horizon = min(max_steps, max(self.step + 1, int(budget_s * CALIBRATION_STEPS / elapsed)))
                 log.info("time budget %.0f s: planning %d steps", budget_s, self.horizon)
-            if self.step % LOG_EVERY == 0 or self.step == max_steps or out_of_time:
+            if self.step % LOG_EVERY == 0 or last:
                 speed = window_steps / max(now - window_start, 1e-9)
-                mean = {k: v / window_steps for k, v in sums.items()}
-                self.history.append({"step": self.step, "lr": self.lr(self.step - 1),
-                                     "steps_per_s": speed, **mean})
+                self.log_window({k: v / window_steps for k, v in sums.items()}, speed)
                 window_start, window_steps, sums = now, 0, {}
-            if on_step is not None:
-                on_step(StepReport(self.step, self.horizon, terms, self.lr(self.step - 1),
-                                   (self.step - first_step) / max(elapsed, 1e-9),
-                                   self.elapsed_before + elapsed))
-            if self.step % self.cfg.checkpoint_every == 0 and not out_of_time:
-                self.checkpoint(elapsed)
-            if self.step % self.cfg.preview_every == 0 and self.step < max_steps and not out_of_time:
-                self.make_preview(f"step_{self.step:06d}")
+            if self.hooks.on_step is not None:
+                self.hooks.on_step(StepReport(self.step, self.horizon, terms, self.lr(self.step - 1),
+                                              (self.step - first_step) / max(elapsed, 1e-9),
+                                              self.elapsed_before + elapsed))
+            if not last:
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.checkpoint(elapsed)
+                if self.step % self.cfg.validate_every == 0:
+                    self.run_validation()
+                if self.step % self.cfg.preview_every == 0:
+                    self.make_preview(f"step_{self.step:06d}")
             if out_of_time:
                 stopped_by = "time"
                 break
 
         elapsed = time.monotonic() - started
-        self.checkpoint(elapsed)
+        self.elapsed_before += elapsed
+        self.checkpoint(0.0)
+        self.run_validation()
         self.make_preview("final")
         self.save_model()
-        self.elapsed_before += elapsed
         return TrainResult(self.step, self.horizon, self.elapsed_before, stopped_by, terms)
 
     def lr(self, step: int) -> float:
@@ -249,17 +276,40 @@ class Trainer:
 
     # --- outputs -------------------------------------------------------------------------------
 
-    def checkpoint(self, elapsed_in_session: float) -> None:
+    def checkpoint(self, elapsed_in_call: float) -> None:
         state = self.state()
-        state["elapsed_s"] = self.elapsed_before + elapsed_in_session
+        state["elapsed_s"] = self.elapsed_before + elapsed_in_call
         path = self.run.save_checkpoint(state, self.step, self.cfg.keep_checkpoints)
         log.info("checkpoint %s", path)
 
-    def make_preview(self, name: str) -> None:
-        if self.preview is None:
+    def log_window(self, losses: dict[str, float], steps_per_s: float) -> None:
+        """The mean loss terms of the last steps, into the history and the tracker."""
+        lr = self.lr(self.step - 1)
+        self.history.append({"step": self.step, "lr": lr, "steps_per_s": steps_per_s, **losses})
+        self.track({**{f"loss/{name}": value for name, value in losses.items()},
+                    "lr": lr, "speed/steps_per_s": steps_per_s})
+
+    def run_validation(self) -> None:
+        if self.hooks.validate is None:
             return
-        numbers = self.preview(self.network, name) or {}
+        numbers = self.hooks.validate(self.network)
+        self.validations.append({"step": self.step, **numbers})
+        self.track(numbers)
+        if self.hooks.on_validate is not None:
+            self.hooks.on_validate(self.step, numbers)
+
+    def make_preview(self, name: str) -> None:
+        if self.hooks.preview is None:
+            return
+        sheet, numbers = self.hooks.preview(self.network, name)
         self.previews.append({"step": self.step, **numbers})
+        self.track(numbers)
+        if self.hooks.tracker is not None:
+            self.hooks.tracker.log_image("preview", sheet, self.step)
+
+    def track(self, metrics: dict[str, float]) -> None:
+        if self.hooks.tracker is not None and metrics:
+            self.hooks.tracker.log_metrics(metrics, self.step)
 
     def save_model(self) -> None:
         """The final weights, with what it takes to rebuild the network and nothing to resume."""
@@ -269,12 +319,13 @@ class Trainer:
         save_state(state, self.run.model_path)
 
     def metrics(self, result: TrainResult) -> dict[str, Any]:
-        """What metrics.json holds: loss terms by step, previews' numbers, and the final state."""
+        """What metrics.json holds: loss terms by step, validations, previews' numbers, the final state."""
         last = self.history[-1] if self.history else {}
+        final = {k: v for k, v in last.items() if k != "step"}
+        if self.validations:
+            final.update({k: v for k, v in self.validations[-1].items() if k != "step"})
         return {
             "steps_done": result.steps_done, "horizon": result.horizon, "stopped_by": result.stopped_by,
-            "elapsed_s": round(result.elapsed_s, 3),
-            "final": {k: v for k, v in last.items() if k != "step"},
-            "history": self.history, "previews": self.previews,
+            "elapsed_s": round(result.elapsed_s, 3), "final": final,
+            "history": self.history, "validations": self.validations, "previews": self.previews,
         }
-

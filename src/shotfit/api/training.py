@@ -1,0 +1,246 @@
+"""Training a run: from a shot and its fixed keyframes to a run folder, tracked."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shotfit import __version__
+from shotfit.api.watching import make_previewer, make_validator
+from shotfit.archs import build_network, resolve_network_args
+from shotfit.config import Config, LossConfig, ModelConfig, apply_overrides, config_to_dict, load_config
+from shotfit.data.augment import PairedAugment
+from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
+from shotfit.engine.device import configure_threads, pick_device
+from shotfit.engine.run_folder import RunFolder, load_state
+from shotfit.engine.tracking import TrackingOptions, flatten_params, start_tracking
+from shotfit.engine.trainer import StepReport, Trainer, TrainHooks, TrainResult
+from shotfit.errors import ConfigError, RunError, quoted
+from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
+from shotfit.io import open_shot, transfer_for
+from shotfit.losses import EmbeddingLoss, HybridLoss, load_embedding_network
+
+log = logging.getLogger(__name__)
+
+# With only --minutes, the loop runs until the budget; the plan is then set from measured speed.
+UNBOUNDED_STEPS = 10**9
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    run: Path
+    result: TrainResult
+    config: Config
+    metrics: dict[str, Any]
+
+
+def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config: str | Path | None = None,
+          overrides: Sequence[str] = (), steps: int | None = None, minutes: float | None = None,
+          resume: bool = False, masks: str | Path | None = None, device: str | None = None,
+          tracking: TrackingOptions | None = None,
+          on_step: Callable[[StepReport], None] | None = None,
+          on_validate: Callable[[int, dict[str, float]], None] | None = None) -> TrainSummary:
+    """Learn the edit shown by ``keyframes`` (edited frames of ``source``) into the run folder ``out``.
+
+    Args:
+        source: The shot: a folder of frames, a frame pattern or a video file.
+        keyframes: A folder of edited frames, paired with source frames by frame number.
+        out: The run folder (config, checkpoints, previews, metrics, final model).
+        config: A YAML config; defaults otherwise (or, with ``resume``, the run's own config).
+        overrides: ``section.key=value`` strings applied on top.
+        steps: Train up to this step (overrides ``train.steps``).
+        minutes: Stop cleanly after this many minutes.
+        resume: Continue the run in ``out`` from its newest checkpoint.
+        masks: Per-keyframe masks weighting the loss towards the painted region.
+        device: Overrides ``train.device``.
+        tracking: MLflow and TensorBoard settings (default: both on, stores beside the run).
+        on_step: Called after every step (progress display).
+        on_validate: Called with (step, {"val/psnr", "val/ssim", "val/lpips"}) after each validation
+            on ``data.validation_frames``.
+    """
+    run = RunFolder(out)
+    cfg, start_state = _prepare_run(run, config, overrides, steps, resume)
+    shot, keys = open_shot(source), open_shot(keyframes)
+    mask_shot = open_shot(masks) if masks is not None else None
+    for spec, what in ((source, "source"), (keyframes, "keyframes")):
+        if (folder := plates_folder(spec)) is not None:
+            refuse_inside(out, folder, what)
+    pairs = pair_keyframes(shot, keys, mask_shot)
+    training_pairs, validation_pairs = _split_validation(pairs, cfg.data.validation_frames, keyframes)
+    channels = model_channels(pairs[0].source.shape[2])
+    transfer = transfer_for(shot.format)
+    cfg = dataclasses.replace(cfg, model=_resolved_model(cfg.model, channels, run, start_state))
+
+    torch_device = pick_device(device or cfg.train.device)
+    configure_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    network = build_network(cfg.model.arch, **cfg.model.args)
+    hooks = TrainHooks(
+        preview=make_previewer(run, shot, training_pairs, transfer, cfg, torch_device),
+        validate=make_validator(validation_pairs, transfer, cfg, torch_device) if validation_pairs else None,
+        on_step=on_step, on_validate=on_validate)
+    trainer = Trainer(network, {"arch": cfg.model.arch, "args": dict(cfg.model.args)}, build_loss(cfg.loss),
+                      PairedAugment(cfg.augment), keyframes_to_tensors(training_pairs, transfer, torch_device),
+                      run, cfg.train, cfg.data, torch_device, hooks)
+    info: dict[str, Any] = {}
+    if start_state is not None:
+        trainer.restore(start_state)
+        info = run.read_info()
+        log.info("resuming %s from step %d", run.path, trainer.step)
+
+    ensure_writable_folder(run.path)
+    run.write_config(cfg)
+    params = flatten_params(config_to_dict(cfg))
+    tags = {"shotfit.version": __version__, "shotfit.git_commit": _git_commit(),
+            "shotfit.data_hash": _keyframes_hash(pairs), "shotfit.device": str(torch_device),
+            "shotfit.source": str(source)}
+    tracker, tracking_ids = start_tracking(tracking or TrackingOptions(), run.path, params, tags,
+                                           resume_id=info.get("tracking", {}).get("mlflow_run_id"))
+    hooks.tracker = tracker
+    run.write_info({
+        "source": str(source), "keyframes": str(keyframes), "masks": None if masks is None else str(masks),
+        "keyframe_frames": [p.frame for p in training_pairs],
+        "validation_frames": [p.frame for p in validation_pairs],
+        "frame_size": list(pairs[0].source.shape[:2]), "channels": channels, "transfer": transfer,
+        "format": dataclasses.asdict(shot.format), "tracking": tracking_ids,
+    })
+    # --minutes alone means "train for that long": the plan then comes from measured speed, and a
+    # resumed run keeps the plan it made.
+    max_steps = cfg.train.steps
+    if minutes is not None and steps is None:
+        max_steps = trainer.horizon if trainer.step else UNBOUNDED_STEPS
+    try:
+        result = trainer.fit(max_steps, None if minutes is None else minutes * 60.0,
+                             plan_from_budget=max_steps == UNBOUNDED_STEPS)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a sweep's scheduler stopping the trial
+        tracker.finish(params, {}, status="KILLED")
+        raise
+    except BaseException:
+        tracker.finish(params, {}, status="FAILED")
+        raise
+    metrics = trainer.metrics(result)
+    if result.stopped_by != "already done":
+        run.write_metrics(metrics)
+    _log_run_files(tracker, run, trainer.network, channels, torch_device)
+    tracker.finish(params, _final_metrics(metrics), status="FINISHED")
+    return TrainSummary(run.path, result, cfg, metrics)
+
+
+def build_loss(cfg: LossConfig) -> HybridLoss:
+    """The hybrid loss of the config, with a studio's embedding-network terms added."""
+    extra = []
+    for term in cfg.extra:
+        if term.weight > 0:
+            name = term.name or term.network.rpartition(":")[2]
+            extra.append((name, EmbeddingLoss(load_embedding_network(term.network), term.distance), term.weight))
+    return HybridLoss(l1=cfg.l1, mse=cfg.mse, lpips=cfg.lpips, laplacian=cfg.laplacian, ssim=cfg.ssim,
+                      laplacian_levels=cfg.laplacian_levels, extra=extra)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _prepare_run(run: RunFolder, config: str | Path | None, overrides: Sequence[str], steps: int | None,
+                 resume: bool) -> tuple[Config, dict[str, Any] | None]:
+    """The config to train with, and the checkpoint to continue from (None for a fresh run)."""
+    state = None
+    if resume:
+        base = load_config(config) if config else run.read_config()
+        latest = run.latest_checkpoint()
+        state = load_state(latest) if latest is not None else None
+    else:
+        if run.is_run():
+            raise RunError(f"run folder {quoted(run.path)} already holds a run: add --resume to continue "
+                           "it, or choose another --out")
+        if run.path.is_dir() and any(run.path.iterdir()):
+            raise RunError(f"--out {quoted(run.path)} is not empty and is not a shotfit run folder")
+        base = load_config(config) if config else Config()
+    cfg = apply_overrides(base, overrides) if overrides else base
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
+    return cfg, state
+
+
+def _split_validation(pairs: list[KeyframePair], frames: Sequence[int], keyframes: str | Path
+                      ) -> tuple[list[KeyframePair], list[KeyframePair]]:
+    """Keyframes to train on, and keyframes held out to validate on (``data.validation_frames``)."""
+    known = {p.frame for p in pairs}
+    for frame in frames:
+        if frame not in known:
+            raise ConfigError(f"data.validation_frames names frame {frame}, which is not a keyframe in "
+                              f"{quoted(keyframes)} (keyframes: {', '.join(map(str, sorted(known)))})")
+    training = [p for p in pairs if p.frame not in set(frames)]
+    if not training:
+        raise ConfigError(f"data.validation_frames holds out every keyframe in {quoted(keyframes)}; "
+                          "keep at least one to train on")
+    return training, [p for p in pairs if p.frame in set(frames)]
+
+
+def _resolved_model(model: ModelConfig, channels: int, run: RunFolder, state: dict[str, Any] | None
+                    ) -> ModelConfig:
+    """The model section with every constructor argument written out; a resumed run must match it."""
+    if state is not None and state["arch"] != model.arch:
+        # compared before the run's saved options (depth=...) meet another architecture's constructor
+        _refuse_other_network(run, state, model)
+    args = {"in_channels": channels, "out_channels": channels, **model.args}
+    resolved = ModelConfig(model.arch, resolve_network_args(model.arch, args))
+    if state is not None and dict(state["arch_args"]) != dict(resolved.args):
+        _refuse_other_network(run, state, resolved)
+    return resolved
+
+
+def _refuse_other_network(run: RunFolder, state: dict[str, Any], model: ModelConfig) -> None:
+    def describe(args: Any) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(dict(args).items()))
+
+    raise RunError(f"run folder {quoted(run.path)} was made for a '{state['arch']}' network "
+                   f"({describe(state['arch_args'])}), not '{model.arch}' ({describe(model.args)})")
+
+
+def _log_run_files(tracker: Any, run: RunFolder, network: torch.nn.Module, channels: int,
+                   device: torch.device) -> None:
+    """The run's files and the network itself, for the tracking store."""
+    for path in (run.config_path, run.info_path, run.metrics_path, run.model_path):
+        if path.is_file():
+            tracker.log_artifact(path)
+    for sheet in sorted(run.previews.glob("*.png")):
+        tracker.log_artifact(sheet, "previews")
+    network.eval()
+    tracker.log_model(network, torch.zeros(1, channels, 64, 64, device=device))
+
+
+def _keyframes_hash(pairs: Sequence[KeyframePair]) -> str:
+    """What the run learnt from, as one hash: keyframe numbers, sources, targets and masks."""
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(str(pair.frame).encode())
+        for image in (pair.source, pair.target, pair.mask):
+            if image is not None:
+                digest.update(image.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _git_commit() -> str:
+    """The commit of a source checkout of shotfit, or "" for an installed release."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The last loss window and validation under the names the tracker logged them by step."""
+    last = metrics["history"][-1] if metrics["history"] else {}
+    final = {f"loss/{k}": float(v) for k, v in last.items() if k not in ("step", "lr", "steps_per_s")}
+    if metrics["validations"]:
+        final.update({k: float(v) for k, v in metrics["validations"][-1].items() if k != "step"})
+    return final

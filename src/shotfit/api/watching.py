@@ -1,0 +1,89 @@
+"""What a training run shows while it learns: contact sheets and scores on held-out keyframes.
+
+Both look at whole frames in eval mode through the same :class:`~shotfit.infer.predictor.Predictor`
+that renders, in network space mapped to [0, 1] (for scene-linear shots, the log-encoded view).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shotfit.config import Config
+from shotfit.data.keyframes import KeyframePair
+from shotfit.engine.preview import SheetRow, save_contact_sheet
+from shotfit.engine.run_folder import RunFolder
+from shotfit.evaluate.metrics import lpips, psnr, ssim
+from shotfit.infer.predictor import Predictor
+from shotfit.io import Shot, to_network
+from shotfit.losses import load_lpips
+
+Preview = Callable[[torch.nn.Module, str], tuple[Path, dict[str, float]]]
+Validate = Callable[[torch.nn.Module], dict[str, float]]
+
+
+def make_previewer(run: RunFolder, shot: Shot, pairs: Sequence[KeyframePair], transfer: str, cfg: Config,
+                   device: torch.device) -> Preview:
+    """Contact sheets of the training keyframes and a few frames nobody fixed.
+
+    The frames nobody fixed are spread over the shot, as far from the keyframes as they can be.
+    Returns ``preview(network, name) -> (sheet path, {"train/keyframe_psnr": dB})``.
+    """
+    unfixed = [(frame, shot.read(frame)) for frame in _far_from(shot.frames, [p.frame for p in pairs],
+                                                                cfg.data.preview_frames)]
+
+    def preview(network: torch.nn.Module, name: str) -> tuple[Path, dict[str, float]]:
+        predictor = _predictor(network, transfer, cfg, device)
+        rows, scores = [], []
+        for pair in pairs:
+            source, prediction = predictor.network_space(pair.source)
+            target = network_image(pair.target, transfer, source.shape[2])
+            scores.append(psnr(prediction, target))
+            rows.append(SheetRow(f"keyframe {pair.frame}", source, prediction, target))
+        for frame, pixels in unfixed:
+            source, prediction = predictor.network_space(pixels)
+            rows.append(SheetRow(f"frame {frame}", source, prediction))
+        sheet = save_contact_sheet(rows, run.previews / f"{name}.png")
+        return sheet, {"train/keyframe_psnr": float(np.mean(scores))}
+
+    return preview
+
+
+def make_validator(pairs: Sequence[KeyframePair], transfer: str, cfg: Config, device: torch.device) -> Validate:
+    """Scores on keyframes held out of training: ``{"val/psnr", "val/ssim", "val/lpips"}`` (means)."""
+    perceptual = load_lpips().to(device)
+
+    def validate(network: torch.nn.Module) -> dict[str, float]:
+        predictor = _predictor(network, transfer, cfg, device)
+        scores: dict[str, list[float]] = {"val/psnr": [], "val/ssim": [], "val/lpips": []}
+        for pair in pairs:
+            _, prediction = predictor.network_space(pair.source)
+            target = network_image(pair.target, transfer, prediction.shape[2])
+            scores["val/psnr"].append(psnr(prediction, target))
+            scores["val/ssim"].append(ssim(prediction, target))
+            scores["val/lpips"].append(lpips(prediction, target, perceptual))
+        return {name: float(np.mean(values)) for name, values in scores.items()}
+
+    return validate
+
+
+def network_image(pixels: np.ndarray, transfer: str, channels: int) -> np.ndarray:
+    """A frame as read, in network space mapped to [0, 1], keeping its first ``channels``."""
+    return to_network(pixels[..., :channels], transfer) * 0.5 + 0.5
+
+
+def _predictor(network: torch.nn.Module, transfer: str, cfg: Config, device: torch.device) -> Predictor:
+    return Predictor(network, transfer, device, cfg.render.tile, cfg.render.tile_overlap, cfg.render.blend)
+
+
+def _far_from(frames: Sequence[int], keyframes: Sequence[int], count: int) -> list[int]:
+    """Up to ``count`` frames spread evenly over the shot, each moved to the frame of its stretch that
+    lies farthest from every keyframe (what the network had to generalise to)."""
+    others = [f for f in frames if f not in set(keyframes)]
+    if not others or count <= 0:
+        return []
+    chunks = np.array_split(np.array(others), min(count, len(others)))
+    return [int(max(chunk, key=lambda f: min(abs(f - k) for k in keyframes))) for chunk in chunks]

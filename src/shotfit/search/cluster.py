@@ -1,0 +1,125 @@
+"""Where a sweep runs: a local Ray instance started for it, or a cluster it connects to.
+
+A local instance keeps its session folder (logs, sockets) under the sweep's folder when the path is
+short enough for Unix sockets (about 107 bytes, and Ray adds ~70), else in a short temporary folder
+removed afterwards. Ray's usage statistics stay off: a sweep sends nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOCKET_PATH_MAX = 107  # bytes in sun_path, less the terminating NUL (Linux; macOS: 103)
+SESSION_SUFFIX = 72  # "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store", measured on Ray 2.60
+OBJECT_STORE_BYTES = 256 * 2**20  # trials pass paths, not arrays: the store stays small
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the Ray cluster (or the local instance) offers trials."""
+
+    cpus: int
+    memory: int  # bytes Ray schedules as its "memory" resource
+    gpus: float
+    local: bool
+
+
+def available_cpus() -> int:
+    """Cores this process may use (its CPU affinity, which a container or a farm may narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def session_folder(out: Path) -> tuple[Path, bool]:
+    """Ray's temporary folder for a local sweep in ``out``, and whether it is ours to remove afterwards."""
+    if os.environ.get("RAY_TMPDIR"):
+        return Path(os.environ["RAY_TMPDIR"]), False
+    beside = Path(out).resolve() / "ray"
+    if len(os.fsencode(beside)) + SESSION_SUFFIX <= SOCKET_PATH_MAX - 4:  # a few bytes spare for Ray's own changes
+        return beside, False
+    short_root = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    return Path(tempfile.mkdtemp(prefix="shotfit-ray-", dir=short_root)), True
+
+
+def quiet_ray_environment() -> None:
+    """Settings read when Ray starts: no usage reports, no progress tables of its own on the console."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's own TensorBoard copy of each trial would sit beside shotfit's under `tensorboard --logdir OUT`
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@contextlib.contextmanager
+def ray_session(out: Path, address: str | None = None, cpus: int | None = None) -> Iterator[Capacity]:
+    """Start Ray locally (``cpus`` cores, default all) or connect to ``address``; shut it down after.
+
+    Args:
+        out: The sweep's folder (a local instance keeps its logs under ``out/ray`` when it can).
+        address: ``ray://head:10001`` (Ray Client) or ``host:6379`` / ``auto``: a running cluster.
+        cpus: Local only: cores to give the instance.
+    """
+    quiet_ray_environment()
+    import ray
+
+    temp, remove_after = None, False
+    if ray.is_initialized():
+        raise RuntimeError("Ray is already running in this process; a sweep starts (and stops) its own")
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        temp, remove_after = session_folder(out)
+        temp.mkdir(parents=True, exist_ok=True)
+        # a local instance turns on token authentication and warns that it did: that is the default we want
+        with _quiet("ray._private.authentication.authentication_token_setup"):
+            ray.init(num_cpus=cpus or available_cpus(), include_dashboard=False, _temp_dir=str(temp),
+                     log_to_driver=False, logging_level=logging.WARNING, object_store_memory=OBJECT_STORE_BYTES)
+    try:
+        resources = ray.cluster_resources()
+        yield Capacity(int(resources.get("CPU", 1)), int(resources.get("memory", 0)),
+                       float(resources.get("GPU", 0)), local=not address)
+    finally:
+        ray.shutdown()
+        if remove_after and temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def concurrency(capacity: Capacity, trials: int, memory_per_trial: int, cpus_per_trial: int | None,
+                gpus_per_trial: float, max_concurrent: int | None) -> tuple[int, int]:
+    """(trials at once, CPUs each): as many as the cores allow, fewer where memory (or GPUs) run out.
+
+    With no ``cpus_per_trial``, the cores are shared out: 8 trials on 16 cores get 2 each; 50 trials
+    get 1 each, 16 at a time.
+    """
+    by_memory = max(1, capacity.memory // max(memory_per_trial, 1)) if capacity.memory else trials
+    by_gpu = int(capacity.gpus // gpus_per_trial) if gpus_per_trial else trials
+    limit = max(1, min(trials, by_memory, by_gpu, max_concurrent or trials))
+    if cpus_per_trial is None:
+        at_once = min(limit, capacity.cpus)
+        cpus_per_trial = max(1, capacity.cpus // max(at_once, 1))
+    at_once = max(1, min(limit, capacity.cpus // cpus_per_trial)) if cpus_per_trial <= capacity.cpus else 1
+    if by_memory < min(trials, capacity.cpus):
+        log.info("memory allows %d trials at once (about %.1f GiB each)", by_memory, memory_per_trial / 2**30)
+    return at_once, cpus_per_trial
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

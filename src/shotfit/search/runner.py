@@ -1,0 +1,342 @@
+"""Running a sweep on Ray Tune: the search, then (top_k) the best configurations trained longer.
+
+``OUT/`` holds everything: ``sweep.json`` (what started it, the MLflow parent run), ``base.yaml``
+(the config every trial starts from), ``tune/<phase>/`` (Ray Tune's experiment, what ``--resume``
+restores), ``trials/<name>/`` (each trial's run folder, record and render) and the results written
+by :mod:`shotfit.search.results`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shotfit.config import save_config
+from shotfit.engine.tracking import TrackingOptions
+from shotfit.errors import RunError, ShotfitError, quoted
+from shotfit.files import write_text_atomic
+from shotfit.search import results
+from shotfit.search.cluster import Capacity, concurrency, quiet_ray_environment, ray_session
+from shotfit.search.plan import SweepPlan, plan_sweep
+from shotfit.search.spec import Budget, SweepSpec
+from shotfit.search.trial import TrialSetup, read_record, run_trial, trial_name
+
+quiet_ray_environment()  # some of it is read as Ray is imported
+from ray import tune  # noqa: E402
+from ray.tune.logger import JsonLoggerCallback  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+STATE = "sweep.json"
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How and where to run a sweep (the command line's options)."""
+
+    out: Path
+    address: str | None = None  # a Ray cluster; None starts Ray locally
+    resume: bool = False
+    tracking: TrackingOptions = TrackingOptions()
+    cpus: int | None = None  # local Ray only: cores to use (default all)
+    cpus_per_trial: int | None = None  # default: the cores shared out among the trials
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialUpdate:
+    """What a live display shows of one trial."""
+
+    phase: str
+    name: str
+    status: str  # pending, running, finished, stopped, error
+    step: int
+    budget: Budget
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+Watch = Callable[[TrialUpdate], None]
+
+
+def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None) -> results.SweepResult:
+    """Run (or, with ``options.resume``, continue) the sweep of ``spec`` into ``options.out``.
+
+    Args:
+        spec: The parsed sweep file.
+        options: Where to write, which cluster, tracking, resources.
+        watch: Called in this process with every trial's progress (a live table).
+
+    Returns:
+        The trials ranked by the sweep's metric, and where the results were written.
+    """
+    for module, why in (("optuna", spec.strategy == "optuna"), ("matplotlib", True)):
+        if why and importlib.util.find_spec(module) is None:
+            raise ShotfitError(f"this sweep needs {module}: pip install {module}")
+    out = Path(options.out).resolve()
+    state = _check_state(spec, out, options.resume)
+    plan = plan_sweep(spec, out)
+    save_config(plan.base, out / "base.yaml")
+    tracking = _sweep_tracking(options.tracking, out)
+    from shotfit.engine.tracking_sweep import start_parent_run
+
+    parent = start_parent_run(tracking, spec.name, _sweep_params(spec, plan), {"shotfit.sweep": spec.name},
+                              resume_id=state.get("parent_run_id"))
+    state.update(parent_run_id=parent, tracking_uri=tracking.uri if tracking.enabled else None)
+    write_text_atomic(out / STATE, json.dumps(state, indent=1))
+    trial_tracking = dataclasses.replace(tracking, parent_run_id=parent)
+    try:
+        with ray_session(out, options.address, options.cpus) as capacity:
+            _run_phase("search", plan, options, trial_tracking, capacity, watch)
+            if spec.top_k:
+                _run_phase("top-k", plan, options, trial_tracking, capacity, watch)
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        with contextlib.suppress(Exception):  # the error the user sees is the one above
+            _conclude(plan, tracking, parent, status)
+        raise
+    return _conclude(plan, tracking, parent, "FINISHED")
+
+
+def _conclude(plan: SweepPlan, tracking: TrackingOptions, parent: str | None, status: str) -> results.SweepResult:
+    """Settle the trials' MLflow runs, write the results and end the parent run with ``status``."""
+    from shotfit.engine.tracking_sweep import finish_parent_run
+
+    _settle_child_runs(tracking, parent, plan.out, "FAILED" if status == "FINISHED" else status)
+    summary = results.write_results(plan.out, plan.spec, plan.budget, plan.base)
+    finish_parent_run(tracking, parent, summary.best_params(), summary.best_metrics(), summary.files(), status)
+    return summary
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: TrackingOptions,
+               capacity: Capacity, watch: Watch | None) -> None:
+    spec, out = plan.spec, plan.out
+    path = out / "tune" / phase
+    budget = plan.budget if phase == "search" else spec.top_k_budget
+    assert budget is not None
+    named, param_space, trials = _trials_of_phase(phase, plan)
+    if not trials:
+        log.warning("no finished trial to train further")
+        return
+    at_once, cpus = concurrency(capacity, trials, plan.memory_per_trial, options.cpus_per_trial,
+                                options.gpus_per_trial, options.max_concurrent)
+    if cpus > capacity.cpus:
+        raise ShotfitError(f"--cpus-per-trial {cpus} is more than the {capacity.cpus} CPUs Ray has")
+    setup = TrialSetup(plan.shot.source, plan.shot.keyframes, plan.shot.masks, plan.shot.truth,
+                       plan.shot.held_out, out / "base.yaml", out / "trials", phase, budget,
+                       plan.base.train.validate_every, spec.metric, cpus, tracking, named, options.device)
+    resources = {"cpu": cpus, "memory": plan.memory_per_trial}
+    if options.gpus_per_trial:
+        resources["gpu"] = options.gpus_per_trial
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
+    _WATCHERS[phase] = (watch, budget)
+    tune_log = logging.getLogger("ray.tune.tune")  # its "resume with Tuner.restore(...)" is not for CLI users
+    level = tune_log.level
+    tune_log.setLevel(logging.ERROR)
+    try:
+        if options.resume and tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, param_space=param_space,
+                               tune_config=_tune_config(phase, plan, budget, at_once),
+                               run_config=tune.RunConfig(name=phase, storage_path=str(out / "tune"), verbose=0,
+                                                         callbacks=[_Watcher(phase), JsonLoggerCallback()],
+                                                         failure_config=tune.FailureConfig(max_failures=0)))
+        log.info("%s: %d trials, %d at a time, %d CPU(s) each", phase, trials, at_once, cpus)
+        grid = tuner.fit()
+    finally:
+        _WATCHERS.pop(phase, None)
+        tune_log.setLevel(level)
+    if len(grid) < trials or grid.num_terminated + grid.num_errors < len(grid):
+        raise KeyboardInterrupt  # Tune caught Ctrl-C, saved its state and returned early
+    for result in grid:
+        _settle_record(out / "trials" / Path(result.path).name, phase, result.error)
+
+
+def _trials_of_phase(phase: str, plan: SweepPlan) -> tuple[dict[str, tuple[str, ...]], dict[str, Any], int]:
+    """(named overrides, Tune param space, number of trials) of a phase."""
+    spec = plan.spec
+    seeds = ({"train.seed": tune.grid_search([plan.base.train.seed + i for i in range(spec.samples)])}
+             if spec.samples > 1 and spec.strategy == "grid" else {})
+    if phase == "top-k":
+        rows = results.rank(results.collect(plan.out, "search"), spec.metric, spec.mode)
+        best = [r for r in rows if r.status == "finished" and r.value(spec.metric) is not None][:spec.top_k]
+        named = {f"{r.name}-top": tuple(r.overrides) for r in best}
+        return named, {"trial": tune.grid_search(list(named))}, len(named)
+    if spec.trials:
+        named = {t.name: t.overrides for t in spec.trials}
+        return named, {"trial": tune.grid_search(list(named)), **seeds}, len(named) * (spec.samples if seeds else 1)
+    space: dict[str, Any] = {}
+    for key, dim in spec.space.items():
+        if spec.strategy == "grid":
+            space[key] = tune.grid_search(list(dim.values))
+        elif dim.kind in ("list", "choice"):
+            space[key] = tune.choice(list(dim.values))
+        elif dim.kind in ("randint", "lograndint"):  # Tune's upper bound is exclusive; ours is not
+            space[key] = getattr(tune, dim.kind)(dim.values[0], dim.values[1] + 1)
+        else:
+            space[key] = getattr(tune, dim.kind)(*dim.values)
+    if spec.strategy == "grid":
+        count = math.prod(len(d.values) for d in spec.space.values()) * spec.samples
+        return {}, {**space, **seeds}, count
+    return {}, space, spec.samples
+
+
+def _tune_config(phase: str, plan: SweepPlan, budget: Budget, at_once: int) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    spec = plan.spec
+    search_alg: Any = None
+    samples = 1
+    if phase == "search" and not spec.trials and spec.strategy != "grid":
+        samples = spec.samples
+        if spec.strategy == "optuna":
+            import optuna
+            from optuna.samplers import TPESampler
+            from ray.tune.search.optuna import OptunaSearch
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
+
+            search_alg = OptunaSearch(sampler=TPESampler(seed=spec.seed))
+        else:
+            search_alg = BasicVariantGenerator(random_state=spec.seed)
+    scheduler = None
+    if phase == "search" and spec.early_stop.kind == "asha":
+        time_attr, max_t = ("step", budget.steps) if budget.steps else ("seconds", int(budget.minutes * 60))
+        grace = spec.early_stop.grace_period or max(plan.base.train.validate_every, max_t // 10)
+        scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=min(grace, max_t),
+                                  reduction_factor=spec.early_stop.reduction_factor)
+    return tune.TuneConfig(metric="score", mode=spec.mode, search_alg=search_alg, scheduler=scheduler,
+                           num_samples=samples, max_concurrent_trials=at_once, reuse_actors=True,
+                           trial_name_creator=_name_of, trial_dirname_creator=_name_of)
+
+
+def _name_of(trial: Any) -> str:
+    return trial_name(trial.config, trial.experiment_tag)
+
+
+# --- live progress ------------------------------------------------------------------------------
+
+_WATCHERS: dict[str, tuple[Watch | None, Budget]] = {}
+
+
+class _Watcher(tune.Callback):
+    """Tells the live display about each trial. Pickled with the experiment, so it holds only the
+    phase's name and looks the display up when called (a resumed sweep brings its own)."""
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def _tell(self, trial: Any, status: str, result: Mapping[str, Any] | None = None) -> None:
+        watch, budget = _WATCHERS.get(self.phase, (None, Budget()))
+        if watch is None:
+            return
+        result = result if result is not None else (trial.last_result or {})
+        metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
+        watch(TrialUpdate(self.phase, str(trial), status, int(result.get("step", 0)), budget, metrics))
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._tell(trial, "running")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._tell(trial, "finished" if result.get("finished") else "running", result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._tell(trial, "finished" if (trial.last_result or {}).get("finished") else "stopped")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._tell(trial, "error")
+
+
+# --- state, records, tracking ---------------------------------------------------------------------
+
+def _check_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
+    """The sweep folder's state; a fresh sweep refuses a folder that holds one, a resumed one needs it."""
+    path = out / STATE
+    sweep_file = yaml.safe_load(spec.path.read_text(encoding="utf-8"))
+    if not resume:
+        if path.exists() or (out / "tune").exists():
+            raise RunError(f"{quoted(out)} already holds a sweep: add --resume to continue it, or choose another --out")
+        return {"name": spec.name, "sweep_file": sweep_file}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RunError(f"{quoted(out)} holds no sweep to resume (no readable {STATE})") from None
+    if state.get("sweep_file") != sweep_file:
+        raise RunError(f"sweep file {quoted(spec.path)} has changed since the sweep in {quoted(out)} started; "
+                       "start the changed sweep with another --out")
+    return state
+
+
+def _settle_record(folder: Path, phase: str, error: BaseException | None) -> None:
+    """A trial's record after Ray is done with it: stopped early, or an error its process could not tell."""
+    record = read_record(folder)
+    if record is None:
+        record = {"name": folder.name, "phase": phase, "params": {}, "step": 0, "metrics": {}, "seconds": None,
+                  "run": str(folder / "run"), "error": None, "status": "running"}
+    if record["status"] != "running":
+        return
+    if error is not None:
+        text = [line for line in str(error).splitlines() if line.strip()]
+        record.update(status="error", error=text[-1].strip() if text else type(error).__name__)
+    else:
+        record["status"] = "stopped"
+    write_text_atomic(folder / "trial.json", json.dumps(record, indent=1, default=str))
+
+
+def _settle_child_runs(tracking: TrackingOptions, parent: str | None, out: Path, leftover: str) -> None:
+    """End the MLflow run of every trial Ray stopped early as KILLED (its process was ended inside
+    ``tune.report``, so nothing there could); any other child still RUNNING ends as ``leftover``
+    (FAILED: it died with its process; KILLED: the sweep was interrupted)."""
+    if parent is None:
+        return
+    from shotfit.engine.run_folder import RunFolder
+    from shotfit.engine.tracking_sweep import child_runs, end_run
+
+    stopped = set()
+    for row in results.collect(out):
+        if row.status == "stopped" and RunFolder(row.run).is_run():
+            run_id = RunFolder(row.run).read_info().get("tracking", {}).get("mlflow_run_id")
+            if run_id:
+                stopped.add(run_id)
+                end_run(tracking, run_id, "KILLED")
+    for child in child_runs(tracking, parent):
+        if child.status == "RUNNING" and child.run_id not in stopped:
+            end_run(tracking, child.run_id, leftover)
+
+
+def _sweep_tracking(options: TrackingOptions, out: Path) -> TrackingOptions:
+    """Every trial logs into one store: the given URI, else ``sqlite:///OUT/mlflow.db``."""
+    if not options.enabled:
+        return options
+    from shotfit.engine.tracking_sweep import sweep_tracking_uri
+
+    return dataclasses.replace(options, uri=sweep_tracking_uri(options, out))
+
+
+def _sweep_params(spec: SweepSpec, plan: SweepPlan) -> dict[str, Any]:
+    from shotfit.search.plan import describe_dimension
+
+    params: dict[str, Any] = {"sweep.strategy": spec.strategy, "sweep.metric": spec.metric,
+                              "sweep.mode": spec.mode, "sweep.samples": spec.samples,
+                              "sweep.early_stop": spec.early_stop.kind, "sweep.top_k": spec.top_k,
+                              "sweep.budget_steps": plan.budget.steps, "sweep.budget_minutes": plan.budget.minutes,
+                              "sweep.validation_frames": list(plan.validation_frames)}
+    params.update({f"space.{k}": describe_dimension(d) for k, d in spec.space.items()})
+    params.update({f"trials.{t.name}": " ".join(t.overrides) for t in spec.trials})
+    return params
+

@@ -1,0 +1,158 @@
+"""One trial of a sweep, as Ray Tune runs it in a worker: train, report each validation, score.
+
+The trial keeps its own record in ``OUT/trials/<name>/trial.json`` (params, step, latest numbers,
+status), rewritten at every validation, so the sweep's table can be read back without Ray. A trial
+stopped early by the scheduler has its process ended by Ray inside ``tune.report``; the driver then
+marks its MLflow run KILLED (see :mod:`shotfit.search.runner`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shotfit.engine.tracking import TrackingOptions
+from shotfit.files import write_text_atomic
+from shotfit.search.plan import override_values, trial_overrides
+from shotfit.search.spec import Budget
+
+# Each ranking metric's stand-in while a trial trains: the scheduler compares trials on it at every
+# rung, and on the metric itself once a trial has finished (test/* exists only then).
+PROXY = {"val/psnr": "val/psnr", "val/ssim": "val/ssim", "val/lpips": "val/lpips", "test/psnr": "val/psnr",
+         "test/ssim": "val/ssim", "test/lpips": "val/lpips", "test/warping_error": "val/lpips"}
+TRIAL_RECORD = "trial.json"
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Everything a worker needs besides the trial's own config (absolute paths only: Ray moves the
+    worker into a folder of its own)."""
+
+    source: Path
+    keyframes: Path
+    masks: Path | None
+    truth: Path | None
+    held_out: tuple[int, ...]
+    base_config: Path
+    trials_dir: Path
+    phase: str  # "search" or "top-k"
+    budget: Budget
+    validate_every: int
+    metric: str
+    threads: int
+    tracking: TrackingOptions
+    named: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # trial name -> overrides
+    device: str | None = None
+
+
+def trial_name(config: Mapping[str, Any], tag: str) -> str:
+    """A trial's folder and run name: an ablation's own name, else ``trial-NNN`` by creation order."""
+    if "trial" in config:
+        seed = f"-seed{config['train.seed']}" if "train.seed" in config else ""
+        return f"{config['trial']}{seed}"
+    return f"trial-{int(tag.split('_')[0]):03d}"
+
+
+def searched_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's config keys that are settings (not the ablation's name)."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items() if k != "trial"}
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """The Tune function trainable: ``tune.with_parameters(run_trial, setup=...)``."""
+    from ray import tune
+
+    from shotfit import api
+    from shotfit.engine.run_folder import RunFolder
+
+    name = tune.get_context().get_trial_name()
+    folder = setup.trials_dir / name
+    run_dir = folder / "run"
+    named = setup.named.get(str(config.get("trial")), ())
+    searched = searched_params(config)
+    overrides = (*named, *trial_overrides(searched))
+    params = {**override_values(named), **searched}
+    resume = RunFolder(run_dir).is_run()
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)  # a start that died before it wrote its config: ours to redo
+    record = {"name": name, "phase": setup.phase, "params": params, "overrides": list(overrides),
+              "status": "running", "step": 0, "metrics": {}, "seconds": None, "run": str(run_dir), "error": None}
+    started = time.monotonic()
+
+    def on_validate(step: int, numbers: dict[str, float]) -> None:
+        record.update(step=step, metrics={**record["metrics"], **numbers})
+        _write_record(folder, record)
+        # The final validation is reported with the final scores below, once.
+        if step % setup.validate_every == 0 and (setup.budget.steps is None or step < setup.budget.steps):
+            tune.report(_report(step, record["metrics"], setup.metric, time.monotonic() - started))
+
+    tracking = dataclasses.replace(setup.tracking, run_name=name, tags={
+        **setup.tracking.tags, "shotfit.sweep.phase": setup.phase, "shotfit.sweep.trial": name})
+    try:
+        summary = api.train(setup.source, setup.keyframes, run_dir, config=setup.base_config,
+                            overrides=(*overrides, f"train.threads={setup.threads}"),
+                            steps=setup.budget.steps, minutes=setup.budget.minutes,
+                            resume=resume, masks=setup.masks, device=setup.device, tracking=tracking,
+                            on_validate=on_validate)
+        numbers = {k: v for k, v in summary.metrics["final"].items() if k.startswith("val/")}
+        numbers.update({f"loss/{k}": v for k, v in summary.metrics["final"].items()
+                        if "/" not in k and k not in ("lr", "steps_per_s")})
+        steps = summary.result.steps_done
+        scoring_started = time.monotonic()
+        if setup.truth is not None:
+            numbers.update(_score_unfixed_frames(setup, folder, run_dir, tracking, steps))
+        scoring_s = time.monotonic() - scoring_started
+    except BaseException as err:
+        if not isinstance(err, SystemExit):  # SystemExit: Ray stopping the trial; the driver says so
+            record.update(status="error", error=str(err).splitlines()[0] if str(err) else type(err).__name__)
+            _write_record(folder, record)
+        raise
+    # training time over every start of the run (a resumed trial counts its earlier part), plus scoring
+    seconds = summary.result.elapsed_s + scoring_s
+    record.update(status="finished", step=steps, metrics={**record["metrics"], **numbers}, seconds=seconds)
+    _write_record(folder, record)
+    tune.report({**_report(steps, record["metrics"], setup.metric, seconds), "finished": True})
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """A trial's ``trial.json``, or None when it never got that far."""
+    try:
+        return json.loads((folder / TRIAL_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _report(step: int, metrics: Mapping[str, float], metric: str, seconds: float) -> dict[str, Any]:
+    """What Tune sees: ``score`` (what the scheduler and the searcher compare), the step, every number."""
+    score = metrics.get(metric, metrics.get(PROXY[metric]))
+    return {"score": float(score) if score is not None else float("nan"), "step": int(step),
+            "seconds": float(seconds), **{k: float(v) for k, v in metrics.items()}}
+
+
+def _score_unfixed_frames(setup: TrialSetup, folder: Path, run_dir: Path, tracking: TrackingOptions,
+                          step: int) -> dict[str, float]:
+    """Render the shot and score the frames nobody fixed against the truth: ``test/*``."""
+    from shotfit import api
+    from shotfit.engine.run_folder import RunFolder
+    from shotfit.engine.tracking_sweep import log_run_metrics
+
+    api.render(run_dir, setup.source, folder / "render", device=setup.device or "auto")
+    report = api.evaluate(folder / "render", setup.truth, source=setup.source,
+                          json_path=folder / "eval.json", held_out=setup.held_out)
+    summary = report.summary(setup.held_out)
+    scores = {f"test/{k}": float(summary[k]) for k in ("psnr", "ssim", "lpips", "warping_error")
+              if summary.get(k) is not None}
+    run_id = RunFolder(run_dir).read_info().get("tracking", {}).get("mlflow_run_id")
+    if run_id:
+        log_run_metrics(tracking, run_id, scores, step)
+    return scores
+
+
+def _write_record(folder: Path, record: Mapping[str, Any]) -> None:
+    write_text_atomic(folder / TRIAL_RECORD, json.dumps(record, indent=1, default=str))
