@@ -16,11 +16,11 @@ $(BIN)/python:
 # torch is pinned in the lock and installed first, so nothing later can pull a CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
 	$(PIP) install -c $(LOCK) torch
-	$(PIP) install -c $(LOCK) -e '.[sample,sweep]'
+	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -c $(LOCK) -e '.[sample,sweep,test]'
+	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export,test]'
 	touch $@
 
 install: $(VENV)/.installed

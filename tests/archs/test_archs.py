@@ -13,7 +13,7 @@ from shotfit.archs import ARCHS, build_network, count_parameters, resolve_networ
 from shotfit.errors import ConfigError
 
 # the smallest options that still exercise every part of each architecture
-TINY = {"unet_attn": {"width": 4, "depth": 3}}
+TINY = {"unet": {"width": 4, "depth": 3}, "unet_attn": {"width": 4, "depth": 3}}
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
@@ -110,8 +110,8 @@ def test_unknown_option_is_one_line_naming_the_known_ones():
 
 
 def test_unknown_architecture_names_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown architecture 'unet' \(known: .*unet_attn"):
-        build_network("unet")
+    with pytest.raises(ConfigError, match=r"unknown architecture 'unet_atn' \(known: .*unet_attn"):
+        build_network("unet_atn")
 
 
 def test_count_parameters_counts_trainable_ones_on_request():

@@ -1,4 +1,4 @@
-"""Pieces shared by architectures: conv layers, attention gates, padding to a size multiple.
+"""Pieces shared by architectures: option checks, conv layers, attention gates, padding, the tanh output.
 
 Everything here is local (no global pooling, no attention over the whole frame), so a network built
 from these blocks gives the same result on a tile as on the whole frame away from the tile's borders:
@@ -11,8 +11,64 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shotfit.errors import ConfigError
+
 UPSAMPLE_MODES = ("bilinear", "nearest")
 DOWNSAMPLE_MODES = ("max", "avg")
+# Inputs are held this far inside ±1 before atanh. 16-bit white comes back as 1 - 0.5e-5 on [0, 1],
+# a third of a code value, so it still rounds to 65535; a larger eps would let white drift.
+RESIDUAL_EPS = 1e-5
+
+
+def check_int(arch: str, name: str, value: object, low: int = 1, high: int | None = None) -> int:
+    """``value`` if it is an integer in ``[low, high]``; otherwise a one-line ConfigError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ConfigError(f"architecture {arch!r}: {name} must be an integer {bound}, got {value!r}")
+    return value
+
+
+def check_float(arch: str, name: str, value: object, low: float, high: float) -> float:
+    """``value`` as a float if it is a number in ``[low, high]``; otherwise a one-line ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"architecture {arch!r}: {name} must be a number from {low} to {high}, got {value!r}")
+    return float(value)
+
+
+def check_choice(arch: str, name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; otherwise a one-line ConfigError listing them."""
+    if value not in choices:
+        raise ConfigError(f"architecture {arch!r}: {name} {value!r} is not one of {', '.join(choices)}")
+    return value  # type: ignore[return-value]
+
+
+def check_residual(arch: str, residual: object, in_channels: int, out_channels: int) -> bool:
+    """Validate the ``residual`` option shared by every architecture (it needs as many outputs as inputs)."""
+    if not isinstance(residual, bool):
+        raise ConfigError(f"architecture {arch!r}: residual must be true or false, got {residual!r}")
+    if residual and in_channels != out_channels:
+        raise ConfigError(
+            f"architecture {arch!r}: residual=True needs in_channels == out_channels "
+            f"(got {in_channels} and {out_channels}); set residual=False"
+        )
+    return residual
+
+
+def tanh_output(x: Tensor, delta: Tensor, residual: bool, eps: float = RESIDUAL_EPS) -> Tensor:
+    """Every architecture's last step: ``tanh(delta)``, or with ``residual`` ``tanh(atanh(x) + delta)``.
+
+    In residual mode a network whose last layer starts at zero returns its input exactly, so training
+    starts from "no edit". The input is held ``eps`` inside ±1 so atanh stays finite, and the
+    sum is taken in float32 whatever the dtype (in float16, 1 - 1e-5 rounds to 1 and atanh(1) is inf).
+    Because of the tanh, a clipped pixel (exactly ±1) moves slowly in training: its gradient is scaled
+    by ``1 - out**2``, about 2e-5 at the clip point.
+
+    Shape: x and delta (B, C, H, W) -> (B, C, H, W) in x's dtype (delta's when not residual).
+    """
+    if residual:
+        base = torch.atanh(x.float().clamp(-1.0 + eps, 1.0 - eps))
+        return torch.tanh(base + delta.float()).to(x.dtype)
+    return torch.tanh(delta)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
@@ -85,6 +141,13 @@ class AttentionGate(nn.Module):
         alpha = torch.sigmoid(self.psi(F.relu(self.theta_x(x) + self.phi_g(g))))
         alpha = F.interpolate(alpha, size=(x.shape[-2], x.shape[-1]), mode="bilinear", align_corners=False)
         return x * alpha
+
+
+class PassSkip(nn.Module):
+    """A skip connection without a gate: returns the skip features ``x`` unchanged (the plain U-Net)."""
+
+    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+        return x
 
 
 def _pad_dim(x: Tensor, dim: int, multiple: int) -> Tensor:

@@ -39,9 +39,14 @@ _FALLBACK_OVERLAP = 64
 def default_overlap(net: nn.Module) -> int:
     """The tile overlap that kept tiled output within 1e-6 (on [0, 1]) of whole-frame output in our measurements.
 
-    ``16 * net.size_multiple`` (256 pixels for a depth-4 U-Net, 512 for depth 5); 64 for a network
-    that does not declare a ``size_multiple``.
+    The network's own ``tile_overlap`` attribute when it declares one (architectures whose reach does
+    not follow their downsampling, such as full-resolution transformers); otherwise
+    ``16 * net.size_multiple`` (256 pixels for a depth-4 U-Net, 512 for depth 5), or 64 for a network
+    that declares neither.
     """
+    declared = getattr(net, "tile_overlap", None)
+    if declared is not None:
+        return int(declared)
     multiple = int(getattr(net, "size_multiple", 1))
     return _OVERLAP_PER_MULTIPLE * multiple if multiple > 1 else _FALLBACK_OVERLAP
 
@@ -57,7 +62,8 @@ def tiled_forward(
 
     Args:
         net: maps (B, C, h, w) -> (B, C_out, h, w) for any h, w. If it has an int attribute
-            ``size_multiple`` (its internal downsampling factor), tiles start on multiples of it.
+            ``size_multiple`` (its internal downsampling factor), tiles start on multiples of it; an
+            int ``max_tile`` caps ``tile`` (a network whose memory grows faster than its pixels).
         x: frames on ``net``'s device, values in the range ``net`` expects ([-1, 1] for shotfit's
             architectures).
         tile: largest tile height and width in pixels. A frame no larger than this in both
@@ -86,6 +92,10 @@ def tiled_forward(
     if x.dim() != 4:
         raise ValueError(f"tiled_forward expects frames of shape (B, C, H, W), got {list(x.shape)}")
     multiple = int(getattr(net, "size_multiple", 1))
+    max_tile = getattr(net, "max_tile", None)
+    if max_tile is not None and tile > int(max_tile):
+        log.debug("tiled_forward: tile %d capped at the network's max_tile %d", tile, max_tile)
+        tile = int(max_tile)
     if overlap is None:
         overlap = default_overlap(net)
         if 2 * overlap > tile:

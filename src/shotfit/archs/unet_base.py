@@ -1,0 +1,127 @@
+"""The U-Net body shared by ``unet_attn`` and ``unet``; the two differ only in what sits on the skips."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from shotfit.archs import blocks
+from shotfit.archs.blocks import (
+    DOWNSAMPLE_MODES,
+    UPSAMPLE_MODES,
+    AttentionGate,
+    PassSkip,
+    DoubleConv,
+    UpsampleConv,
+    check_choice,
+    check_int,
+    check_residual,
+    crop_to,
+    pad_to_multiple,
+    tanh_output,
+)
+
+
+class UNetBase(nn.Module):
+    """Encoder-decoder with skip connections, optionally gated by the coarser decoder level.
+
+    Subclasses set ``arch_name`` (the registered name) and ``gated`` (attention gates on the skips,
+    Oktay et al. 2018, or plain skips as in Ronneberger et al. 2015).
+
+    BatchNorm after every 3x3 convolution, no dropout (dropout is random per frame and would flicker
+    in a rendered shot), tanh output. Every layer is local, so tiles rendered with overlap match the
+    whole frame (see :func:`shotfit.infer.tiling.tiled_forward`).
+
+    Args:
+        in_channels: channels of the input frame.
+        out_channels: channels of the output frame.
+        width: channels at full resolution; each downsampling doubles them, up to ``max_width``.
+        depth: number of 2x downsamplings (0 is a plain conv stack).
+        max_width: cap on channels at the coarse levels (never below ``width``). Without it the
+            bottom of a depth-4 net holds a third of its parameters (8.9M rather than 5.9M at
+            width 32), which a handful of keyframes cannot constrain.
+        residual: predict the change to the input rather than the output itself:
+            ``out = tanh(atanh(clamp(x, ±(1 - 1e-5))) + f(x))`` with ``f``'s last conv zero-initialised,
+            so the untrained network returns its input. Needs ``in_channels == out_channels``.
+            Because of the tanh, a clipped pixel (exactly ±1) moves slowly in training: its gradient
+            is scaled by ``1 - out**2``, about 2e-5 at the clip point.
+        upsample: ``"bilinear"`` or ``"nearest"`` interpolation before a 3x3 conv in the decoder
+            (never a transposed conv: its checkerboard shows in smooth gradients).
+        downsample: ``"max"`` pooling (classic U-Net) or ``"avg"`` pooling (aliases less, so fine
+            detail crawls less between frames under slow camera moves).
+
+    Shape:
+        (B, in_channels, H, W) -> (B, out_channels, H, W) for any H, W >= 1; values in [-1, 1] in
+        and out. Inputs are padded internally (bottom and right) to a multiple of ``2**depth``,
+        exposed as ``size_multiple``, and the output is cropped back.
+
+    Example:
+        >>> from shotfit.archs import build_network
+        >>> net = build_network("unet_attn", width=8, depth=2)
+        >>> net(torch.zeros(1, 3, 37, 53)).shape
+        torch.Size([1, 3, 37, 53])
+    """
+
+    arch_name = "unet_base"
+    gated = True
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        width: int = 32,
+        depth: int = 4,
+        max_width: int = 256,
+        residual: bool = True,
+        upsample: str = "bilinear",
+        downsample: str = "max",
+    ) -> None:
+        super().__init__()
+        self.arch = arch = self.arch_name  # an instance attribute, so TorchScript sees it in forward
+        check_int(arch, "in_channels", in_channels)
+        check_int(arch, "out_channels", out_channels)
+        check_int(arch, "width", width)
+        check_int(arch, "max_width", max_width)
+        check_int(arch, "depth", depth, low=0, high=8)
+        check_residual(arch, residual, in_channels, out_channels)
+        check_choice(arch, "upsample", upsample, UPSAMPLE_MODES)
+        check_choice(arch, "downsample", downsample, DOWNSAMPLE_MODES)
+        widths = [min(width * 2**level, max(max_width, width)) for level in range(depth + 1)]
+
+        self.in_channels = in_channels
+        self.size_multiple = 2**depth
+        self.residual = residual
+        self.stem = DoubleConv(in_channels, widths[0])
+        self.encoder = nn.ModuleList(
+            nn.Sequential(blocks.downsample(downsample), DoubleConv(widths[level], widths[level + 1]))
+            for level in range(depth)
+        )
+        # decoder modules run from the coarsest level back to full resolution
+        levels = list(reversed(range(depth)))
+        self.gates = nn.ModuleList(
+            AttentionGate(widths[level], widths[level + 1], max(widths[level] // 2, 1)) if self.gated else PassSkip()
+            for level in levels
+        )
+        self.ups = nn.ModuleList(UpsampleConv(widths[level + 1], widths[level], upsample) for level in levels)
+        self.fuses = nn.ModuleList(DoubleConv(2 * widths[level], widths[level]) for level in levels)
+        self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
+        if residual:
+            # the untrained net is then exactly the identity: training starts from "no edit"
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}"
+            )
+        height, width = x.shape[-2], x.shape[-1]
+        features = self.stem(pad_to_multiple(x, self.size_multiple))
+        skips: list[Tensor] = []
+        for down in self.encoder:
+            skips.append(features)
+            features = down(features)
+        for gate, up, fuse in zip(self.gates, self.ups, self.fuses):
+            skip = skips.pop()
+            features = fuse(torch.cat([gate(skip, features), up(features)], dim=1))
+        return tanh_output(x, crop_to(self.head(features), height, width), self.residual)
