@@ -174,7 +174,7 @@ def test_nan_or_inf_in_an_exr(tmp_path: Path, bad: float):
     ("model.widht=8", ["'widht'", "unknown option", "unet_attn", "width"]),
     ("train.lr=5", ["train.lr = 5", "out of range", "<= 1.0", "--set"]),
     ("augment.patch_size=8", ["augment.patch_size = 8", "out of range", ">= 16", "--set"]),
-    ("model.width=0", ["width", "positive integer", "0"]),
+    ("model.width=0", ["width", "integer of at least 1", "0"]),
     ("train.steps", ["'train.steps'", "section.key=value"]),
 ])
 def test_bad_override(plates: Path, override: str, fragments: list[str]):

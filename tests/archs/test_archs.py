@@ -1,20 +1,44 @@
-"""Every registered architecture: any frame size, gradients, determinism, scripting, and its options."""
+"""Every registered architecture keeps one contract: any frame size, gradients everywhere, determinism,
+normalisation without dropout, TorchScript and ONNX export, tiles that match the whole frame, and the
+engine's train / checkpoint / resume / render round trip without knowing which network it runs."""
 
 from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from tiny_runs import write_shot
+
+from shotfit import api
 from shotfit.archs import ARCHS, build_network, count_parameters, resolve_network_args
+from shotfit.engine.run_folder import load_state
 from shotfit.errors import ConfigError
+from shotfit.infer.tiling import tiled_forward
 
 # the smallest options that still exercise every part of each architecture
-TINY = {"unet": {"width": 4, "depth": 3}, "unet_attn": {"width": 4, "depth": 3}}
+TINY = {
+    "convnext_unet": {"width": 4, "depths": [1, 1, 1]},
+    "nafnet": {"width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], "pool_window": 16},
+    "unet": {"width": 4, "depth": 3},
+    "unet_attn": {"width": 4, "depth": 3},
+}
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+NORMS = (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)  # a network's own LayerNorm2d subclasses nn.LayerNorm
+# Networks that cannot be scripted or exported, and why (the test then checks that it still fails,
+# so the reason is kept honest).
+NOT_SCRIPTABLE: dict[str, str] = {}
+NOT_ONNX: dict[str, str] = {}
+# Tiled vs whole-frame difference allowed at the network's default overlap ([-1, 1] scale): local
+# networks match to float rounding; networks with a global view of the frame cannot match exactly.
+TILE_TOLERANCE: dict[str, float] = {}
+# The engine round trip's settings: tiny patches and batches, no LPIPS, one thread.
+ENGINE_TINY = ("augment.patch_size=32", "data.batch_size=2", "loss.lpips=0", "train.warmup_steps=0",
+               "train.lr=0.01", "train.threads=1", "train.preview_every=1000")
 
 
 def tiny(arch: str, **overrides) -> nn.Module:
@@ -67,15 +91,45 @@ def test_eval_mode_is_bit_identical_between_runs(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS.available())
-def test_uses_batchnorm_and_never_dropout(arch):
+def test_normalises_and_never_drops_out(arch):
     modules = list(tiny(arch).modules())
-    assert any(isinstance(m, nn.BatchNorm2d) for m in modules)
-    assert not [m for m in modules if isinstance(m, DROPOUT)]
+    assert any(isinstance(m, NORMS) for m in modules)
+    assert not [m for m in modules if isinstance(m, DROPOUT) or "drop" in type(m).__name__.lower()]
+
+
+@pytest.mark.parametrize("arch", ARCHS.available())
+def test_untrained_residual_network_returns_its_input(arch):
+    x = frames(1, 3, 21, 30)
+    with torch.no_grad():
+        assert (tiny(arch).eval()(x) - x).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ARCHS.available())
+def test_declares_how_tiles_must_overlap(arch):
+    net = tiny(arch)
+    assert isinstance(net.size_multiple, int) and net.size_multiple >= 1
+    assert isinstance(getattr(net, "tile_overlap", 0), int)
+
+
+@pytest.mark.parametrize("arch", ARCHS.available())
+def test_tiles_at_the_default_overlap_match_the_whole_frame(arch):
+    net = perturbed(tiny(arch)).eval()
+    x = frames(1, 3, 64, 400)
+    with torch.no_grad():
+        whole = net(x)
+    overlap = getattr(net, "tile_overlap", None) or 16 * net.size_multiple
+    tile = max(2 * overlap, 96)  # several tiles across the 400-pixel width
+    tiled = tiled_forward(net, x, tile=tile)
+    assert (tiled - whole).abs().max() <= TILE_TOLERANCE.get(arch, 1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHS.available())
 def test_torchscript_matches_eager_on_any_size(arch):
     net = perturbed(tiny(arch)).eval()
+    if arch in NOT_SCRIPTABLE:
+        with pytest.raises(Exception):
+            torch.jit.script(net)
+        pytest.skip(f"{arch} cannot be scripted: {NOT_SCRIPTABLE[arch]}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=FutureWarning)
@@ -84,6 +138,64 @@ def test_torchscript_matches_eager_on_any_size(arch):
         x = frames(1, 3, *size)
         with torch.no_grad():
             torch.testing.assert_close(scripted(x), net(x))
+
+
+@pytest.mark.parametrize("arch", ARCHS.available())
+def test_onnx_export_runs_in_onnxruntime_on_any_size(arch, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs shotfit[export]")
+    net = perturbed(tiny(arch)).eval()
+    path = tmp_path / f"{arch}.onnx"
+    axes = {0: "batch", 2: "height", 3: "width"}
+
+    def export() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer notes
+            torch.onnx.export(net, frames(1, 3, 32, 40), str(path), dynamo=False, input_names=["image"],
+                              output_names=["edited"], dynamic_axes={"image": axes, "edited": axes},
+                              opset_version=17)
+
+    if arch in NOT_ONNX:
+        with pytest.raises(Exception):
+            export()
+        pytest.skip(f"{arch} cannot be exported to ONNX: {NOT_ONNX[arch]}")
+    export()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for size in [(37, 53), (64, 48)]:
+        x = frames(1, 3, *size)
+        (y,) = session.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            assert abs(torch.from_numpy(y) - net(x)).max() <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS.available())
+def test_engine_trains_checkpoints_resumes_and_renders_any_network(arch, tmp_path):
+    source, keys = write_shot(tmp_path / "shot", frames=range(1, 5), keyframes=(1, 3))
+    options = (f"model.arch={arch}", *(f"model.{k}={json.dumps(v)}" for k, v in TINY[arch].items()), *ENGINE_TINY)
+    no_tracking = api.TrackingOptions(enabled=False)
+
+    def train(out: Path, resume: bool = False, on_step=None) -> api.TrainSummary:
+        return api.train(source, keys, out, overrides=(*options, "train.checkpoint_every=2"), steps=3,
+                         resume=resume, device="cpu", tracking=no_tracking, on_step=on_step)
+
+    def interrupt_at_step_3(report) -> None:
+        if report.step == 3:
+            raise KeyboardInterrupt  # step 3 is lost; the checkpoint of step 2 remains
+
+    train(tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", on_step=interrupt_at_step_3)
+    assert train(tmp_path / "resumed", resume=True).result.steps_done == 3
+    straight, resumed = (load_state(tmp_path / name / "model.pt") for name in ("straight", "resumed"))
+    assert resumed["arch"] == arch and resumed["arch_args"] == straight["arch_args"]
+    assert straight["network"].keys() == resumed["network"].keys()
+    assert all(torch.equal(straight["network"][k], resumed["network"][k]) for k in straight["network"])
+
+    whole = api.render(tmp_path / "resumed", source, tmp_path / "render", device="cpu")
+    tiled = api.render(tmp_path / "resumed", source, tmp_path / "render_tiled", device="cpu", tile=32,
+                       tile_overlap=8)
+    assert whole.rendered == tiled.rendered == 4
+    assert sorted(p.name for p in (tmp_path / "render").iterdir()) == sorted(p.name for p in source.iterdir())
 
 
 @pytest.mark.parametrize("arch", ARCHS.available())

@@ -1,4 +1,4 @@
-"""PSNR, SSIM and LPIPS against hand values and reference implementations."""
+"""PSNR, SSIM, LPIPS and the high-frequency error against hand values and reference implementations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from shotfit.evaluate import lpips, psnr, ssim
+from shotfit.evaluate import high_frequency_error, lpips, psnr, ssim
 
 
 def pattern_pair() -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +79,17 @@ def test_lpips_accepts_grey_frames_and_clips_overshoot(lpips_net):
 def test_lpips_on_real_footage(lpips_net, carphone_clip):
     clean, compressed = carphone_clip
     assert lpips(compressed[0], clean[0], lpips_net) == pytest.approx(0.20860, abs=5e-5)
+
+
+def test_high_frequency_error_tells_ringing_from_blur_and_ignores_a_grade():
+    rng = np.random.default_rng(0)
+    truth = np.clip(pattern_pair()[0] + rng.normal(0, 0.03, (32, 40, 3)), 0, 1).astype(np.float32)
+    blurred = np.clip(truth.astype(np.float64) * 0 + truth.mean((0, 1)), 0, 1)  # every detail gone
+    ringing = np.clip(truth + rng.normal(0, 0.1, truth.shape), 0, 1)  # invented texture, 3x the truth's grain
+    graded = np.clip(truth * 0.9 + 0.05, 0, 1)  # a smooth change: no new detail, a little less of it
+    assert high_frequency_error(truth, truth) == 0.0
+    assert high_frequency_error(blurred, truth) == pytest.approx(1.0, abs=0.02)
+    assert high_frequency_error(ringing, truth) > 2.0
+    assert high_frequency_error(graded, truth) == pytest.approx(0.01, abs=0.005)  # (1 - 0.9)**2
+    # odd sides work and a grey frame is scored like one channel
+    assert high_frequency_error(ringing[:31, :39, 0], truth[:31, :39, 0]) > 2.0

@@ -66,7 +66,9 @@ def tanh_output(x: Tensor, delta: Tensor, residual: bool, eps: float = RESIDUAL_
     Shape: x and delta (B, C, H, W) -> (B, C, H, W) in x's dtype (delta's when not residual).
     """
     if residual:
-        base = torch.atanh(x.float().clamp(-1.0 + eps, 1.0 - eps))
+        held = x.float().clamp(-1.0 + eps, 1.0 - eps)
+        # atanh written out: ONNX's TorchScript-based exporter has no atanh, and log1p keeps its precision
+        base = 0.5 * (torch.log1p(held) - torch.log1p(-held))
         return torch.tanh(base + delta.float()).to(x.dtype)
     return torch.tanh(delta)
 

@@ -250,3 +250,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# registers ``shotfit archs`` and ``shotfit bench archs`` on ``app`` (needs the names above)
+from shotfit.cli import bench as _bench  # noqa: E402, F401

@@ -1,6 +1,6 @@
 """Evaluation: PSNR / SSIM / LPIPS per frame, the temporal warping error, and reports over a shot."""
 
-from shotfit.evaluate.metrics import lpips, psnr, ssim
+from shotfit.evaluate.metrics import high_frequency_error, lpips, psnr, ssim
 from shotfit.evaluate.report import EvalReport, FrameScores, PairScores, evaluate_frames
 from shotfit.evaluate.warping import (
     FlowPair,
@@ -21,6 +21,7 @@ __all__ = [
     "compute_flows",
     "evaluate_frames",
     "flow_between",
+    "high_frequency_error",
     "iter_flows",
     "lpips",
     "pair_warping_error",

@@ -1,4 +1,4 @@
-"""Per-frame image metrics: PSNR, SSIM and LPIPS between a prediction and its ground truth.
+"""Per-frame image metrics: PSNR, SSIM, LPIPS and high-frequency error between a prediction and its truth.
 
 Frames are numpy float arrays (H, W, C) or (H, W), display-referred in [0, 1], C = 1 or 3; scene-linear
 frames go through the colour shaper before they get here. Values are not clipped for PSNR and SSIM, so a
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from kornia.geometry.transform import pyrdown, pyrup
 from kornia.metrics import ssim as kornia_ssim
 
 if TYPE_CHECKING:
@@ -93,6 +95,47 @@ def lpips(pred: np.ndarray, truth: np.ndarray, net: nn.Module | None = None) -> 
     with torch.no_grad():
         distance = net(tensors[0], tensors[1])
     return float(distance.reshape(-1)[0])
+
+
+def high_frequency_error(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Energy of the error in the finest Laplacian band, relative to the truth's energy there.
+
+    The finest band (the image minus its blurred-and-resampled self, Burt & Adelson's level 0 with
+    kornia's 5x5 binomial filter) holds the detail one or two pixels wide: grain, edges, and the
+    ringing and invented texture a network adds when it over-fits a few keyframes. The score is
+    ``sum((band(pred) - band(truth))**2) / sum(band(truth)**2)``: 0 when the detail matches, 1 when
+    the prediction's detail is as far off as the detail itself (a blurred prediction scores about 1;
+    a prediction with extra texture of its own scores above 1).
+
+    Args:
+        pred, truth: (H, W) or (H, W, C) float frames in [0, 1], same shape, H and W at least 2.
+
+    Returns:
+        The relative error energy, >= 0 (``inf`` if the truth has no detail at all and the prediction has).
+
+    Example:
+        >>> flat = np.full((16, 16), 0.5); textured = flat + 0.1 * (np.indices((16, 16)).sum(0) % 2)
+        >>> high_frequency_error(textured, textured), round(high_frequency_error(flat, textured), 3)
+        (0.0, 1.0)
+    """
+    _check_pair(pred, truth)
+    if min(pred.shape[:2]) < 2:
+        raise ValueError(f"high_frequency_error needs frames of at least 2x2 pixels, got {pred.shape}")
+    bands = [_finest_band(_to_nchw(frame, torch.float64)) for frame in (pred, truth)]
+    error = float(((bands[0] - bands[1]) ** 2).sum())
+    energy = float((bands[1] ** 2).sum())
+    if energy == 0.0:
+        return 0.0 if error == 0.0 else math.inf
+    return error / energy
+
+
+def _finest_band(image: torch.Tensor) -> torch.Tensor:
+    """Level 0 of the Laplacian pyramid of (1, C, H, W), any H and W (odd sides are padded by reflection)."""
+    height, width = image.shape[-2:]
+    padded = F.pad(image, (0, width % 2, 0, height % 2), mode="replicate")
+    with torch.no_grad():
+        band = padded - pyrup(pyrdown(padded))
+    return band[..., :height, :width]
 
 
 def _check_pair(pred: np.ndarray, truth: np.ndarray) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 import numpy as np
 
 from shotfit.errors import FrameError, quoted
-from shotfit.evaluate.metrics import lpips, psnr, ssim
+from shotfit.evaluate.metrics import high_frequency_error, lpips, psnr, ssim
 from shotfit.evaluate.warping import flow_between, pair_warping_error
 from shotfit.io.colour import to_network, transfer_for
 from shotfit.io.sequence import display_path
@@ -50,12 +50,14 @@ Frames = Union[ShotLike, Mapping[int, np.ndarray], Iterable[tuple[int, np.ndarra
 
 @dataclass(frozen=True)
 class FrameScores:
-    """Scores of one frame: PSNR in dB (``inf`` if identical), SSIM in [-1, 1], LPIPS >= 0 or None."""
+    """Scores of one frame: PSNR in dB (``inf`` if identical), SSIM in [-1, 1], LPIPS >= 0 or None,
+    and the high-frequency error (>= 0; see :func:`~shotfit.evaluate.metrics.high_frequency_error`)."""
 
     frame: int
     psnr: float
     ssim: float
     lpips: float | None
+    hf_error: float
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class EvalReport:
         PSNR without a ground truth).
 
         Returns:
-            ``{"frames": frames compared in the subset, "psnr", "ssim", "lpips" (None without LPIPS),
+            ``{"frames": frames compared in the subset, "psnr", "ssim", "lpips" (None without LPIPS), "hf_error",
             "warping_error" (prediction), "warping_error_truth" (None without truth),
             "pairs": pairs averaged, "flow_from"}``.
         """
@@ -111,6 +113,7 @@ class EvalReport:
             "psnr": _mean(r.psnr for r in rows),
             "ssim": _mean(r.ssim for r in rows),
             "lpips": _mean(r.lpips for r in rows) if has_lpips else None,
+            "hf_error": _mean(r.hf_error for r in rows),
             "warping_error": _mean(p.prediction for p in usable),
             "warping_error_truth": _mean(p.truth for p in usable) if has_truth else None,
             "pairs": len(usable),
@@ -210,7 +213,8 @@ def evaluate_frames(
                              f"{pred_frames.where(frame)} has {predicted.shape}")
         if target is not None:
             distance = None if lpips_net is None else lpips(predicted, target, lpips_net)
-            rows.append(FrameScores(frame, psnr(predicted, target), ssim(predicted, target), distance))
+            rows.append(FrameScores(frame, psnr(predicted, target), ssim(predicted, target), distance,
+                                    high_frequency_error(predicted, target)))
         if previous is not None:
             pairs.append(_score_pair(previous, (frame, predicted, target, plate), flow_preset, occlusion))
         previous = (frame, predicted, target, plate)

@@ -21,7 +21,8 @@ from shotfit.files import write_bytes_atomic, write_text_atomic
 from shotfit.search.spec import Budget, SweepSpec
 
 PHASES = ("search", "top-k")
-NUMBERS = ("val/psnr", "val/ssim", "val/lpips", "test/psnr", "test/ssim", "test/lpips", "test/warping_error")
+NUMBERS = ("val/psnr", "val/ssim", "val/lpips", "test/psnr", "test/ssim", "test/lpips", "test/warping_error",
+           "test/hf_error")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from shotfit.errors import ConfigError, quoted
 
 # Metric -> the direction that is better. test/* needs a truth shot (every trial is then rendered).
 METRICS = {"val/psnr": "max", "val/ssim": "max", "val/lpips": "min",
-           "test/psnr": "max", "test/ssim": "max", "test/lpips": "min", "test/warping_error": "min"}
+           "test/psnr": "max", "test/ssim": "max", "test/lpips": "min", "test/warping_error": "min", "test/hf_error": "min"}
 STRATEGIES = ("grid", "random", "optuna")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "lograndint")
 # Set by the sweep itself (budget, CPUs per trial, the hold-out): never searched.

@@ -25,7 +25,8 @@ from shotfit.search.spec import Budget
 # Each ranking metric's stand-in while a trial trains: the scheduler compares trials on it at every
 # rung, and on the metric itself once a trial has finished (test/* exists only then).
 PROXY = {"val/psnr": "val/psnr", "val/ssim": "val/ssim", "val/lpips": "val/lpips", "test/psnr": "val/psnr",
-         "test/ssim": "val/ssim", "test/lpips": "val/lpips", "test/warping_error": "val/lpips"}
+         "test/ssim": "val/ssim", "test/lpips": "val/lpips", "test/warping_error": "val/lpips",
+         "test/hf_error": "val/lpips"}
 TRIAL_RECORD = "trial.json"
 
 
@@ -146,7 +147,7 @@ def _score_unfixed_frames(setup: TrialSetup, folder: Path, run_dir: Path, tracki
     report = api.evaluate(folder / "render", setup.truth, source=setup.source,
                           json_path=folder / "eval.json", held_out=setup.held_out)
     summary = report.summary(setup.held_out)
-    scores = {f"test/{k}": float(summary[k]) for k in ("psnr", "ssim", "lpips", "warping_error")
+    scores = {f"test/{k}": float(summary[k]) for k in ("psnr", "ssim", "lpips", "warping_error", "hf_error")
               if summary.get(k) is not None}
     run_id = RunFolder(run_dir).read_info().get("tracking", {}).get("mlflow_run_id")
     if run_id:

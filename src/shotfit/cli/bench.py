@@ -1,0 +1,100 @@
+"""``shotfit archs`` and ``shotfit bench archs``: the networks on offer, and the battle between them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from shotfit.cli import (ExperimentOpt, NoTrackOpt, TrackingUriOpt, app, console, user_errors)
+from shotfit.errors import ConfigError
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: networks against each other on a real shot.")
+app.add_typer(bench_app, name="bench")
+
+
+@app.command("archs")
+def list_archs() -> None:
+    """The registered networks, with their parameter counts at their default options."""
+    from shotfit.archs import ARCHS, build_network, count_parameters
+
+    table = Table(title="networks (use with --set model.arch=NAME; options with --set model.OPTION=...)")
+    for column, justify in (("name", "left"), ("parameters", "right"), ("summary", "left")):
+        table.add_column(column, justify=justify)
+    for name in ARCHS.available():
+        network = build_network(name)
+        summary = (type(network).__doc__ or "").strip().splitlines()[0]
+        table.add_row(name, f"{count_parameters(network) / 1e6:.2f} M", summary)
+    console.print(table)
+
+
+@bench_app.command("archs")
+def bench_archs(
+    shot: Annotated[str, typer.Option("--shot", help="A named shot: sample, bedroom-whitebalance, "
+                                      "bike-enhancement (the last two read the shared footage).")] = "sample",
+    source: Annotated[Optional[Path], typer.Option("--source", help="Your own shot instead of --shot "
+                                                   "(with --target and --truth).")] = None,
+    target: Annotated[Optional[Path], typer.Option("--target", help="Its fixed keyframes.")] = None,
+    truth: Annotated[Optional[Path], typer.Option("--truth", help="Its ground truth for every frame "
+                                                  "that is not a keyframe.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Benchmark folder (default: bench-archs/SHOT); "
+                                                "finished sweeps in it are not run again.")] = None,
+    archs: Annotated[Optional[str], typer.Option("--archs", help="Comma-separated networks (default: all).")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=0, help="Step budget per network (0: none, with "
+                                       "--minutes).")] = 300,
+    minutes: Annotated[Optional[float], typer.Option("--minutes", min=0.01, help="Also a wall-clock budget "
+                                                     "per network, in minutes.")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Trials per network and budget.")] = 2,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value for every "
+                                                      "network: section.key=value.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for archs.md, archs.csv and "
+                                                   "archs.png (default: --out).")] = None,
+    render_size: Annotated[str, typer.Option("--render-size", help="WIDTHxHEIGHT of the frame whose "
+                                             "render is timed.")] = "1280x720",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads while measuring "
+                                                   "costs (default: torch's).")] = None,
+    remeasure: Annotated[bool, typer.Option("--remeasure", help="Measure costs again.")] = False,
+    report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing: measure costs and "
+                                              "rewrite the report from the trials already there.")] = False,
+    shared_data: Annotated[Optional[Path], typer.Option("--shared-data", help="The shared footage folder "
+                                                        "(default: $SHOTFIT_SHARED_DATA or ../shared/data).")] = None,
+    cpus_per_trial: Annotated[Optional[int], typer.Option("--cpus-per-trial", min=1, help="Threads per trial.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    no_track: NoTrackOpt = False,
+    tracking_uri: TrackingUriOpt = None,
+    experiment: ExperimentOpt = "shotfit",
+) -> None:
+    """Train every network on the same keyframes, loss and budget; score, time and plot them."""
+    from shotfit import api
+    from shotfit.benchmark.archs import BenchShot
+    from shotfit.benchmark.presets import preset_shot
+
+    with user_errors():
+        size = _size(render_size)
+        if source is not None:
+            if target is None or truth is None:
+                raise ConfigError("--source needs --target (the fixed keyframes) and --truth (every other frame)")
+            bench_shot = BenchShot(source.name, source=source.resolve(), keyframes=target.resolve(),
+                                   truth=truth.resolve())
+        folder = out or Path("bench-archs") / (source.name if source is not None else shot)
+        if source is None:
+            bench_shot = preset_shot(shot, folder.resolve(), shared_data)
+        tracking = api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment)
+        result = api.bench_archs(bench_shot, folder, archs=archs.split(",") if archs else None, steps=steps or None,
+                                 minutes=minutes, seeds=seeds, overrides=set_ or (), report_dir=report,
+                                 render_size=size, threads=threads, remeasure=remeasure, train=not report_only,
+                                 tracking=tracking, cpus_per_trial=cpus_per_trial, device=device,
+                                 on_stage=lambda stage: console.print(f"[dim]{stage}[/dim]"))
+    console.print(result.report["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(f"table: {result.report['md']}; every number: {result.report['csv']}; "
+                  f"figure: {result.report['png']}", highlight=False)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> (720, 1280), as (height, width)."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()) or int(width) < 1 or int(height) < 1:
+        raise ConfigError(f"--render-size {text!r} must be WIDTHxHEIGHT, e.g. 1920x1080")
+    return int(height), int(width)
