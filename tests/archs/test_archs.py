@@ -23,7 +23,9 @@ from shotfit.infer.tiling import tiled_forward
 # the smallest options that still exercise every part of each architecture
 TINY = {
     "convnext_unet": {"width": 4, "depths": [1, 1, 1]},
+    "mambair": {"embed_dim": 8, "depths": [1, 1], "d_state": 2, "expand": 1.0, "squeeze_factor": 4},
     "nafnet": {"width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], "pool_window": 16},
+    "swinir": {"embed_dim": 6, "depths": [2, 2], "num_heads": [2, 3], "window_size": 4},
     "unet": {"width": 4, "depth": 3},
     "unet_attn": {"width": 4, "depth": 3},
 }
@@ -35,7 +37,7 @@ NOT_SCRIPTABLE: dict[str, str] = {}
 NOT_ONNX: dict[str, str] = {}
 # Tiled vs whole-frame difference allowed at the network's default overlap ([-1, 1] scale): local
 # networks match to float rounding; networks with a global view of the frame cannot match exactly.
-TILE_TOLERANCE: dict[str, float] = {}
+TILE_TOLERANCE: dict[str, float] = {"mambair": 0.1}  # its scans run along whole rows and columns
 # The engine round trip's settings: tiny patches and batches, no LPIPS, one thread.
 ENGINE_TINY = ("augment.patch_size=32", "data.batch_size=2", "loss.lpips=0", "train.warmup_steps=0",
                "train.lr=0.01", "train.threads=1", "train.preview_every=1000")

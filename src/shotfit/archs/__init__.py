@@ -67,6 +67,6 @@ def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
 
 
 # Registration happens on import; listed by hand rather than found by scanning the folder.
-from shotfit.archs import convnext_unet, nafnet, unet, unet_attn  # noqa: E402, F401
+from shotfit.archs import convnext_unet, mambair, nafnet, swinir, unet, unet_attn  # noqa: E402, F401
 
 __all__ = ["ARCHS", "build_network", "count_parameters", "resolve_network_args"]

@@ -1,14 +1,14 @@
 """The architecture benchmark: every network on the same keyframes, loss, augmentation and budget.
 
-For each architecture and budget the benchmark runs a sweep (:mod:`shotfit.search`) whose trials are
-that network under several seeds; each trial trains on the shot's keyframes but one (held out, as in
+For each budget the benchmark runs one sweep (:mod:`shotfit.search`) with a named trial per network
+and seed, as many at once as the machine allows; each trial trains on the shot's keyframes but one (held out, as in
 every sweep), renders the whole shot and is scored against the truth on every frame nobody fixed
 (``test/*``: PSNR, SSIM, LPIPS, warping error, high-frequency error). Costs (parameters, FLOPs per
 pixel, training step time, render throughput) are measured separately in one quiet process
 (:mod:`shotfit.benchmark.costs`), since trials share the machine.
 
-``OUT/<budget>/<arch>/`` holds each sweep, so an interrupted benchmark picks up where it stopped and
-architectures can be added later; ``OUT/archs.csv``, ``archs.md`` and ``archs.png`` are the report.
+``OUT/<budget>/`` holds each sweep (``OUT/<budget>.yaml`` is its sweep file), so an interrupted
+benchmark picks up where it stopped; ``OUT/archs.csv``, ``archs.md`` and ``archs.png`` are the report.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ class ArchResult:
 def run_benchmark(shot: BenchShot, archs: Sequence[str], budgets: Sequence[BenchBudget], seeds: int, out: Path,
                   overrides: Sequence[str] = (), sweep_options: Mapping[str, Any] | None = None,
                   on_sweep: Callable[[str], None] | None = None) -> None:
-    """Train and score every architecture under every budget (skipping sweeps already finished).
+    """Train and score every architecture under every budget: one sweep per budget, a named trial
+    per network and seed, as many at once as the machine allows. An interrupted sweep is resumed.
 
     Args:
         shot: where the keyframes and truth come from.
@@ -98,31 +99,37 @@ def run_benchmark(shot: BenchShot, archs: Sequence[str], budgets: Sequence[Bench
     from shotfit.search.spec import load_sweep
 
     for budget in budgets:
-        for arch in archs:
-            folder = out / budget.tag / arch
-            if _finished(folder, seeds):
-                log.info("benchmark: %s under %s already finished", arch, budget.tag)
+        folder = out / budget.tag
+        data: dict[str, Any] = {
+            "name": f"archs-{budget.tag}", "metric": "test/lpips", "strategy": "grid", "samples": seeds,
+            "early_stop": "none", "set": [*SHARED_SETTINGS, *overrides],
+            "budget": {"steps": budget.steps} if budget.steps else {"minutes": budget.minutes},
+            "trials": [{"name": arch, "set": [f"model.arch={arch}"]} for arch in archs],
+        }
+        if shot.sample:
+            data["shot"] = "sample"
+        else:
+            data.update(source=str(shot.source), keyframes=str(shot.keyframes), truth=str(shot.truth))
+        if shot.validation_frames:
+            data["validation_frames"] = list(shot.validation_frames)
+        # a real sweep file beside the sweep: `shotfit sweep` runs it alone, exactly as here
+        sweep_file = out / f"{budget.tag}.yaml"
+        text = yaml.safe_dump(data, sort_keys=False)
+        if (folder / "sweep.json").is_file() and sweep_file.is_file() and sweep_file.read_text() == text:
+            if _finished(folder, len(archs) * seeds):
+                log.info("benchmark: %s already finished", budget.tag)
                 continue
-            data: dict[str, Any] = {
-                "name": f"archs-{arch}-{budget.tag}", "metric": "test/lpips", "strategy": "grid",
-                "samples": seeds, "early_stop": "none", "set": [*SHARED_SETTINGS, *overrides],
-                "budget": {"steps": budget.steps} if budget.steps else {"minutes": budget.minutes},
-                "trials": [{"name": arch, "set": [f"model.arch={arch}"]}],
-            }
-            if shot.sample:
-                data["shot"] = "sample"
-            else:
-                data.update(source=str(shot.source), keyframes=str(shot.keyframes), truth=str(shot.truth))
-            if shot.validation_frames:
-                data["validation_frames"] = list(shot.validation_frames)
-            # a real sweep file beside the sweep: `shotfit sweep` runs it alone, exactly as here
-            sweep_file = out / budget.tag / f"{arch}.yaml"
-            write_text_atomic(sweep_file, yaml.safe_dump(data, sort_keys=False))
-            spec = load_sweep(sweep_file)
-            if on_sweep is not None:
-                on_sweep(spec.name)
-            resume = (folder / "sweep.json").is_file()
-            run_sweep(spec, SweepOptions(folder, resume=resume, **dict(sweep_options or {})))
+            resume = True
+        elif folder.exists():
+            raise ShotfitError(f"{quoted(folder)} holds a benchmark of other networks, seeds or settings: "
+                               "give another --out")
+        else:
+            resume = False
+        write_text_atomic(sweep_file, text)
+        spec = load_sweep(sweep_file)
+        if on_sweep is not None:
+            on_sweep(spec.name)
+        run_sweep(spec, SweepOptions(folder, resume=resume, **dict(sweep_options or {})))
 
 
 def collect_results(out: Path, archs: Sequence[str], budgets: Sequence[BenchBudget],
@@ -132,8 +139,9 @@ def collect_results(out: Path, archs: Sequence[str], budgets: Sequence[BenchBudg
 
     found = []
     for budget in budgets:
+        finished = [r for r in results.collect(out / budget.tag, "search") if r.status == "finished"]
         for arch in archs:
-            rows = [r for r in results.collect(out / budget.tag / arch, "search") if r.status == "finished"]
+            rows = [r for r in finished if _arch_of(r.name) == arch]
             if not rows:
                 continue
             mean, std = {}, {}
@@ -259,11 +267,17 @@ def load_costs(path: Path) -> dict[str, dict[str, Any]]:
         raise ShotfitError(f"{quoted(path)} is not valid JSON ({err}); delete it to measure again") from None
 
 
-def _finished(folder: Path, seeds: int) -> bool:
+def _finished(folder: Path, trials: int) -> bool:
     from shotfit.search import results
 
     rows = results.collect(folder, "search") if folder.is_dir() else []
-    return sum(r.status == "finished" for r in rows) >= seeds
+    return sum(r.status == "finished" for r in rows) >= trials
+
+
+def _arch_of(trial: str) -> str:
+    """``unet_attn-seed1`` -> ``unet_attn`` (a trial is named after its network, and its seed if several)."""
+    name, _, seed = trial.rpartition("-seed")
+    return name if name and seed.isdigit() else trial
 
 
 def _number(value: float | None) -> str:
