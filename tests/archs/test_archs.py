@@ -14,6 +14,7 @@ from torch import nn
 
 from tiny_runs import write_shot
 
+from arch_inputs import frames, perturbed
 from shotfit import api
 from shotfit.archs import ARCHS, build_network, count_parameters, resolve_network_args
 from shotfit.engine.run_folder import load_state
@@ -48,16 +49,6 @@ def tiny(arch: str, **overrides) -> nn.Module:
     return build_network(arch, **{**TINY[arch], **overrides})
 
 
-def perturbed(net: nn.Module) -> nn.Module:
-    """Move every parameter off its initial value, so zero-initialised layers pass gradients on."""
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(0.2 * torch.randn_like(param))
-    return net
-
-
-def frames(*shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def test_every_architecture_has_tiny_test_options():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from arch_inputs import frames, perturbed
 from shotfit.archs import build_network, count_parameters, resolve_network_args
 from shotfit.archs.convnext_unet import ConvNeXtBlock, receptive_radius
 from shotfit.errors import ConfigError
@@ -18,15 +19,6 @@ def convnext(**options) -> nn.Module:
     return build_network("convnext_unet", **{"width": 4, "depths": [1, 1, 1], **options})
 
 
-def perturbed(net: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(0.2 * torch.randn_like(param))
-    return net
-
-
-def frames(*shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def test_untrained_residual_net_returns_its_input():

@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from arch_inputs import frames, perturbed
 from shotfit.archs import build_network
 from shotfit.archs.mambair import SS2D, _scan_pieces, _selective_scan_export, _selective_scan_pscan
 from shotfit.errors import ConfigError
@@ -22,15 +23,6 @@ def mambair(**options) -> torch.nn.Module:
     return build_network("mambair", **{**TINY, **options})
 
 
-def perturbed(net: torch.nn.Module) -> torch.nn.Module:
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(0.2 * torch.randn_like(param))
-    return net
-
-
-def frames(*shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def scan_inputs(length: int, batch: int = 2, directions: int = 4, channels: int = 3, state: int = 2):

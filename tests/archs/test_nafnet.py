@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from arch_inputs import frames, perturbed
 from shotfit.archs import build_network, count_parameters, resolve_network_args
 from shotfit.archs.nafnet import local_mean
 from shotfit.errors import ConfigError
@@ -20,15 +21,6 @@ def nafnet(**options) -> torch.nn.Module:
     return build_network("nafnet", **{**TINY, **options})
 
 
-def perturbed(net: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(scale * torch.randn_like(param))
-    return net
-
-
-def frames(*shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def test_untrained_residual_net_returns_its_input():

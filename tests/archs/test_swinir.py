@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from arch_inputs import frames, perturbed
 from shotfit.archs import build_network
 from shotfit.archs.swinir import WindowAttention, reach
 from shotfit.errors import ConfigError
@@ -17,15 +18,6 @@ def swinir(**options) -> torch.nn.Module:
     return build_network("swinir", **{**TINY, **options})
 
 
-def perturbed(net: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(scale * torch.randn_like(param))
-    return net
-
-
-def frames(*shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def reference_attention(attn: WindowAttention, x: torch.Tensor) -> torch.Tensor:

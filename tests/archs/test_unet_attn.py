@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from arch_inputs import frames
 from shotfit.archs import build_network, count_parameters
 from shotfit.errors import ConfigError
 
@@ -13,9 +14,6 @@ def unet(**options) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_network("unet_attn", **{"width": 4, "depth": 3, **options})
 
-
-def frames(*shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def test_untrained_residual_net_returns_its_input():

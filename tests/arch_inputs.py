@@ -1,0 +1,22 @@
+"""Inputs the architecture tests share: reproducible frames, and networks moved off their initial weights.
+
+Imported by name (``from arch_inputs import frames, perturbed``): the tests folder is on sys.path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def perturbed(net: nn.Module, scale: float = 0.2) -> nn.Module:
+    """Move every parameter off its initial value, so zero-initialised layers pass gradients on."""
+    with torch.no_grad():
+        for param in net.parameters():
+            param.add_(scale * torch.randn_like(param))
+    return net
+
+
+def frames(*shape: int) -> torch.Tensor:
+    """Uniform values in [-1, 1] of ``shape``, the same on every call."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
