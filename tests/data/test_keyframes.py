@@ -146,6 +146,38 @@ def test_a_mask_is_read_as_one_weight_per_pixel(plate, fmt, pixels, expected):
     np.testing.assert_allclose(pair.mask, expected, atol=1 / 255)
 
 
+def test_alpha_masks_are_each_keyframes_own_alpha(plate):
+    keyframe = picture(3, channels=4)
+    keyframe[..., 3] = 0.0
+    keyframe[:, :10, 3] = 1.0  # painted: the left ten columns
+    write(Path("kf/sh010_plate.0003.png"), keyframe, RGBA)
+    (pair,) = pair_keyframes(open_shot(plate), open_shot("kf"), "alpha")
+    assert pair.mask.shape == (20, 24, 1)
+    assert pair.mask[:, :10].min() == 1.0 and pair.mask[:, 10:].max() == 0.0
+    # 8-bit PNG colour is straight (not premultiplied): kept as painted
+    np.testing.assert_allclose(pair.target[..., :3], keyframe[..., :3], atol=1 / 255)
+
+
+def test_alpha_masks_unpremultiply_float_keyframes(tmp_path):
+    write(Path("plate/p.0001.exr"), picture(1) * 4.0, EXR)
+    colour = picture(1) * 2.0
+    alpha = np.full((20, 24, 1), 0.5, np.float32)
+    alpha[:, :6] = 0.0
+    write(Path("kf/p.0001.exr"), np.concatenate([colour * alpha, alpha], axis=2), PixelFormat(".exr", "float", 4))
+    (pair,) = pair_keyframes(open_shot("plate"), open_shot("kf"), "alpha")
+    # EXR colour is premultiplied: where the paint's alpha is 0.5 the artist's colour is twice what is stored
+    np.testing.assert_allclose(pair.target[:, 6:, :3], colour[:, 6:], rtol=1e-6)
+    np.testing.assert_array_equal(pair.mask[..., 0], alpha[..., 0])
+
+
+def test_alpha_masks_need_an_alpha_channel(plate):
+    write(Path("kf/sh010_plate.0003.png"), picture(3))
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot(plate), open_shot("kf"), "alpha")
+    assert one_line(excinfo) == ("'kf/sh010_plate.0003.png' has no alpha channel to use as the mask "
+                                 "(3 channels); give a mask sequence instead")
+
+
 # --- tensors ------------------------------------------------------------------------------------
 
 def test_tensors_are_nchw_in_minus_one_to_one(plate):

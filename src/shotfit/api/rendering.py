@@ -14,17 +14,21 @@ from shotfit.evaluate import EvalReport, evaluate_frames
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.predictor import Predictor, load_network
 from shotfit.infer.render import FrameDone, RenderResult, render_shot
-from shotfit.io import open_shot, parse_frame_range, transfer_for
+from shotfit.io import Shot, open_shot, parse_frame_range, transfer_for
+from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import load_lpips
 
 
 def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | None = None,
            tile_overlap: int | None = None, frames: str | Sequence[int] | None = None,
-           device: str = "auto", on_frame: Callable[[FrameDone], None] | None = None) -> RenderResult:
+           device: str = "auto", on_frame: Callable[[FrameDone], None] | None = None,
+           mask: str | Path | None = None) -> RenderResult:
     """Render ``source`` through the network of the run folder ``run`` into ``out``.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
-    frames were encoded for training. Frames already in ``out`` are skipped.
+    frames were encoded for training. Frames already in ``out`` are skipped. With ``mask`` (a mask
+    sequence, or ``"alpha"`` for the source's alpha) the result is composited over the source: it
+    replaces the plate only inside the mask.
     """
     run_folder = RunFolder(run)
     cfg = run_folder.read_config()
@@ -45,13 +49,28 @@ def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | 
     if wanted is not None and not any(frame in wanted for frame in shot.frames):
         raise FrameError(f"frames {frames if isinstance(frames, str) else list(wanted)!r} select no frame of "
                          f"{quoted(source)} (it holds frames {shot.frames[0]}-{shot.frames[-1]})")
+    masks = open_masks(mask)
+    if isinstance(masks, Shot):
+        _check_masks_cover(masks, shot, wanted)
+    elif masks == ALPHA and shot.channels != 4:
+        raise FrameError(f"source {quoted(source)} has no alpha channel to use as the mask "
+                         f"({shot.channels} channels); give a mask sequence instead")
     network, _ = load_network(run_folder)
     torch_device = pick_device(device)
     configure_threads(cfg.train.threads)
     predictor = Predictor(network, info["transfer"], torch_device, render_cfg.tile,
                           render_cfg.tile_overlap, render_cfg.blend)
     ensure_writable_folder(out)
-    return render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame)
+    return render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
+
+
+def _check_masks_cover(masks: Shot, shot: Shot, wanted: Sequence[int] | None) -> None:
+    """Every frame to render has its mask, said before anything is rendered."""
+    frames = [f for f in shot.frames if wanted is None or f in wanted]
+    missing = [f for f in frames if f not in masks]
+    if missing:
+        shown = ", ".join(map(str, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise FrameError(f"masks {quoted(masks.path)} lack frames {shown} of {quoted(shot.path)}")
 
 
 def evaluate(pred: str | Path, truth: str | Path, *, source: str | Path | None = None,

@@ -26,6 +26,7 @@ from shotfit.engine.trainer import StepReport, Trainer, TrainHooks, TrainResult
 from shotfit.errors import ConfigError, RunError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.io import open_shot, transfer_for
+from shotfit.io.masks import open_masks
 from shotfit.losses import EmbeddingLoss, HybridLoss, load_embedding_network
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         steps: Train up to this step (overrides ``train.steps``).
         minutes: Stop cleanly after this many minutes.
         resume: Continue the run in ``out`` from its newest checkpoint.
-        masks: Per-keyframe masks weighting the loss towards the painted region.
+        masks: Per-keyframe masks weighting the loss towards the painted region: a mask sequence, or
+            ``"alpha"`` for each keyframe's own alpha channel.
         device: Overrides ``train.device``.
         tracking: MLflow and TensorBoard settings (default: both on, stores beside the run).
         on_step: Called after every step (progress display).
@@ -69,7 +71,7 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     run = RunFolder(out)
     cfg, start_state = _prepare_run(run, config, overrides, steps, resume)
     shot, keys = open_shot(source), open_shot(keyframes)
-    mask_shot = open_shot(masks) if masks is not None else None
+    mask_shot = open_masks(masks)
     for spec, what in ((source, "source"), (keyframes, "keyframes")):
         if (folder := plates_folder(spec)) is not None:
             refuse_inside(out, folder, what)

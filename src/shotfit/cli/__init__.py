@@ -86,7 +86,9 @@ def train(
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Train up to this step.")] = None,
     minutes: Annotated[Optional[float], typer.Option("--minutes", min=0.01, help="Stop cleanly after M minutes.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    mask: Annotated[Optional[str], typer.Option("--mask", help="Folder of per-keyframe masks (loss weights).")] = None,
+    mask: Annotated[Optional[str], typer.Option("--mask", help="Per-keyframe masks weighting the loss: a "
+                                                "folder or pattern of mattes, or 'alpha' for the keyframes' "
+                                                "own alpha.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
     no_track: NoTrackOpt = False,
     tracking_uri: TrackingUriOpt = None,
@@ -122,13 +124,16 @@ def render(
     tile_overlap: Annotated[Optional[int], typer.Option("--tile-overlap", min=0, help="Overlap between tiles.")] = None,
     frames: Annotated[Optional[str], typer.Option("--frames", help="Frame range, e.g. 10-90.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    mask: Annotated[Optional[str], typer.Option("--mask", help="Change the plate only inside this mask: a "
+                                                "folder or pattern of mattes, or 'alpha' for the source's "
+                                                "alpha; outside it the source is kept.")] = None,
 ) -> None:
     """Apply a trained run to every frame of a shot (or a range)."""
     from shotfit import api
 
     with user_errors(), progress_display() as progress:
         result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames,
-                            device=device, on_frame=render_rows(progress))
+                            device=device, on_frame=render_rows(progress), mask=mask)
     skipped = f", {result.skipped} already there" if result.skipped else ""
     console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}", highlight=False)
 

@@ -14,6 +14,7 @@ import torch
 
 from shotfit.errors import FrameError, quoted
 from shotfit.io import Shot, to_network
+from shotfit.io.masks import ALPHA, alpha_mask, read_mask, unpremultiply
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,13 @@ def model_channels(channels: int) -> int:
     return 3 if channels >= 3 else 1
 
 
-def pair_keyframes(shot: Shot, keyframes: Shot, masks: Shot | None = None) -> list[KeyframePair]:
+def pair_keyframes(shot: Shot, keyframes: Shot, masks: Shot | str | None = None) -> list[KeyframePair]:
     """Read and check every keyframe with its source frame (and mask).
+
+    Args:
+        masks: A mask sequence (one mask per keyframe), ``"alpha"`` (each keyframe's own alpha is its
+            mask; float keyframes are premultiplied by convention, so their colour is divided by it),
+            or None.
 
     Raises:
         FrameError: one line naming the file for every pairing problem.
@@ -56,7 +62,7 @@ def pair_keyframes(shot: Shot, keyframes: Shot, masks: Shot | None = None) -> li
         raise FrameError(f"keyframes in {quoted(keyframes.path)} are {kind[keyframes.format.is_float]} "
                          f"data but the source {quoted(shot.path)} is {kind[shot.format.is_float]}: "
                          "export the keyframes in the source's format")
-    if masks is not None:
+    if isinstance(masks, Shot):
         for frame in masks.frames:
             if frame not in keyframes:
                 raise FrameError(f"mask {quoted(masks.describe(frame))} has no keyframe {frame} "
@@ -76,8 +82,12 @@ def pair_keyframes(shot: Shot, keyframes: Shot, masks: Shot | None = None) -> li
             raise FrameError(f"keyframe {key_name} has {target.shape[2]} channels but source frame "
                              f"{src_name} has {source.shape[2]}")
         mask = None
-        if masks is not None:
-            mask = _read_mask(masks, frame, key_name, target)
+        if masks == ALPHA:
+            mask = alpha_mask(target, keyframes.describe(frame))
+            if keyframes.format.is_float:
+                target = unpremultiply(target)
+        elif isinstance(masks, Shot):
+            mask = read_mask(masks, frame, target.shape[:2], f"keyframe {key_name}")
         pairs.append(KeyframePair(frame, source, target, mask))
     if not pairs:
         raise FrameError(f"no keyframes in {quoted(keyframes.path)}")
@@ -97,21 +107,6 @@ def keyframes_to_tensors(pairs: list[KeyframePair], transfer: str, device: torch
         masks = torch.from_numpy(np.stack([p.mask for p in pairs]).transpose(0, 3, 1, 2).copy()).to(device)
     return Keyframes(tuple(p.frame for p in pairs), stack([p.source for p in pairs]),
                      stack([p.target for p in pairs]), masks)
-
-
-def _read_mask(masks: Shot, frame: int, key_name: str, target: np.ndarray) -> np.ndarray:
-    if frame not in masks:
-        raise FrameError(f"keyframe {key_name} has no mask {frame} in {quoted(masks.path)}")
-    mask = masks.read(frame)
-    if mask.shape[:2] != target.shape[:2]:
-        raise FrameError(f"mask {quoted(masks.describe(frame))} is {_size(mask)} but keyframe {key_name} "
-                         f"is {_size(target)}")
-    # A grey mask is used as is, an RGBA one by its alpha, an RGB one by its mean.
-    if mask.shape[2] == 4:
-        mask = mask[..., 3:]
-    elif mask.shape[2] == 3:
-        mask = mask.mean(axis=2, keepdims=True)
-    return np.clip(mask, 0.0, 1.0).astype(np.float32)
 
 
 def _size(image: np.ndarray) -> str:

@@ -8,8 +8,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from shotfit.errors import quoted
 from shotfit.infer.predictor import Predictor
 from shotfit.io import PixelFormat, Shot, write_image
+from shotfit.io.masks import ALPHA, alpha_mask, composite_outside, read_mask
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +39,12 @@ class RenderResult:
 
 
 def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterable[int] | None = None,
-                fmt: PixelFormat | None = None, on_frame: Callable[[FrameDone], None] | None = None
-                ) -> RenderResult:
+                fmt: PixelFormat | None = None, on_frame: Callable[[FrameDone], None] | None = None,
+                masks: Shot | str | None = None) -> RenderResult:
     """Render ``frames`` of ``shot`` (default: all) into ``out_dir``.
+
+    With ``masks`` (a mask sequence, or ``"alpha"`` for the source's own alpha) the result replaces
+    the source only inside the mask; outside it the source is kept as it was.
 
     Output files keep the source's names, frame numbers and padding, and by default its format and
     bit depth. A frame whose output already exists is skipped, so an interrupted render resumes where
@@ -60,7 +67,10 @@ def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterabl
         if not exists:
             read_frame, pixels = next(reader)
             assert read_frame == frame
-            write_image(path, predictor(pixels), fmt)
+            result = predictor(pixels)
+            if masks is not None:
+                result = composite_outside(result, pixels, _mask(masks, shot, frame, pixels))
+            write_image(path, result, fmt)
             rendered += 1
         if on_frame is not None:
             speed = rendered / max(time.monotonic() - started, 1e-9)
@@ -68,3 +78,10 @@ def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterabl
     seconds = time.monotonic() - started
     log.info("rendered %d frames (%d already there) in %.1f s", rendered, len(todo) - len(pending), seconds)
     return RenderResult(rendered, len(todo) - len(pending), seconds, out_dir)
+
+
+def _mask(masks: Shot | str, shot: Shot, frame: int, pixels: np.ndarray) -> np.ndarray:
+    if masks == ALPHA:
+        return alpha_mask(pixels, shot.describe(frame))
+    assert isinstance(masks, Shot)
+    return read_mask(masks, frame, pixels.shape[:2], f"source frame {quoted(shot.describe(frame))}")
