@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from shotfit.errors import FrameError, quoted
-from shotfit.io import Shot, to_network
+from shotfit.io import FrameExtras, Shot, Window, to_network
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,14 @@ def pair_keyframes(shot: Shot, keyframes: Shot, masks: Shot | None = None) -> li
         key_name = quoted(keyframes.describe(frame))
         if frame not in shot:
             raise FrameError(f"keyframe {key_name} has no source frame {frame} in {quoted(shot.path)}")
-        target = keyframes.read(frame)
-        source = shot.read(frame)
+        target, target_extras = keyframes.read_with_extras(frame)
+        source, source_extras = shot.read_with_extras(frame)
         src_name = quoted(shot.describe(frame))
+        # EXRs pair by their windows: same overscan, same format (the pixels are the data window)
+        both_exr = target_extras.data_window is not None and source_extras.data_window is not None
+        if both_exr and _windows(target_extras) != _windows(source_extras):
+            raise FrameError(f"keyframe {key_name} has {target_extras.windows()} but source frame {src_name} "
+                             f"has {source_extras.windows()}")
         if target.shape[:2] != source.shape[:2]:
             raise FrameError(f"keyframe {key_name} is {_size(target)} but source frame {src_name} "
                              f"is {_size(source)}")
@@ -112,6 +117,10 @@ def _read_mask(masks: Shot, frame: int, key_name: str, target: np.ndarray) -> np
     elif mask.shape[2] == 3:
         mask = mask.mean(axis=2, keepdims=True)
     return np.clip(mask, 0.0, 1.0).astype(np.float32)
+
+
+def _windows(extras: FrameExtras) -> tuple[Window | None, Window | None]:
+    return extras.data_window, extras.display_window
 
 
 def _size(image: np.ndarray) -> str:
