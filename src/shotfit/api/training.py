@@ -179,10 +179,10 @@ def _limit_keyframes(keys: Shot, masks: Shot | None, shot: Shot) -> None:
     first, last = shot.limits
     outside = [f for f in keys.frames if (first is not None and f < first) or (last is not None and f > last)]
     if len(outside) == len(keys.frames):
-        raise FrameError(f"no keyframe in {quoted(keys.path)} lies within {quoted(shot.name)}")
+        raise FrameError(f"no keyframe in {quoted(keys.path)} lies within {shot.label}")
     if outside:
         log.warning("keyframes %s in %s are outside %s and are left out", ", ".join(map(str, outside)),
-                    quoted(keys.path), quoted(shot.name))
+                    quoted(keys.path), shot.label)
     for limited in (keys, masks):
         if limited is not None:
             limited.limit(first, last)

@@ -133,15 +133,15 @@ class Shot:
     def gaps_warning(self) -> str | None:
         """One line for a shot with holes: ``'plate/plate.####.exr': frames 1011-1012 missing``; else None."""
         gaps = self.gaps
-        return f"{quoted(self.name)}: {describe_gaps(gaps)}" if gaps else None
+        return f"{self.label}: {describe_gaps(gaps)}" if gaps else None
 
     @property
-    def name(self) -> str:
-        """The shot as messages show it: ``plate/`` (folders end in ``/``), ``plate.####.exr``, ``clip.mov``,
-        followed by the --first/--last limits when there are any (``plate/ frames 1001-1050``)."""
+    def label(self) -> str:
+        """The shot as messages show it, quoted: ``'plate/'`` (folders end in ``/``), ``'plate.####.exr'``,
+        followed by the --first/--last limits when there are any (``'plate/' (frames 1001-1050)``)."""
         if self.limits == (None, None):
-            return display_path(self.path)
-        return f"{display_path(self.path)} frames {_span(*self.limits)}"
+            return quoted(display_path(self.path))
+        return f"{quoted(display_path(self.path))} ({_span(*self.limits)})"
 
     def describe(self, frame: int) -> str:
         """Where a frame comes from, for messages: ``plate/0042.png`` or ``clip.mp4 frame 12``."""
@@ -206,7 +206,7 @@ class Shot:
 
     def _check_frame(self, frame: int) -> None:
         if frame not in self:
-            raise FrameError(f"{quoted(self.name)} has no frame {frame}")
+            raise FrameError(f"{self.label} has no frame {frame}")
 
     def _selection(self, frames: Iterable[int] | None) -> list[int]:
         if frames is None:
@@ -320,7 +320,7 @@ def open_shot(spec: str | Path, *, first: int | None = None, last: int | None = 
         shot.limit(first, last)
         if not shot.frames:
             shot.close()
-            raise FrameError(f"{quoted(display_path(path))} has no frame in {_span(first, last)} "
+            raise FrameError(f"{quoted(display_path(path))} has no {_span(first, last)} "
                              f"(it holds frames {held[0]}-{held[-1]})")
     return shot
 
@@ -349,8 +349,10 @@ def _within(frame: int, first: int | None, last: int | None) -> bool:
 
 
 def _span(first: int | None, last: int | None) -> str:
-    """``1001-1050``, ``1001-`` or ``-1050``."""
-    return f"{'' if first is None else first}-{'' if last is None else last}"
+    """``frames 1001-1050``, ``frames from 1001`` or ``frames up to 1050``."""
+    if last is None:
+        return f"frames from {first}"
+    return f"frames up to {last}" if first is None else f"frames {first}-{last}"
 
 
 def _open_folder(folder: Path) -> FrameSequence:

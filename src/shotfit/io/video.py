@@ -209,7 +209,7 @@ def write_review_movie(frames: Iterable[np.ndarray], path: str | Path, fps: floa
         ShotfitError: the folder cannot be written.
     """
     path = Path(path)
-    rate = Fraction(fps).limit_denominator(1001)
+    rate = _frame_rate(fps)
     written = 0
     with atomic_path(path) as temp:
         with av.open(str(temp), "w", format="mp4") as container:
@@ -240,3 +240,13 @@ def write_review_movie(frames: Iterable[np.ndarray], path: str | Path, fps: floa
             container.mux(stream.encode())
     log.info("review movie %s: %d frames at %s fps", path, written, rate)
     return written
+
+
+def _frame_rate(fps: float) -> Fraction:
+    """24 -> 24, 23.976 -> 24000/1001, 29.97 -> 30000/1001 (the NTSC rates as their exact fractions)."""
+    if abs(fps - round(fps)) < 1e-6:
+        return Fraction(round(fps))
+    ntsc = round(fps * 1.001)
+    if abs(fps * 1.001 - ntsc) < 0.01:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
