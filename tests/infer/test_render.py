@@ -196,7 +196,7 @@ def overscan_plate(path: Path, frame: int, scale: float = 4.0) -> dict:
               "displayWindow": (np.array([0, 0], np.int32), np.array([WIDTH - 1, HEIGHT - 1], np.int32)),
               "owner": "plate dept", "framesPerSecond": Fraction(25, 1), "studio:shot": "sh010"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    OpenEXR.File(header, channels).write(str(path))
+    OpenEXR.File(header, dict(channels)).write(str(path))  # a copy: the binding swaps arrays for Channels
     return {"channels": channels, "header": header}
 
 

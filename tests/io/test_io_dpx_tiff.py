@@ -54,7 +54,8 @@ DPX_METADATA = {
     "dpx:Colorimetric": ("string", "Printing density"),
     "smpte:TimeCode": ("timecode", (0x01000412, 0)),  # 01:00:04:12
     "dpx:FrameRate": ("float", 24.0),
-    "Artist": ("string", "scan dept"),
+    "Copyright": ("string", "scan dept"),
+    "dpx:InputDevice": ("string", "film scanner 2"),
 }
 
 
@@ -76,7 +77,8 @@ def test_dpx_reads_exact_codes_and_writes_back_at_its_depth_with_its_metadata(tm
     assert spec.getattribute("dpx:Transfer") == "Printing density"
     assert spec.getattribute("dpx:TimeCode") == "01:00:04:12"
     assert spec.getattribute("dpx:FrameRate") == 24.0
-    assert spec.getattribute("Artist") == "scan dept"
+    assert spec.getattribute("Copyright") == "scan dept"
+    assert spec.getattribute("dpx:InputDevice") == "film scanner 2"
 
 
 def test_dpx_with_alpha_and_grey(tmp_path: Path):
@@ -105,6 +107,17 @@ def test_16_bit_tiff_keeps_codes_alpha_and_metadata(tmp_path: Path, channels: in
     assert spec.getattribute("Artist") == "paint dept"
     assert spec.getattribute("ImageDescription") == "sh010 cleanup"
     assert spec.getattribute("compression") == "lzw"
+
+
+def test_tiff_alpha_keeps_its_association(tmp_path: Path):
+    codes = random_codes(16, 4)
+    write_with_oiio("straight.tif", codes, 16, {"oiio:UnassociatedAlpha": ("int", 1)})
+    pixels, fmt, extras = read_with_extras("straight.tif")
+    np.testing.assert_array_equal(np.rint(pixels * 65535), codes)  # straight colour, not premultiplied
+    write_image("out.tif", pixels, fmt, extras)
+    # A reader that premultiplies straight alpha does the same to both files: same codes, same association.
+    np.testing.assert_array_equal(read_with_oiio("out.tif")[0], read_with_oiio("straight.tif")[0])
+    assert not np.array_equal(read_with_oiio("out.tif")[0], codes)
 
 
 def test_tiff_from_another_writer_reads_the_same(tmp_path: Path):

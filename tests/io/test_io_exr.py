@@ -58,7 +58,7 @@ def plate_exr(path: Path, data: tuple[int, int, int, int], display: tuple[int, i
         })
     header = {"compression": compression, "type": OpenEXR.scanlineimage, "dataWindow": corners(*data),
               "displayWindow": corners(*display), **(ATTRIBUTES if extra else {})}
-    OpenEXR.File(header, channels).write(str(path))
+    OpenEXR.File(header, dict(channels)).write(str(path))  # a copy: the binding swaps arrays for Channels
     return channels
 
 
@@ -138,7 +138,7 @@ COMPRESSIONS = [name for name in OpenEXR.Compression.__members__ if not name.sta
 def test_every_compression_openexr_writes_is_read_and_kept(tmp_path: Path, compression: str):
     channels = plate_exr(Path("in.exr"), OVERSCAN, compression=getattr(OpenEXR, compression), extra=False)
     pixels, fmt, extras = read_with_extras("in.exr")
-    name = compression.removesuffix("_COMPRESSION").lower()
+    name = {"NO_COMPRESSION": "none"}.get(compression, compression.removesuffix("_COMPRESSION").lower())
     assert fmt.compression == name
     lossy = name in ("b44", "b44a", "dwaa", "dwab")
     stored = exr_part(Path("in.exr")).channels["G"].pixels.astype(np.float32)

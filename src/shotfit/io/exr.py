@@ -72,6 +72,7 @@ def read_exr(path: Path) -> tuple[np.ndarray, PixelFormat, FrameExtras]:
     dtype = "float" if any(p.dtype == np.float32 for p in planes) else "half"
     pixels = np.stack([p.astype(np.float32) for p in planes], axis=-1)
     compression = str(header.get("compression", "")).rsplit(".", 1)[-1].removesuffix("_COMPRESSION").lower()
+    compression = "none" if compression == "no" else compression  # OpenEXR's NO_COMPRESSION
     fmt = PixelFormat(".exr", dtype, len(names), compression if compression in EXR_COMPRESSIONS else None)
     extras = FrameExtras(
         ext=".exr",
@@ -96,7 +97,7 @@ def encode_exr(pixels: np.ndarray, fmt: PixelFormat, path: Path, extras: FrameEx
     if target is np.float16 and np.abs(pixels).max(initial=0.0) > HALF_MAX:
         log.warning("%s: values beyond +-%g clipped to fit half floats", path, HALF_MAX)
         pixels = np.clip(pixels, -HALF_MAX, HALF_MAX)
-    compression_name = f"{(fmt.compression or 'zip').upper()}_COMPRESSION"
+    compression_name = f"{(fmt.compression or 'zip').upper()}_COMPRESSION".replace("NONE_", "NO_")
     compression = getattr(OpenEXR, compression_name, None)
     if compression is None:
         raise FrameError(f"cannot write {quoted(path)}: this OpenEXR has no {fmt.compression} compression")

@@ -2,8 +2,9 @@
 
 OpenImageIO hands every integer depth over as floats (code / (2**bits - 1)); they are rounded back to
 the file's own codes here, so an integer frame reads as ``code / max_code`` exactly, as PNGs do, and
-writing it back at the same depth gives the same codes. Alpha is read and written as stored
-(unassociated), never premultiplied on the way.
+writing it back at the same depth gives the same codes. Alpha is read as stored, never
+premultiplied on the way, and written back with the source's association (a TIFF's
+``oiio:UnassociatedAlpha`` travels with its metadata); a new file's colour is stored as given.
 """
 
 from __future__ import annotations
@@ -92,7 +93,6 @@ def write_oiio(path: Path, pixels: np.ndarray, fmt: PixelFormat, extras: FrameEx
             spec.attribute(name, extras.attribute_types.get(name, "string"), value)
     spec.channelnames = _NAMES[channels]
     spec.alpha_channel = 3 if channels == 4 else -1
-    spec.attribute("oiio:UnassociatedAlpha", 1)  # alpha as given: no un-premultiplying on the way out
     if not fmt.is_float:
         spec.attribute("oiio:BitsPerSample", fmt.bits)
         top = np.float32(fmt.max_code)

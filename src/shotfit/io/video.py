@@ -213,9 +213,8 @@ def write_review_movie(frames: Iterable[np.ndarray], path: str | Path, fps: floa
     written = 0
     with atomic_path(path) as temp:
         with av.open(str(temp), "w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=rate)
+            stream = container.add_stream("libx264", rate=rate, options={"crf": str(REVIEW_CRF)})
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(REVIEW_CRF)}
             context = stream.codec_context
             context.colorspace = context.color_primaries = context.color_trc = _BT709
             context.color_range = _LIMITED_RANGE
