@@ -191,12 +191,12 @@ def overscan_plate(path: Path, frame: int, scale: float = 4.0) -> dict:
                 "B": rgb[..., 2].astype(np.float16), "A": alpha,
                 "Z": np.full((HEIGHT + 8, WIDTH + 8), 10.0 + frame, np.float32),
                 "specular.R": (rgb[..., 0] * 0.1).astype(np.float16)}
-    header = {"compression": OpenEXR.DWAA_COMPRESSION, "type": OpenEXR.scanlineimage,
+    header = {"compression": OpenEXR.PIZ_COMPRESSION, "type": OpenEXR.scanlineimage,
               "dataWindow": (np.array([-4, -4], np.int32), np.array([WIDTH + 3, HEIGHT + 3], np.int32)),
               "displayWindow": (np.array([0, 0], np.int32), np.array([WIDTH - 1, HEIGHT - 1], np.int32)),
               "owner": "plate dept", "framesPerSecond": Fraction(25, 1), "studio:shot": "sh010"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    OpenEXR.File(header, dict(channels)).write(str(path))  # a copy: the binding swaps arrays for Channels
+    OpenEXR.File(dict(header), dict(channels)).write(str(path))  # copies: the binding changes what it is given
     return {"channels": channels, "header": header}
 
 
@@ -206,11 +206,11 @@ def test_exr_overscan_extra_channels_alpha_and_attributes_survive_a_render(exr_r
     result = render_tiny(run, Path("plates/sh010.####.exr"), Path("out"))
     assert result.rendered == 2 and files(Path("out")) == ["sh010.0001.exr", "sh010.0002.exr"]
     for frame, source in written.items():
-        with OpenEXR.File(f"out/sh010.{frame:04d}.exr", separate_channels=True) as exr:
-            header, channels = exr.parts[0].header, exr.parts[0].channels
+        part = OpenEXR.File(f"out/sh010.{frame:04d}.exr", separate_channels=True).parts[0]
+        header, channels = part.header, part.channels
         for key in ("dataWindow", "displayWindow"):
             assert [c.tolist() for c in header[key]] == [c.tolist() for c in source["header"][key]]
-        assert str(header["compression"]).endswith("DWAA_COMPRESSION")
+        assert str(header["compression"]).endswith("PIZ_COMPRESSION")
         assert header["owner"] == "plate dept" and header["studio:shot"] == "sh010"
         assert header["framesPerSecond"] == Fraction(25, 1)
         assert sorted(channels) == ["A", "B", "G", "R", "Z", "specular.R"]
@@ -221,16 +221,17 @@ def test_exr_overscan_extra_channels_alpha_and_attributes_survive_a_render(exr_r
 
 
 def test_dpx_plates_render_to_dpx_of_the_same_depth_and_metadata(run, tmp_path):
+    (tmp_path / "scans").mkdir()
     for frame in (1, 2):
         spec = oiio.ImageSpec(WIDTH, HEIGHT, 3, "uint16")
         spec.attribute("oiio:BitsPerSample", 10)
         spec.attribute("dpx:Transfer", "Printing density")
         spec.attribute("smpte:TimeCode", "timecode", (0x01000400 + frame, 0))
-        output = oiio.ImageOutput.create(str(tmp_path / f"scan.{frame:04d}.dpx"))
-        output.open(str(tmp_path / f"scan.{frame:04d}.dpx"), spec)
+        output = oiio.ImageOutput.create(str(tmp_path / "scans" / f"scan.{frame:04d}.dpx"))
+        output.open(str(tmp_path / "scans" / f"scan.{frame:04d}.dpx"), spec)
         output.write_image(plate(frame))
         output.close()
-    render_tiny(run, tmp_path / "scan.####.dpx", Path("out"))
+    render_tiny(run, tmp_path / "scans" / "scan.####.dpx", Path("out"))
     assert files(Path("out")) == ["scan.0001.dpx", "scan.0002.dpx"]
     for frame in (1, 2):
         image = oiio.ImageInput.open(f"out/scan.{frame:04d}.dpx")
@@ -240,10 +241,10 @@ def test_dpx_plates_render_to_dpx_of_the_same_depth_and_metadata(run, tmp_path):
         assert spec.get_int_attribute("oiio:BitsPerSample") == 10
         assert spec.getattribute("dpx:Transfer") == "Printing density"
         assert spec.getattribute("dpx:TimeCode") == f"01:00:04:0{frame}"
-        wanted, source = grade(plate(frame)), read_image(tmp_path / f"scan.{frame:04d}.dpx")[0]
+        wanted, source = grade(plate(frame)), read_image(tmp_path / "scans" / f"scan.{frame:04d}.dpx")[0]
         assert np.abs(rendered - wanted).mean() < 0.8 * np.abs(source - wanted).mean()  # really rendered
         codes = np.rint(rendered * 1023)
-        np.testing.assert_allclose(rendered * 1023, codes, atol=1e-2)  # 10-bit codes
+        np.testing.assert_allclose(rendered * 1023, codes, atol=0.05)  # 10-bit codes (read back via 16 bits)
 
 
 def test_holes_in_the_source_are_reported_not_rendered(run, tmp_path, caplog):

@@ -58,7 +58,7 @@ def plate_exr(path: Path, data: tuple[int, int, int, int], display: tuple[int, i
         })
     header = {"compression": compression, "type": OpenEXR.scanlineimage, "dataWindow": corners(*data),
               "displayWindow": corners(*display), **(ATTRIBUTES if extra else {})}
-    OpenEXR.File(header, dict(channels)).write(str(path))  # a copy: the binding swaps arrays for Channels
+    OpenEXR.File(dict(header), dict(channels)).write(str(path))  # copies: the binding changes what it is given
     return channels
 
 
