@@ -285,3 +285,9 @@ def test_a_review_movie_that_is_not_mp4_is_refused_before_rendering(run, shot):
     with pytest.raises(ShotfitError, match=r"^--review 'review\.mov' must name an \.mp4 file"):
         render_tiny(run, shot, Path("out"), review=Path("review.mov"))
     assert not Path("out").exists()
+
+
+def test_a_review_movie_among_the_plates_is_refused_before_rendering(run, shot):
+    with pytest.raises(ShotfitError, match=r"^--review '.*review\.mp4' is inside the source folder"):
+        render_tiny(run, shot, Path("out"), review=shot / "review.mp4")
+    assert not Path("out").exists() and not (shot / "review.mp4").exists()

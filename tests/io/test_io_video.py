@@ -191,3 +191,9 @@ def test_review_movie_refuses_frames_of_two_sizes_and_keeps_an_older_movie():
         write_review_movie([np.zeros((8, 8, 3), np.float32), np.zeros((8, 10, 3), np.float32)], "review.mp4")
     assert Path("review.mp4").read_bytes() == before
     assert sorted(p.name for p in Path(".").iterdir()) == ["review.mp4"]
+
+
+def test_review_movie_without_frames_is_refused_and_leaves_nothing():
+    with pytest.raises(FrameError, match=r"^review movie 'empty\.mp4': no frames to write$"):
+        write_review_movie([], "empty.mp4")
+    assert list(Path(".").iterdir()) == []
