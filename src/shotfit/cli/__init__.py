@@ -107,8 +107,7 @@ def train(
     with user_errors(), progress_display() as progress:
         summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
                             minutes=minutes, resume=resume, masks=mask, device=device, first=first, last=last,
-                            tracking=tracking,
-                            on_step=training_rows(progress))
+                            tracking=tracking, on_step=training_rows(progress))
     result = summary.result
     if result.stopped_by == "already done":
         console.print(f"{summary.run} is already trained to step {result.steps_done}; give a larger "
