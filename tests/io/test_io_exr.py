@@ -14,7 +14,7 @@ import OpenEXR
 import pytest
 
 from shotfit.errors import FrameError
-from shotfit.io import FrameExtras, PixelFormat, Window, read_image, read_with_extras, write_image
+from shotfit.io import FrameExtras, PixelFormat, Window, open_shot, read_image, read_with_extras, write_image
 from shotfit.io.video import review_frame
 
 RNG = np.random.default_rng(7)
@@ -183,3 +183,16 @@ def test_frame_extras_describe_their_windows():
     extras = FrameExtras(".exr", data_window=Window(-2, -1, 5, 4), display_window=Window(0, 0, 5, 3))
     assert extras.windows() == "data window (-2,-1)-(5,4), display window (0,0)-(5,3)"
     assert Window(-8, -8, 1927, 1087).size == (1096, 1936)
+
+
+def test_a_shot_whose_data_windows_change_size_names_the_window(tmp_path: Path):
+    Path("cg").mkdir()
+    plate_exr(Path("cg/el.0001.exr"), (0, 0, 5, 3), extra=False)
+    plate_exr(Path("cg/el.0002.exr"), (1, 1, 4, 3), extra=False)  # a CG element's bounding box, per frame
+    shot = open_shot("cg/el.####.exr")
+    assert shot.read(1).shape == (4, 6, 4)
+    with pytest.raises(FrameError) as error:
+        shot.read(2)
+    assert str(error.value) == ("'cg/el.0002.exr' is 4x3 RGBA float but the shot's first frame 'cg/el.0001.exr' "
+                                "is 6x4 RGBA float (data window (1,1)-(4,3): a shot's EXRs need data windows "
+                                "of one size)")

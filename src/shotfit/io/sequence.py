@@ -263,9 +263,12 @@ class FrameSequence(Shot):
         shape, first_fmt = self._first
         if pixels.shape != shape or fmt.is_float != first_fmt.is_float:
             first = self._files[self.frames[0]]
+            windows = extras.data_window is not None and pixels.shape[:2] != shape[:2]
             raise FrameError(
                 f"{quoted(path)} is {_layout(pixels.shape, fmt)} but the shot's first frame "
                 f"{quoted(first)} is {_layout(shape, first_fmt)}"
+                + (f" (data window {extras.data_window}: a shot's EXRs need data windows of one size)"
+                   if windows else "")
             )
         return pixels, extras
 
