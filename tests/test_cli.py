@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -247,6 +248,45 @@ def test_half_exr_trains_and_renders_as_half_exr_keeping_highlights(tmp_path: Pa
     # One step keeps the network near its identity start, and nothing clips the highlights at 1.0.
     assert out[bright].min() > 1.2
     np.testing.assert_allclose(out.astype(np.float32), source, rtol=0.2, atol=0.02)
+
+
+def one_spaced(text: str) -> str:
+    """Terminal output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_render_warns_of_holes_in_the_source_and_sums_them_up(shot: Path):
+    Path("src/plate.1003.png").unlink()
+    result = succeeds("render", "--run", "run", "--source", "src/plate.####.png", "--out", "render", "--device", "cpu")
+    assert "'src/plate.####.png': frame 1003 missing" in one_spaced(result.stderr)
+    assert "rendered 5 frames into render; frame 1003 missing from the source" in one_spaced(result.stdout)
+    assert rendered_names(Path("render")) == [f"plate.{f}.png" for f in FRAMES if f != 1003]
+
+
+def test_render_first_last_and_a_review_movie(shot: Path):
+    result = succeeds("render", "--run", "run", "--source", "src/plate.$F4.png", "--out", "render",
+                      "--first", "1002", "--last", "1004", "--review", "review/sh010.mp4", "--device", "cpu")
+    assert "rendered 3 frames into render; review movie review/sh010.mp4" in one_spaced(result.stdout)
+    assert rendered_names(Path("render")) == ["plate.1002.png", "plate.1003.png", "plate.1004.png"]
+    with av.open("review/sh010.mp4") as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3
+
+
+def test_render_first_after_last_is_one_line(shot: Path):
+    line = shots.fails("render", "--run", "run", "--source", "src", "--out", "render", "--first", "1005",
+                       "--last", "1002", "--device", "cpu")
+    assert line == "shotfit: --last 1002 is before --first 1005"
+    assert not Path("render").exists()
+
+
+def test_train_first_last_leave_out_keyframes_outside_and_warn_of_holes(tmp_path: Path):
+    shots.write_shot(Path("src"), [f for f in FRAMES if f != 1002])
+    shots.write_shot(Path("keys"), KEYFRAMES, make=lambda f: edit(plate(f)))
+    result = succeeds(*train_args("src", "keys", "run", "--first", "1001", "--last", "1004", steps=1))
+    stderr = one_spaced(result.stderr)
+    assert "'src/' (frames 1001-1004): frame 1002 missing" in stderr
+    assert "keyframes 1006 in 'keys' are outside 'src/' (frames 1001-1004) and are left out" in stderr
+    assert json.loads(Path("run/run.json").read_text())["keyframe_frames"] == [1001, 1004]
 
 
 # --- eval --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import OpenEXR
 import pytest
 import torch
 
@@ -97,6 +98,39 @@ def test_integer_keyframes_for_a_float_source_are_refused(tmp_path):
     with pytest.raises(FrameError) as excinfo:
         pair_keyframes(open_shot("plate"), open_shot("kf"))
     assert "keyframes in 'kf' are integer (display) data but the source 'plate' is float" in one_line(excinfo)
+
+
+def exr_with_windows(path: Path, data: tuple[int, int, int, int], display: tuple[int, int, int, int]) -> None:
+    """A half RGB EXR whose data window is ``data`` (x0, y0, x1, y1) in the format ``display``, via OpenEXR."""
+    height, width = data[3] - data[1] + 1, data[2] - data[0] + 1
+    plane = picture(1, height, width)[..., 0].astype(np.float16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OpenEXR.File({"dataWindow": (np.array(data[:2], np.int32), np.array(data[2:], np.int32)),
+                  "displayWindow": (np.array(display[:2], np.int32), np.array(display[2:], np.int32))},
+                 {"R": plane, "G": plane, "B": plane}).write(str(path))
+
+
+def test_exr_keyframes_pair_by_their_data_window_overscan_included(tmp_path):
+    exr_with_windows(Path("plate/p.0001.exr"), (-4, -4, 27, 23), (0, 0, 23, 19))
+    exr_with_windows(Path("kf/p.0001.exr"), (-4, -4, 27, 23), (0, 0, 23, 19))
+    (pair,) = pair_keyframes(open_shot("plate"), open_shot("kf"))
+    assert pair.source.shape == pair.target.shape == (28, 32, 3)
+
+
+@pytest.mark.parametrize(("key_data", "key_display"), [
+    ((0, 0, 23, 19), (0, 0, 23, 19)),  # the artist exported the format only: the overscan is gone
+    ((-2, -4, 29, 23), (0, 0, 23, 19)),  # same size, shifted
+    ((-4, -4, 27, 23), (0, 0, 19, 19)),  # same pixels, another format
+])
+def test_exr_keyframe_with_other_windows_names_both_files_and_windows(tmp_path, key_data, key_display):
+    exr_with_windows(Path("plate/p.0001.exr"), (-4, -4, 27, 23), (0, 0, 23, 19))
+    exr_with_windows(Path("kf/p.0001.exr"), key_data, key_display)
+    with pytest.raises(FrameError) as excinfo:
+        pair_keyframes(open_shot("plate"), open_shot("kf"))
+    data, display = "({},{})-({},{})".format(*key_data), "({},{})-({},{})".format(*key_display)
+    assert one_line(excinfo) == (f"keyframe 'kf/p.0001.exr' has data window {data}, display window {display} "
+                                 "but source frame 'plate/p.0001.exr' has data window (-4,-4)-(27,23), "
+                                 "display window (0,0)-(23,19)")
 
 
 def test_rgba_keyframes_pair_with_an_rgb_source(plate):

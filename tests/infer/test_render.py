@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
+import OpenEXR
+import OpenImageIO as oiio
 import pytest
-from tiny_runs import EXR_HALF, PNG16, grade, plate, render_tiny, train_tiny, write_shot
+from tiny_runs import EXR_HALF, HEIGHT, PNG16, WIDTH, grade, plate, render_tiny, train_tiny, write_shot
 
 from shotfit.errors import FrameError, ShotfitError
 from shotfit.io import PixelFormat, read_image, write_image
@@ -174,3 +178,116 @@ def test_a_frame_larger_than_the_tile_matches_the_whole_frame_render(run, tmp_pa
         plate_pixels, _ = read_image(source / name)
         assert np.abs(whole - plate_pixels).mean() > 0.02  # the network really edits the frame
         assert np.abs(tiled - whole).max() < 1e-3
+
+
+# --- plates as the pipeline hands them over -----------------------------------------------------
+
+def overscan_plate(path: Path, frame: int, scale: float = 4.0) -> dict:
+    """An RGBA half EXR with 4 px of overscan all round a 48x40 format, a Z and an AOV layer, and
+    header attributes, written with OpenEXR itself; returns its channels and header."""
+    rgb = plate(frame, HEIGHT + 8, WIDTH + 8) * scale
+    alpha = (plate(frame, HEIGHT + 8, WIDTH + 8, channels=4)[..., 3] > 0.5).astype(np.float16)
+    channels = {"R": rgb[..., 0].astype(np.float16), "G": rgb[..., 1].astype(np.float16),
+                "B": rgb[..., 2].astype(np.float16), "A": alpha,
+                "Z": np.full((HEIGHT + 8, WIDTH + 8), 10.0 + frame, np.float32),
+                "specular.R": (rgb[..., 0] * 0.1).astype(np.float16)}
+    header = {"compression": OpenEXR.PIZ_COMPRESSION, "type": OpenEXR.scanlineimage,
+              "dataWindow": (np.array([-4, -4], np.int32), np.array([WIDTH + 3, HEIGHT + 3], np.int32)),
+              "displayWindow": (np.array([0, 0], np.int32), np.array([WIDTH - 1, HEIGHT - 1], np.int32)),
+              "owner": "plate dept", "framesPerSecond": Fraction(25, 1), "studio:shot": "sh010"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OpenEXR.File(dict(header), dict(channels)).write(str(path))  # copies: the binding changes what it is given
+    return {"channels": channels, "header": header}
+
+
+def test_exr_overscan_extra_channels_alpha_and_attributes_survive_a_render(exr_run):
+    run, _ = exr_run  # trained on 48x40 RGB half EXRs
+    written = {frame: overscan_plate(Path(f"plates/sh010.{frame:04d}.exr"), frame) for frame in (1, 2)}
+    result = render_tiny(run, Path("plates/sh010.####.exr"), Path("out"))
+    assert result.rendered == 2 and files(Path("out")) == ["sh010.0001.exr", "sh010.0002.exr"]
+    for frame, source in written.items():
+        part = OpenEXR.File(f"out/sh010.{frame:04d}.exr", separate_channels=True).parts[0]
+        header, channels = part.header, part.channels
+        for key in ("dataWindow", "displayWindow"):
+            assert [c.tolist() for c in header[key]] == [c.tolist() for c in source["header"][key]]
+        assert str(header["compression"]).endswith("PIZ_COMPRESSION")
+        assert header["owner"] == "plate dept" and header["studio:shot"] == "sh010"
+        assert header["framesPerSecond"] == Fraction(25, 1)
+        assert sorted(channels) == ["A", "B", "G", "R", "Z", "specular.R"]
+        for name in ("A", "Z", "specular.R"):  # untouched, bit for bit
+            np.testing.assert_array_equal(channels[name].pixels, source["channels"][name])
+        assert channels["R"].pixels.shape == (HEIGHT + 8, WIDTH + 8)  # the overscan was rendered too
+        assert channels["R"].pixels.astype(np.float32).max() > 2.0  # scene-linear, not clipped
+
+
+def test_dpx_plates_render_to_dpx_of_the_same_depth_and_metadata(run, tmp_path):
+    (tmp_path / "scans").mkdir()
+    for frame in (1, 2):
+        spec = oiio.ImageSpec(WIDTH, HEIGHT, 3, "uint16")
+        spec.attribute("oiio:BitsPerSample", 10)
+        spec.attribute("dpx:Transfer", "Printing density")
+        spec.attribute("smpte:TimeCode", "timecode", (0x01000400 + frame, 0))
+        output = oiio.ImageOutput.create(str(tmp_path / "scans" / f"scan.{frame:04d}.dpx"))
+        output.open(str(tmp_path / "scans" / f"scan.{frame:04d}.dpx"), spec)
+        output.write_image(plate(frame))
+        output.close()
+    render_tiny(run, tmp_path / "scans" / "scan.####.dpx", Path("out"))
+    assert files(Path("out")) == ["scan.0001.dpx", "scan.0002.dpx"]
+    for frame in (1, 2):
+        image = oiio.ImageInput.open(f"out/scan.{frame:04d}.dpx")
+        spec = image.spec()
+        rendered = image.read_image(0, 0, 0, 3, "float")
+        image.close()
+        assert spec.get_int_attribute("oiio:BitsPerSample") == 10
+        assert spec.getattribute("dpx:Transfer") == "Printing density"
+        assert spec.getattribute("dpx:TimeCode") == f"01:00:04:0{frame}"
+        wanted, source = grade(plate(frame)), read_image(tmp_path / "scans" / f"scan.{frame:04d}.dpx")[0]
+        assert np.abs(rendered - wanted).mean() < 0.8 * np.abs(source - wanted).mean()  # really rendered
+        codes = np.rint(rendered * 1023)
+        np.testing.assert_allclose(rendered * 1023, codes, atol=0.05)  # 10-bit codes (read back via 16 bits)
+
+
+def test_holes_in_the_source_are_reported_not_rendered(run, tmp_path, caplog):
+    for frame in (1, 2, 3, 6, 7, 9):
+        write_image(tmp_path / "plate" / f"p.{frame:04d}.png", plate(frame), PixelFormat(".png", "uint8", 3))
+    with caplog.at_level(logging.WARNING, logger="shotfit"):
+        result = render_tiny(run, tmp_path / "plate", Path("out"))
+    assert f"'{tmp_path}/plate/': frames 4-5, 8 missing (3 frames)" in caplog.text
+    assert result.rendered == 6 and result.missing == (range(4, 6), range(8, 9))
+    assert result.missing_note() == "frames 4-5, 8 missing (3 frames) from the source"
+
+    ranged = render_tiny(run, tmp_path / "plate", Path("ranged"), frames="2-6")
+    assert ranged.missing == (range(4, 6),) and files(Path("ranged")) == ["p.0002.png", "p.0003.png", "p.0006.png"]
+    past_the_end = render_tiny(run, tmp_path / "plate", Path("end"), frames="9-20")
+    assert past_the_end.missing == () and past_the_end.missing_note() is None
+
+
+def test_first_and_last_limit_the_render_and_frames_pick_within(run, shot):
+    result = render_tiny(run, shot, Path("out"), first=2, last=5)
+    assert files(Path("out")) == [f"plate.{f:04d}.png" for f in (2, 3, 4, 5)] and result.rendered == 4
+    picked = render_tiny(run, shot, Path("picked"), first=2, last=5, frames="1-6x2")
+    assert files(Path("picked")) == ["plate.0003.png", "plate.0005.png"] and picked.rendered == 2
+
+
+def test_review_movie_of_a_render(run, shot):
+    render_tiny(run, shot, Path("out"), frames="1-2")  # frames already there are in the movie too
+    result = render_tiny(run, shot, Path("out"), review=Path("review.mp4"))
+    assert result.skipped == 2
+    with av.open("review.mp4") as container:
+        stream = container.streams.video[0]
+        frames = [p.to_ndarray(format="rgb24") for p in container.decode(stream)]
+    assert len(frames) == 6 and frames[0].shape == (HEIGHT, WIDTH, 3)
+    rendered, _ = read_image(Path("out/plate.0003.png"))
+    assert np.abs(frames[2] / 255 - rendered).mean() < 0.02
+
+
+def test_a_review_movie_that_is_not_mp4_is_refused_before_rendering(run, shot):
+    with pytest.raises(ShotfitError, match=r"^--review 'review\.mov' must name an \.mp4 file"):
+        render_tiny(run, shot, Path("out"), review=Path("review.mov"))
+    assert not Path("out").exists()
+
+
+def test_a_review_movie_among_the_plates_is_refused_before_rendering(run, shot):
+    with pytest.raises(ShotfitError, match=r"^--review '.*review\.mp4' is inside the source folder"):
+        render_tiny(run, shot, Path("out"), review=shot / "review.mp4")
+    assert not Path("out").exists() and not (shot / "review.mp4").exists()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from shotfit.errors import ConfigError, FrameError
-from shotfit.io import FrameSequence, PixelFormat, frame_number, open_shot, parse_frame_range, write_image
+from shotfit.io import (FrameSequence, PixelFormat, describe_gaps, frame_number, open_shot, parse_frame_range, runs,
+                        write_image)
 
 GREY8 = PixelFormat(".png", "uint8", 1)
 
@@ -111,7 +112,7 @@ def test_file_without_digits_in_a_folder_is_named():
 def test_empty_folder_lists_the_types_it_looked_for():
     Path("plate").mkdir()
     Path("plate/readme.txt").write_text("no frames here")
-    with pytest.raises(FrameError, match=r"^'plate/' holds no frames \(\.png, .*\.exr\)$"):
+    with pytest.raises(FrameError, match=r"^'plate/' holds no frames \(\.png, .*\.exr, \.dpx\)$"):
         open_shot("plate")
 
 
@@ -185,3 +186,85 @@ def test_frame_ranges_include_both_ends(text: str, frames: range):
 def test_nonsense_frame_ranges_are_config_errors(text: str, reason: str):
     with pytest.raises(ConfigError, match=reason):
         parse_frame_range(text)
+
+
+# ---- pattern styles, gaps, first/last ----
+
+
+@pytest.mark.parametrize("pattern", ["plate.####.png", "plate.@@@@.png", "plate.%04d.png", "plate.$F4.png"])
+def test_every_padded_pattern_style_finds_the_same_frames(pattern: str):
+    make_frames("plate", ["plate.0007.png", "plate.0008.png", "plate.12345.png"])
+    make_frames("plate", ["plate.007.png", "plate.00008.png", "plate.v2.0009.png"])  # other padding: no match
+    shot = open_shot(f"plate/{pattern}")
+    assert shot.frames == [7, 8, 12345]
+    assert [shot.output_name(f) for f in shot.frames] == ["plate.0007.png", "plate.0008.png", "plate.12345.png"]
+    assert value_of(shot.read(8)) == 2
+
+
+@pytest.mark.parametrize("pattern", ["img_%d.png", "img_$F.png", "img_@.png", "img_#.png"])
+def test_unpadded_pattern_styles(pattern: str):
+    make_frames("seq", ["img_7.png", "img_10.png", "img_007.png"])
+    shot = open_shot(f"seq/{pattern}")
+    assert shot.frames == [7, 10]
+    assert shot.output_name(10) == "img_10.png"
+
+
+def test_three_at_signs_are_three_digits():
+    make_frames("seq", ["s.007.png", "s.0008.png", "s.1234.png"])
+    shot = open_shot("seq/s.@@@.png")
+    assert shot.frames == [7, 1234]
+    assert shot.output_name(7) == "s.007.png"
+
+
+def test_gaps_are_reported_as_missing_runs():
+    frames = [*range(1001, 1011), *range(1013, 1021)]
+    make_frames("plate", [f"plate.{f}.png" for f in frames])
+    shot = open_shot("plate/plate.####.png")
+    assert shot.frames == frames  # holes are not filled in or skipped over silently...
+    assert shot.gaps == [range(1011, 1013)]
+    assert shot.gaps_warning() == "'plate/plate.####.png': frames 1011-1012 missing"  # ...but said
+
+
+def test_several_gaps_are_named_then_counted():
+    frames = [1, 3, 4, 8, 10, 12, 14, 16, 18]
+    make_frames("plate", [f"p.{f:04d}.png" for f in frames])
+    shot = open_shot("plate")
+    assert shot.gaps == [range(2, 3), range(5, 8), range(9, 10), range(11, 12), range(13, 14), range(15, 16),
+                         range(17, 18)]
+    assert shot.gaps_warning() == "'plate/': frames 2, 5-7, 9, 11, 13 and 2 more gaps missing (9 frames)"
+    assert describe_gaps([range(1015, 1016)]) == "frame 1015 missing"
+
+
+def test_a_shot_without_holes_has_no_gaps():
+    make_frames("plate", ["p.0001.png", "p.0002.png"])
+    assert open_shot("plate").gaps == [] and open_shot("plate").gaps_warning() is None
+
+
+def test_first_and_last_limit_the_shot():
+    make_frames("plate", [f"p.{f:04d}.png" for f in range(1, 11)])
+    shot = open_shot("plate/p.####.png", first=3, last=6)
+    assert shot.frames == [3, 4, 5, 6] and len(shot) == 4 and 7 not in shot
+    assert shot.label == "'plate/p.####.png' (frames 3-6)"
+    assert open_shot("plate", first=8).frames == [8, 9, 10]
+    assert open_shot("plate", last=2).frames == [1, 2]
+    with pytest.raises(FrameError, match=r"^'plate/p\.####\.png' \(frames 3-6\) has no frame 7$"):
+        shot.read(7)
+
+
+def test_gaps_are_counted_within_first_and_last():
+    make_frames("plate", [f"p.{f:04d}.png" for f in (1, 2, 5, 6, 9, 10)])
+    assert open_shot("plate", first=5, last=10).gaps == [range(7, 9)]
+    assert open_shot("plate", first=5, last=6).gaps == []
+
+
+def test_first_and_last_that_select_nothing_are_one_line():
+    make_frames("plate", ["p.0001.png", "p.0002.png"])
+    with pytest.raises(FrameError, match=r"^'plate/' has no frames from 5 \(it holds frames 1-2\)$"):
+        open_shot("plate", first=5)
+    with pytest.raises(ConfigError, match=r"^--last 1 is before --first 2$"):
+        open_shot("plate", first=2, last=1)
+
+
+def test_runs_group_consecutive_frames():
+    assert runs([5, 1, 2, 3, 9, 10, 2]) == [range(1, 4), range(5, 6), range(9, 11)]
+    assert runs([]) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -9,36 +10,48 @@ from shotfit.config import RenderConfig
 from shotfit.data.keyframes import model_channels
 from shotfit.engine.device import configure_threads, pick_device
 from shotfit.engine.run_folder import RunFolder, write_json
-from shotfit.errors import FrameError, quoted
+from shotfit.errors import ConfigError, FrameError, quoted
 from shotfit.evaluate import EvalReport, evaluate_frames
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.predictor import Predictor, load_network
-from shotfit.infer.render import FrameDone, RenderResult, render_shot
+from shotfit.infer.render import FrameDone, RenderResult, render_shot, write_review
 from shotfit.io import Shot, open_shot, parse_frame_range, transfer_for
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import load_lpips
 
+log = logging.getLogger(__name__)
+
 
 def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | None = None,
            tile_overlap: int | None = None, frames: str | Sequence[int] | None = None,
+           first: int | None = None, last: int | None = None, review: str | Path | None = None,
            device: str = "auto", on_frame: Callable[[FrameDone], None] | None = None,
            mask: str | Path | None = None) -> RenderResult:
     """Render ``source`` through the network of the run folder ``run`` into ``out``.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
-    frames were encoded for training. Frames already in ``out`` are skipped. With ``mask`` (a mask
-    sequence, or ``"alpha"`` for the source's alpha) the result is composited over the source: it
-    replaces the plate only inside the mask.
+    frames were encoded for training. Frames already in ``out`` are skipped. ``first``/``last``
+    limit the shot (as for training), ``frames`` picks frames within it; holes in the source's
+    numbering are logged as a warning and reported in the result. ``review``: also write an H.264
+    MP4 of the rendered frames there. With ``mask`` (a mask sequence, or ``"alpha"`` for the
+    source's alpha) the result is composited over the source: it replaces the plate only inside the
+    mask.
     """
+    if review is not None and Path(review).suffix.lower() != ".mp4":
+        raise ConfigError(f"--review {quoted(review)} must name an .mp4 file (the review movie is H.264 MP4)")
     run_folder = RunFolder(run)
     cfg = run_folder.read_config()
     info = run_folder.read_info()
     render_cfg = RenderConfig(tile=tile or cfg.render.tile,
                               tile_overlap=cfg.render.tile_overlap if tile_overlap is None else tile_overlap,
                               blend=cfg.render.blend)
-    shot = open_shot(source)
+    shot = open_shot(source, first=first, last=last)
+    if (warning := shot.gaps_warning()) is not None:
+        log.warning(warning)
     if (folder := plates_folder(source)) is not None:
         refuse_inside(out, folder)
+        if review is not None:
+            refuse_inside(review, folder, option="--review")
     if transfer_for(shot.format) != info["transfer"]:
         raise FrameError(f"source {quoted(source)} holds {shot.format.dtype} frames but run "
                          f"{quoted(run)} was trained on {info['format']['dtype']} frames")
@@ -61,7 +74,10 @@ def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | 
     predictor = Predictor(network, info["transfer"], torch_device, render_cfg.tile,
                           render_cfg.tile_overlap, render_cfg.blend)
     ensure_writable_folder(out)
-    return render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
+    result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
+    if review is not None:
+        write_review(shot, result, Path(review))
+    return result
 
 
 def _check_masks_cover(masks: Shot, shot: Shot, wanted: Sequence[int] | None) -> None:

@@ -23,9 +23,9 @@ from shotfit.engine.device import configure_threads, pick_device
 from shotfit.engine.run_folder import RunFolder, load_state
 from shotfit.engine.tracking import TrackingOptions, flatten_params, start_tracking
 from shotfit.engine.trainer import StepReport, Trainer, TrainHooks, TrainResult
-from shotfit.errors import ConfigError, RunError, quoted
+from shotfit.errors import ConfigError, FrameError, RunError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
-from shotfit.io import open_shot, transfer_for
+from shotfit.io import Shot, open_shot, transfer_for
 from shotfit.io.masks import open_masks
 from shotfit.losses import EmbeddingLoss, HybridLoss, load_embedding_network
 
@@ -46,7 +46,7 @@ class TrainSummary:
 def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config: str | Path | None = None,
           overrides: Sequence[str] = (), steps: int | None = None, minutes: float | None = None,
           resume: bool = False, masks: str | Path | None = None, device: str | None = None,
-          tracking: TrackingOptions | None = None,
+          first: int | None = None, last: int | None = None, tracking: TrackingOptions | None = None,
           on_step: Callable[[StepReport], None] | None = None,
           on_validate: Callable[[int, dict[str, float]], None] | None = None) -> TrainSummary:
     """Learn the edit shown by ``keyframes`` (edited frames of ``source``) into the run folder ``out``.
@@ -63,6 +63,8 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         masks: Per-keyframe masks weighting the loss towards the painted region: a mask sequence, or
             ``"alpha"`` for each keyframe's own alpha channel.
         device: Overrides ``train.device``.
+        first, last: Use only this part of the shot (both included); keyframes outside it are left
+            out with a warning.
         tracking: MLflow and TensorBoard settings (default: both on, stores beside the run).
         on_step: Called after every step (progress display).
         on_validate: Called with (step, {"val/psnr", "val/ssim", "val/lpips"}) after each validation
@@ -70,8 +72,12 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     """
     run = RunFolder(out)
     cfg, start_state = _prepare_run(run, config, overrides, steps, resume)
-    shot, keys = open_shot(source), open_shot(keyframes)
+    shot, keys = open_shot(source, first=first, last=last), open_shot(keyframes)
     mask_shot = open_masks(masks)
+    if (warning := shot.gaps_warning()) is not None:
+        log.warning(warning)
+    if first is not None or last is not None:
+        _limit_keyframes(keys, mask_shot, shot)
     for spec, what in ((source, "source"), (keyframes, "keyframes")):
         if (folder := plates_folder(spec)) is not None:
             refuse_inside(out, folder, what)
@@ -168,6 +174,20 @@ def _prepare_run(run: RunFolder, config: str | Path | None, overrides: Sequence[
     if steps is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
     return cfg, state
+
+
+def _limit_keyframes(keys: Shot, masks: Shot | str | None, shot: Shot) -> None:
+    """Keep the keyframes (and masks) within the shot's --first/--last, saying which are left out."""
+    first, last = shot.limits
+    outside = [f for f in keys.frames if (first is not None and f < first) or (last is not None and f > last)]
+    if len(outside) == len(keys.frames):
+        raise FrameError(f"no keyframe in {quoted(keys.path)} lies within {shot.label}")
+    if outside:
+        log.warning("keyframes %s in %s are outside %s and are left out", ", ".join(map(str, outside)),
+                    quoted(keys.path), shot.label)
+    for limited in (keys, masks):
+        if isinstance(limited, Shot):  # not None, nor "alpha" (the keyframes' own alpha)
+            limited.limit(first, last)
 
 
 def _split_validation(pairs: list[KeyframePair], frames: Sequence[int], keyframes: str | Path

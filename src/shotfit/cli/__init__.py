@@ -66,7 +66,10 @@ def main_options(
 
 
 SourceOpt = Annotated[str, typer.Option("--source", help="The shot: a folder of frames, a pattern "
-                                        "(plate.####.exr, plate.%04d.png) or a video file.")]
+                                        "(plate.####.exr, plate.@@@@.dpx, plate.%04d.png, 'plate.$F4.exr') "
+                                        "or a video file.")]
+FirstOpt = Annotated[Optional[int], typer.Option("--first", help="Use the shot from this frame on.")]
+LastOpt = Annotated[Optional[int], typer.Option("--last", help="Use the shot up to this frame (included).")]
 
 
 NoTrackOpt = Annotated[bool, typer.Option("--no-track", help="Do not track the run in MLflow and TensorBoard.")]
@@ -90,6 +93,8 @@ def train(
                                                 "folder or pattern of mattes, or 'alpha' for the keyframes' "
                                                 "own alpha.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    first: FirstOpt = None,
+    last: LastOpt = None,
     no_track: NoTrackOpt = False,
     tracking_uri: TrackingUriOpt = None,
     experiment: ExperimentOpt = "shotfit",
@@ -103,8 +108,8 @@ def train(
                                    tensorboard=tensorboard)
     with user_errors(), progress_display() as progress:
         summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
-                            minutes=minutes, resume=resume, masks=mask, device=device, tracking=tracking,
-                            on_step=training_rows(progress))
+                            minutes=minutes, resume=resume, masks=mask, device=device, first=first, last=last,
+                            tracking=tracking, on_step=training_rows(progress))
     result = summary.result
     if result.stopped_by == "already done":
         console.print(f"{summary.run} is already trained to step {result.steps_done}; give a larger "
@@ -122,7 +127,12 @@ def render(
     out: Annotated[Path, typer.Option("--out", help="Folder for the rendered frames.")],
     tile: Annotated[Optional[int], typer.Option("--tile", min=32, help="Tile size for large frames.")] = None,
     tile_overlap: Annotated[Optional[int], typer.Option("--tile-overlap", min=0, help="Overlap between tiles.")] = None,
-    frames: Annotated[Optional[str], typer.Option("--frames", help="Frame range, e.g. 10-90.")] = None,
+    frames: Annotated[Optional[str], typer.Option("--frames", help="Frame range, e.g. 10-90 or 10-90x2 "
+                                                  "(within --first/--last).")] = None,
+    first: FirstOpt = None,
+    last: LastOpt = None,
+    review: Annotated[Optional[Path], typer.Option("--review", help="Also write an H.264 review movie "
+                                                   "(FILE.mp4) of the rendered frames.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
     mask: Annotated[Optional[str], typer.Option("--mask", help="Change the plate only inside this mask: a "
                                                 "folder or pattern of mattes, or 'alpha' for the source's "
@@ -132,10 +142,13 @@ def render(
     from shotfit import api
 
     with user_errors(), progress_display() as progress:
-        result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames,
-                            device=device, on_frame=render_rows(progress), mask=mask)
+        result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
+                            last=last, review=review, device=device, on_frame=render_rows(progress), mask=mask)
     skipped = f", {result.skipped} already there" if result.skipped else ""
-    console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}", highlight=False)
+    missing = f"; {note}" if (note := result.missing_note()) else ""
+    movie = f"; review movie {review}" if review is not None else ""
+    console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}{missing}{movie}",
+                  highlight=False)
 
 
 @app.command("eval")

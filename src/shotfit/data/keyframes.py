@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from shotfit.errors import FrameError, quoted
-from shotfit.io import Shot, to_network
+from shotfit.io import FrameExtras, Shot, Window, to_network
 from shotfit.io.masks import ALPHA, alpha_mask, read_mask, unpremultiply
 
 
@@ -72,9 +72,14 @@ def pair_keyframes(shot: Shot, keyframes: Shot, masks: Shot | str | None = None)
         key_name = quoted(keyframes.describe(frame))
         if frame not in shot:
             raise FrameError(f"keyframe {key_name} has no source frame {frame} in {quoted(shot.path)}")
-        target = keyframes.read(frame)
-        source = shot.read(frame)
+        target, target_extras = keyframes.read_with_extras(frame)
+        source, source_extras = shot.read_with_extras(frame)
         src_name = quoted(shot.describe(frame))
+        # EXRs pair by their windows: same overscan, same format (the pixels are the data window)
+        both_exr = target_extras.data_window is not None and source_extras.data_window is not None
+        if both_exr and _windows(target_extras) != _windows(source_extras):
+            raise FrameError(f"keyframe {key_name} has {target_extras.windows()} but source frame {src_name} "
+                             f"has {source_extras.windows()}")
         if target.shape[:2] != source.shape[:2]:
             raise FrameError(f"keyframe {key_name} is {_size(target)} but source frame {src_name} "
                              f"is {_size(source)}")
@@ -107,6 +112,10 @@ def keyframes_to_tensors(pairs: list[KeyframePair], transfer: str, device: torch
         masks = torch.from_numpy(np.stack([p.mask for p in pairs]).transpose(0, 3, 1, 2).copy()).to(device)
     return Keyframes(tuple(p.frame for p in pairs), stack([p.source for p in pairs]),
                      stack([p.target for p in pairs]), masks)
+
+
+def _windows(extras: FrameExtras) -> tuple[Window | None, Window | None]:
+    return extras.data_window, extras.display_window
 
 
 def _size(image: np.ndarray) -> str:

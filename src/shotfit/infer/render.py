@@ -1,10 +1,14 @@
-"""Rendering a shot: every frame (or a range) through the predictor, resumable and atomic."""
+"""Rendering a shot: every frame (or a range) through the predictor, resumable and atomic.
+
+Each output carries what its source file held beside the picture (EXR windows, other channels and
+attributes; DPX/TIFF metadata), so a rendered plate drops back into the pipeline as the plate did.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +16,12 @@ import numpy as np
 
 from shotfit.errors import quoted
 from shotfit.infer.predictor import Predictor
-from shotfit.io import PixelFormat, Shot, write_image
+from shotfit.io import FrameExtras, PixelFormat, Shot, describe_gaps, read_with_extras, runs, write_image
 from shotfit.io.masks import ALPHA, alpha_mask, composite_outside, read_mask
 
 log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 24.0
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,19 @@ class FrameDone:
 
 @dataclass(frozen=True)
 class RenderResult:
+    """What a render did. ``missing``: frames asked for (all, or the range) that the source lacks,
+    as runs; ``frames``: the frames whose outputs now exist, ascending."""
+
     rendered: int
     skipped: int
     seconds: float
     out_dir: Path
+    missing: tuple[range, ...] = ()
+    frames: tuple[int, ...] = ()
+
+    def missing_note(self) -> str | None:
+        """``"frames 1011-1012 missing from the source"`` for the summary; None when nothing is missing."""
+        return f"{describe_gaps(self.missing)} from the source" if self.missing else None
 
 
 def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterable[int] | None = None,
@@ -43,15 +58,24 @@ def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterabl
                 masks: Shot | str | None = None) -> RenderResult:
     """Render ``frames`` of ``shot`` (default: all) into ``out_dir``.
 
+    Output files keep the source's names, frame numbers and padding, by default its format and bit
+    depth, and each its source file's extras (EXR windows, other channels, attributes; DPX/TIFF
+    metadata). A frame whose output already exists is skipped, so an interrupted render resumes where
+    it stopped; each frame is written atomically, so a file that exists is always whole. Frames the
+    source lacks within its span (holes in the numbering) are reported in the result, not rendered.
+
     With ``masks`` (a mask sequence, or ``"alpha"`` for the source's own alpha) the result replaces
     the source only inside the mask; outside it the source is kept as it was.
-
-    Output files keep the source's names, frame numbers and padding, and by default its format and
-    bit depth. A frame whose output already exists is skipped, so an interrupted render resumes where
-    it stopped; each frame is written atomically, so a file that exists is always whole.
     """
-    # ascending and once each, the order in which the shot reads them
-    wanted = shot.frames if frames is None else sorted({f for f in frames if f in shot})
+    if frames is None:
+        wanted, missing = shot.frames, shot.gaps
+    else:
+        asked = sorted(set(frames))
+        # ascending and once each, the order in which the shot reads them
+        wanted = [f for f in asked if f in shot]
+        # a hole inside the shot's span is missing; a range reaching past its ends just renders less
+        first, last = shot.frames[0], shot.frames[-1]
+        missing = runs(f for f in asked if first <= f <= last and f not in shot)
     fmt = fmt or shot.format
     todo = []
     for frame in wanted:
@@ -61,23 +85,47 @@ def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterabl
     started = time.monotonic()
     rendered = 0
     done = 0
-    reader = iter(shot.iter_frames(pending))
+    reader = iter(shot.iter_with_extras(pending))
     for frame, path, exists in todo:
         done += 1
         if not exists:
-            read_frame, pixels = next(reader)
+            read_frame, pixels, extras = next(reader)
             assert read_frame == frame
             result = predictor(pixels)
             if masks is not None:
                 result = composite_outside(result, pixels, _mask(masks, shot, frame, pixels))
-            write_image(path, result, fmt)
+            write_image(path, result, fmt, extras)
             rendered += 1
         if on_frame is not None:
             speed = rendered / max(time.monotonic() - started, 1e-9)
             on_frame(FrameDone(frame, path, done, len(todo), exists, speed))
     seconds = time.monotonic() - started
     log.info("rendered %d frames (%d already there) in %.1f s", rendered, len(todo) - len(pending), seconds)
-    return RenderResult(rendered, len(todo) - len(pending), seconds, out_dir)
+    return RenderResult(rendered, len(todo) - len(pending), seconds, out_dir, tuple(missing), tuple(wanted))
+
+
+def write_review(shot: Shot, result: RenderResult, path: Path, fps: float | None = None) -> int:
+    """An H.264 MP4 of a render's frames (every frame whose output exists, skipped ones too), in order.
+
+    Each frame goes through ``review_frame`` (display-referred [0, 1] RGB in the display window).
+    ``fps``: default the source's (a video's rate, an EXR's ``framesPerSecond``, a DPX's
+    ``dpx:FrameRate``), else 24. Returns the number of frames written.
+    """
+    from shotfit.io.video import review_frame, write_review_movie  # PyAV is only needed for movies
+
+    def frames() -> Iterator[np.ndarray]:  # one at a time: a long 4K shot does not fit in memory
+        for frame in result.frames:
+            pixels, fmt, extras = read_with_extras(result.out_dir / shot.output_name(frame))
+            yield review_frame(pixels, fmt, extras)
+
+    if fps is None and result.frames:
+        fps = shot.fps or _frame_rate(read_with_extras(result.out_dir / shot.output_name(result.frames[0]))[2])
+    return write_review_movie(frames(), path, fps or DEFAULT_FPS)
+
+
+def _frame_rate(extras: FrameExtras) -> float | None:
+    value = extras.attributes.get("framesPerSecond") or extras.attributes.get("dpx:FrameRate")
+    return float(value) if value else None
 
 
 def _mask(masks: Shot | str, shot: Shot, frame: int, pixels: np.ndarray) -> np.ndarray:

@@ -5,28 +5,36 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import OpenEXR
 
 from shotfit.errors import FrameError, quoted
 from shotfit.io._quiet import native_output_held
-from shotfit.io.formats import EXR_COMPRESSIONS, HALF_MAX, PixelFormat
+from shotfit.io.formats import EXR_COMPRESSIONS, HALF_MAX, FrameExtras, PixelFormat, Window
 
 log = logging.getLogger(__name__)
 
 _LAYOUTS = {1: ("Y",), 3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
+# Header entries that describe the file's layout: the writer sets them, they are not kept as attributes.
+_LAYOUT_ATTRIBUTES = {"channels", "dataWindow", "displayWindow", "compression", "type", "tiles", "chunkCount",
+                      "version", "maxSamplesPerPixel"}
 
 
-def read_exr(path: Path) -> tuple[np.ndarray, PixelFormat]:
-    """Read the RGB(A) or Y channels of an EXR's first part.
+def read_exr(path: Path) -> tuple[np.ndarray, PixelFormat, FrameExtras]:
+    """Read the RGB(A) or Y channels of an EXR's first part, and what the file holds beside them.
 
-    The picture is the display window: pixels of a smaller data window are placed in it over zeros,
-    overscan outside it is cropped (compositing packages treat the display window as the format).
+    The pixels are the data window, as stored: overscan beyond the display window is kept, a data
+    window inside it is not padded. The extras record both windows, the header's attributes and
+    every other channel (Z, AOV layers), so that a rendered frame can be written with all of them.
 
     Returns:
-        pixels: float32 (H, W, C), C in {1, 3, 4}; scene-linear values as stored (half widened exactly).
-        fmt: ``dtype`` is ``"float"`` if any channel read is 32-bit float, else ``"half"``.
+        pixels: float32 (H, W, C), (H, W) the data window's size, C in {1, 3, 4}; scene-linear values
+            as stored (half widened exactly).
+        fmt: ``dtype`` is ``"float"`` if any channel read is 32-bit float, else ``"half"``; the
+            compression is the file's.
+        extras: windows, attributes and the other channels (see :class:`FrameExtras`).
 
     Raises:
         FrameError: unreadable or truncated file, no usable channels, NaN/Inf values.
@@ -63,37 +71,60 @@ def read_exr(path: Path) -> tuple[np.ndarray, PixelFormat]:
 
     dtype = "float" if any(p.dtype == np.float32 for p in planes) else "half"
     pixels = np.stack([p.astype(np.float32) for p in planes], axis=-1)
-    pixels = _to_display_window(path, pixels, header)
     compression = str(header.get("compression", "")).rsplit(".", 1)[-1].removesuffix("_COMPRESSION").lower()
+    compression = "none" if compression == "no" else compression  # OpenEXR's NO_COMPRESSION
     fmt = PixelFormat(".exr", dtype, len(names), compression if compression in EXR_COMPRESSIONS else None)
-    return pixels, fmt
+    extras = FrameExtras(
+        ext=".exr",
+        attributes={k: v for k, v in header.items() if k not in _LAYOUT_ATTRIBUTES},
+        data_window=_window(header["dataWindow"]),
+        display_window=_window(header["displayWindow"]),
+        channels={name: channel for name, channel in channels.items() if name not in names},
+    )
+    if extras.data_window != extras.display_window:
+        log.debug("%s: %s", path, extras.windows())
+    return pixels, fmt, extras
 
 
-def encode_exr(pixels: np.ndarray, fmt: PixelFormat, path: Path) -> bytes:
+def encode_exr(pixels: np.ndarray, fmt: PixelFormat, path: Path, extras: FrameExtras | None = None) -> bytes:
     """Encode float (H, W, C) pixels as a single-part scanline EXR of ``fmt.dtype`` samples.
 
-    Half output clips to +-65504 (beyond it half would store Inf, which shotfit refuses to read).
-    ``path`` is only used in messages.
+    With ``extras`` from an EXR, the file gets their windows, attributes and other channels
+    unchanged (the pixels must then be the data window's size). Half output clips to +-65504 (beyond
+    it half would store Inf, which shotfit refuses to read). ``path`` is only used in messages.
     """
     target = np.float16 if fmt.dtype == "half" else np.float32
     if target is np.float16 and np.abs(pixels).max(initial=0.0) > HALF_MAX:
         log.warning("%s: values beyond +-%g clipped to fit half floats", path, HALF_MAX)
         pixels = np.clip(pixels, -HALF_MAX, HALF_MAX)
-    compression_name = f"{(fmt.compression or 'zip').upper()}_COMPRESSION"
+    compression_name = f"{(fmt.compression or 'zip').upper()}_COMPRESSION".replace("NONE_", "NO_")
     compression = getattr(OpenEXR, compression_name, None)
     if compression is None:
         raise FrameError(f"cannot write {quoted(path)}: this OpenEXR has no {fmt.compression} compression")
-    planes = {
+    planes: dict[str, Any] = {
         name: np.ascontiguousarray(pixels[..., i], dtype=target) for i, name in enumerate(_LAYOUTS[fmt.channels])
     }
-    header = {"compression": compression, "type": OpenEXR.scanlineimage}
+    header: dict[str, Any] = {}
+    if extras is not None and extras.ext == ".exr":
+        if extras.data_window is not None and extras.data_window.size != pixels.shape[:2]:
+            raise ValueError(f"pixels of shape {pixels.shape} do not fill the data window {extras.data_window}")
+        header.update(extras.attributes)
+        for window, key in ((extras.data_window, "dataWindow"), (extras.display_window, "displayWindow")):
+            if window is not None:
+                header[key] = (np.array([window.x_min, window.y_min], np.int32),
+                               np.array([window.x_max, window.y_max], np.int32))
+        # Channels a render does not touch, as read; the picture's own names win over a clash.
+        planes = {**extras.channels, **planes}
+    header.update({"compression": compression, "type": OpenEXR.scanlineimage})
+    if header.get("lineOrder") == OpenEXR.RANDOM_Y:  # a tiled file's order; scanlines go top to bottom
+        del header["lineOrder"]
     stream = io.BytesIO()
     OpenEXR.File(header, planes).write(stream)
     return stream.getvalue()
 
 
 def _pick_channels(path: Path, names: list[str]) -> tuple[str, ...]:
-    """The channels to read, in RGB(A) or Y order; other layers (Z, AOVs) are ignored."""
+    """The picture's channels, in RGB(A) or Y order; other layers (Z, AOVs) go to the extras."""
     available = set(names)
     # Some writers use lowercase names; accept them only when that is unambiguous.
     by_upper = {n.upper(): n for n in names}
@@ -110,21 +141,26 @@ def _pick_channels(path: Path, names: list[str]) -> tuple[str, ...]:
     raise FrameError(f"{quoted(path)} has no R,G,B or Y channels (it has: {shown})")
 
 
-def _to_display_window(path: Path, pixels: np.ndarray, header: dict) -> np.ndarray:
-    data_min, data_max = (np.asarray(v) for v in header["dataWindow"])
-    disp_min, disp_max = (np.asarray(v) for v in header["displayWindow"])
-    if np.array_equal(data_min, disp_min) and np.array_equal(data_max, disp_max):
+def to_display_window(pixels: np.ndarray, data_window: Window, display_window: Window) -> np.ndarray:
+    """Pixels of ``data_window`` (H, W, C) as the display window shows them: overscan cropped,
+    uncovered parts black. What a compositing package shows as the frame's format."""
+    if data_window == display_window:
         return pixels
-    width, height = (disp_max - disp_min + 1).tolist()
-    canvas = np.zeros((height, width, pixels.shape[-1]), np.float32)
-    # Overlap of the two windows, in display-window coordinates.
-    x0, y0 = np.maximum(data_min, disp_min) - disp_min
-    x1, y1 = np.minimum(data_max, disp_max) - disp_min + 1
+    height, width = display_window.size
+    canvas = np.zeros((height, width, pixels.shape[-1]), pixels.dtype)
+    data, shown = data_window, display_window
+    # The overlap of the two windows, as (x0, y0) to (x1, y1) exclusive, in image coordinates.
+    x0, y0 = max(data.x_min, shown.x_min), max(data.y_min, shown.y_min)
+    x1, y1 = min(data.x_max, shown.x_max) + 1, min(data.y_max, shown.y_max) + 1
     if x1 > x0 and y1 > y0:
-        sx, sy = disp_min + (x0, y0) - data_min
-        canvas[y0:y1, x0:x1] = pixels[sy : sy + (y1 - y0), sx : sx + (x1 - x0)]
-    log.debug("%s: data window %s-%s placed in display window %s-%s", path, data_min, data_max, disp_min, disp_max)
+        canvas[y0 - shown.y_min : y1 - shown.y_min, x0 - shown.x_min : x1 - shown.x_min] = (
+            pixels[y0 - data.y_min : y1 - data.y_min, x0 - data.x_min : x1 - data.x_min])
     return canvas
+
+
+def _window(corners: tuple[np.ndarray, np.ndarray]) -> Window:
+    (x_min, y_min), (x_max, y_max) = (np.asarray(c).tolist() for c in corners)
+    return Window(x_min, y_min, x_max, y_max)
 
 
 def _first_line(err: BaseException) -> str:

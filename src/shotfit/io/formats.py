@@ -1,9 +1,12 @@
-"""Pixel formats: which file type, sample type and channel count a frame has or should get."""
+"""Pixel formats: which file type, sample type and channel count a frame has or should get; and the
+extras (windows, attributes, other channels) a frame file carries beside its pixels."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +20,7 @@ IMAGE_EXTENSIONS: dict[str, str] = {
     ".jpg": ".jpg",
     ".jpeg": ".jpg",
     ".exr": ".exr",
+    ".dpx": ".dpx",
 }
 
 # Sample types each file type can hold; the first is what a new file gets by default.
@@ -25,6 +29,7 @@ _DTYPES: dict[str, tuple[str, ...]] = {
     ".tif": ("uint16", "uint8", "float"),
     ".jpg": ("uint8",),
     ".exr": ("half", "float"),
+    ".dpx": ("uint10", "uint12", "uint16", "uint8"),
 }
 
 _CHANNELS: dict[str, tuple[int, ...]] = {
@@ -32,16 +37,21 @@ _CHANNELS: dict[str, tuple[int, ...]] = {
     ".tif": (1, 3, 4),
     ".jpg": (1, 3),
     ".exr": (1, 3, 4),
+    ".dpx": (1, 3, 4),
 }
 
+# Integer sample types -> the code that stands for 1.0 (DPX packs 10 and 12 bits into its words).
+_MAX_CODES = {"uint8": 255, "uint10": 1023, "uint12": 4095, "uint16": 65535}
+
 # Names as OpenEXR spells them without the "_COMPRESSION" suffix, lowercased.
-EXR_COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab", "zstd")
+EXR_COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab", "zstd",
+                    "htj2k256", "htj2k32", "lj2k")
 
 HALF_MAX = 65504.0
 
 
 def supported_list() -> str:
-    """The image suffixes shotfit reads, for messages: ``.png, .tif, .tiff, .jpg, .jpeg, .exr``."""
+    """The image suffixes shotfit reads, for messages: ``.png, .tif, .tiff, .jpg, .jpeg, .exr, .dpx``."""
     return ", ".join(IMAGE_EXTENSIONS)
 
 
@@ -55,8 +65,9 @@ class PixelFormat:
     """How a frame is stored on disk.
 
     Attributes:
-        ext: Canonical file type: ``".png"``, ``".tif"``, ``".jpg"`` or ``".exr"``.
-        dtype: Sample type on disk: ``"uint8"`` or ``"uint16"`` (display-referred, read as [0, 1]),
+        ext: Canonical file type: ``".png"``, ``".tif"``, ``".jpg"``, ``".exr"`` or ``".dpx"``.
+        dtype: Sample type on disk: ``"uint8"``, ``"uint10"``, ``"uint12"`` (DPX) or ``"uint16"``
+            (integer codes, read as [0, 1]),
             ``"half"`` or ``"float"`` (scene-linear, read unchanged: may exceed 1.0 or be negative).
         channels: 1 (grey / EXR ``Y``), 3 (RGB) or 4 (RGBA).
         compression: EXR only: the compression to write with (``"zip"``, ``"piz"``, ``"dwaa"``, ...,
@@ -99,12 +110,17 @@ class PixelFormat:
 
     @property
     def max_code(self) -> int | None:
-        """The integer code that stands for 1.0 (255 or 65535); None for float formats."""
-        return {"uint8": 255, "uint16": 65535}.get(self.dtype)
+        """The integer code that stands for 1.0 (255, 1023, 4095 or 65535); None for float formats."""
+        return _MAX_CODES.get(self.dtype)
+
+    @property
+    def bits(self) -> int | None:
+        """Bits per integer sample (8, 10, 12, 16); None for float formats."""
+        return None if self.max_code is None else self.max_code.bit_length()
 
     def describe(self) -> str:
-        """Short human form for messages: ``"16-bit RGBA .png"``, ``"half RGB .exr"``."""
-        depth = {"uint8": "8-bit", "uint16": "16-bit"}.get(self.dtype, self.dtype)
+        """Short human form for messages: ``"16-bit RGBA .png"``, ``"half RGB .exr"``, ``"10-bit RGB .dpx"``."""
+        depth = f"{self.bits}-bit" if self.bits else self.dtype
         layout = {1: "grey", 3: "RGB", 4: "RGBA"}[self.channels]
         return f"{depth} {layout} {self.ext}"
 
@@ -124,3 +140,57 @@ def float_to_integer(pixels: np.ndarray, dtype: str) -> np.ndarray:
     scale = np.iinfo(target).max
     scaled = np.clip(pixels.astype(np.float32, copy=False), 0.0, 1.0) * np.float32(scale)
     return np.rint(scaled).astype(target)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A pixel rectangle as EXR stores it: corners included, x right and y down, may be negative.
+
+    Example:
+        >>> Window(-8, -8, 1927, 1087).size
+        (1096, 1936)
+    """
+
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W), the shape its pixels have in memory."""
+        return self.y_max - self.y_min + 1, self.x_max - self.x_min + 1
+
+    def __str__(self) -> str:
+        return f"({self.x_min},{self.y_min})-({self.x_max},{self.y_max})"
+
+
+@dataclass(frozen=True)
+class FrameExtras:
+    """What a frame file holds beside its picture, so that a rendered frame can carry it unchanged.
+
+    A writer uses them only for a file of the type they came from (``ext``); others ignore them.
+
+    Attributes:
+        ext: The file type they were read from (``".exr"``, ``".dpx"``, ``".tif"``); None: no extras.
+        attributes: Header metadata by name, values as the file's library gives them (OpenEXR for
+            EXR: ``owner``, ``comments``, ``chromaticities``, ``framesPerSecond``, ``timeCode``, custom
+            ones...; OpenImageIO for DPX/TIFF: ``dpx:Transfer``, ``smpte:TimeCode``, ``Artist``...).
+        attribute_types: OpenImageIO files only: each attribute's OIIO type name (``"timecode"``),
+            so that it is written back as the same type.
+        data_window: EXR: where the pixels lie (their shape is ``data_window.size``).
+        display_window: EXR: the frame's format; overscan is the data window reaching beyond it.
+        channels: EXR channels other than the picture's (``Z``, ``diffuse.R``...), as stored:
+            name -> ``OpenEXR.Channel``.
+    """
+
+    ext: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attribute_types: Mapping[str, str] = field(default_factory=dict)
+    data_window: Window | None = None
+    display_window: Window | None = None
+    channels: Mapping[str, Any] = field(default_factory=dict)
+
+    def windows(self) -> str:
+        """The windows for messages: ``"data window (0,0)-(47,39), display window (0,0)-(47,39)"``."""
+        return f"data window {self.data_window}, display window {self.display_window}"

@@ -1,4 +1,8 @@
-"""Shots: numbered frames from a folder, a frame pattern (``plate.####.exr``) or a video file."""
+"""Shots: numbered frames from a folder, a frame pattern (``plate.####.exr``) or a video file.
+
+A shot's frame numbers may have holes (a plate delivered as 1001-1010 and 1013-1020): they are
+reported (:attr:`Shot.gaps`, :func:`describe_gaps`), never papered over.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,24 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from shotfit.errors import ConfigError, FrameError, quoted
-from shotfit.io.formats import PixelFormat, canonical_ext, supported_list
-from shotfit.io.image import read_image
+from shotfit.io.formats import FrameExtras, PixelFormat, canonical_ext, supported_list
+from shotfit.io.image import read_with_extras
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm", ".mxf", ".mpg", ".mpeg", ".ts", ".gif")
 
 _DIGITS = re.compile(r"\d+")
-# One placeholder per pattern: '####' (four digits of padding) or printf style '%04d' / '%d'.
-_PLACEHOLDER = re.compile(r"#+|%(0?)(\d*)d")
+# One placeholder per pattern: '####' or '@@@@' (one character per digit of padding), printf style
+# '%04d' / '%d', or Houdini's '$F4' / '$F'.
+_PLACEHOLDER = re.compile(r"#+|@+|%(0?)(\d*)d|\$F(\d*)")
+# Gaps listed by name in a message before the rest are counted.
+_GAPS_NAMED = 5
 _RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*(?:x\s*(\d+)\s*)?)?")
 
 
@@ -58,6 +66,27 @@ def parse_frame_range(text: str) -> range:
     return range(first, last + 1, step)
 
 
+def runs(frames: Iterable[int]) -> list[range]:
+    """Consecutive runs of frame numbers: ``[1011, 1012, 1015]`` -> ``[range(1011, 1013), range(1015, 1016)]``."""
+    result: list[range] = []
+    for frame in sorted(set(frames)):
+        if result and result[-1].stop == frame:
+            result[-1] = range(result[-1].start, frame + 1)
+        else:
+            result.append(range(frame, frame + 1))
+    return result
+
+
+def describe_gaps(gaps: Iterable[range]) -> str:
+    """Missing frames for messages: ``"frames 1011-1012, 1015 missing"``; the first few are named."""
+    gaps = list(gaps)
+    names = [f"{g.start}" if len(g) == 1 else f"{g.start}-{g[-1]}" for g in gaps[:_GAPS_NAMED]]
+    more = len(gaps) - _GAPS_NAMED
+    listed = ", ".join(names) + (f" and {more} more gaps" if more > 0 else "")
+    count = sum(len(g) for g in gaps)
+    return f"{'frame' if count == 1 else 'frames'} {listed} missing" + (f" ({count} frames)" if len(gaps) > 1 else "")
+
+
 class Shot:
     """A sequence of numbered frames, read one at a time.
 
@@ -70,6 +99,10 @@ class Shot:
     """
 
     path: Path
+    # The --first/--last limits the shot was opened with (None: open-ended).
+    limits: tuple[int | None, int | None] = (None, None)
+    # Frames per second where the source says (a video's rate); None for image sequences.
+    fps: float | None = None
 
     @property
     def frames(self) -> list[int]:
@@ -91,18 +124,48 @@ class Shot:
         """Channel count of the first frame: 1, 3 or 4."""
         return self.format.channels
 
+    @property
+    def gaps(self) -> list[range]:
+        """Frame numbers missing between the first and the last frame, as runs (empty: no holes)."""
+        frames = self.frames
+        return [range(a + 1, b) for a, b in zip(frames, frames[1:]) if b - a > 1]
+
+    def gaps_warning(self) -> str | None:
+        """One line for a shot with holes: ``'plate/plate.####.exr': frames 1011-1012 missing``; else None."""
+        gaps = self.gaps
+        return f"{self.label}: {describe_gaps(gaps)}" if gaps else None
+
+    @property
+    def label(self) -> str:
+        """The shot as messages show it, quoted: ``'plate/'`` (folders end in ``/``), ``'plate.####.exr'``,
+        followed by the --first/--last limits when there are any (``'plate/' (frames 1001-1050)``)."""
+        if self.limits == (None, None):
+            return quoted(display_path(self.path))
+        return f"{quoted(display_path(self.path))} ({_span(*self.limits)})"
+
     def describe(self, frame: int) -> str:
         """Where a frame comes from, for messages: ``plate/0042.png`` or ``clip.mp4 frame 12``."""
         raise NotImplementedError
 
     def read(self, frame: int) -> np.ndarray:
         """Frame ``frame`` as float32 (H, W, C); FrameError if absent, unreadable or of another size."""
+        return self.read_with_extras(frame)[0]
+
+    def read_with_extras(self, frame: int) -> tuple[np.ndarray, FrameExtras]:
+        """Frame ``frame`` as :meth:`read` gives it, with what its file holds beside the picture
+        (EXR windows, other channels and attributes; DPX/TIFF metadata; nothing for video)."""
         raise NotImplementedError
 
     def iter_frames(self, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(frame, pixels)`` in ascending frame order, for all frames or those given."""
+        for frame, pixels, _ in self.iter_with_extras(frames):
+            yield frame, pixels
+
+    def iter_with_extras(self, frames: Iterable[int] | None = None
+                         ) -> Iterator[tuple[int, np.ndarray, FrameExtras]]:
+        """Yield ``(frame, pixels, extras)`` in ascending frame order, for all frames or those given."""
         for frame in self._selection(frames):
-            yield frame, self.read(frame)
+            yield frame, *self.read_with_extras(frame)
 
     def output_name(self, frame: int) -> str:
         """File name for this frame in an output folder, keeping the source's naming and padding."""
@@ -132,9 +195,18 @@ class Shot:
     def _frame_set(self) -> frozenset[int]:
         return frozenset(self.frames)
 
+    def limit(self, first: int | None, last: int | None) -> None:
+        """Keep only the frames from ``first`` and up to ``last`` (both included; None: open-ended)."""
+        self._keep([frame for frame in self.frames if _within(frame, first, last)])
+        self.limits = (first, last)
+        self.__dict__.pop("_frame_set", None)
+
+    def _keep(self, frames: list[int]) -> None:
+        raise NotImplementedError
+
     def _check_frame(self, frame: int) -> None:
         if frame not in self:
-            raise FrameError(f"{quoted(display_path(self.path))} has no frame {frame}")
+            raise FrameError(f"{self.label} has no frame {frame}")
 
     def _selection(self, frames: Iterable[int] | None) -> list[int]:
         if frames is None:
@@ -171,6 +243,9 @@ class FrameSequence(Shot):
         height, width = self._first[0][:2]
         return height, width
 
+    def _keep(self, frames: list[int]) -> None:
+        self._files = {frame: self._files[frame] for frame in frames}
+
     def file(self, frame: int) -> Path:
         """The file that holds ``frame``."""
         self._check_frame(frame)
@@ -179,20 +254,23 @@ class FrameSequence(Shot):
     def describe(self, frame: int) -> str:
         return str(self.file(frame))
 
-    def read(self, frame: int) -> np.ndarray:
+    def read_with_extras(self, frame: int) -> tuple[np.ndarray, FrameExtras]:
         path = self.file(frame)
-        pixels, fmt = read_image(path)
+        pixels, fmt, extras = read_with_extras(path)
         # Reading the first frame itself fills the cached description instead of decoding it twice.
         if "_first" not in self.__dict__ and frame == self.frames[0]:
             self.__dict__["_first"] = (pixels.shape, fmt)
         shape, first_fmt = self._first
         if pixels.shape != shape or fmt.is_float != first_fmt.is_float:
             first = self._files[self.frames[0]]
+            windows = extras.data_window is not None and pixels.shape[:2] != shape[:2]
             raise FrameError(
                 f"{quoted(path)} is {_layout(pixels.shape, fmt)} but the shot's first frame "
                 f"{quoted(first)} is {_layout(shape, first_fmt)}"
+                + (f" (data window {extras.data_window}: a shot's EXRs need data windows of one size)"
+                   if windows else "")
             )
-        return pixels
+        return pixels, extras
 
     def output_name(self, frame: int) -> str:
         path = self.file(frame)
@@ -203,35 +281,55 @@ class FrameSequence(Shot):
 
     @cached_property
     def _first(self) -> tuple[tuple[int, ...], PixelFormat]:
-        pixels, fmt = read_image(self._files[self.frames[0]])
+        pixels, fmt, _ = read_with_extras(self._files[self.frames[0]])
         return pixels.shape, fmt
 
 
-def open_shot(spec: str | Path) -> Shot:
+def open_shot(spec: str | Path, *, first: int | None = None, last: int | None = None) -> Shot:
     """Open a shot from what the user typed.
 
     Args:
         spec: One of
             - a folder of frames: every non-hidden file with an image suffix ({images}), numbered by
               the last group of digits in its name;
-            - a frame pattern: ``plate.####.exr`` (one ``#`` per digit of padding) or ``plate.%04d.png``;
+            - a frame pattern: ``plate.####.exr`` or ``plate.@@@@.exr`` (one ``#`` or ``@`` per digit
+              of padding), ``plate.%04d.png`` or Houdini's ``plate.$F4.exr`` (``%d``, ``$F``: no
+              padding); frame numbers wider than the padding match too (10000 of ``####``);
             - a video file ({videos}): frames 0..N-1 in presentation order, decoded to RGB.
+        first, last: Keep only frames from ``first`` and/or up to ``last`` (both included).
 
     Raises:
-        FrameError: one line naming the path: missing, empty, duplicate frame numbers, unreadable.
+        FrameError: one line naming the path: missing, empty, duplicate frame numbers, unreadable,
+            no frame between ``first`` and ``last``.
+        ConfigError: ``last`` before ``first``.
     """
+    if first is not None and last is not None and last < first:
+        raise ConfigError(f"--last {last} is before --first {first}")
     path = Path(spec)
     if path.is_dir():
-        return _open_folder(path)
-    if not path.exists():
-        if _PLACEHOLDER.search(path.name):
-            return _open_pattern(path)
-        raise FrameError(f"{quoted(spec)} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
+        shot: Shot = _open_folder(path)
+    elif not path.exists():
+        if not _PLACEHOLDER.search(path.name):
+            raise FrameError(f"{quoted(spec)} does not exist")
+        shot = _open_pattern(path)
+    elif path.suffix.lower() in VIDEO_EXTENSIONS:
         from shotfit.io.video import VideoShot  # PyAV is only needed for videos
 
-        return VideoShot(path)
+        shot = VideoShot(path)
+    else:
+        _refuse_file(path)
+    if first is not None or last is not None:
+        held = shot.frames
+        shot.limit(first, last)
+        if not shot.frames:
+            shot.close()
+            raise FrameError(f"{quoted(display_path(path))} has no {_span(first, last)} "
+                             f"(it holds frames {held[0]}-{held[-1]})")
+    return shot
+
+
+def _refuse_file(path: Path) -> NoReturn:
+    spec, suffix = str(path), path.suffix.lower()
     if canonical_ext(path) is not None:
         raise FrameError(
             f"{quoted(spec)} is a single image; give its folder or a pattern like 'plate.####{suffix}' instead"
@@ -247,6 +345,17 @@ open_shot.__doc__ = (open_shot.__doc__ or "").format(images=supported_list(), vi
 def display_path(path: Path) -> str:
     """A path as messages show it: folders end with ``/`` (``'plate/'``)."""
     return f"{path}/" if path.is_dir() and str(path) not in (".", "/") else str(path)
+
+
+def _within(frame: int, first: int | None, last: int | None) -> bool:
+    return (first is None or frame >= first) and (last is None or frame <= last)
+
+
+def _span(first: int | None, last: int | None) -> str:
+    """``frames 1001-1050``, ``frames from 1001`` or ``frames up to 1050``."""
+    if last is None:
+        return f"frames from {first}"
+    return f"frames up to {last}" if first is None else f"frames {first}-{last}"
 
 
 def _open_folder(folder: Path) -> FrameSequence:
@@ -274,7 +383,10 @@ def _open_pattern(pattern: Path) -> FrameSequence:
     if canonical_ext(pattern) is None:
         raise FrameError(f"{quoted(pattern)} is not a supported image type ({supported_list()})")
     found = placeholders[0]
-    padding = len(found[0]) if found[0].startswith("#") else int(found[2] or 0)
+    if found[0][0] in "#@":
+        padding = len(found[0])
+    else:  # '%04d' or '$F4'; '%d' and '$F' are unpadded
+        padding = int(found[2] or found[3] or 0)
     # Numbers wider than the padding are written in full (frame 10000 of '####'), never with a leading 0.
     digits = rf"(\d{{{padding}}}|[1-9]\d{{{padding},}})" if padding > 1 else r"(0|[1-9]\d*)"
     prefix, suffix = name[: found.start()], name[found.end() :]

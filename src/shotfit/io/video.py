@@ -1,4 +1,4 @@
-"""Video files as shots, decoded with PyAV.
+"""Video files as shots, decoded with PyAV; and the review movie of a render (H.264 MP4).
 
 Random access: a video is decoded forwards only. ``read(frame)`` keeps one decoder open and moves it
 ahead to the frame asked for, so ascending reads (keyframes in order, a render) decode the clip once;
@@ -7,6 +7,9 @@ kept, so reading the same frame again is free. Seeking was left out on purpose: 
 depends on every container's timestamps being right, and a wrong frame would silently mis-pair
 keyframes with their sources. ``iter_frames`` uses its own decoder, one pass, so it never disturbs
 ``read``.
+
+The review movie takes display-referred frames; :func:`review_frame` is the one place a rendered
+frame becomes one (a display transform for scene-linear frames belongs there).
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from shotfit.errors import FrameError, quoted
-from shotfit.io.formats import PixelFormat, integer_to_float
+from shotfit.files import atomic_path
+from shotfit.io.exr import to_display_window
+from shotfit.io.formats import FrameExtras, PixelFormat, float_to_integer, integer_to_float
 from shotfit.io.sequence import Shot
 
 log = logging.getLogger(__name__)
 
 RECENT_FRAMES = 4
 _UNSPECIFIED_COLORSPACE = 2  # AVCOL_SPC_UNSPECIFIED
+_BT709 = 1  # AVCOL_SPC_BT709, AVCOL_PRI_BT709 and AVCOL_TRC_BT709 alike
+_LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: the 16-235 codes players expect from H.264
+REVIEW_CRF = 18  # visually lossless for review; H.264's default (23) bands smooth grades
 
 
 class VideoShot(Shot):
@@ -56,13 +65,18 @@ class VideoShot(Shot):
         if count == 0:
             raise FrameError(f"{quoted(self.path)} holds no frames")
         self._count = count
+        self._frames = list(range(count))
+        self.fps = float(stream.average_rate) if stream.average_rate else None
         log.debug("%s: %d frames of %dx%d %s", self.path, count, self._size[1], self._size[0], pixel_format)
         self._rgb = "rgb48le" if deep else "rgb24"
         self._format = PixelFormat(".png", "uint16" if deep else "uint8", 3)
 
     @property
     def frames(self) -> list[int]:
-        return list(range(self._count))
+        return list(self._frames)
+
+    def _keep(self, frames: list[int]) -> None:
+        self._frames = frames
 
     @property
     def format(self) -> PixelFormat:
@@ -74,6 +88,9 @@ class VideoShot(Shot):
 
     def describe(self, frame: int) -> str:
         return f"{self.path} frame {frame}"
+
+    def read_with_extras(self, frame: int) -> tuple[np.ndarray, FrameExtras]:
+        return self.read(frame), FrameExtras()
 
     def read(self, frame: int) -> np.ndarray:
         self._check_frame(frame)
@@ -88,6 +105,11 @@ class VideoShot(Shot):
         if len(self._recent) > RECENT_FRAMES:
             self._recent.popitem(last=False)
         return pixels.copy()
+
+    def iter_with_extras(self, frames: Iterable[int] | None = None
+                         ) -> Iterator[tuple[int, np.ndarray, FrameExtras]]:
+        for frame, pixels in self.iter_frames(frames):
+            yield frame, pixels, FrameExtras()
 
     def iter_frames(self, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         wanted = self._selection(frames)
@@ -156,3 +178,74 @@ class _Decoder:
 
     def close(self) -> None:
         self._container.close()
+
+
+def review_frame(pixels: np.ndarray, fmt: PixelFormat, extras: FrameExtras | None = None) -> np.ndarray:
+    """A rendered frame as the review movie shows it: display-referred RGB, float32 (H, W, 3) in [0, 1].
+
+    Integer frames are display-referred already; scene-linear (float) frames are clipped to [0, 1]
+    for now, the place for a display transform. An EXR is shown in its display window (overscan
+    cropped, a smaller data window placed over black); grey becomes RGB, alpha is dropped.
+    """
+    if extras is not None and extras.data_window is not None and extras.display_window is not None:
+        pixels = to_display_window(pixels, extras.data_window, extras.display_window)
+    rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def write_review_movie(frames: Iterable[np.ndarray], path: str | Path, fps: float = 24.0) -> int:
+    """Write an H.264 MP4 (yuv420p, BT.709, what every player and review tool plays), atomically.
+
+    Args:
+        frames: display-referred float RGB in [0, 1], (H, W, 3), all of one size (see :func:`review_frame`).
+        path: The movie; a temporary file beside it is renamed over it once complete.
+        fps: Frames per second (23.976 is written as 24000/1001).
+
+    Returns:
+        The number of frames written.
+
+    Raises:
+        FrameError: no frames, or frames of different sizes (naming the movie).
+        ShotfitError: the folder cannot be written.
+    """
+    path = Path(path)
+    rate = _frame_rate(fps)
+    written = 0
+    with atomic_path(path) as temp:
+        with av.open(str(temp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=rate, options={"crf": str(REVIEW_CRF)})
+            stream.pix_fmt = "yuv420p"
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = _BT709
+            context.color_range = _LIMITED_RANGE
+            size = None
+            for pixels in frames:
+                # yuv420p halves the chroma planes: odd sizes gain a copy of their last row or column.
+                height, width = pixels.shape[:2]
+                even = np.pad(pixels, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+                if size is None:
+                    size = even.shape[:2]
+                    stream.height, stream.width = size
+                elif even.shape[:2] != size:
+                    raise FrameError(f"review movie {quoted(path)}: frame {written} is {width}x{height}, "
+                                     f"the first was {size[1]}x{size[0]}")
+                picture = av.VideoFrame.from_ndarray(float_to_integer(even, "uint8"), format="rgb24")
+                picture = picture.reformat(format="yuv420p", dst_colorspace="itu709")
+                picture.colorspace, picture.color_range = _BT709, _LIMITED_RANGE
+                container.mux(stream.encode(picture))
+                written += 1
+            if not written:
+                raise FrameError(f"review movie {quoted(path)}: no frames to write")
+            container.mux(stream.encode())
+    log.info("review movie %s: %d frames at %s fps", path, written, rate)
+    return written
+
+
+def _frame_rate(fps: float) -> Fraction:
+    """24 -> 24, 23.976 -> 24000/1001, 29.97 -> 30000/1001 (the NTSC rates as their exact fractions)."""
+    if abs(fps - round(fps)) < 1e-6:
+        return Fraction(round(fps))
+    ntsc = round(fps * 1.001)
+    if abs(fps * 1.001 - ntsc) < 0.01:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
