@@ -9,22 +9,29 @@ from shotfit.config import RenderConfig
 from shotfit.data.keyframes import model_channels
 from shotfit.engine.device import configure_threads, pick_device
 from shotfit.engine.run_folder import RunFolder, write_json
-from shotfit.errors import FrameError, quoted
+from shotfit.errors import ConfigError, FrameError, quoted
 from shotfit.evaluate import EvalReport, evaluate_frames
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.predictor import Predictor, load_network
 from shotfit.infer.render import FrameDone, RenderResult, render_shot
-from shotfit.io import open_shot, parse_frame_range, transfer_for
+from shotfit.io import ColourPipeline, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.losses import load_lpips
 
 
 def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | None = None,
            tile_overlap: int | None = None, frames: str | Sequence[int] | None = None,
-           device: str = "auto", on_frame: Callable[[FrameDone], None] | None = None) -> RenderResult:
+           device: str = "auto", colorspace: str | None = None, ocio_config: str | Path | None = None,
+           on_frame: Callable[[FrameDone], None] | None = None) -> RenderResult:
     """Render ``source`` through the network of the run folder ``run`` into ``out``.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
-    frames were encoded for training. Frames already in ``out`` are skipped.
+    frames were colour managed for training. Frames already in ``out`` are skipped.
+
+    Args:
+        colorspace: The source's OCIO colour space when it differs from the training plates' (the
+            renders are written in it too); default: the run's.
+        ocio_config: Another OCIO config to find the run's spaces in (a config moved on a render
+            farm); default: the one saved in the run.
     """
     run_folder = RunFolder(run)
     cfg = run_folder.read_config()
@@ -35,9 +42,10 @@ def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | 
     shot = open_shot(source)
     if (folder := plates_folder(source)) is not None:
         refuse_inside(out, folder)
-    if transfer_for(shot.format) != info["transfer"]:
+    if shot.format.is_float != (info["format"]["dtype"] in ("half", "float")):
         raise FrameError(f"source {quoted(source)} holds {shot.format.dtype} frames but run "
                          f"{quoted(run)} was trained on {info['format']['dtype']} frames")
+    colour = _run_colour(run_folder, info, colorspace, ocio_config)
     if model_channels(shot.channels) != info["channels"]:
         raise FrameError(f"source {quoted(source)} has {shot.channels} channels but run {quoted(run)} "
                          f"was trained on {info['channels']}")
@@ -48,10 +56,23 @@ def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | 
     network, _ = load_network(run_folder)
     torch_device = pick_device(device)
     configure_threads(cfg.train.threads)
-    predictor = Predictor(network, info["transfer"], torch_device, render_cfg.tile,
+    predictor = Predictor(network, colour, torch_device, render_cfg.tile,
                           render_cfg.tile_overlap, render_cfg.blend)
     ensure_writable_folder(out)
     return render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame)
+
+
+def _run_colour(run: RunFolder, info: dict, colorspace: str | None, ocio_config: str | Path | None
+                ) -> ColourPipeline:
+    """The run's colour pipeline, with a render's own source space or config if given."""
+    settings = colour_of_run(info, quoted(run.info_path))
+    try:
+        return ColourPipeline(override_colour(settings, colorspace, ocio_config))
+    except ConfigError as err:
+        if ocio_config is not None or colorspace is not None:
+            raise
+        raise ConfigError(f"{err} (the colour settings of run {quoted(run.path)}; --ocio-config points "
+                          "render at another config)") from None
 
 
 def evaluate(pred: str | Path, truth: str | Path, *, source: str | Path | None = None,

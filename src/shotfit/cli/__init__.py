@@ -74,6 +74,12 @@ TrackingUriOpt = Annotated[Optional[str], typer.Option(
     "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
     help="MLflow tracking server or store (default: sqlite beside the run folder).")]
 ExperimentOpt = Annotated[str, typer.Option("--experiment", help="MLflow experiment name.")]
+OcioConfigOpt = Annotated[Optional[str], typer.Option(
+    "--ocio-config", help="OpenColorIO config file or ocio:// URI (default: $OCIO, else the built-in "
+    "ACES studio config).")]
+ColorspaceOpt = Annotated[Optional[str], typer.Option(
+    "--colorspace", help="OCIO colour space of the source and keyframes (name, alias or role; default: "
+    "scene_linear for float frames, sRGB for 8/16-bit); renders are written in it.")]
 
 
 @app.command()
@@ -88,6 +94,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     mask: Annotated[Optional[str], typer.Option("--mask", help="Folder of per-keyframe masks (loss weights).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    colorspace: ColorspaceOpt = None,
+    working_space: Annotated[Optional[str], typer.Option(
+        "--working-space", help="OCIO colour space the network sees (default: color_timing, ACEScct, for "
+        "float frames; the source space for 8/16-bit).")] = None,
+    ocio_config: OcioConfigOpt = None,
     no_track: NoTrackOpt = False,
     tracking_uri: TrackingUriOpt = None,
     experiment: ExperimentOpt = "shotfit",
@@ -101,7 +112,8 @@ def train(
                                    tensorboard=tensorboard)
     with user_errors(), progress_display() as progress:
         summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
-                            minutes=minutes, resume=resume, masks=mask, device=device, tracking=tracking,
+                            minutes=minutes, resume=resume, masks=mask, device=device, colorspace=colorspace,
+                            working_space=working_space, ocio_config=ocio_config, tracking=tracking,
                             on_step=training_rows(progress))
     result = summary.result
     if result.stopped_by == "already done":
@@ -122,13 +134,20 @@ def render(
     tile_overlap: Annotated[Optional[int], typer.Option("--tile-overlap", min=0, help="Overlap between tiles.")] = None,
     frames: Annotated[Optional[str], typer.Option("--frames", help="Frame range, e.g. 10-90.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    colorspace: Annotated[Optional[str], typer.Option(
+        "--colorspace", help="OCIO colour space of this source, if not the training plates' (renders "
+        "are written in it).")] = None,
+    ocio_config: Annotated[Optional[str], typer.Option(
+        "--ocio-config", help="Find the run's colour spaces in this OCIO config instead of the one saved "
+        "in the run.")] = None,
 ) -> None:
     """Apply a trained run to every frame of a shot (or a range)."""
     from shotfit import api
 
     with user_errors(), progress_display() as progress:
         result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames,
-                            device=device, on_frame=render_rows(progress))
+                            device=device, colorspace=colorspace, ocio_config=ocio_config,
+                            on_frame=render_rows(progress))
     skipped = f", {result.skipped} already there" if result.skipped else ""
     console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}", highlight=False)
 
@@ -254,3 +273,4 @@ if __name__ == "__main__":
 
 # registers ``shotfit archs`` and ``shotfit bench archs`` on ``app`` (needs the names above)
 from shotfit.cli import bench as _bench  # noqa: E402, F401
+from shotfit.cli import colour as _colour  # noqa: E402, F401  (``shotfit colorspaces``)
