@@ -171,7 +171,8 @@ class ColourPipeline:
         return self.from_working(_affine(values, 0.5, 0.0, before=1.0))
 
     def to_display(self, pixels: np.ndarray, display: str | None = None, view: str | None = None) -> np.ndarray:
-        """Source values -> display-referred values in [0, 1] (clipped), for previews and review movies.
+        """Source values -> display-referred values in [0, 1] (clipped; alpha untouched), for previews
+        and review movies.
 
         Args:
             display: An OCIO display (default ``sRGB - Display``, else the config's default).
@@ -188,7 +189,8 @@ class ColourPipeline:
         else:
             processor = ocio.display_conversion(s.config, s.source, display, view)
         out = _apply(processor, pixels)
-        np.clip(out, 0.0, 1.0, out=out)
+        colour = out if out.shape[-1] != 4 else out[..., :3]
+        np.clip(colour, 0.0, 1.0, out=colour)
         return out
 
 
