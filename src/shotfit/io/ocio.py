@@ -3,7 +3,7 @@
 A config is named by a string: a built-in URI (``ocio://studio-config-latest``, pinned on resolution
 to the exact version, e.g. ``ocio://studio-config-v5.0.0_aces-v2.1_ocio-v2.6``, so a run renders the
 same under a later OpenColorIO), or a file path (made absolute). Loaded configs and processors are
-cached per process; processors run on float32 RGB in place (OCIO's CPU path, lossless optimisation).
+cached per process (a config file again when it changes); processors run on float32 RGB in place (OCIO's CPU path, lossless optimisation).
 Every failure a user can cause is a one-line :class:`~shotfit.errors.ConfigError`.
 """
 
@@ -55,9 +55,27 @@ def resolve_config(ocio_config: str | Path | None = None) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=16)
 def load_config(name: str, origin: str = "") -> OCIO.Config:
-    """The OCIO config ``name`` (a built-in URI or a file path), loaded once per process."""
+    """The OCIO config ``name`` (a built-in URI or a file path), loaded once per process and again
+    when its file changes."""
+    return _load_config(name, _stamp(name, origin), origin)
+
+
+def _stamp(name: str, origin: str = "") -> tuple[int, int] | None:
+    """What tells one version of a config file from another (None for built-in configs)."""
+    if name.startswith("ocio://"):
+        return None
+    try:
+        stat = os.stat(name)
+    except FileNotFoundError:
+        raise ConfigError(f"OCIO config {quoted(name)}{origin} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"OCIO config {quoted(name)}{origin} cannot be read ({err.strerror})") from None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _load_config(name: str, stamp: tuple[int, int] | None, origin: str) -> OCIO.Config:
     _route_ocio_messages()
     try:
         return OCIO.Config.CreateFromFile(name)
@@ -110,9 +128,13 @@ def is_display_ready(config: str, space: str) -> bool:
         and cfg.getCanonicalName("texture_paint") == space
 
 
-@functools.lru_cache(maxsize=64)
 def conversion(config: str, source: str, target: str) -> OCIO.CPUProcessor | None:
     """The CPU processor from ``source`` to ``target`` (canonical names); None when it changes nothing."""
+    return _conversion(config, _stamp(config), source, target)
+
+
+@functools.lru_cache(maxsize=64)
+def _conversion(config: str, stamp: tuple[int, int] | None, source: str, target: str) -> OCIO.CPUProcessor | None:
     try:
         processor = load_config(config).getProcessor(source, target)
     except OCIO.Exception as err:
@@ -121,10 +143,15 @@ def conversion(config: str, source: str, target: str) -> OCIO.CPUProcessor | Non
     return None if processor.isNoOp() else _cpu(processor)
 
 
-@functools.lru_cache(maxsize=16)
 def display_conversion(config: str, source: str, display: str, view: str) -> OCIO.CPUProcessor | None:
     """``source`` to what ``display`` shows: through ``view`` for scene-referred spaces, colorimetric
     (no tone mapping) for spaces whose values are already display-ready."""
+    return _display_conversion(config, _stamp(config), source, display, view)
+
+
+@functools.lru_cache(maxsize=16)
+def _display_conversion(config: str, stamp: tuple[int, int] | None, source: str, display: str, view: str
+                        ) -> OCIO.CPUProcessor | None:
     cfg = load_config(config)
     try:
         if is_display_ready(config, source):
