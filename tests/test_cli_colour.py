@@ -129,7 +129,8 @@ def test_a_studio_config_and_working_space_given_to_train_are_used_by_render(tmp
     # What render wrote is the network run through the run's own colour pipeline, not the default one.
     network, _ = load_network(RunFolder("run"))
     shot = open_shot("src")
-    for name, pipeline in (("expected", ColourPipeline(settings)), ("default", ColourPipeline(resolve_colour(shot.format)))):
+    pipelines = {"expected": ColourPipeline(settings), "default": ColourPipeline(resolve_colour(shot.format))}
+    for name, pipeline in pipelines.items():
         predictor = Predictor(network, pipeline, torch.device("cpu"))
         write_image(Path(name) / "plate.1002.png", predictor(shot.read(1002)), shot.format)
     rendered = read_image(Path("render/plate.1002.png"))[0]

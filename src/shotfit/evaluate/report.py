@@ -7,7 +7,8 @@ flow of the ground truth (``EvalReport.flow_from`` says which). Scoring the trut
 gives the floor a perfect prediction would reach.
 
 Frames are display-referred float arrays in [0, 1], (H, W) or (H, W, C) with C = 1 or 3; scene-linear
-shots are scored in a log view first (OCIO, scene_linear -> color_timing: ACEScg -> ACEScct). The source may be at any scale (only its structure is used).
+shots are scored in a log view first (OCIO, scene_linear -> color_timing: ACEScg -> ACEScct). The source
+may be at any scale (only its structure is used).
 This module only computes; the CLI renders tables.
 """
 

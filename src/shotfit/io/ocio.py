@@ -3,7 +3,8 @@
 A config is named by a string: a built-in URI (``ocio://studio-config-latest``, pinned on resolution
 to the exact version, e.g. ``ocio://studio-config-v5.0.0_aces-v2.1_ocio-v2.6``, so a run renders the
 same under a later OpenColorIO), or a file path (made absolute). Loaded configs and processors are
-cached per process (a config file again when it changes); processors run on float32 RGB in place (OCIO's CPU path, lossless optimisation).
+cached per process (a config file again when it changes); processors run on float32 RGB in place
+(OCIO's CPU path, lossless optimisation).
 Every failure a user can cause is a one-line :class:`~shotfit.errors.ConfigError`.
 """
 
