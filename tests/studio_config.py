@@ -33,6 +33,7 @@ def write_studio_config(path: Path, roles: Iterable[str] = tuple(ROLES)) -> Path
     config.setRole("default", "show_linear")
     for role in roles:
         config.setRole(role, ROLES[role])
+    config.clearDisplays()  # CreateRaw's own sRGB / Raw
     config.addDisplayView("Show Monitor", "Show View", "show_srgb")
     config.setActiveDisplays("Show Monitor")
     config.setActiveViews("Show View")

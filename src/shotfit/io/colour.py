@@ -180,14 +180,14 @@ class ColourPipeline:
 
         Scene-referred sources (linear, log) go through the view; sources whose values are already
         display-ready (sRGB, Rec.709 video) are converted colorimetrically, with no tone mapping;
-        ``data`` spaces are only clipped.
+        ``data`` spaces, and every space of a config without displays, are only clipped.
         """
         s = self.settings
-        display, view = ocio.display_and_view(s.config, display, view)
-        if ocio.encoding(s.config, s.source) == "data":
-            processor = None
+        chosen = ocio.display_and_view(s.config, display, view)
+        if chosen is None or ocio.encoding(s.config, s.source) == "data":
+            processor = None  # nothing to show it through: the values themselves, clipped
         else:
-            processor = ocio.display_conversion(s.config, s.source, display, view)
+            processor = ocio.display_conversion(s.config, s.source, *chosen)
         out = _apply(processor, pixels)
         colour = out if out.shape[-1] != 4 else out[..., :3]
         np.clip(colour, 0.0, 1.0, out=colour)

@@ -167,16 +167,20 @@ def _display_conversion(config: str, stamp: tuple[int, int] | None, source: str,
     return None if processor.isNoOp() else _cpu(processor)
 
 
-def display_and_view(config: str, display: str | None = None, view: str | None = None) -> tuple[str, str]:
+def display_and_view(config: str, display: str | None = None, view: str | None = None
+                     ) -> tuple[str, str] | None:
     """The display (default: ``sRGB - Display`` if the config has it, else its default) and view
-    (default: the display's default view), checked against the config."""
+    (default: the display's default view), checked against the config; None for a config without
+    displays when none was asked for."""
     cfg = load_config(config)
     displays = list(cfg.getDisplays())
+    if display is None and not displays:
+        return None
     if display is None:
         display = DEFAULT_DISPLAY if DEFAULT_DISPLAY in displays else cfg.getDefaultDisplay()
     if display not in displays:
         raise ConfigError(f"OCIO config {quoted(config)} has no display {display!r} "
-                          f"(it has: {', '.join(displays)})")
+                          f"(it has: {', '.join(displays) or 'none'})")
     views = list(cfg.getViews(display))
     view = view or cfg.getDefaultView(display)
     if view not in views:
