@@ -233,4 +233,3 @@ def test_a_studio_config_without_the_roles_asks_for_names(tmp_path: Path):
     closest = r"\(closest: show_log, show_srgb, show_linear\)"
     with pytest.raises(ConfigError, match=rf"colour space 'show_lg' is not in .* {closest}"):
         resolve_colour(EXR_HALF, working="show_lg", ocio_config=path)
-
