@@ -17,13 +17,14 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point HOME and every cache variable at a fresh folder, so nothing touches the user's."""
+    """Point HOME and every cache variable at a fresh folder, so nothing touches the user's; no $OCIO."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("TORCH_HOME", str(home / ".cache" / "torch"))
     monkeypatch.setenv("MPLCONFIGDIR", str(home / ".config" / "matplotlib"))
+    monkeypatch.delenv("OCIO", raising=False)  # a studio's OpenColorIO config must not change results
     return home
 
 

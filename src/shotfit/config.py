@@ -165,6 +165,18 @@ class RenderConfig(_Section):
 
 
 @dataclass(frozen=True)
+class ColourConfig(_Section):
+    """OpenColorIO colour spaces ("auto": chosen from the data; resolved names are saved in run.json)."""
+
+    source: str = _opt("auto", doc="space of the plates, keyframes and renders; auto: the config's "
+                       "scene_linear role for float data, texture_paint (sRGB) for integer data")
+    working: str = _opt("auto", doc="space the network sees; auto: the color_timing role (ACEScct) for "
+                        "float data, the source space for integer data")
+    config: str = _opt("auto", doc="an OCIO config file or ocio:// URI; auto: $OCIO, else the built-in "
+                       "ACES studio config")
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -172,10 +184,12 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    colour: ColourConfig = field(default_factory=ColourConfig)
 
 
 _SECTION_NAMES = {LossConfig: "loss", AugmentConfig: "augment", DataConfig: "data",
-                  TrainConfig: "train", RenderConfig: "render", ExtraLossConfig: "loss.extra[]"}
+                  TrainConfig: "train", RenderConfig: "render", ColourConfig: "colour",
+                  ExtraLossConfig: "loss.extra[]"}
 
 
 # --- dict / YAML round trip -------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 
 from shotfit.data.keyframes import keyframes_to_tensors, model_channels, pair_keyframes
 from shotfit.errors import FrameError
-from shotfit.io import PixelFormat, open_shot, read_image, to_network, write_image
+from shotfit.io import ColourPipeline, PixelFormat, open_shot, read_image, resolve_colour, write_image
 
 PNG = PixelFormat(".png", "uint8", 3)
 GREY = PixelFormat(".png", "uint8", 1)
@@ -24,6 +24,11 @@ def picture(frame: int, height: int = 20, width: int = 24, channels: int = 3) ->
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     layers = [xx / width, yy / height, np.full_like(xx, frame / 10.0), (xx + yy) % 2]
     return np.stack(layers[:channels], axis=-1).astype(np.float32)
+
+
+def colour(fmt: PixelFormat) -> ColourPipeline:
+    """The default colour pipeline of ``fmt``'s data (sRGB as is; scene-linear EXR into ACEScct)."""
+    return ColourPipeline(resolve_colour(fmt))
 
 
 def write(path: Path, pixels: np.ndarray, fmt: PixelFormat = PNG) -> Path:
@@ -218,7 +223,7 @@ def test_tensors_are_nchw_in_minus_one_to_one(plate):
     write(Path("kf/sh010_plate.0002.png"), 1 - picture(2))
     write(Path("kf/sh010_plate.0006.png"), 1 - picture(6))
     pairs = pair_keyframes(open_shot(plate), open_shot("kf"))
-    kf = keyframes_to_tensors(pairs, "none", torch.device("cpu"))
+    kf = keyframes_to_tensors(pairs, colour(PNG), torch.device("cpu"))
     assert kf.frames == (2, 6)
     assert kf.sources.shape == kf.targets.shape == (2, 3, 20, 24)
     assert kf.sources.dtype == torch.float32 and kf.masks is None
@@ -238,7 +243,7 @@ def test_alpha_is_dropped(tmp_path):
         write(Path(f"plate/p.{frame}.png"), picture(frame, channels=4), RGBA)
     write(Path("kf/p.2.png"), 1 - picture(2, channels=4), RGBA)
     pairs = pair_keyframes(open_shot("plate"), open_shot("kf"))
-    kf = keyframes_to_tensors(pairs, "none", torch.device("cpu"))
+    kf = keyframes_to_tensors(pairs, colour(PNG), torch.device("cpu"))
     assert model_channels(4) == 3
     assert kf.sources.shape == kf.targets.shape == (1, 3, 20, 24)
     torch.testing.assert_close(kf.sources[0], torch.from_numpy(2 * pairs[0].source[..., :3] - 1).permute(2, 0, 1))
@@ -249,11 +254,14 @@ def test_scene_linear_keyframes_are_log_encoded_into_range(tmp_path):
         write(Path(f"plate/p.{frame}.exr"), picture(frame) * 40.0, EXR)  # highlights far above 1.0
     write(Path("kf/p.1.exr"), picture(1) * 20.0, EXR)
     pairs = pair_keyframes(open_shot("plate"), open_shot("kf"))
-    kf = keyframes_to_tensors(pairs, "acescct", torch.device("cpu"))
+    kf = keyframes_to_tensors(pairs, colour(EXR), torch.device("cpu"))
     assert kf.sources.shape == (1, 3, 20, 24)
     assert kf.sources.min() >= -1 and kf.sources.max() <= 1
     assert kf.sources.max() > 0.4  # 40.0 linear stays distinct from 1.0: nothing was clipped
-    torch.testing.assert_close(kf.sources[0], to_network(torch.from_numpy(pairs[0].source), "acescct").permute(2, 0, 1))
+    # the same conversion as a render's, and not the plain 2x - 1 of display data
+    expected = colour(EXR).to_network(pairs[0].source)
+    torch.testing.assert_close(kf.sources[0], torch.from_numpy(expected).permute(2, 0, 1))
+    assert (kf.sources[0] != torch.from_numpy(2 * pairs[0].source - 1).permute(2, 0, 1)).all()
 
 
 def test_mask_tensors_are_n1hw(plate):
@@ -262,6 +270,6 @@ def test_mask_tensors_are_n1hw(plate):
     for frame in (2, 4):
         write(Path(f"masks/m.{frame}.png"), np.full((20, 24, 1), frame / 10, np.float32), GREY)
     pairs = pair_keyframes(open_shot(plate), open_shot("kf"), open_shot("masks"))
-    kf = keyframes_to_tensors(pairs, "none", torch.device("cpu"))
+    kf = keyframes_to_tensors(pairs, colour(PNG), torch.device("cpu"))
     assert kf.masks.shape == (2, 1, 20, 24)
     torch.testing.assert_close(kf.masks[:, 0, 0, 0], torch.tensor([0.2, 0.4]), atol=1 / 255, rtol=0)

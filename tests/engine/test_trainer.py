@@ -123,7 +123,9 @@ def test_the_run_folder_holds_the_documented_files(watched_run):
     assert names(out) == ["checkpoints", "config.yaml", "metrics.json", "model.pt", "previews", "run.json"]
     info = json.loads((out / "run.json").read_text())
     assert info["keyframe_frames"] == [1, 4]
-    assert info["frame_size"] == [HEIGHT, WIDTH] and info["channels"] == 3 and info["transfer"] == "none"
+    assert info["frame_size"] == [HEIGHT, WIDTH] and info["channels"] == 3
+    srgb = "sRGB Encoded Rec.709 (sRGB)"  # 8-bit frames: sRGB, trained as they are
+    assert info["colour"]["source"] == info["colour"]["working"] == srgb
     model = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     assert model["kind"] == "model" and model["step"] == 24 and "optimizer" not in model
     assert summary.result.steps_done == 24 and summary.result.stopped_by == "steps"

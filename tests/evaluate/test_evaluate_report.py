@@ -128,3 +128,24 @@ def test_shots_on_disk_are_read_lazily_and_named_in_errors(shot, tmp_path):
     pred_file, truth_folder = tmp_path / "pred" / "pred.1004.png", tmp_path / "truth"
     assert str(error.value) == (f"prediction frame 1004 ('{pred_file}') has no ground truth frame "
                                 f"(the ground truth '{truth_folder}/' has 4 frames, 1001-1005)")
+
+
+def test_scene_linear_shots_are_scored_in_acescct(shot, tmp_path):
+    from shotfit.io import PixelFormat, open_shot, resolve_colour, write_image
+
+    def acescct(x: np.ndarray) -> np.ndarray:  # Academy S-2016-001, written out as the reference
+        return np.where(x <= 2**-7, 10.5402377416545 * x + 0.0729055341958355,
+                        (np.log2(np.maximum(x, 2**-7)) + 9.72) / 17.52)
+
+    _, truth, pred = shot
+    exr = PixelFormat(".exr", "float", 3)
+    for name, frames in (("truth", truth), ("pred", pred)):
+        for f, frame in frames.items():
+            write_image(tmp_path / name / f"{name}.{f}.exr", frame * 20.0, exr)  # highlights up to 20
+    report = evaluate_frames(open_shot(tmp_path / "pred"), open_shot(tmp_path / "truth"))
+    expected = psnr(acescct(pred[FIRST + 1] * np.float32(20)), acescct(truth[FIRST + 1] * np.float32(20)))
+    assert report.frames[1].psnr == pytest.approx(expected, abs=1e-3)
+    # the same frames taken as ACES2065-1 and scored in ACEScc score differently
+    other = resolve_colour(exr, "ACES2065-1", "ACEScc")
+    scored = evaluate_frames(open_shot(tmp_path / "pred"), open_shot(tmp_path / "truth"), colour=other)
+    assert abs(scored.frames[1].psnr - expected) > 0.5

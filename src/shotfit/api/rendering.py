@@ -15,7 +15,7 @@ from shotfit.evaluate import EvalReport, evaluate_frames
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.predictor import Predictor, load_network
 from shotfit.infer.render import FrameDone, RenderResult, render_shot, write_review
-from shotfit.io import Shot, open_shot, parse_frame_range, transfer_for
+from shotfit.io import ColourPipeline, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import load_lpips
 
@@ -25,17 +25,23 @@ log = logging.getLogger(__name__)
 def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | None = None,
            tile_overlap: int | None = None, frames: str | Sequence[int] | None = None,
            first: int | None = None, last: int | None = None, review: str | Path | None = None,
-           device: str = "auto", on_frame: Callable[[FrameDone], None] | None = None,
-           mask: str | Path | None = None) -> RenderResult:
+           device: str = "auto", colorspace: str | None = None, ocio_config: str | Path | None = None,
+           on_frame: Callable[[FrameDone], None] | None = None, mask: str | Path | None = None) -> RenderResult:
     """Render ``source`` through the network of the run folder ``run`` into ``out``.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
-    frames were encoded for training. Frames already in ``out`` are skipped. ``first``/``last``
-    limit the shot (as for training), ``frames`` picks frames within it; holes in the source's
-    numbering are logged as a warning and reported in the result. ``review``: also write an H.264
-    MP4 of the rendered frames there. With ``mask`` (a mask sequence, or ``"alpha"`` for the
-    source's alpha) the result is composited over the source: it replaces the plate only inside the
-    mask.
+    frames were colour managed for training. Frames already in ``out`` are skipped.
+
+    Args:
+        first, last: Limit the shot (as for training); ``frames`` picks frames within it. Holes in
+            the source's numbering are logged as a warning and reported in the result.
+        review: Also write an H.264 MP4 of the rendered frames there.
+        colorspace: The source's OCIO colour space when it differs from the training plates' (the
+            renders are written in it too); default: the run's.
+        ocio_config: Another OCIO config to find the run's spaces in (a config moved on a render
+            farm); default: the one saved in the run.
+        mask: A mask sequence, or ``"alpha"`` for the source's alpha: the result is composited over
+            the source, replacing the plate only inside the mask.
     """
     if review is not None and Path(review).suffix.lower() != ".mp4":
         raise ConfigError(f"--review {quoted(review)} must name an .mp4 file (the review movie is H.264 MP4)")
@@ -52,9 +58,10 @@ def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | 
         refuse_inside(out, folder)
         if review is not None:
             refuse_inside(review, folder, option="--review")
-    if transfer_for(shot.format) != info["transfer"]:
+    if shot.format.is_float != (info["format"]["dtype"] in ("half", "float")):
         raise FrameError(f"source {quoted(source)} holds {shot.format.dtype} frames but run "
                          f"{quoted(run)} was trained on {info['format']['dtype']} frames")
+    colour = _run_colour(run_folder, info, colorspace, ocio_config)
     if model_channels(shot.channels) != info["channels"]:
         raise FrameError(f"source {quoted(source)} has {shot.channels} channels but run {quoted(run)} "
                          f"was trained on {info['channels']}")
@@ -71,12 +78,12 @@ def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | 
     network, _ = load_network(run_folder)
     torch_device = pick_device(device)
     configure_threads(cfg.train.threads)
-    predictor = Predictor(network, info["transfer"], torch_device, render_cfg.tile,
+    predictor = Predictor(network, colour, torch_device, render_cfg.tile,
                           render_cfg.tile_overlap, render_cfg.blend)
     ensure_writable_folder(out)
     result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
     if review is not None:
-        write_review(shot, result, Path(review))
+        write_review(shot, result, Path(review), display=colour.to_display)
     return result
 
 
@@ -87,6 +94,19 @@ def _check_masks_cover(masks: Shot, shot: Shot, wanted: Sequence[int] | None) ->
     if missing:
         shown = ", ".join(map(str, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise FrameError(f"masks {quoted(masks.path)} lack frames {shown} of {quoted(shot.path)}")
+
+
+def _run_colour(run: RunFolder, info: dict, colorspace: str | None, ocio_config: str | Path | None
+                ) -> ColourPipeline:
+    """The run's colour pipeline, with a render's own source space or config if given."""
+    settings = colour_of_run(info, quoted(run.info_path))
+    try:
+        return ColourPipeline(override_colour(settings, colorspace, ocio_config))
+    except ConfigError as err:
+        if ocio_config is not None or colorspace is not None:
+            raise
+        raise ConfigError(f"{err} (the colour settings of run {quoted(run.path)}; --ocio-config points "
+                          "render at another config)") from None
 
 
 def evaluate(pred: str | Path, truth: str | Path, *, source: str | Path | None = None,

@@ -25,7 +25,7 @@ from shotfit.engine.tracking import TrackingOptions, flatten_params, start_track
 from shotfit.engine.trainer import StepReport, Trainer, TrainHooks, TrainResult
 from shotfit.errors import ConfigError, FrameError, RunError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
-from shotfit.io import Shot, open_shot, transfer_for
+from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
 from shotfit.io.masks import open_masks
 from shotfit.losses import EmbeddingLoss, HybridLoss, load_embedding_network
 
@@ -46,7 +46,9 @@ class TrainSummary:
 def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config: str | Path | None = None,
           overrides: Sequence[str] = (), steps: int | None = None, minutes: float | None = None,
           resume: bool = False, masks: str | Path | None = None, device: str | None = None,
-          first: int | None = None, last: int | None = None, tracking: TrackingOptions | None = None,
+          first: int | None = None, last: int | None = None,
+          colorspace: str | None = None, working_space: str | None = None,
+          ocio_config: str | Path | None = None, tracking: TrackingOptions | None = None,
           on_step: Callable[[StepReport], None] | None = None,
           on_validate: Callable[[int, dict[str, float]], None] | None = None) -> TrainSummary:
     """Learn the edit shown by ``keyframes`` (edited frames of ``source``) into the run folder ``out``.
@@ -65,6 +67,9 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         device: Overrides ``train.device``.
         first, last: Use only this part of the shot (both included); keyframes outside it are left
             out with a warning.
+        colorspace, working_space, ocio_config: Override ``colour.source``, ``colour.working`` and
+            ``colour.config`` (the OCIO colour space of the source and keyframes, the space the
+            network sees, and the OCIO config); see :func:`shotfit.io.resolve_colour`.
         tracking: MLflow and TensorBoard settings (default: both on, stores beside the run).
         on_step: Called after every step (progress display).
         on_validate: Called with (step, {"val/psnr", "val/ssim", "val/lpips"}) after each validation
@@ -72,19 +77,20 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     """
     run = RunFolder(out)
     cfg, start_state = _prepare_run(run, config, overrides, steps, resume)
+    cfg = _with_colour_options(cfg, colorspace, working_space, ocio_config)
     shot, keys = open_shot(source, first=first, last=last), open_shot(keyframes)
     mask_shot = open_masks(masks)
     if (warning := shot.gaps_warning()) is not None:
         log.warning(warning)
     if first is not None or last is not None:
         _limit_keyframes(keys, mask_shot, shot)
+    colour = _colour(run, cfg, shot, resumed=start_state is not None)
     for spec, what in ((source, "source"), (keyframes, "keyframes")):
         if (folder := plates_folder(spec)) is not None:
             refuse_inside(out, folder, what)
     pairs = pair_keyframes(shot, keys, mask_shot)
     training_pairs, validation_pairs = _split_validation(pairs, cfg.data.validation_frames, keyframes)
     channels = model_channels(pairs[0].source.shape[2])
-    transfer = transfer_for(shot.format)
     cfg = dataclasses.replace(cfg, model=_resolved_model(cfg.model, channels, run, start_state))
 
     torch_device = pick_device(device or cfg.train.device)
@@ -92,11 +98,11 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     torch.manual_seed(cfg.train.seed)
     network = build_network(cfg.model.arch, **cfg.model.args)
     hooks = TrainHooks(
-        preview=make_previewer(run, shot, training_pairs, transfer, cfg, torch_device),
-        validate=make_validator(validation_pairs, transfer, cfg, torch_device) if validation_pairs else None,
+        preview=make_previewer(run, shot, training_pairs, colour, cfg, torch_device),
+        validate=make_validator(validation_pairs, colour, cfg, torch_device) if validation_pairs else None,
         on_step=on_step, on_validate=on_validate)
     trainer = Trainer(network, {"arch": cfg.model.arch, "args": dict(cfg.model.args)}, build_loss(cfg.loss),
-                      PairedAugment(cfg.augment), keyframes_to_tensors(training_pairs, transfer, torch_device),
+                      PairedAugment(cfg.augment), keyframes_to_tensors(training_pairs, colour, torch_device),
                       run, cfg.train, cfg.data, torch_device, hooks)
     info: dict[str, Any] = {}
     if start_state is not None:
@@ -117,8 +123,8 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         "source": str(source), "keyframes": str(keyframes), "masks": None if masks is None else str(masks),
         "keyframe_frames": [p.frame for p in training_pairs],
         "validation_frames": [p.frame for p in validation_pairs],
-        "frame_size": list(pairs[0].source.shape[:2]), "channels": channels, "transfer": transfer,
-        "format": dataclasses.asdict(shot.format), "tracking": tracking_ids,
+        "frame_size": list(pairs[0].source.shape[:2]), "channels": channels,
+        "colour": colour.settings.to_dict(), "format": dataclasses.asdict(shot.format), "tracking": tracking_ids,
     })
     # --minutes alone means "train for that long": the plan then comes from measured speed, and a
     # resumed run keeps the plan it made.
@@ -188,6 +194,30 @@ def _limit_keyframes(keys: Shot, masks: Shot | str | None, shot: Shot) -> None:
     for limited in (keys, masks):
         if isinstance(limited, Shot):  # not None, nor "alpha" (the keyframes' own alpha)
             limited.limit(first, last)
+
+
+def _with_colour_options(cfg: Config, colorspace: str | None, working_space: str | None,
+                         ocio_config: str | Path | None) -> Config:
+    """The config with the colour options given on the command line written in (so config.yaml shows them)."""
+    given = {"source": colorspace, "working": working_space,
+             "config": None if ocio_config is None else str(ocio_config)}
+    changes = {key: value for key, value in given.items() if value is not None}
+    return dataclasses.replace(cfg, colour=dataclasses.replace(cfg.colour, **changes)) if changes else cfg
+
+
+def _colour(run: RunFolder, cfg: Config, shot: Shot, resumed: bool) -> ColourPipeline:
+    """The run's colour pipeline; a resumed run must resolve to the settings it was trained with."""
+    settings = resolve_colour(shot.format, cfg.colour.source, cfg.colour.working, cfg.colour.config)
+    if resumed:
+        saved = colour_of_run(run.read_info(), quoted(run.info_path))
+        if saved != settings:
+            raise RunError(f"run folder {quoted(run.path)} was trained with colour {_describe(saved)} but "
+                           f"this resume resolves to {_describe(settings)}; give the run's own colour settings")
+    return ColourPipeline(settings)
+
+
+def _describe(settings: ColourSettings) -> str:
+    return f"'{settings.source}' -> '{settings.working}' ({settings.config})"
 
 
 def _split_validation(pairs: list[KeyframePair], frames: Sequence[int], keyframes: str | Path

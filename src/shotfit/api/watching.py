@@ -1,7 +1,9 @@
 """What a training run shows while it learns: contact sheets and scores on held-out keyframes.
 
 Both look at whole frames in eval mode through the same :class:`~shotfit.infer.predictor.Predictor`
-that renders, in network space mapped to [0, 1] (for scene-linear shots, the log-encoded view).
+that renders. Scores are taken in the working space (for scene-linear shots, the log-encoded view,
+where a difference means the same in shadows and highlights); contact sheets show what a display
+shows (OCIO's display and view, see :meth:`~shotfit.io.ColourPipeline.to_display`).
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from shotfit.engine.preview import SheetRow, save_contact_sheet
 from shotfit.engine.run_folder import RunFolder
 from shotfit.evaluate.metrics import lpips, psnr, ssim
 from shotfit.infer.predictor import Predictor
-from shotfit.io import Shot, to_network
+from shotfit.io import ColourPipeline, Shot
 from shotfit.losses import load_lpips
 
 Preview = Callable[[torch.nn.Module, str], tuple[Path, dict[str, float]]]
 Validate = Callable[[torch.nn.Module], dict[str, float]]
 
 
-def make_previewer(run: RunFolder, shot: Shot, pairs: Sequence[KeyframePair], transfer: str, cfg: Config,
-                   device: torch.device) -> Preview:
+def make_previewer(run: RunFolder, shot: Shot, pairs: Sequence[KeyframePair], colour: ColourPipeline,
+                   cfg: Config, device: torch.device) -> Preview:
     """Contact sheets of the training keyframes and a few frames nobody fixed.
 
     The frames nobody fixed are spread over the shot, as far from the keyframes as they can be.
@@ -36,32 +38,34 @@ def make_previewer(run: RunFolder, shot: Shot, pairs: Sequence[KeyframePair], tr
                                                                 cfg.data.preview_frames)]
 
     def preview(network: torch.nn.Module, name: str) -> tuple[Path, dict[str, float]]:
-        predictor = _predictor(network, transfer, cfg, device)
+        predictor = _predictor(network, colour, cfg, device)
         rows, scores = [], []
         for pair in pairs:
             source, prediction = predictor.network_space(pair.source)
-            target = network_image(pair.target, transfer, source.shape[2])
-            scores.append(psnr(prediction, target))
-            rows.append(SheetRow(f"keyframe {pair.frame}", source, prediction, target))
+            channels = source.shape[2]
+            scores.append(psnr(prediction, network_image(pair.target, colour, channels)))
+            rows.append(SheetRow(f"keyframe {pair.frame}", *_shown(colour, pair.source, prediction),
+                                 colour.to_display(pair.target[..., :channels])))
         for frame, pixels in unfixed:
-            source, prediction = predictor.network_space(pixels)
-            rows.append(SheetRow(f"frame {frame}", source, prediction))
+            _, prediction = predictor.network_space(pixels)
+            rows.append(SheetRow(f"frame {frame}", *_shown(colour, pixels, prediction)))
         sheet = save_contact_sheet(rows, run.previews / f"{name}.png")
         return sheet, {"train/keyframe_psnr": float(np.mean(scores))}
 
     return preview
 
 
-def make_validator(pairs: Sequence[KeyframePair], transfer: str, cfg: Config, device: torch.device) -> Validate:
+def make_validator(pairs: Sequence[KeyframePair], colour: ColourPipeline, cfg: Config,
+                   device: torch.device) -> Validate:
     """Scores on keyframes held out of training: ``{"val/psnr", "val/ssim", "val/lpips"}`` (means)."""
     perceptual = load_lpips().to(device)
 
     def validate(network: torch.nn.Module) -> dict[str, float]:
-        predictor = _predictor(network, transfer, cfg, device)
+        predictor = _predictor(network, colour, cfg, device)
         scores: dict[str, list[float]] = {"val/psnr": [], "val/ssim": [], "val/lpips": []}
         for pair in pairs:
             _, prediction = predictor.network_space(pair.source)
-            target = network_image(pair.target, transfer, prediction.shape[2])
+            target = network_image(pair.target, colour, prediction.shape[2])
             scores["val/psnr"].append(psnr(prediction, target))
             scores["val/ssim"].append(ssim(prediction, target))
             scores["val/lpips"].append(lpips(prediction, target, perceptual))
@@ -70,13 +74,19 @@ def make_validator(pairs: Sequence[KeyframePair], transfer: str, cfg: Config, de
     return validate
 
 
-def network_image(pixels: np.ndarray, transfer: str, channels: int) -> np.ndarray:
-    """A frame as read, in network space mapped to [0, 1], keeping its first ``channels``."""
-    return to_network(pixels[..., :channels], transfer) * 0.5 + 0.5
+def network_image(pixels: np.ndarray, colour: ColourPipeline, channels: int) -> np.ndarray:
+    """A frame as read, in the working space (network values mapped to [0, 1]), keeping its first ``channels``."""
+    return colour.to_working(pixels[..., :channels])
 
 
-def _predictor(network: torch.nn.Module, transfer: str, cfg: Config, device: torch.device) -> Predictor:
-    return Predictor(network, transfer, device, cfg.render.tile, cfg.render.tile_overlap, cfg.render.blend)
+def _shown(colour: ColourPipeline, pixels: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A frame and its prediction (working space, [0, 1]) as a display shows them."""
+    channels = prediction.shape[2]
+    return colour.to_display(pixels[..., :channels]), colour.to_display(colour.from_working(prediction))
+
+
+def _predictor(network: torch.nn.Module, colour: ColourPipeline, cfg: Config, device: torch.device) -> Predictor:
+    return Predictor(network, colour, device, cfg.render.tile, cfg.render.tile_overlap, cfg.render.blend)
 
 
 def _far_from(frames: Sequence[int], keyframes: Sequence[int], count: int) -> list[int]:

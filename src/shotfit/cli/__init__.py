@@ -77,6 +77,12 @@ TrackingUriOpt = Annotated[Optional[str], typer.Option(
     "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
     help="MLflow tracking server or store (default: sqlite beside the run folder).")]
 ExperimentOpt = Annotated[str, typer.Option("--experiment", help="MLflow experiment name.")]
+OcioConfigOpt = Annotated[Optional[str], typer.Option(
+    "--ocio-config", help="OpenColorIO config file or ocio:// URI (default: $OCIO, else the built-in "
+    "ACES studio config).")]
+ColorspaceOpt = Annotated[Optional[str], typer.Option(
+    "--colorspace", help="OCIO colour space of the source and keyframes (name, alias or role; default: "
+    "scene_linear for float frames, sRGB for 8/16-bit); renders are written in it.")]
 
 
 @app.command()
@@ -95,6 +101,11 @@ def train(
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
     first: FirstOpt = None,
     last: LastOpt = None,
+    colorspace: ColorspaceOpt = None,
+    working_space: Annotated[Optional[str], typer.Option(
+        "--working-space", help="OCIO colour space the network sees (default: color_timing, ACEScct, for "
+        "float frames; the source space for 8/16-bit).")] = None,
+    ocio_config: OcioConfigOpt = None,
     no_track: NoTrackOpt = False,
     tracking_uri: TrackingUriOpt = None,
     experiment: ExperimentOpt = "shotfit",
@@ -109,6 +120,7 @@ def train(
     with user_errors(), progress_display() as progress:
         summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
                             minutes=minutes, resume=resume, masks=mask, device=device, first=first, last=last,
+                            colorspace=colorspace, working_space=working_space, ocio_config=ocio_config,
                             tracking=tracking, on_step=training_rows(progress))
     result = summary.result
     if result.stopped_by == "already done":
@@ -137,13 +149,20 @@ def render(
     mask: Annotated[Optional[str], typer.Option("--mask", help="Change the plate only inside this mask: a "
                                                 "folder or pattern of mattes, or 'alpha' for the source's "
                                                 "alpha; outside it the source is kept.")] = None,
+    colorspace: Annotated[Optional[str], typer.Option(
+        "--colorspace", help="OCIO colour space of this source, if not the training plates' (renders "
+        "are written in it).")] = None,
+    ocio_config: Annotated[Optional[str], typer.Option(
+        "--ocio-config", help="Find the run's colour spaces in this OCIO config instead of the one saved "
+        "in the run.")] = None,
 ) -> None:
     """Apply a trained run to every frame of a shot (or a range)."""
     from shotfit import api
 
     with user_errors(), progress_display() as progress:
         result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
-                            last=last, review=review, device=device, on_frame=render_rows(progress), mask=mask)
+                            last=last, review=review, device=device, colorspace=colorspace,
+                            ocio_config=ocio_config, on_frame=render_rows(progress), mask=mask)
     skipped = f", {result.skipped} already there" if result.skipped else ""
     missing = f"; {note}" if (note := result.missing_note()) else ""
     movie = f"; review movie {review}" if review is not None else ""
@@ -272,3 +291,4 @@ if __name__ == "__main__":
 
 # registers ``shotfit archs`` and ``shotfit bench archs`` on ``app`` (needs the names above)
 from shotfit.cli import bench as _bench  # noqa: E402, F401
+from shotfit.cli import colour as _colour  # noqa: E402, F401  (``shotfit colorspaces``)

@@ -8,13 +8,17 @@ data than the source (float EXR against 8-bit PNG), a mask without a keyframe or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from shotfit.errors import FrameError, quoted
-from shotfit.io import FrameExtras, Shot, Window, to_network
+from shotfit.io import FrameExtras, Shot, Window
 from shotfit.io.masks import ALPHA, alpha_mask, read_mask, unpremultiply
+
+if TYPE_CHECKING:
+    from shotfit.io import ColourPipeline
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,16 @@ def pair_keyframes(shot: Shot, keyframes: Shot, masks: Shot | str | None = None)
     return pairs
 
 
-def keyframes_to_tensors(pairs: list[KeyframePair], transfer: str, device: torch.device) -> Keyframes:
-    """Stack the pairs in network space ([-1, 1], NCHW) on ``device``; alpha is dropped."""
+def keyframes_to_tensors(pairs: list[KeyframePair], colour: ColourPipeline, device: torch.device) -> Keyframes:
+    """Stack the pairs in network space ([-1, 1], NCHW) on ``device``; alpha is dropped.
+
+    Sources and keyframes are both converted from the source space by ``colour`` (on numpy, first).
+    """
     channels = model_channels(pairs[0].source.shape[2])
 
     def stack(images: list[np.ndarray]) -> torch.Tensor:
-        batch = np.stack([image[..., :channels] for image in images]).transpose(0, 3, 1, 2)
-        return to_network(torch.from_numpy(np.ascontiguousarray(batch)), transfer).to(device)
+        batch = colour.to_network(np.stack([image[..., :channels] for image in images]))
+        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(device)
 
     masks = None
     if pairs[0].mask is not None:

@@ -1,7 +1,7 @@
 """Per-frame image metrics: PSNR, SSIM, LPIPS and high-frequency error between a prediction and its truth.
 
 Frames are numpy float arrays (H, W, C) or (H, W), display-referred in [0, 1], C = 1 or 3; scene-linear
-frames go through the colour shaper before they get here. Values are not clipped for PSNR and SSIM, so a
+frames are brought into a log working space (OCIO) before they get here. Values are not clipped for PSNR and SSIM, so a
 prediction that overshoots is scored as it is.
 """
 

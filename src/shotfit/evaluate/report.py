@@ -7,7 +7,8 @@ flow of the ground truth (``EvalReport.flow_from`` says which). Scoring the trut
 gives the floor a perfect prediction would reach.
 
 Frames are display-referred float arrays in [0, 1], (H, W) or (H, W, C) with C = 1 or 3; scene-linear
-frames go through the colour shaper first. The source may be at any scale (only its structure is used).
+shots are scored in a log view first (OCIO, scene_linear -> color_timing: ACEScg -> ACEScct). The source
+may be at any scale (only its structure is used).
 This module only computes; the CLI renders tables.
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 from shotfit.errors import FrameError, quoted
 from shotfit.evaluate.metrics import high_frequency_error, lpips, psnr, ssim
 from shotfit.evaluate.warping import flow_between, pair_warping_error
-from shotfit.io.colour import to_network, transfer_for
+from shotfit.io.colour import ColourPipeline, ColourSettings, resolve_colour
 from shotfit.io.sequence import display_path
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ def evaluate_frames(
     lpips_net: nn.Module | None = None,
     flow_preset: str = "medium",
     occlusion: str = "lai",
+    colour: ColourSettings | None = None,
 ) -> EvalReport:
     """Score a prediction against its ground truth, frame by frame and over time.
 
@@ -162,14 +164,16 @@ def evaluate_frames(
         pred: the prediction: a shot (``.frames`` and ``.read(frame)``, e.g. ``shotfit.io.open_shot``), a
             mapping frame -> array or an iterable of (frame, array); arrays (H, W) or (H, W, C), C = 1 or 3,
             display-referred floats in [0, 1]. A shot's frames are shaped for you: scene-linear (float)
-            shots go through the colour shaper to [0, 1] (``(to_network(x, "acescct") + 1) / 2``), and
-            alpha is dropped.
+            shots are scored in the working space of ``colour`` (a log encoding), and alpha is dropped.
         truth: the ground truth, same kinds and shapes; None to measure only the prediction's warping
             error (then a source is needed for the flow).
         source: the plate the prediction was made from, any scale, same (H, W); its flow drives the warping
             error. Without it the flow comes from the ground truth.
         lpips_net: an LPIPS module (``shotfit.losses.lpips.load_lpips()``); None skips LPIPS.
         flow_preset, occlusion: passed to :func:`shotfit.evaluate.warping.flow_between`.
+        colour: how float shots are brought to [0, 1]: their source space and the working space they
+            are scored in; default ``resolve_colour(format)`` (the OCIO config's scene_linear ->
+            color_timing, ACEScg -> ACEScct). Integer shots are scored as they are.
 
     Returns:
         An :class:`EvalReport`.
@@ -179,18 +183,18 @@ def evaluate_frames(
             [0, 1], or one of prediction and truth is scene-linear and the other not (one line naming the
             frame or shot).
     """
-    pred_frames = _FrameAccess(pred, "prediction")
-    truth_frames = None if truth is None else _FrameAccess(truth, "ground truth")
-    source_frames = None if source is None else _FrameAccess(source, "source")
+    pred_frames = _FrameAccess(pred, "prediction", colour)
+    truth_frames = None if truth is None else _FrameAccess(truth, "ground truth", colour)
+    source_frames = None if source is None else _FrameAccess(source, "source", colour)
     if truth_frames is None and source_frames is None:
         raise ValueError("evaluate_frames needs a ground truth or a source to compute the flow from")
     flow_from = "source" if source_frames is not None else "truth"
     if not pred_frames.numbers:
         raise FrameError(f"{pred_frames.name} has no frames to evaluate")
-    if truth_frames is not None and truth_frames.transfer != pred_frames.transfer:
-        kinds = {"none": "display-referred", "acescct": "scene-linear"}
-        raise FrameError(f"{pred_frames.name} is {kinds.get(pred_frames.transfer, pred_frames.transfer)} but "
-                         f"{truth_frames.name} is {kinds.get(truth_frames.transfer, truth_frames.transfer)}; "
+    if truth_frames is not None and truth_frames.scene_linear != pred_frames.scene_linear:
+        kinds = {False: "display-referred", True: "scene-linear"}
+        raise FrameError(f"{pred_frames.name} is {kinds[pred_frames.scene_linear]} but "
+                         f"{truth_frames.name} is {kinds[truth_frames.scene_linear]}; "
                          "compare frames of the same kind")
     for other in (truth_frames, source_frames):
         if other is not None:
@@ -228,24 +232,25 @@ def evaluate_frames(
 class _FrameAccess:
     """One input's frames behind a single interface: sorted numbers, lazy checked reads, names for messages.
 
-    Frames of a shot are brought to [0, 1] as the network sees them: scene-linear (float) shots through the
-    colour shaper, ``(to_network(x, "acescct") + 1) / 2``; an alpha channel is dropped (not scored).
-    Arrays given directly are used as they are.
+    Frames of a shot are brought to [0, 1] as the network sees them: scene-linear (float) shots into the
+    working space of ``colour`` (default: the OCIO config's color_timing role, ACEScct); an alpha channel
+    is dropped (not scored). Arrays given directly are used as they are.
     """
 
-    def __init__(self, frames: Frames, label: str) -> None:
+    def __init__(self, frames: Frames, label: str, colour: ColourSettings | None = None) -> None:
         self.label = label
         self._arrays: dict[int, np.ndarray] = {}
         if hasattr(frames, "frames") and hasattr(frames, "read"):
             self._shot = frames
             self.numbers = sorted(int(f) for f in frames.frames)
             fmt = getattr(frames, "format", None) if self.numbers else None
-            self.transfer = transfer_for(fmt) if fmt is not None else "none"
+            self.scene_linear = fmt is not None and fmt.is_float
+            self.colour = ColourPipeline(colour or resolve_colour(fmt)) if self.scene_linear else None
             path = getattr(frames, "path", None)
             self.name = f"the {label} {quoted(display_path(Path(path)))}" if path is not None else f"the {label}"
         else:
             self._shot = None
-            self.transfer = "none"
+            self.scene_linear, self.colour = False, None
             self.name = f"the {label}"
             for number, array in frames.items() if isinstance(frames, Mapping) else frames:
                 if int(number) in self._arrays:
@@ -274,8 +279,8 @@ class _FrameAccess:
             array = np.asarray(self._shot.read(frame))
             if array.ndim == 3 and array.shape[2] == 4:
                 array = array[..., :3]
-            if self.transfer != "none":
-                array = (to_network(array.astype(np.float32, copy=False), self.transfer) + 1.0) * 0.5
+            if self.colour is not None:
+                array = self.colour.to_working(array)
         if array.ndim not in (2, 3):
             raise FrameError(f"{self.where(frame)} has shape {array.shape}, expected (H, W) or (H, W, C)")
         if check_range:
@@ -284,7 +289,7 @@ class _FrameAccess:
                 raise FrameError(f"{self.where(frame)} has NaN or infinite values")
             if low < _DISPLAY_RANGE[0] or high > _DISPLAY_RANGE[1]:
                 raise FrameError(f"{self.where(frame)} has values in [{low:.3g}, {high:.3g}]; evaluation needs "
-                                 f"display-referred frames in [0, 1] (map scene-linear frames through the shaper)")
+                                 f"display-referred frames in [0, 1] (map scene-linear frames into a log space first)")
         return array
 
 

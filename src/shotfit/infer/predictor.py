@@ -1,4 +1,4 @@
-"""Applying a trained network to whole frames: colour encoding, tiling, alpha pass-through."""
+"""Applying a trained network to whole frames: colour conversion, tiling, alpha pass-through."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from shotfit.data.keyframes import model_channels
 from shotfit.engine.run_folder import RunFolder, load_state
 from shotfit.errors import RunError, quoted
 from shotfit.infer.tiling import default_overlap, tiled_forward
-from shotfit.io import from_network, to_network
+from shotfit.io import ColourPipeline
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,15 @@ class Predictor:
 
     Args:
         network: The trained image-to-image network, (B, C, H, W) in [-1, 1].
-        transfer: How frames map to network space (see ``shotfit.io.to_network``).
+        colour: How frames map to network values and back (OCIO, on numpy, before and after the
+            network; see :class:`shotfit.io.ColourPipeline`).
         device: Where the network runs.
         tile, tile_overlap, blend: Tiling of frames larger than ``tile`` (see ``tiled_forward``);
             an unset overlap is the network's reach, so tiles match the whole frame.
     """
 
     network: nn.Module
-    transfer: str
+    colour: ColourPipeline
     device: torch.device
     tile: int = 1024
     tile_overlap: int | None = None
@@ -53,7 +54,7 @@ class Predictor:
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """Shape: (H, W, C) float32 -> (H, W, C) float32; an alpha channel is passed through untouched."""
         _, y = self._forward(pixels)
-        out = from_network(y, self.transfer)[0].permute(1, 2, 0).float().cpu().numpy()
+        out = self.colour.from_network(y[0].permute(1, 2, 0).float().cpu().numpy())
         channels = y.shape[1]
         if pixels.shape[2] > channels:
             out = np.concatenate([out, pixels[..., channels:]], axis=2)
@@ -71,8 +72,8 @@ class Predictor:
 
     def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         channels = model_channels(pixels.shape[2])
-        x = torch.from_numpy(np.ascontiguousarray(pixels[..., :channels].transpose(2, 0, 1)))[None]
-        x = to_network(x.to(self.device), self.transfer)
+        values = self.colour.to_network(pixels[..., :channels])
+        x = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None].to(self.device)
         return x, tiled_forward(self.network, x, self.tile, self.tile_overlap, self.blend)
 
 

@@ -104,10 +104,12 @@ def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterabl
     return RenderResult(rendered, len(todo) - len(pending), seconds, out_dir, tuple(missing), tuple(wanted))
 
 
-def write_review(shot: Shot, result: RenderResult, path: Path, fps: float | None = None) -> int:
+def write_review(shot: Shot, result: RenderResult, path: Path, fps: float | None = None,
+                 display: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
     """An H.264 MP4 of a render's frames (every frame whose output exists, skipped ones too), in order.
 
-    Each frame goes through ``review_frame`` (display-referred [0, 1] RGB in the display window).
+    Each frame goes through ``review_frame`` (display-referred [0, 1] RGB in the display window;
+    ``display`` maps values to the display, e.g. ``ColourPipeline.to_display``).
     ``fps``: default the source's (a video's rate, an EXR's ``framesPerSecond``, a DPX's
     ``dpx:FrameRate``), else 24. Returns the number of frames written.
     """
@@ -116,7 +118,7 @@ def write_review(shot: Shot, result: RenderResult, path: Path, fps: float | None
     def frames() -> Iterator[np.ndarray]:  # one at a time: a long 4K shot does not fit in memory
         for frame in result.frames:
             pixels, fmt, extras = read_with_extras(result.out_dir / shot.output_name(frame))
-            yield review_frame(pixels, fmt, extras)
+            yield review_frame(pixels, fmt, extras, display)
 
     if fps is None and result.frames:
         fps = shot.fps or _frame_rate(read_with_extras(result.out_dir / shot.output_name(result.frames[0]))[2])

@@ -1,120 +1,238 @@
-"""The colour shaper: maps frame values to the [-1, 1] the network sees, and back, exactly.
+"""Colour management: from the plates' colour space to the values the network sees, and back, exactly.
 
-Two transfers, chosen by the data (see :func:`transfer_for`):
+Three spaces matter, all named in an OpenColorIO config (OCIO's built-in ACES studio config unless
+``--ocio-config`` or ``$OCIO`` names a studio's own):
 
-- ``"none"``: display-referred integer data in [0, 1]: ``y = 2x - 1``.
-- ``"acescct"``: scene-linear float data goes through the ACEScct log curve first (transfer function
-  only, no gamut conversion; Academy S-2016-001), then ``y = 2v - 1``. Linear 0.18 lands at v = 0.41
-  and v reaches 1.0 only at linear ~222, so highlights above 1.0 keep their detail instead of being
-  clipped or crowding the top of the range.
+- the **source** space: what the plates and keyframes are in, and what renders are written in;
+- the **working** space: what the network sees, mapped to [-1, 1] (``2 * working - 1``);
+- a **display** and view, only to look at frames (contact sheets, review movies).
 
-Both functions take numpy arrays (any float dtype, kept) or torch tensors (dtype, device and
-autograd kept; torch is never imported here, so ``shotfit.io`` works without it).
+Defaults follow the data (:func:`resolve_colour`): float frames (EXR, float TIFF) are scene-linear
+(the config's ``scene_linear`` role, ACEScg) and train in the ``color_timing`` role (ACEScct), a log
+encoding where linear 0.18 sits at 0.41 and 1.0 is reached only at linear ~222, so highlights keep
+their detail. Integer frames are sRGB (the ``texture_paint`` role) and train as they are: they are
+already perceptually even and hold no highlights above 1.0.
+
+Only numpy here (no torch), so ``shotfit.io`` works on machines without PyTorch.
 """
 
 from __future__ import annotations
 
-import math
-import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from shotfit.io.formats import HALF_MAX, PixelFormat
-from shotfit.registry import Registry
-
-# ACEScct (S-2016-001): a straight line below X_BRK joined to a pure log2 curve above it.
-ACESCCT_A = 10.5402377416545
-ACESCCT_B = 0.0729055341958355
-ACESCCT_X_BRK = 0.0078125  # linear 2**-7
-ACESCCT_Y_BRK = 0.155251141552511  # (log2(X_BRK) + 9.72) / 17.52
-# Above this code the inverse saturates at the largest half float, as the specification does.
-ACESCCT_MAX_CODE = (math.log2(HALF_MAX) + 9.72) / 17.52
+from shotfit.errors import RunError
+from shotfit.io import ocio
+from shotfit.io.formats import PixelFormat
+from shotfit.io.ocio import AUTO, BUILTIN_CONFIG
 
 
 @dataclass(frozen=True)
-class Transfer:
-    """A pair of element-wise functions between frame values and [0, 1]-ish codes."""
+class ColourSettings:
+    """How a run's frames are colour managed; saved in run.json so a render matches its training.
 
-    encode: Callable[[Any], Any]
-    decode: Callable[[Any], Any]
+    Attributes:
+        config: The OCIO config: a pinned built-in URI (``ocio://studio-config-v5.0.0_...``) or an
+            absolute file path.
+        source: Canonical name of the space of the plates, keyframes and rendered frames.
+        working: Canonical name of the space the network sees.
+    """
 
+    config: str
+    source: str
+    working: str
 
-TRANSFERS: Registry[Transfer] = Registry("colour transfer")
+    def to_dict(self) -> dict[str, str]:
+        return {"config": self.config, "source": self.source, "working": self.working}
 
-
-def _identity(x: Any) -> Any:
-    return x
-
-
-def linear_to_acescct(x: Any) -> Any:
-    """Scene-linear -> ACEScct code value (about -0.07 at linear -0.014, 0.41 at 0.18, 1.0 at ~222)."""
-    lib = _library(x)
-    # Clamped before log2 so that the branch where() discards is never log2(<= 0): no NaN gradients.
-    log_part = (lib.log2(x.clip(min=ACESCCT_X_BRK)) + 9.72) / 17.52
-    return lib.where(x <= ACESCCT_X_BRK, ACESCCT_A * x + ACESCCT_B, log_part)
-
-
-def acescct_to_linear(v: Any) -> Any:
-    """ACEScct code value -> scene-linear; exact inverse of :func:`linear_to_acescct` up to 65504."""
-    lib = _library(v)
-    # Clipped again after exp2: float32 rounding would otherwise land just above 65504.
-    log_part = lib.exp2(v.clip(min=ACESCCT_Y_BRK, max=ACESCCT_MAX_CODE) * 17.52 - 9.72).clip(max=HALF_MAX)
-    return lib.where(v <= ACESCCT_Y_BRK, (v - ACESCCT_B) / ACESCCT_A, log_part)
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "colour settings") -> ColourSettings:
+        """The settings as saved by :meth:`to_dict`; anything else is a one-line RunError."""
+        keys = ("config", "source", "working")
+        if not isinstance(data, Mapping) or not all(isinstance(data.get(k), str) and data[k] for k in keys):
+            raise RunError(f"{where} holds no valid colour settings (needs {', '.join(keys)}), got {data!r}")
+        return cls(data["config"], data["source"], data["working"])
 
 
-TRANSFERS.register("none")(Transfer(_identity, _identity))
-TRANSFERS.register("acescct")(Transfer(linear_to_acescct, acescct_to_linear))
-
-
-def transfer_for(fmt: PixelFormat) -> str:
-    """The transfer a format's data needs: ``"acescct"`` for float (scene-linear) data, else ``"none"``."""
-    return "acescct" if fmt.is_float else "none"
-
-
-def to_network(x: Any, transfer: str) -> Any:
-    """Frame values -> network values.
+def resolve_colour(fmt: PixelFormat, colorspace: str | None = None, working: str | None = None,
+                   ocio_config: str | Path | None = None) -> ColourSettings:
+    """The colour settings for frames of format ``fmt``, every name made canonical.
 
     Args:
-        x: numpy array (floating dtype) or torch tensor, any shape. ``"none"``: [0, 1];
-            ``"acescct"``: scene-linear, any finite value.
-        transfer: ``"none"`` or ``"acescct"``.
+        fmt: The source's pixel format; float data defaults to scene-linear, integer data to sRGB.
+        colorspace: Source space (name, alias or role); None, "" or "auto": the config's
+            ``scene_linear`` role for float data, ``texture_paint`` for integer data.
+        working: Working space; None, "" or "auto": the ``color_timing`` role for float data, the
+            source space itself (no conversion) for integer data.
+        ocio_config: A config file or built-in URI; default ``$OCIO``, else the built-in studio config.
 
-    Returns:
-        Same type, shape and dtype. [-1, 1] for in-range data (``"acescct"``: linear -0.0069 .. ~222;
-        brighter or darker values map beyond, they are not clipped).
+    Raises:
+        ConfigError: an unknown config, space or role (one line, with the closest names).
+
+    Example:
+        >>> resolve_colour(PixelFormat(".exr", "half", 3))  # doctest: +ELLIPSIS
+        ColourSettings(config='ocio://studio-config-v...', source='ACEScg', working='ACEScct')
     """
-    encode = TRANSFERS.get(transfer).encode
-    _check_float(x)
-    return encode(x) * 2.0 - 1.0
+    config = ocio.resolve_config(ocio_config)
+    kind = "float" if fmt.is_float else "integer"
+    if _is_auto(colorspace):
+        source = ocio.role_space(config, "scene_linear" if fmt.is_float else "texture_paint", f"{kind} source")
+    else:
+        source = ocio.canonical_space(config, str(colorspace), "source")
+    if not _is_auto(working):
+        target = ocio.canonical_space(config, str(working), "working")
+    elif fmt.is_float:
+        target = ocio.role_space(config, "color_timing", "working")
+    else:
+        target = source
+    return ColourSettings(config, source, target)
 
 
-def from_network(y: Any, transfer: str) -> Any:
-    """Network values -> frame values; ``from_network(to_network(x, t), t) == x`` to float precision.
+def override_colour(settings: ColourSettings, colorspace: str | None = None,
+                    ocio_config: str | Path | None = None) -> ColourSettings:
+    """A run's settings with another source space or config (a render's ``--colorspace`` and
+    ``--ocio-config``); the working space stays the run's, looked up in the new config."""
+    config = settings.config if _is_auto(ocio_config) else ocio.resolve_config(ocio_config)
+    source = settings.source if _is_auto(colorspace) else str(colorspace)
+    return ColourSettings(config, ocio.canonical_space(config, source, "source"),
+                          ocio.canonical_space(config, settings.working, "working"))
 
-    Args:
-        y: numpy array (floating dtype) or torch tensor, any shape, nominally in [-1, 1].
-        transfer: ``"none"`` or ``"acescct"``.
 
-    Returns:
-        Same type, shape and dtype: [0, 1] for ``"none"`` (not clipped here; writing clips),
-        scene-linear for ``"acescct"`` (at most 65504).
+def colour_of_run(info: Mapping[str, Any], where: str = "run.json") -> ColourSettings:
+    """The colour settings a run was trained with, from its run.json.
+
+    Runs made before colour management hold ``"transfer"`` instead: ``"none"`` (integer data, no
+    conversion) or ``"acescct"`` (the ACEScct curve on ACEScg values), which the built-in config
+    reproduces to float precision.
     """
-    decode = TRANSFERS.get(transfer).decode
-    _check_float(y)
-    return decode((y + 1.0) * 0.5)
+    if "colour" in info:
+        return ColourSettings.from_dict(info["colour"], where)
+    config = ocio.resolve_config(BUILTIN_CONFIG)
+    transfer = info.get("transfer")
+    if transfer == "acescct":
+        return ColourSettings(config, "ACEScg", "ACEScct")
+    if transfer == "none":
+        srgb = ocio.role_space(config, "texture_paint", "integer source")
+        return ColourSettings(config, srgb, srgb)
+    raise RunError(f"{where} says neither how colour was handled ('colour') nor the older 'transfer' "
+                   f"(found {transfer!r})")
 
 
-def _library(x: Any) -> Any:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):
-        return torch
-    return np
+@dataclass(frozen=True)
+class ColourPipeline:
+    """Converts frames between the source, working and display spaces of ``settings``.
+
+    Every method takes numpy float arrays (H, W, C) or (N, H, W, C) with C in {1, 3, 4} and returns a
+    new float32 array of the same shape; the input is never changed. RGB goes through OCIO; alpha
+    (C = 4) is passed through untouched; a grey frame (C = 1) is converted as the neutral R = G = B and
+    the mean of the three results kept (exact for curve-only conversions, and neutrals stay neutral
+    through the configs' white-balanced gamut changes).
+
+    Constructing one loads the config and its processors, so a missing config or an unknown space
+    fails here, before any work. It holds only its settings, so it pickles.
+    """
+
+    settings: ColourSettings
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        ocio.canonical_space(s.config, s.source, "source")
+        ocio.canonical_space(s.config, s.working, "working")
+        ocio.conversion(s.config, s.source, s.working)
+        ocio.conversion(s.config, s.working, s.source)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the network sees the source values themselves (integer data by default)."""
+        return ocio.conversion(self.settings.config, self.settings.source, self.settings.working) is None
+
+    def to_working(self, pixels: np.ndarray) -> np.ndarray:
+        """Source values -> working values (ACEScct: about [0.07, 1.0] for linear [0, 222])."""
+        s = self.settings
+        return _apply(ocio.conversion(s.config, s.source, s.working), pixels)
+
+    def from_working(self, values: np.ndarray) -> np.ndarray:
+        """Working values -> source values; the exact inverse of :meth:`to_working` to float precision."""
+        s = self.settings
+        return _apply(ocio.conversion(s.config, s.working, s.source), values)
+
+    def to_network(self, pixels: np.ndarray) -> np.ndarray:
+        """Source values -> what the network sees: ``2 * working - 1``, [-1, 1] for in-range data
+        (not clipped). Alpha, if present, is carried unchanged (the network never sees it)."""
+        return _affine(self.to_working(pixels), 2.0, -1.0)
+
+    def from_network(self, values: np.ndarray) -> np.ndarray:
+        """Network values (nominally [-1, 1]) -> source values; ``from_network(to_network(x)) == x``
+        to float precision. Not clipped here (writing an integer file clips)."""
+        return self.from_working(_affine(values, 0.5, 0.0, before=1.0))
+
+    def to_display(self, pixels: np.ndarray, display: str | None = None, view: str | None = None) -> np.ndarray:
+        """Source values -> display-referred values in [0, 1] (clipped; alpha untouched), for previews
+        and review movies.
+
+        Args:
+            display: An OCIO display (default ``sRGB - Display``, else the config's default).
+            view: One of its views (default: the display's default view, e.g. the ACES SDR output).
+
+        Scene-referred sources (linear, log) go through the view; sources whose values are already
+        display-ready (sRGB, Rec.709 video) are converted colorimetrically, with no tone mapping;
+        ``data`` spaces, and every space of a config without displays, are only clipped.
+        """
+        s = self.settings
+        chosen = ocio.display_and_view(s.config, display, view)
+        if chosen is None or ocio.encoding(s.config, s.source) == "data":
+            processor = None  # nothing to show it through: the values themselves, clipped
+        else:
+            processor = ocio.display_conversion(s.config, s.source, *chosen)
+        out = _apply(processor, pixels)
+        colour = out if out.shape[-1] != 4 else out[..., :3]
+        np.clip(colour, 0.0, 1.0, out=colour)
+        return out
 
 
-def _check_float(x: Any) -> None:
-    dtype = getattr(x, "dtype", None)
-    floating = x.is_floating_point() if _library(x) is not np else np.issubdtype(dtype, np.floating)
-    if not floating:
-        raise TypeError(f"expected a floating-point array or tensor, got {type(x).__name__} of dtype {dtype}")
+def _is_auto(value: str | Path | None) -> bool:
+    return value is None or str(value).strip().lower() in AUTO
+
+
+def _apply(processor: Any, pixels: np.ndarray) -> np.ndarray:
+    """Run an OCIO CPU processor (None: no change) over the colour channels of a copy of ``pixels``."""
+    out = _float32_copy(pixels)
+    if processor is None or out.size == 0:
+        return out
+    if out.shape[-1] == 1:
+        rgb = np.repeat(out.reshape(-1, 1), 3, axis=1)
+        processor.applyRGB(rgb)
+        # in float64, so that three equal results average to exactly themselves
+        out[...] = rgb.mean(axis=1, dtype=np.float64).reshape(out.shape)
+    elif out.shape[-1] == 3:
+        processor.applyRGB(out.reshape(-1, 3))  # a view of the contiguous copy: converted in place
+    else:
+        rgb = np.ascontiguousarray(out[..., :3]).reshape(-1, 3)
+        processor.applyRGB(rgb)
+        out[..., :3] = rgb.reshape(*out.shape[:-1], 3)
+    return out
+
+
+def _affine(values: np.ndarray, scale: float, offset: float, before: float = 0.0) -> np.ndarray:
+    """``(values + before) * scale + offset`` on the colour channels, in float32; alpha untouched."""
+    out = _float32_copy(values)
+    colour = out if out.shape[-1] != 4 else out[..., :3]
+    if before:
+        colour += np.float32(before)
+    colour *= np.float32(scale)
+    if offset:
+        colour += np.float32(offset)
+    return out
+
+
+def _float32_copy(pixels: np.ndarray) -> np.ndarray:
+    array = np.asarray(pixels)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"expected a floating-point array, got dtype {array.dtype}")
+    if array.ndim not in (3, 4) or array.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"expected (H, W, C) or (N, H, W, C) with C in 1, 3, 4; got shape {array.shape}")
+    return np.array(array, dtype=np.float32, order="C", copy=True)

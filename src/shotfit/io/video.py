@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -180,15 +180,19 @@ class _Decoder:
         self._container.close()
 
 
-def review_frame(pixels: np.ndarray, fmt: PixelFormat, extras: FrameExtras | None = None) -> np.ndarray:
+def review_frame(pixels: np.ndarray, fmt: PixelFormat, extras: FrameExtras | None = None,
+                 display: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """A rendered frame as the review movie shows it: display-referred RGB, float32 (H, W, 3) in [0, 1].
 
-    Integer frames are display-referred already; scene-linear (float) frames are clipped to [0, 1]
-    for now, the place for a display transform. An EXR is shown in its display window (overscan
-    cropped, a smaller data window placed over black); grey becomes RGB, alpha is dropped.
+    ``display`` maps the frame's values to the display (``ColourPipeline.to_display``: scene-linear
+    frames go through the OCIO view); without it the values are only clipped to [0, 1]. An EXR is
+    shown in its display window (overscan cropped, a smaller data window placed over black); grey
+    becomes RGB, alpha is dropped.
     """
     if extras is not None and extras.data_window is not None and extras.display_window is not None:
         pixels = to_display_window(pixels, extras.data_window, extras.display_window)
+    if display is not None:
+        pixels = display(pixels)
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
     return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
 
