@@ -4,28 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shotfit.config import RenderConfig
-from shotfit.data.keyframes import model_channels
-from shotfit.engine.device import configure_threads, pick_device
 from shotfit.engine.run_folder import RunFolder, write_json
-from shotfit.errors import FrameError, quoted
-from shotfit.evaluate import EvalReport, evaluate_frames
+from shotfit.errors import ConfigError, FrameError, ShotfitError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
-from shotfit.infer.predictor import Predictor, load_network
 from shotfit.infer.render import FrameDone, RenderResult, render_shot
 from shotfit.io import open_shot, parse_frame_range, transfer_for
-from shotfit.losses import load_lpips
+
+if TYPE_CHECKING:
+    from shotfit.evaluate import EvalReport
+
+# PyTorch is imported inside the functions that need it: --engine onnxruntime renders without it.
+ENGINES = ("torch", "onnxruntime")
 
 
-def render(run: str | Path, source: str | Path, out: str | Path, *, tile: int | None = None,
+def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile: int | None = None,
            tile_overlap: int | None = None, frames: str | Sequence[int] | None = None,
-           device: str = "auto", on_frame: Callable[[FrameDone], None] | None = None) -> RenderResult:
+           device: str = "auto", on_frame: Callable[[FrameDone], None] | None = None,
+           engine: str = "torch", model: str | Path | None = None) -> RenderResult:
     """Render ``source`` through the network of the run folder ``run`` into ``out``.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
     frames were encoded for training. Frames already in ``out`` are skipped.
+
+    ``engine="onnxruntime"`` renders through an ONNX file made by ``shotfit export`` instead
+    (``model``, default ``RUN/model.onnx``; then ``run`` may be None), without importing PyTorch;
+    see :func:`shotfit.api.onnx_rendering.render_onnx`.
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown render engine {engine!r} (known: {', '.join(ENGINES)})")
+    if engine == "onnxruntime":
+        from shotfit.api.onnx_rendering import render_onnx
+
+        return render_onnx(run, source, out, model=model, tile=tile, tile_overlap=tile_overlap, frames=frames,
+                           on_frame=on_frame)
+    if run is None or model is not None:
+        raise ConfigError("the torch engine renders a run folder (--run); an exported --model needs "
+                          "--engine onnxruntime")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render a file made by "
+                           "'shotfit export --format onnx' with --engine onnxruntime") from None
+    from shotfit.data.keyframes import model_channels
+    from shotfit.engine.device import configure_threads, pick_device
+    from shotfit.infer.predictor import Predictor, load_network
+
     run_folder = RunFolder(run)
     cfg = run_folder.read_config()
     info = run_folder.read_info()
@@ -64,6 +90,9 @@ def evaluate(pred: str | Path, truth: str | Path, *, source: str | Path | None =
         json_path: Also write every number as JSON there.
         held_out: Frames nobody fixed; their means are reported as the subset "held_out".
     """
+    from shotfit.evaluate import evaluate_frames
+    from shotfit.losses import load_lpips
+
     report = evaluate_frames(open_shot(pred), open_shot(truth),
                              None if source is None else open_shot(source), lpips_net=load_lpips())
     if json_path is not None:

@@ -1,4 +1,7 @@
-"""Rendering a shot: every frame (or a range) through the predictor, resumable and atomic."""
+"""Rendering a shot: every frame (or a range) through a predictor, resumable and atomic.
+
+Any predictor will do (a PyTorch network's, an onnxruntime session's), so this module imports no torch.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shotfit.infer.predictor import Predictor
+import numpy as np
+
 from shotfit.io import PixelFormat, Shot, write_image
 
 log = logging.getLogger(__name__)
+
+# a frame as read, float32 (H, W, C) -> the edited frame, same space and shape
+FramePredictor = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,13 @@ class RenderResult:
     out_dir: Path
 
 
-def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterable[int] | None = None,
+def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: Iterable[int] | None = None,
                 fmt: PixelFormat | None = None, on_frame: Callable[[FrameDone], None] | None = None
                 ) -> RenderResult:
     """Render ``frames`` of ``shot`` (default: all) into ``out_dir``.
 
+    ``predictor`` maps a frame as read, float32 (H, W, C), to the edited frame in the same value
+    space and shape (:class:`shotfit.infer.predictor.Predictor` for a run's PyTorch network).
     Output files keep the source's names, frame numbers and padding, and by default its format and
     bit depth. A frame whose output already exists is skipped, so an interrupted render resumes where
     it stopped; each frame is written atomically, so a file that exists is always whole.
