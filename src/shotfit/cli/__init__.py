@@ -152,7 +152,7 @@ def export_model(
     with user_errors():
         result = api.export(run, fmt, out, tolerance=tolerance)
     console.print(f"wrote {result.path} ({result.format}); it matches the PyTorch network to "
-                  f"{result.max_difference:.1e} on {result.checked}", highlight=False, markup=False)
+                  f"{result.max_difference:.1e} on {result.checked}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("eval")

@@ -78,9 +78,10 @@ class ModelInfo:
                 raise RunError(f"{quoted(path)} was not made by 'shotfit export' (no {PREFIX}{key} in its "
                                "metadata)") from None
 
+        version = get("version")  # first: a file without it is someone else's, not a damaged one of ours
         try:
             max_tile = get("max_tile")
-            return cls(version=get("version"), arch=get("arch"), channels=int(get("channels")),
+            return cls(version=version, arch=get("arch"), channels=int(get("channels")),
                        colour=json.loads(get("colour")), size_multiple=int(get("size_multiple")),
                        tile_overlap=int(get("tile_overlap")), max_tile=int(max_tile) if max_tile else None,
                        tile=int(get("tile")), blend=get("blend"))
