@@ -37,6 +37,7 @@ def test_export_then_render_through_onnx(shot: Path):
     assert shots.read_png(Path("render/plate.1003.png")).shape == (shots.HEIGHT, shots.WIDTH, 3)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit / the TorchScript-based ONNX exporter
 def test_export_torchscript_to_the_run_folder_by_default(shot: Path):
     result = succeeds("export", "--run", "run", "--format", "torchscript")
     assert result.stdout.startswith("wrote run/model.torchscript.pt (torchscript)")
@@ -106,6 +107,7 @@ def test_truncated_onnx_file(shot: Path):
     assert_unchanged(before, shot)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit / the TorchScript-based ONNX exporter
 def test_onnx_file_not_made_by_shotfit(shot: Path):
     torch.onnx.export(torch.nn.Conv2d(3, 3, 1), (torch.zeros(1, 3, 8, 8),), "foreign.onnx", dynamo=False)
     before = snapshot(shot)

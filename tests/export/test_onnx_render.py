@@ -4,6 +4,7 @@ whole or in tiles, on a machine where PyTorch cannot even be imported."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
 
 
 def frames_of(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: read_image(p) for p in sorted(folder.iterdir())}
+    return {p.name: read_image(p)[0] for p in sorted(folder.iterdir())}
 
 
 def largest_difference(a: Path, b: Path) -> float:
@@ -58,10 +59,12 @@ def test_onnx_render_equals_the_pytorch_render(exported, tmp_path):
     assert largest_difference(tmp_path / "onnx", source) > 0.05
 
 
-def test_tiled_onnx_render_equals_the_whole_frame_and_the_tiled_pytorch_render(exported, tmp_path):
+def test_tiled_onnx_render_equals_the_whole_frame_and_the_tiled_pytorch_render(exported, tmp_path, caplog):
     run, _, wide = exported
     api.render(None, wide, tmp_path / "whole", engine="onnxruntime", model=run / "model.onnx")
-    api.render(None, wide, tmp_path / "tiled", engine="onnxruntime", model=run / "model.onnx", tile=128)
+    with caplog.at_level(logging.DEBUG, logger="shotfit.infer.tile_plan"):
+        api.render(None, wide, tmp_path / "tiled", engine="onnxruntime", model=run / "model.onnx", tile=128)
+    assert "200x48 frame in 2x1 tiles, overlap 64" in caplog.text  # it really was tiled, at the file's overlap
     render_tiny(run, wide, tmp_path / "torch_tiled", tile=128)
     assert largest_difference(tmp_path / "whole", tmp_path / "tiled") <= 1e-3  # README's promise for tiles
     assert largest_difference(tmp_path / "torch_tiled", tmp_path / "tiled") <= CODE16

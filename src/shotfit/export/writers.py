@@ -47,7 +47,7 @@ def write_torchscript(model: UnitRange, info: ModelInfo, path: Path) -> None:
     """Script ``model`` (control flow kept, so any frame size works) and save it with ``shotfit.json`` inside."""
     with _exporter_notes_hidden():
         scripted = torch.jit.script(model)
-    torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_METADATA: info.to_json()})
+        torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_METADATA: info.to_json()})
 
 
 def write_onnx(model: UnitRange, info: ModelInfo, path: Path) -> None:
@@ -77,7 +77,8 @@ def load_exported(path: Path, fmt: str) -> tuple[object, ModelInfo]:
         model = OnnxModel(path, threads=torch.get_num_threads())
         return model, model.info
     extra = {TORCHSCRIPT_METADATA: ""}
-    scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with _exporter_notes_hidden():
+        scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -114,7 +114,6 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
     cols = _tile_spans(width, tile, overlap, multiple)
     row_weights = _span_weights(rows, blend)
     col_weights = _span_weights(cols, blend)
-    log.debug("%dx%d frame in %dx%d tiles, overlap %d", width, height, len(cols), len(rows), overlap)
     return TilePlan(height, width, rows, cols, row_weights, col_weights,
                     _summed(rows, row_weights, height), _summed(cols, col_weights, width))
 
@@ -140,6 +139,8 @@ def tiled_apply(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tile: in
     if height <= tile and width <= tile:
         return run(x)
     plan = plan_tiles(height, width, tile, overlap, multiple, blend)
+    log.debug("tiled_apply: %dx%d frame in %dx%d tiles, overlap %d", width, height, len(plan.cols), len(plan.rows),
+              overlap)
     out: np.ndarray | None = None
     for (top, bottom), (left, right), weight in plan.tiles():
         result = run(np.ascontiguousarray(x[:, :, top:bottom, left:right]))

@@ -78,6 +78,8 @@ def tiled_forward(
         if height <= tile and width <= tile:
             return net(x)
         plan = plan_tiles(height, width, tile, overlap, multiple, blend)
+        log.debug("tiled_forward: %dx%d frame in %dx%d tiles, overlap %d", width, height, len(plan.cols),
+                  len(plan.rows), overlap)
         out: Tensor | None = None
         for (top, bottom), (left, right), weight in plan.tiles():
             result = net(x[:, :, top:bottom, left:right])
