@@ -64,7 +64,7 @@ def test_tiled_onnx_render_equals_the_whole_frame_and_the_tiled_pytorch_render(e
     api.render(None, wide, tmp_path / "whole", engine="onnxruntime", model=run / "model.onnx")
     with caplog.at_level(logging.DEBUG, logger="shotfit.infer.tile_plan"):
         api.render(None, wide, tmp_path / "tiled", engine="onnxruntime", model=run / "model.onnx", tile=128)
-    assert "200x48 frame in 2x1 tiles, overlap 64" in caplog.text  # it really was tiled, at the file's overlap
+    assert "200x48 frame in 3x1 tiles, overlap 64" in caplog.text  # it really was tiled, at the file's overlap
     render_tiny(run, wide, tmp_path / "torch_tiled", tile=128)
     assert largest_difference(tmp_path / "whole", tmp_path / "tiled") <= 1e-3  # README's promise for tiles
     assert largest_difference(tmp_path / "torch_tiled", tmp_path / "tiled") <= CODE16
