@@ -28,3 +28,7 @@ class RunError(ShotfitError):
 def quoted(path: str | Path) -> str:
     """A path as it appears in messages: ``'plate/0042.png'``."""
     return f"'{path}'"
+
+
+class ExportError(ShotfitError):
+    """An exported model does not reproduce the PyTorch network (nothing is written)."""

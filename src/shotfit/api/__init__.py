@@ -9,11 +9,37 @@ Example:
     >>> api.render("runs/beauty", "plate/", "render/")  # doctest: +SKIP
 """
 
-from shotfit.api.benchmarking import ArchBenchResult, bench_archs
-from shotfit.api.rendering import evaluate, render
-from shotfit.api.training import TrainSummary, build_loss, train
-from shotfit.engine.tracking import TrackingOptions
-from shotfit.infer.render import RenderResult
 
-__all__ = ["ArchBenchResult", "RenderResult", "TrackingOptions", "TrainSummary", "bench_archs", "build_loss",
-           "evaluate", "render", "train"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shotfit.api.benchmarking import ArchBenchResult, bench_archs
+    from shotfit.api.exporting import ExportResult, export
+    from shotfit.api.rendering import evaluate, render
+    from shotfit.api.training import TrainSummary, build_loss, train
+    from shotfit.engine.tracking import TrackingOptions
+    from shotfit.infer.render import RenderResult
+
+# Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
+_WHERE = {
+    "ArchBenchResult": "shotfit.api.benchmarking", "bench_archs": "shotfit.api.benchmarking",
+    "ExportResult": "shotfit.api.exporting", "export": "shotfit.api.exporting",
+    "evaluate": "shotfit.api.rendering", "render": "shotfit.api.rendering",
+    "TrainSummary": "shotfit.api.training", "build_loss": "shotfit.api.training", "train": "shotfit.api.training",
+    "TrackingOptions": "shotfit.engine.tracking", "RenderResult": "shotfit.infer.render",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'shotfit.api' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -153,15 +153,27 @@ class PassSkip(nn.Module):
 
 
 def _pad_dim(x: Tensor, dim: int, multiple: int) -> Tensor:
-    """Pad dimension ``dim`` (-2 for H, -1 for W) at its far end up to a multiple of ``multiple``."""
+    """Pad dimension ``dim`` (-2 for H, -1 for W) at its far end up to a multiple of ``multiple``.
+
+    Reflect padding (mirrored about the last pixel) when the dimension is at least ``multiple`` long,
+    else the edge pixel repeated. Written as a gather whose indices are computed from the size, so
+    that choice stays in the graph of a traced or ONNX-exported network instead of being frozen at
+    the example's size (a frozen reflect gave wrong pixels on frames smaller than ``multiple``);
+    the values are the same as ``F.pad(x, ..., mode="reflect"/"replicate")``, bit for bit.
+    """
     size = x.shape[dim]
     # padded even when the amount is 0: an exported graph (torch.export) then works for every size,
     # not only for sizes on the same side of that branch as the example
     amount = (multiple - size % multiple) % multiple
-    # reflect needs amount < size; a 5-pixel-tall input padded to 16 falls back to repeating its edge
-    mode = "reflect" if size >= multiple else "replicate"
-    pad = [0, amount, 0, 0] if dim == -1 else [0, 0, 0, amount]
-    return F.pad(x, pad, mode=mode)
+    positions = torch.arange(size + amount, device=x.device)
+    # sizes enter as tensors (positions * 0 + n) so that tracing records them rather than constants
+    last = positions * 0 + (size - 1)
+    period = (2 * last).clamp(min=1)  # reflection repeats every 2 * (size - 1) pixels
+    phase = positions % period
+    reflected = torch.minimum(phase, period - phase)
+    repeated = torch.minimum(positions, last)
+    index = torch.where(last + 1 >= multiple, reflected, repeated)
+    return x.index_select(dim % x.dim(), index)
 
 
 def crop_to(x: Tensor, height: int, width: int) -> Tensor:

@@ -134,9 +134,9 @@ def train(
 
 @app.command()
 def render(
-    run: Annotated[Path, typer.Option("--run", help="A run folder made by 'shotfit train'.")],
     source: SourceOpt,
     out: Annotated[Path, typer.Option("--out", help="Folder for the rendered frames.")],
+    run: Annotated[Optional[Path], typer.Option("--run", help="A run folder made by 'shotfit train'.")] = None,
     tile: Annotated[Optional[int], typer.Option("--tile", min=32, help="Tile size for large frames.")] = None,
     tile_overlap: Annotated[Optional[int], typer.Option("--tile-overlap", min=0, help="Overlap between tiles.")] = None,
     frames: Annotated[Optional[str], typer.Option("--frames", help="Frame range, e.g. 10-90 or 10-90x2 "
@@ -155,19 +155,42 @@ def render(
     ocio_config: Annotated[Optional[str], typer.Option(
         "--ocio-config", help="Find the run's colour spaces in this OCIO config instead of the one saved "
         "in the run.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="torch, or onnxruntime: render through an exported "
+                                        "ONNX file, without PyTorch.")] = "torch",
+    model: Annotated[Optional[Path], typer.Option("--model", help="The ONNX file for --engine onnxruntime "
+                                                  "(default: RUN/model.onnx).")] = None,
 ) -> None:
     """Apply a trained run to every frame of a shot (or a range)."""
-    from shotfit import api
+    from shotfit import api  # its modules import PyTorch only when the torch engine runs
 
     with user_errors(), progress_display() as progress:
         result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
                             last=last, review=review, device=device, colorspace=colorspace,
-                            ocio_config=ocio_config, on_frame=render_rows(progress), mask=mask)
+                            ocio_config=ocio_config, on_frame=render_rows(progress), mask=mask, engine=engine,
+                            model=model)
     skipped = f", {result.skipped} already there" if result.skipped else ""
     missing = f"; {note}" if (note := result.missing_note()) else ""
     movie = f"; review movie {review}" if review is not None else ""
     console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}{missing}{movie}",
                   highlight=False)
+
+
+@app.command("export")
+def export_model(
+    run: Annotated[Path, typer.Option("--run", help="A run folder made by 'shotfit train'.")],
+    fmt: Annotated[str, typer.Option("--format", help="torchscript (Nuke's CatFileCreator) or onnx.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="The file to write (default: RUN/model.onnx "
+                                                "or RUN/model.torchscript.pt).")] = None,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest difference from the "
+                                             "PyTorch network allowed, on [0, 1].")] = 1e-4,
+) -> None:
+    """Write the run's network as TorchScript or ONNX ([0, 1] image in and out), checked against PyTorch."""
+    from shotfit import api
+
+    with user_errors():
+        result = api.export(run, fmt, out, tolerance=tolerance)
+    console.print(f"wrote {result.path} ({result.format}); it matches the PyTorch network to "
+                  f"{result.max_difference:.1e} on {result.checked}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("eval")

@@ -18,8 +18,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from shotfit import __version__
 from shotfit.config import Config, load_config, save_config
 from shotfit.errors import RunError, quoted
@@ -110,12 +108,16 @@ class RunFolder:
 
 def save_state(state: dict[str, Any], path: Path) -> None:
     """torch.save through a temporary file and a rename."""
+    import torch  # here, not above: rendering through onnxruntime reads run folders without PyTorch
+
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_state(path: Path) -> dict[str, Any]:
     """Load a checkpoint or model file; a damaged or foreign file is a one-line RunError."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -1,7 +1,8 @@
-"""Rendering a shot: every frame (or a range) through the predictor, resumable and atomic.
+"""Rendering a shot: every frame (or a range) through a predictor, resumable and atomic.
 
 Each output carries what its source file held beside the picture (EXR windows, other channels and
 attributes; DPX/TIFF metadata), so a rendered plate drops back into the pipeline as the plate did.
+Any predictor will do (a PyTorch network's, an onnxruntime session's), so this module imports no torch.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from shotfit.errors import quoted
-from shotfit.infer.predictor import Predictor
 from shotfit.io import FrameExtras, PixelFormat, Shot, describe_gaps, read_with_extras, runs, write_image
 from shotfit.io.masks import ALPHA, alpha_mask, composite_outside, read_mask
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 24.0
+# a frame as read, float32 (H, W, C) -> the edited frame, same space and shape
+FramePredictor = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,14 @@ class RenderResult:
         return f"{describe_gaps(self.missing)} from the source" if self.missing else None
 
 
-def render_shot(predictor: Predictor, shot: Shot, out_dir: Path, frames: Iterable[int] | None = None,
+def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: Iterable[int] | None = None,
                 fmt: PixelFormat | None = None, on_frame: Callable[[FrameDone], None] | None = None,
                 masks: Shot | str | None = None) -> RenderResult:
     """Render ``frames`` of ``shot`` (default: all) into ``out_dir``.
 
+    ``predictor`` maps a frame as read, float32 (H, W, C), to the edited frame in the same value
+    space and shape (:class:`shotfit.infer.predictor.Predictor` for a run's PyTorch network,
+    :class:`shotfit.export.runtime.OnnxPredictor` for an exported file).
     Output files keep the source's names, frame numbers and padding, by default its format and bit
     depth, and each its source file's extras (EXR windows, other channels, attributes; DPX/TIFF
     metadata). A frame whose output already exists is skipped, so an interrupted render resumes where
