@@ -13,7 +13,7 @@ from shotfit import __version__
 from shotfit.engine.run_folder import RunFolder
 from shotfit.errors import ConfigError, ExportError, ShotfitError, quoted
 from shotfit.export import FORMATS
-from shotfit.export.metadata import COLOUR_KEYS, ModelInfo
+from shotfit.export.metadata import COLOUR_KEYS, DEFAULT_NAMES, ModelInfo
 from shotfit.export.runtime import colour_codec, model_colour
 from shotfit.export.writers import UnitRange, load_exported, max_difference, write_onnx, write_torchscript
 from shotfit.files import atomic_path
@@ -24,7 +24,6 @@ from shotfit.io import open_shot
 log = logging.getLogger(__name__)
 
 # What `shotfit export` writes when --out is not given (render --engine onnxruntime looks for the ONNX one).
-DEFAULT_NAMES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 TOLERANCE = 1e-4
 # The real frame checked is cropped to this (its centre), so a 4K plate does not make export slow.
 _CHECK_CROP = 256

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shotfit.config import RenderConfig
 from shotfit.engine.run_folder import RunFolder, write_json
 from shotfit.errors import ConfigError, FrameError, RunError, ShotfitError, quoted
+from shotfit.export.metadata import DEFAULT_NAMES
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.render import FrameDone, FramePredictor, RenderResult, render_shot, write_review
 from shotfit.io import ColourPipeline, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
@@ -27,8 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENGINES = ("torch", "onnxruntime")
-# where `shotfit export --format onnx` puts the file when given no --out
-DEFAULT_MODEL = "model.onnx"
+DEFAULT_MODEL = DEFAULT_NAMES["onnx"]
 
 
 @dataclass(frozen=True)

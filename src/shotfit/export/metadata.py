@@ -20,9 +20,10 @@ TORCHSCRIPT_METADATA = "shotfit.json"
 PREFIX = "shotfit."
 INPUT_NAME = "image"
 OUTPUT_NAME = "edited"
-# What run.json records about colour; copied into the file as the run wrote it.
-# (Merge note: the colour work replaces "transfer" with its saved settings; add that key here.)
+# What run.json records about colour ("transfer" in runs made before OCIO); copied as the run wrote it.
 COLOUR_KEYS = ("colour", "transfer", "format")
+# Where `shotfit export` puts the file in the run folder when given no --out (render looks there too).
+DEFAULT_NAMES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUT_TEXT = ("(B, {channels}, H, W) float32 in [0, 1], any H and W: the frame converted to the run's working "
               "colour space (shotfit.colour) and mapped to [0, 1]; RGB order for 3 channels")
 OUTPUT_TEXT = "(B, {channels}, H, W) float32 in [0, 1]: the edited frame, in the same space as the input"
