@@ -210,6 +210,13 @@ def test_bad_frame_range(shot: Path):
     assert_unchanged(before, shot)
 
 
+def test_unknown_render_precision(shot: Path):
+    before = snapshot(shot)
+    assert fails(*render_args("run", "src", "render", "--precision", "fp8")) == \
+        "shotfit: render.precision = 'fp8' is not one of auto, fp32, bf16, fp16"
+    assert_unchanged(before, shot)
+
+
 def test_frame_range_outside_the_shot(shot: Path):
     before = snapshot(shot)
     assert fails(*render_args("run", "src", "render", "--frames", "101-106")) == \

@@ -85,6 +85,9 @@ def test_an_empty_file_is_the_defaults(tmp_path):
     ("render.tile_overlap=~", "render", "tile_overlap", None),
     ("render.tile_overlap=32", "render", "tile_overlap", 32),
     ("train.device=cuda:1", "train", "device", "cuda:1"),
+    ("train.amp=off", "train", "amp", "off"),        # YAML 1.1 reads off as false
+    ("render.precision=bf16", "render", "precision", "bf16"),
+    ("render.compile=never", "render", "compile", "never"),
 ])
 def test_override_values_are_parsed(override, section, key, expected):
     value = getattr(getattr(apply_overrides(Config(), [override]), section), key)
@@ -229,7 +232,7 @@ def test_a_folder_given_as_config_is_a_one_line_error(tmp_path):
     ("train.lr=-1", "train.lr = -1.0 is out of range (must be >= 0.0)"),
     ("train.steps=lots", "train.steps = 'lots' must be an integer"),
     ("train.stepz=5", "unknown config key 'train.stepz'"),
-    ("render.tile_overlap=600", "render.tile_overlap = 600 must be at most half of render.tile = 1024"),
+    ("render.tile_overlap=1000", "render.tile_overlap = 1000 must be at most half of render.tile = 1920"),
 ])
 def test_override_errors_name_key_value_and_origin(override, expected):
     with pytest.raises(ConfigError) as excinfo:

@@ -141,7 +141,8 @@ class TrainConfig(_Section):
     grad_clip: float = _opt(1.0, low=0.0, doc="max gradient norm; 0 turns clipping off")
     seed: int = _opt(0, low=0)
     device: str = _opt("auto", doc="auto, cpu, cuda, cuda:N or mps")
-    amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA")
+    amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA and on CPUs with "
+                    "native bf16 (AVX-512-BF16, AMX), else fp32")
     threads: int = _opt(0, low=0, doc="CPU threads; 0 leaves torch its default (OMP_NUM_THREADS or one per core)")
     checkpoint_every: int = _opt(250, low=1)
     keep_checkpoints: int = _opt(3, low=1)
@@ -153,9 +154,14 @@ class TrainConfig(_Section):
 class RenderConfig(_Section):
     """Full-resolution inference."""
 
-    tile: int = _opt(1024, low=32, doc="frames larger than this are rendered in overlapping tiles")
+    tile: int = _opt(1920, low=32, doc="frames larger than this are rendered in overlapping tiles (1920: a "
+                     "1080p frame whole, a 4K frame in six tiles, under 2 GB)")
     tile_overlap: int | None = _opt(None, low=0, doc="unset: the network's reach, so seams cannot show")
     blend: str = _opt("hann", choices=("hann", "linear"))
+    precision: str = _opt("auto", choices=("auto", "fp32", "bf16", "fp16"),
+                          doc="auto: fp16 on CUDA for 8-bit outputs (checked against fp32 on the first "
+                          "frame), else fp32")
+    compile: str = _opt("auto", choices=("auto", "always", "never"), doc="torch.compile the network; auto: on CUDA")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -272,6 +278,8 @@ def _coerce(hint: Any, key: str, value: Any, origin: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans: train.amp=off means "off"
+            return "on" if value else "off"
     elif hint == tuple[int, ...]:
         if isinstance(value, int) and not isinstance(value, bool):
             return (value,)

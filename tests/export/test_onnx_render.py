@@ -23,7 +23,8 @@ from shotfit.io import read_image
 
 pytest.importorskip("onnxruntime", reason="ONNX rendering needs onnxruntime")
 
-CODE16 = 1 / 65535
+# one 16-bit code value, and a little: two float32 reads of neighbouring codes differ by 1.52606e-5
+CODE16 = 1.001 / 65535
 # A render wider than one tile: 200 px across in 128-px tiles at the tiny network's default overlap (64).
 WIDE = (48, 200)
 

@@ -19,7 +19,7 @@ from shotfit.errors import ConfigError, FrameError, RunError, ShotfitError, quot
 from shotfit.export.metadata import DEFAULT_NAMES
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.render import FrameDone, FramePredictor, RenderResult, render_shot, write_review
-from shotfit.io import ColourPipeline, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
+from shotfit.io import ColourPipeline, PixelFormat, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.io.masks import ALPHA, open_masks
 
 if TYPE_CHECKING:
@@ -37,12 +37,12 @@ class _Trained:
 
     ``name`` says it in messages (``run 'runs/x'``, ``'x.onnx'``); ``info`` is what run.json records
     about its data (``colour``, ``format``, ``channels``); ``predictor`` builds the frame predictor
-    once the colour pipeline is settled.
+    once the colour pipeline and the output format are settled.
     """
 
     name: str
     info: Mapping[str, Any]
-    predictor: Callable[[ColourPipeline], FramePredictor]
+    predictor: Callable[[ColourPipeline, PixelFormat], FramePredictor]
 
 
 def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile: int | None = None,
@@ -50,7 +50,7 @@ def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile:
            first: int | None = None, last: int | None = None, review: str | Path | None = None,
            device: str = "auto", colorspace: str | None = None, ocio_config: str | Path | None = None,
            on_frame: Callable[[FrameDone], None] | None = None, mask: str | Path | None = None,
-           engine: str = "torch", model: str | Path | None = None) -> RenderResult:
+           engine: str = "torch", model: str | Path | None = None, precision: str | None = None) -> RenderResult:
     """Render ``source`` through the network of the run folder ``run`` into ``out``.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
@@ -69,13 +69,15 @@ def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile:
         engine: ``"torch"`` (the run's weights) or ``"onnxruntime"``: an ONNX file made by
             ``shotfit export`` (``model``, default ``RUN/model.onnx``; then ``run`` may be None),
             without importing PyTorch. The file carries the run's colour and tiling settings.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` for the torch engine; default the run's
+            ``render.precision`` (see :class:`shotfit.infer.predictor.Predictor`).
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown render engine {engine!r} (known: {', '.join(ENGINES)})")
     if review is not None and Path(review).suffix.lower() != ".mp4":
         raise ConfigError(f"--review {quoted(review)} must name an .mp4 file (the review movie is H.264 MP4)")
     trained = (_onnx_network(run, model, tile, tile_overlap) if engine == "onnxruntime"
-               else _torch_network(run, model, device, tile, tile_overlap))
+               else _torch_network(run, model, device, tile, tile_overlap, precision))
     shot = open_shot(source, first=first, last=last)
     if (warning := shot.gaps_warning()) is not None:
         log.warning(warning)
@@ -101,7 +103,7 @@ def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile:
     elif masks == ALPHA and shot.channels != 4:
         raise FrameError(f"source {quoted(source)} has no alpha channel to use as the mask "
                          f"({shot.channels} channels); give a mask sequence instead")
-    predictor = trained.predictor(colour)
+    predictor = trained.predictor(colour, shot.format)
     ensure_writable_folder(out)
     result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
     if review is not None:
@@ -110,7 +112,7 @@ def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile:
 
 
 def _torch_network(run: str | Path | None, model: str | Path | None, device: str, tile: int | None,
-                   tile_overlap: int | None) -> _Trained:
+                   tile_overlap: int | None, precision: str | None = None) -> _Trained:
     """A run folder's weights, run by PyTorch."""
     if run is None or model is not None:
         raise ConfigError("the torch engine renders a run folder (--run); an exported --model needs "
@@ -128,13 +130,16 @@ def _torch_network(run: str | Path | None, model: str | Path | None, device: str
     info = run_folder.read_info()
     render_cfg = RenderConfig(tile=tile or cfg.render.tile,
                               tile_overlap=cfg.render.tile_overlap if tile_overlap is None else tile_overlap,
-                              blend=cfg.render.blend)
+                              blend=cfg.render.blend, precision=precision or cfg.render.precision,
+                              compile=cfg.render.compile)
 
-    def predictor(colour: ColourPipeline) -> FramePredictor:
+    def predictor(colour: ColourPipeline, fmt: PixelFormat) -> FramePredictor:
         network, _ = load_network(run_folder)
         torch_device = pick_device(device)
         configure_threads(cfg.train.threads)
-        return Predictor(network, colour, torch_device, render_cfg.tile, render_cfg.tile_overlap, render_cfg.blend)
+        compile_ = render_cfg.compile == "always" or (render_cfg.compile == "auto" and torch_device.type == "cuda")
+        return Predictor(network, colour, torch_device, render_cfg.tile, render_cfg.tile_overlap, render_cfg.blend,
+                         render_cfg.precision, fmt, compile_)
 
     return _Trained(f"run {quoted(run)}", info, predictor)
 
@@ -155,7 +160,8 @@ def _onnx_network(run: str | Path | None, model: str | Path | None, tile: int | 
                            "--format onnx' first, or give --model")
     onnx_model = OnnxModel(model)
     info = {**onnx_model.info.colour, "channels": onnx_model.info.channels}
-    return _Trained(quoted(model), info, lambda colour: OnnxPredictor(onnx_model, tile, tile_overlap, colour=colour))
+    return _Trained(quoted(model), info,
+                    lambda colour, _fmt: OnnxPredictor(onnx_model, tile, tile_overlap, colour=colour))
 
 
 def _colour(trained: _Trained, colorspace: str | None, ocio_config: str | Path | None) -> ColourPipeline:

@@ -159,6 +159,9 @@ def render(
                                         "ONNX file, without PyTorch.")] = "torch",
     model: Annotated[Optional[Path], typer.Option("--model", help="The ONNX file for --engine onnxruntime "
                                                   "(default: RUN/model.onnx).")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", help="auto, fp32, bf16 or fp16 (torch engine); auto keeps output within one code "
+        "value of fp32.")] = None,
 ) -> None:
     """Apply a trained run to every frame of a shot (or a range)."""
     from shotfit import api  # its modules import PyTorch only when the torch engine runs
@@ -167,7 +170,7 @@ def render(
         result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
                             last=last, review=review, device=device, colorspace=colorspace,
                             ocio_config=ocio_config, on_frame=render_rows(progress), mask=mask, engine=engine,
-                            model=model)
+                            model=model, precision=precision)
     skipped = f", {result.skipped} already there" if result.skipped else ""
     missing = f"; {note}" if (note := result.missing_note()) else ""
     movie = f"; review movie {review}" if review is not None else ""

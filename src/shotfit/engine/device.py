@@ -42,16 +42,29 @@ def configure_threads(threads: int = 0) -> int:
     return torch.get_num_threads()
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512-BF16 or AMX), as oneDNN sees it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
     """The mixed-precision dtype for ``amp`` on ``device``, or None for full fp32.
 
     "auto" means bf16 on CUDA cards that support it (no loss scaling needed), fp16 on older ones,
-    and fp32 elsewhere: on the CPU reduced precision changes the loss curve for little gain in training.
+    bf16 on CPUs that compute it in hardware, and fp32 elsewhere. On the 2-core AVX-512-BF16 test
+    machine bf16 made a training step about 1.5x faster with the loss curve of fp32 (150 steps of the
+    default config on the sample: 10-step means within 1.2% of fp32's, where another seed moved
+    them by up to 3.4%; docs/performance.md).
     """
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+    if amp == "off":
         return None
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 

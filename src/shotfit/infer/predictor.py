@@ -1,4 +1,4 @@
-"""Applying a trained network to whole frames: colour conversion, tiling, alpha pass-through."""
+"""Applying a trained network to whole frames: colour conversion, tiling, precision, alpha pass-through."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from shotfit.archs import build_network
 from shotfit.data.keyframes import model_channels
 from shotfit.engine.run_folder import RunFolder, load_state
 from shotfit.errors import RunError, quoted
+from shotfit.infer.optimize import InferenceNetwork, code_difference, resolve_precision
 from shotfit.infer.tiling import default_overlap, tiled_forward
-from shotfit.io import ColourPipeline
+from shotfit.io import ColourPipeline, PixelFormat
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,24 @@ class Predictor:
         device: Where the network runs.
         tile, tile_overlap, blend: Tiling of frames larger than ``tile`` (see ``tiled_forward``);
             an unset overlap is the network's reach, so tiles match the whole frame.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see
+            :func:`shotfit.infer.optimize.resolve_precision`; ``out_format`` is what it decides by).
+            With reduced precision the first frame is also rendered in fp32 and the two compared in
+            code values of ``out_format``: beyond one code value, ``auto`` goes back to fp32 for the
+            whole render and an explicit choice is kept with a warning.
+        out_format: The format the renders are written in.
+        compile: ``torch.compile`` the network (CUDA; on the CPU it rendered slower).
     """
 
     network: nn.Module
     colour: ColourPipeline
     device: torch.device
-    tile: int = 1024
+    tile: int = 1920
     tile_overlap: int | None = None
     blend: str = "hann"
+    precision: str = "fp32"
+    out_format: PixelFormat | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.network = self.network.to(self.device).eval()
@@ -49,16 +60,51 @@ class Predictor:
         if self.tile_overlap is not None and self.tile_overlap < reach:
             log.warning("tile overlap %d is below this network's reach (%d px): tile seams may show; "
                         "leave the overlap unset to use %d", self.tile_overlap, reach, reach)
+        self.asked_precision = self.precision
+        self.precision = resolve_precision(self.precision, self.device, self.out_format)
+        self.runner = InferenceNetwork(self.network, self.precision, compile=self.compile)
+        # compared against fp32 on the first frame, when there is a format to count code values in
+        self.unchecked = self.precision != "fp32" and self.out_format is not None
+        self.code_difference: float | None = None
 
     @torch.no_grad()
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """Shape: (H, W, C) float32 -> (H, W, C) float32; an alpha channel is passed through untouched."""
+        out = self._output(pixels)
+        if self.unchecked:
+            self.unchecked = False
+            out = self._check_precision(pixels, out)
+        return out
+
+    def _output(self, pixels: np.ndarray) -> np.ndarray:
         _, y = self._forward(pixels)
         out = self.colour.from_network(y[0].permute(1, 2, 0).float().cpu().numpy())
         channels = y.shape[1]
         if pixels.shape[2] > channels:
             out = np.concatenate([out, pixels[..., channels:]], axis=2)
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _check_precision(self, pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Render ``pixels`` again in fp32; keep reduced precision only within one code value."""
+        assert self.out_format is not None
+        fast = self.runner
+        self.runner = InferenceNetwork(self.network, "fp32")
+        reference = self._output(pixels)
+        self.code_difference = code_difference(out, reference, self.out_format)
+        within = self.code_difference <= 1.0
+        log.info("%s render is within %.1f code values of fp32 (%s) on the first frame", self.precision,
+                 self.code_difference, self.out_format.describe())
+        if within or self.asked_precision != "auto":
+            if not within:
+                log.warning("%s output differs from fp32 by up to %.0f code values of %s on the first frame; "
+                            "use precision fp32 for exact renders", self.precision, self.code_difference,
+                            self.out_format.describe())
+            self.runner = fast
+            return out
+        log.warning("%s output differs from fp32 by up to %.0f code values of %s: rendering in fp32",
+                    self.precision, self.code_difference, self.out_format.describe())
+        self.precision = "fp32"
+        return reference
 
     @torch.no_grad()
     def network_space(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +120,7 @@ class Predictor:
         channels = model_channels(pixels.shape[2])
         values = self.colour.to_network(pixels[..., :channels])
         x = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None].to(self.device)
-        return x, tiled_forward(self.network, x, self.tile, self.tile_overlap, self.blend)
+        return x, tiled_forward(self.runner, x, self.tile, self.tile_overlap, self.blend)
 
 
 def _as_image(t: torch.Tensor) -> np.ndarray:

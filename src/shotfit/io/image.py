@@ -21,7 +21,6 @@ from shotfit.io._quiet import native_output_held
 from shotfit.io.exr import encode_exr, read_exr
 from shotfit.io.formats import (FrameExtras, PixelFormat, canonical_ext, float_to_integer, integer_to_float,
                                 supported_list)
-from shotfit.io.oiio_image import read_oiio, write_oiio
 
 JPEG_QUALITY = 95
 
@@ -70,6 +69,8 @@ def read_with_extras(path: str | Path) -> tuple[np.ndarray, PixelFormat, FrameEx
     if ext == ".exr":
         return read_exr(path)
     if ext in (".dpx", ".tif"):
+        from shotfit.io.oiio_image import read_oiio  # OpenImageIO loads only for DPX and TIFF
+
         return read_oiio(path, ext)
     try:
         data = path.read_bytes()
@@ -114,6 +115,8 @@ def write_image(path: str | Path, pixels: np.ndarray, fmt: PixelFormat, extras: 
     if not np.isfinite(pixels).all():
         raise FrameError(f"refusing to write NaN/Inf values to {quoted(path)}")
     if fmt.ext in (".dpx", ".tif"):
+        from shotfit.io.oiio_image import write_oiio
+
         write_oiio(path, pixels, fmt, extras)
         return
     if fmt.ext == ".exr":

@@ -1,0 +1,450 @@
+"""How fast shotfit renders and trains, beside a naive baseline and the machine's own limit.
+
+Everything is measured in one process, one after the other, so the ratios hold on a shared and
+noisy machine even where the absolute numbers wander:
+
+- the **peak**: the best GFLOP/s of a plain 3x3 convolution (and a square matrix product) in each
+  precision, the ceiling any network made of convolutions can approach;
+- **rendering**: megapixels per second of the default network at 1080p and 4K, naive (eager fp32,
+  contiguous memory, the whole frame at once; PyTorch's defaults, so TF32 convolutions on CUDA) and
+  as shotfit renders (BatchNorm folded, channels-last, tiles, the precision it picks), with each
+  step on its own, the achieved GFLOP/s as a share of the peak, and how far each output lies from
+  strict fp32 (no TF32) in 8- and 16-bit code values;
+- **training**: patches per second of the default config, naive (eager fp32, contiguous) and through
+  shotfit's own training step, the share of a step spent drawing the batch, and the loss curves of
+  both from the same start;
+- **memory**: peak RSS (and CUDA's max allocated) rendering one 4K and one 8K frame with default
+  settings, each in a fresh process.
+
+``bench/speed.py`` runs it and prints JSON; docs/performance.md holds the results.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from shotfit.archs import build_network, resolve_network_args
+from shotfit.config import Config
+from shotfit.engine.device import cpu_has_native_bf16
+from shotfit.infer.optimize import InferenceNetwork, fold_batchnorm, strict_fp32
+from shotfit.infer.tiling import tiled_forward
+
+SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
+_FLOP_SIDE = 64
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                            "threads": torch.get_num_threads(), "device": str(device),
+                            "cpu": _cpu_name(), "cpu_bf16": cpu_has_native_bf16()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(work: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``work`` over ``repeats`` runs after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        work()
+    times = []
+    for _ in range(max(repeats, 1)):
+        sync(device)
+        started = time.perf_counter()
+        work()
+        sync(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# --- the machine's limit -----------------------------------------------------------------------
+
+def precisions(device: torch.device) -> list[str]:
+    """The precisions worth measuring here: bf16 where the CPU has it natively, fp16 and bf16 on CUDA."""
+    if device.type == "cuda":
+        return ["fp32", "fp16", "bf16"]
+    return ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]
+
+
+_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def conv_peak(device: torch.device, precision: str, repeats: int = 3, scale: float = 1.0) -> dict[str, Any]:
+    """The best GFLOP/s of a 3x3 convolution over a few shapes like the default network's, channels-last.
+
+    ``scale`` shrinks the images (tests); the shapes are (channels in, out, side): 32 -> 32 at 1024,
+    64 -> 64 at 512 and 128 -> 128 at 256, each 2 * 9 * C_in * C_out FLOPs per pixel.
+    """
+    dtype = _DTYPE[precision]
+    best: dict[str, Any] = {"gflops": 0.0}
+    for c_in, c_out, side in ((32, 32, 1024), (64, 64, 512), (128, 128, 256)):
+        side = max(int(side * scale), 8)
+        x = torch.randn(1, c_in, side, side, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c_out, c_in, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            seconds = median_seconds(lambda: F.conv2d(x, w, padding=1), device, repeats)
+        gflops = 2 * 9 * c_in * c_out * side * side / seconds / 1e9
+        if gflops > best["gflops"]:
+            best = {"gflops": round(gflops, 1), "shape": f"3x3 {c_in}->{c_out} at {side}x{side}"}
+    return best
+
+
+def matmul_peak(device: torch.device, precision: str, n: int = 4096, repeats: int = 3) -> float:
+    """GFLOP/s of an n x n matrix product."""
+    a = torch.randn(n, n, device=device, dtype=_DTYPE[precision])
+    b = torch.randn(n, n, device=device, dtype=_DTYPE[precision])
+    seconds = median_seconds(lambda: a @ b, device, repeats)
+    return round(2 * n**3 / seconds / 1e9, 1)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+def flops_per_pixel(network: nn.Module, device: torch.device) -> float:
+    """Forward FLOPs per pixel (convolutions and matrix products, as FlopCounterMode counts them)."""
+    x = torch.zeros(1, network_channels(network), _FLOP_SIDE, _FLOP_SIDE, device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        network(x)
+    return counter.get_total_flops() / _FLOP_SIDE**2
+
+
+def network_channels(network: nn.Module) -> int:
+    return int(getattr(network, "in_channels", 3))
+
+
+def test_frame(size: tuple[int, int], image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``image`` (H, W, 3) in [0, 1] resized to ``size`` as a (1, 3, H, W) network input in [-1, 1]."""
+    import cv2
+
+    height, width = size
+    resized = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    x = torch.from_numpy(np.ascontiguousarray(np.clip(resized, 0.0, 1.0).transpose(2, 0, 1)))[None]
+    return (x * 2 - 1).to(device)
+
+
+def code_values(a: torch.Tensor, b: torch.Tensor, bits: int) -> int:
+    """The largest difference of two [-1, 1] outputs once written as ``bits``-bit codes."""
+    top = 2**bits - 1
+    codes = [torch.round((t.float().clamp(-1, 1) + 1) * (top / 2)) for t in (a, b)]
+    return int((codes[0] - codes[1]).abs().max())
+
+
+def render_variants(network: nn.Module, device: torch.device, cfg: Config) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Each way of rendering a frame, by name: the naive baseline, each step alone, and shotfit's default."""
+    network = network.to(device).eval()
+    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"naive": network}
+    folded = fold_batchnorm(network)
+    variants["BatchNorm folded"] = folded
+    variants["channels-last"] = _channels_last_only(network)
+    variants["folded + channels-last"] = InferenceNetwork(network, "fp32")
+    for precision in precisions(device)[1:]:
+        variants[f"folded + channels-last + {precision}"] = InferenceNetwork(network, precision)
+    # compiled variants are the default's rows on CUDA (compile is on there); each compile takes a minute
+    return variants
+
+
+def _channels_last_only(network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    import copy
+
+    moved = copy.deepcopy(network).to(memory_format=torch.channels_last).eval()
+    return lambda x: moved(x.contiguous(memory_format=torch.channels_last))
+
+
+def shotfit_render(network: nn.Module, device: torch.device, cfg: Config, bits: int) -> tuple[str, Callable]:
+    """How ``shotfit render`` runs a frame written at ``bits`` bits with default settings: its precision and runner."""
+    from shotfit.infer.optimize import resolve_precision
+    from shotfit.io import PixelFormat
+
+    fmt = PixelFormat(".png", f"uint{bits}", 3)
+    precision = resolve_precision(cfg.render.precision, device, fmt)
+    compile_ = cfg.render.compile == "always" or (cfg.render.compile == "auto" and device.type == "cuda")
+    runner = InferenceNetwork(network.to(device).eval(), precision, compile=compile_)
+    return precision, lambda x: tiled_forward(runner, x, cfg.render.tile, cfg.render.tile_overlap, cfg.render.blend)
+
+
+def measure_render(network: nn.Module, image: np.ndarray, device: torch.device, cfg: Config, sizes: list[str],
+                   repeats: int, peaks: dict[str, float], all_variants_at: tuple[str, ...] = ("1080p",),
+                   scale: float = 1.0) -> list[dict[str, Any]]:
+    """Every render variant at every size: seconds, MP/s, ratio to naive, share of the peak, code differences."""
+    flops = flops_per_pixel(network.to(device).eval(), device)
+    rows = []
+    for size_name in sizes:
+        size = tuple(max(int(s * scale), 16) for s in SIZES[size_name])
+        x = test_frame(size, image, device)
+        variants = render_variants(network, device, cfg)
+        if size_name not in all_variants_at:
+            variants = {"naive": variants["naive"]}
+        for bits in (8, 16):
+            precision, runner = shotfit_render(network, device, cfg, bits)
+            variants[f"shotfit default, {bits}-bit output ({precision})"] = runner
+        with torch.inference_mode(), strict_fp32(device):  # what every output is compared with
+            reference = network.to(device).eval()(x)
+        naive_seconds = None
+        for name, run in variants.items():
+            with torch.inference_mode():
+                seconds = median_seconds(lambda: run(x), device, repeats)
+                y = run(x)
+            if naive_seconds is None:
+                naive_seconds = seconds
+            mp_s = size[0] * size[1] / seconds / 1e6
+            precision = _precision_of(name)
+            gflops = flops * mp_s / 1e3
+            rows.append({
+                "size": size_name, "height": size[0], "width": size[1], "variant": name, "precision": precision,
+                "seconds": round(seconds, 4), "mp_per_s": round(mp_s, 4),
+                "speedup": round(naive_seconds / seconds, 3), "gflops": round(gflops, 1),
+                "of_peak": round(gflops / peaks[precision], 3) if peaks.get(precision) else None,
+                "max_codes_8bit": code_values(y, reference, 8), "max_codes_16bit": code_values(y, reference, 16),
+            })
+            del y
+    return rows
+
+
+def _precision_of(name: str) -> str:
+    for precision in ("bf16", "fp16"):
+        if precision in name:
+            return precision
+    return "fp32"
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def training_pairs(device: torch.device, folders: tuple[Path, Path] | None = None):
+    """Keyframe pairs as the trainer sees them: every frame of ``folders`` = (sources, edited frames)
+    that has a source frame, or by default the built-in sample's four (compressed -> clean)."""
+    from shotfit.data.keyframes import Keyframes
+    from shotfit.demo import KEYFRAMES
+    from shotfit.io import open_shot
+
+    def tensor(pixels: list[np.ndarray]) -> torch.Tensor:
+        stacked = np.stack([p[..., :3] for p in pixels]).transpose(0, 3, 1, 2)
+        return torch.from_numpy(np.ascontiguousarray(stacked)).to(device) * 2 - 1
+
+    if folders is not None:
+        sources, targets = (open_shot(folder) for folder in folders)
+        frames = tuple(f for f in targets.frames if f in sources)
+        return Keyframes(frames, tensor([sources.read(f) for f in frames]), tensor([targets.read(f) for f in frames]))
+    from shotfit.sample_footage import sample_video
+
+    def clip(name: str) -> torch.Tensor:
+        with open_shot(sample_video(name)) as video:
+            return tensor([video.read(frame) for frame in KEYFRAMES])
+
+    return Keyframes(KEYFRAMES, clip("carphone_distorted.mp4"), clip("carphone_pristine.mp4"))
+
+
+def measure_training(cfg: Config, device: torch.device, repeats: int, curve_steps: int,
+                     folders: tuple[Path, Path] | None = None) -> dict[str, Any]:
+    """Patches/s of the naive loop and of shotfit's training step; batch-drawing share; loss curves.
+
+    ``folders``: (sources, edited frames) to train on; default the built-in sample's keyframes.
+    """
+    from shotfit.api import build_loss
+    from shotfit.data.augment import PairedAugment
+    from shotfit.engine.run_folder import RunFolder
+    from shotfit.engine.trainer import Trainer, step_seed
+
+    keyframes = training_pairs(device, folders)
+    sampler = PairedAugment(cfg.augment)
+    batch = cfg.data.batch_size
+    arch = cfg.model.arch
+    channels = int(keyframes.sources.shape[1])
+    args = resolve_network_args(arch, {"in_channels": channels, "out_channels": channels, **cfg.model.args})
+
+    def fresh() -> nn.Module:
+        torch.manual_seed(cfg.train.seed)
+        return build_network(arch, **args)
+
+    def draw(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(step_seed(cfg.train.seed, step))
+        sources, targets, _ = sampler.sample(keyframes.sources, keyframes.targets, None, batch, generator)
+        return sources, targets
+
+    # naive: eager fp32, contiguous memory (the network and the LPIPS trunk), no mixed precision
+    naive_net = fresh().to(device).train()
+    naive_loss = build_loss(cfg.loss).to(device)
+    _contiguous_lpips(naive_loss)
+    naive_opt = torch.optim.AdamW(naive_net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    naive_state = {"step": 0}
+
+    def naive_step() -> float:
+        sources, targets = draw(naive_state["step"])
+        naive_state["step"] += 1
+        total, _ = naive_loss(naive_net(sources), targets)
+        naive_opt.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(naive_net.parameters(), cfg.train.grad_clip)
+        naive_opt.step()
+        return float(total.detach())
+
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(fresh(), {"arch": arch, "args": args}, build_loss(cfg.loss).to(device), sampler,
+                          keyframes, RunFolder(Path(folder) / "run"), cfg.train, cfg.data, device)
+        trainer.horizon = max(curve_steps, repeats + 1)
+
+        def shotfit_step() -> float:
+            terms = trainer.train_step()
+            trainer.step += 1
+            return terms["total"]
+
+        naive_s = median_seconds(naive_step, device, repeats)
+        shotfit_s = median_seconds(shotfit_step, device, repeats)
+        draw_s = median_seconds(lambda: draw(0), device, max(repeats, 5))
+        result: dict[str, Any] = {
+            "batch": batch, "patch": cfg.augment.patch_size, "arch": arch,
+            "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
+            "naive": {"seconds_per_step": round(naive_s, 4), "patches_per_s": round(batch / naive_s, 3)},
+            "shotfit": {"seconds_per_step": round(shotfit_s, 4), "patches_per_s": round(batch / shotfit_s, 3)},
+            "speedup": round(naive_s / shotfit_s, 3),
+            "batch_drawing": {"seconds": round(draw_s, 5), "share_of_shotfit_step": round(draw_s / shotfit_s, 4)},
+        }
+        if curve_steps > 0:
+            result["curves"] = _loss_curves(cfg, device, fresh, draw, keyframes, sampler, args, curve_steps)
+    return result
+
+
+def _contiguous_lpips(loss: nn.Module) -> None:
+    """Put the hybrid loss's LPIPS trunk back in contiguous memory, as it ran before channels-last."""
+    from shotfit.losses.lpips import LPIPS
+
+    for module in loss.modules():
+        if isinstance(module, LPIPS):
+            module.memory_format = torch.contiguous_format
+            module.net.to(memory_format=torch.contiguous_format)
+
+
+def _loss_curves(cfg: Config, device: torch.device, fresh: Callable[[], nn.Module], draw: Callable,
+                 keyframes: Any, sampler: Any, args: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Total loss by step for the naive loop and for shotfit's step from the same weights and batches,
+    and for the naive loop from another seed (the noise a difference is measured against)."""
+    from shotfit.api import build_loss
+    from shotfit.engine.run_folder import RunFolder
+    from shotfit.engine.trainer import Trainer
+
+    def trainer_curve(naive: bool, seed: int) -> list[float]:
+        train_cfg = cfg.train if not naive else _replace(cfg.train, amp="off")
+        train_cfg = _replace(train_cfg, seed=seed, steps=steps)
+        torch.manual_seed(seed)
+        network = build_network(cfg.model.arch, **args)
+        loss = build_loss(cfg.loss).to(device)
+        if naive:
+            _contiguous_lpips(loss)
+        with tempfile.TemporaryDirectory() as folder:
+            trainer = Trainer(network, {"arch": cfg.model.arch, "args": args}, loss, sampler, keyframes,
+                              RunFolder(Path(folder) / "run"), train_cfg, cfg.data, device)
+            if naive:
+                trainer.memory_format = torch.contiguous_format
+                trainer.network.to(memory_format=torch.contiguous_format)
+            trainer.horizon = steps
+            totals = []
+            for _ in range(steps):
+                totals.append(trainer.train_step()["total"])
+                trainer.step += 1
+        return totals
+
+    naive = trainer_curve(True, cfg.train.seed)
+    shotfit = trainer_curve(False, cfg.train.seed)
+    other_seed = trainer_curve(True, cfg.train.seed + 1)
+    window = max(steps // 10, 1)
+
+    def smooth(values: list[float]) -> np.ndarray:
+        return np.array([np.mean(values[i:i + window]) for i in range(0, len(values) - window + 1, window)])
+
+    a, b, c = smooth(naive), smooth(shotfit), smooth(other_seed)
+    return {
+        "steps": steps, "window": window,
+        "naive": [round(v, 5) for v in a], "shotfit": [round(v, 5) for v in b],
+        "naive_other_seed": [round(v, 5) for v in c],
+        "max_relative_difference": round(float(np.max(np.abs(b - a) / np.abs(a))), 4),
+        "seed_noise": round(float(np.max(np.abs(c - a) / np.abs(a))), 4),
+    }
+
+
+def _replace(section: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(section, **changes)
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[str, Any]:
+    """Render one frame of ``size_name`` through the default Predictor in this process; peak memory.
+
+    Run in a fresh process (``measure_memory``), so the peak is this render's alone.
+    """
+    from shotfit.engine.device import pick_device
+    from shotfit.infer.predictor import Predictor
+    from shotfit.io import ColourPipeline, PixelFormat, resolve_colour
+
+    device = pick_device(device_spec)
+    cfg = Config()
+    fmt = PixelFormat(".exr", "half", 3) if float_frames else PixelFormat(".png", "uint8", 3)
+    network = build_network(cfg.model.arch, **resolve_network_args(cfg.model.arch, dict(cfg.model.args)))
+    predictor = Predictor(network, ColourPipeline(resolve_colour(fmt)), device, cfg.render.tile,
+                          cfg.render.tile_overlap, cfg.render.blend, cfg.render.precision, fmt,
+                          cfg.render.compile == "always" or (cfg.render.compile == "auto" and device.type == "cuda"))
+    height, width = SIZES[size_name]
+    rng = np.random.default_rng(0)
+    frame = rng.random((height, width, 3), dtype=np.float32) * (4.0 if float_frames else 1.0)
+    before = _rss_mb()
+    started = time.perf_counter()
+    out = predictor(frame)
+    seconds = time.perf_counter() - started
+    result = {"size": size_name, "height": height, "width": width, "frames": fmt.describe(),
+              "precision": predictor.precision, "tile": cfg.render.tile, "seconds": round(seconds, 2),
+              "rss_before_mb": round(before), "peak_rss_mb": round(_rss_mb()), "output_ok": bool(np.isfinite(out).all())}
+    if device.type == "cuda":
+        result["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+    return result
+
+
+def _rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def measure_memory(sizes: list[str], device_spec: str, float_frames: bool = True) -> list[dict[str, Any]]:
+    """:func:`memory_probe` for each size, each in its own process."""
+    rows = []
+    for size_name in sizes:
+        code = ("import json, sys; from shotfit.benchmark.speed import memory_probe; "
+                f"print(json.dumps(memory_probe({size_name!r}, {device_spec!r}, {float_frames!r})))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode != 0:
+            rows.append({"size": size_name, "error": done.stderr.strip().splitlines()[-1:]})
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
