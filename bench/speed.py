@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keyframes", type=Path, nargs=2, metavar=("SOURCES", "EDITED"),
                         help="folders of frames to train on (default: the sample's four keyframes)")
     parser.add_argument("--sizes", default="1080p,4K", help="render sizes (1080p, 4K, 8K)")
+    parser.add_argument("--other-tiles", default="", help="also render with these tile sizes (e.g. 4096)")
     parser.add_argument("--memory-sizes", default="4K,8K", help="sizes whose peak memory is measured ('' skips)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats after one warm-up")
     parser.add_argument("--curve-steps", type=int, default=60, help="training steps of the loss-curve check (0 skips)")
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         if "render" not in skip:
             sizes = [s for s in args.sizes.split(",") if s]
             result["render"] = speed.measure_render(network, image, device, cfg, sizes, args.repeats, peaks,
-                                                    scale=scale)
+                                                    scale=scale,
+                                                    other_tiles=tuple(int(t) for t in args.other_tiles.split(",") if t))
             _save(args.out, result)
         if "train" not in skip:
             result["train"] = speed.measure_training(cfg, device, args.repeats,

@@ -213,7 +213,7 @@ def test_bad_frame_range(shot: Path):
 def test_unknown_render_precision(shot: Path):
     before = snapshot(shot)
     assert fails(*render_args("run", "src", "render", "--precision", "fp8")) == \
-        "shotfit: render.precision = 'fp8' is not one of auto, fp32, bf16, fp16"
+        "shotfit: render.precision = 'fp8' is not one of auto, fp32, tf32, bf16, fp16"
     assert_unchanged(before, shot)
 
 

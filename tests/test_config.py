@@ -159,7 +159,7 @@ def test_unknown_key_names_it_and_the_file(tmp_path):
     ("augment:\n  patch_size: 8\n", "augment.patch_size = 8 is out of range (must be >= 16)"),
     ("data:\n  mask_outside_weight: -0.5\n", "data.mask_outside_weight = -0.5 is out of range (must be >= 0.0)"),
     ("train:\n  amp: fp8\n", "train.amp = 'fp8' is not one of auto, off, bf16, fp16"),
-    ("render:\n  tile: 16\n", "render.tile = 16 is out of range (must be >= 32)"),
+    ("render:\n  tile: 16\n", "render.tile = 16 is out of range (must be >= 32, or 0 for the device's default)"),
 ])
 def test_out_of_range_names_key_value_and_file(tmp_path, text, expected):
     path = write_yaml(tmp_path / "shot.yaml", text)
@@ -232,7 +232,7 @@ def test_a_folder_given_as_config_is_a_one_line_error(tmp_path):
     ("train.lr=-1", "train.lr = -1.0 is out of range (must be >= 0.0)"),
     ("train.steps=lots", "train.steps = 'lots' must be an integer"),
     ("train.stepz=5", "unknown config key 'train.stepz'"),
-    ("render.tile_overlap=1000", "render.tile_overlap = 1000 must be at most half of render.tile = 1920"),
+    ("render.precision=fp8", "render.precision = 'fp8' is not one of auto, fp32, tf32, bf16, fp16"),
 ])
 def test_override_errors_name_key_value_and_origin(override, expected):
     with pytest.raises(ConfigError) as excinfo:
@@ -240,6 +240,14 @@ def test_override_errors_name_key_value_and_origin(override, expected):
     message = one_line_error(excinfo)
     assert expected in message
     assert "--set" in message
+
+
+def test_a_tile_overlap_over_half_the_tile_is_refused():
+    with pytest.raises(ConfigError) as excinfo:
+        apply_overrides(Config(), ["render.tile=1024", "render.tile_overlap=600"])
+    assert "render.tile_overlap = 600 must be at most half of render.tile = 1024" in one_line_error(excinfo)
+    # with the tile left to the device (0), the overlap is checked against it at render time
+    assert apply_overrides(Config(), ["render.tile_overlap=600"]).render.tile == 0
 
 
 @pytest.mark.parametrize("override", ["trainlr=3", "train.lr", "train.lr.max=3", ".lr=3", "train.=3"])

@@ -154,18 +154,21 @@ class TrainConfig(_Section):
 class RenderConfig(_Section):
     """Full-resolution inference."""
 
-    tile: int = _opt(1920, low=32, doc="frames larger than this are rendered in overlapping tiles (1920: a "
-                     "1080p frame whole, a 4K frame in six tiles, under 2 GB)")
+    tile: int = _opt(0, low=0, doc="frames larger than this are rendered in overlapping tiles; 0: by device "
+                     "(CPU: frames up to 2K whole, larger in 1216 tiles, 4K under 2 GB; CUDA: 4096)")
     tile_overlap: int | None = _opt(None, low=0, doc="unset: the network's reach, so seams cannot show")
     blend: str = _opt("hann", choices=("hann", "linear"))
-    precision: str = _opt("auto", choices=("auto", "fp32", "bf16", "fp16"),
+    precision: str = _opt("auto", choices=("auto", "fp32", "tf32", "bf16", "fp16"),
                           doc="auto: fp16 on CUDA for 8-bit outputs (checked against fp32 on the first "
                           "frame), else fp32")
     compile: str = _opt("auto", choices=("auto", "always", "never"), doc="torch.compile the network; auto: on CUDA")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.tile_overlap is not None and 2 * self.tile_overlap > self.tile:
+        if 0 < self.tile < 32:
+            raise ConfigError(f"render.tile = {self.tile} is out of range (must be >= 32, or 0 for the device's "
+                              "default)")
+        if self.tile and self.tile_overlap is not None and 2 * self.tile_overlap > self.tile:
             raise ConfigError(f"render.tile_overlap = {self.tile_overlap} must be at most half "
                               f"of render.tile = {self.tile}")
 

@@ -21,6 +21,7 @@ from tiny_runs import HEIGHT, WIDTH, same_weights, train_tiny, weights, write_sh
 
 from shotfit import api
 from shotfit.archs import ARCHS
+from shotfit.engine import trainer as trainer_module
 from shotfit.engine.preview import GAP, LABEL_HEIGHT
 from shotfit.errors import ConfigError, RunError, ShotfitError
 from shotfit.io import PixelFormat, read_image
@@ -230,6 +231,14 @@ def test_two_fresh_runs_with_one_seed_give_identical_weights(module_dir, shot, r
     train_tiny(*shot, other_seed, *REFERENCE, "train.seed=1", steps=REFERENCE_STEPS)
     assert same_weights(weights(again / "model.pt"), weights(reference_run / "model.pt"))
     assert not same_weights(weights(other_seed / "model.pt"), weights(reference_run / "model.pt"))
+
+
+def test_batches_drawn_ahead_in_a_thread_train_the_same_weights(module_dir, shot, reference_run, monkeypatch):
+    # what CUDA does (the next batch drawn while a step runs), here on the CPU
+    monkeypatch.setattr(trainer_module, "PREFETCH_DEVICES", ("cpu",))
+    out = module_dir / "prefetched"
+    train_tiny(*shot, out, *REFERENCE, steps=REFERENCE_STEPS)
+    assert same_weights(weights(out / "model.pt"), weights(reference_run / "model.pt"))
 
 
 def test_a_run_interrupted_and_resumed_ends_bit_identical_to_one_in_one_go(module_dir, shot, reference_run):

@@ -69,7 +69,7 @@ def test_inference_network_matches_fp32_and_keeps_tiling_declarations():
         whole = net(x)
         y = runner(x)
         tiled = tiled_forward(runner, x, tile=128)
-    assert y.dtype == torch.float32 and y.is_contiguous()
+    assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
     assert (y - whole).abs().max() < 1e-5
     assert (tiled - whole).abs().max() < 1e-5  # tiles still match the whole frame
 
@@ -91,7 +91,7 @@ def test_auto_precision_is_fp32_on_the_cpu_and_fp16_for_8_bit_on_cuda():
     assert resolve_precision("auto", cuda, PNG16) == "fp32"
     assert resolve_precision("auto", cuda, EXR_HALF) == "fp32"
     assert resolve_precision("bf16", cpu, PNG16) == "bf16"
-    with pytest.raises(ConfigError, match="render.precision = 'fp8' is not one of auto, fp32, bf16, fp16"):
+    with pytest.raises(ConfigError, match="render.precision = 'fp8' is not one of auto, fp32, tf32, bf16, fp16"):
         resolve_precision("fp8", cpu, PNG8)
 
 
@@ -165,3 +165,13 @@ def test_reduced_precision_within_one_code_is_kept(monkeypatch, caplog):
         guarded(grey_frame())
     assert guarded.precision == "bf16" and guarded.code_difference <= 1
     assert caplog.text == ""
+
+
+def test_the_default_tile_is_the_devices():
+    from shotfit.infer.tile_plan import default_tile
+
+    assert default_tile(0, "cuda", 2160, 3840) == 4096
+    assert default_tile(0, "cpu", 1080, 1920) == 1920  # 1080p whole
+    assert default_tile(0, "mps", 1080, 2048) == 2048  # 2K whole
+    assert default_tile(0, "cpu", 2160, 3840) == 1216  # 4K in tiles
+    assert default_tile(512, "cuda", 2160, 3840) == 512

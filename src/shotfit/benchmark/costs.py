@@ -18,6 +18,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from shotfit.archs import build_network, count_parameters
+from shotfit.infer.tile_plan import default_tile
 from shotfit.config import Config
 from shotfit.infer.tiling import tiled_forward
 
@@ -110,7 +111,8 @@ def _flops_per_pixel(net: torch.nn.Module, device: str) -> float:
 def _render_seconds(net: torch.nn.Module, cfg: Config, size: tuple[int, int], repeats: int, device: str) -> float:
     generator = torch.Generator().manual_seed(1)
     frame = (torch.rand(1, 3, *size, generator=generator) * 2 - 1).to(device)
-    return _median_seconds(lambda: tiled_forward(net, frame, cfg.render.tile, cfg.render.tile_overlap,
+    tile = default_tile(cfg.render.tile, torch.device(device).type, *size)
+    return _median_seconds(lambda: tiled_forward(net, frame, tile, cfg.render.tile_overlap,
                                                  cfg.render.blend), repeats, device)
 
 

@@ -21,6 +21,7 @@ noisy machine even where the absolute numbers wander:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import resource
@@ -42,10 +43,22 @@ from torch.utils.flop_counter import FlopCounterMode
 from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config
 from shotfit.engine.device import cpu_has_native_bf16
+from shotfit.errors import ShotfitError
 from shotfit.infer.optimize import InferenceNetwork, fold_batchnorm, strict_fp32
+from shotfit.infer.tile_plan import default_tile
 from shotfit.infer.tiling import tiled_forward
 
 SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
+
+
+def frame_size(name: str) -> tuple[int, int]:
+    """(height, width) of ``name``: one of :data:`SIZES`, or WIDTHxHEIGHT such as ``"640x360"``."""
+    if name in SIZES:
+        return SIZES[name]
+    width, sep, height = name.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ShotfitError(f"frame size {name!r} is not one of {', '.join(SIZES)} or WIDTHxHEIGHT")
+    return int(height), int(width)
 _FLOP_SIDE = 64
 
 
@@ -190,17 +203,21 @@ def shotfit_render(network: nn.Module, device: torch.device, cfg: Config, bits: 
     precision = resolve_precision(cfg.render.precision, device, fmt)
     compile_ = cfg.render.compile == "always" or (cfg.render.compile == "auto" and device.type == "cuda")
     runner = InferenceNetwork(network.to(device).eval(), precision, compile=compile_)
-    return precision, lambda x: tiled_forward(runner, x, cfg.render.tile, cfg.render.tile_overlap, cfg.render.blend)
+    return precision, lambda x: tiled_forward(runner, x, default_tile(cfg.render.tile, device.type, *x.shape[-2:]),
+                                              cfg.render.tile_overlap, cfg.render.blend)
 
 
 def measure_render(network: nn.Module, image: np.ndarray, device: torch.device, cfg: Config, sizes: list[str],
                    repeats: int, peaks: dict[str, float], all_variants_at: tuple[str, ...] = ("1080p",),
-                   scale: float = 1.0) -> list[dict[str, Any]]:
-    """Every render variant at every size: seconds, MP/s, ratio to naive, share of the peak, code differences."""
+                   scale: float = 1.0, other_tiles: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    """Every render variant at every size: seconds, MP/s, ratio to naive, share of the peak, code differences.
+
+    ``other_tiles``: also shotfit's default with these tile sizes (8-bit output).
+    """
     flops = flops_per_pixel(network.to(device).eval(), device)
     rows = []
     for size_name in sizes:
-        size = tuple(max(int(s * scale), 16) for s in SIZES[size_name])
+        size = tuple(max(int(s * scale), 16) for s in frame_size(size_name))
         x = test_frame(size, image, device)
         variants = render_variants(network, device, cfg)
         if size_name not in all_variants_at:
@@ -208,6 +225,10 @@ def measure_render(network: nn.Module, image: np.ndarray, device: torch.device, 
         for bits in (8, 16):
             precision, runner = shotfit_render(network, device, cfg, bits)
             variants[f"shotfit default, {bits}-bit output ({precision})"] = runner
+        for tile in other_tiles:
+            tiled_cfg = dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, tile=tile))
+            precision, runner = shotfit_render(network, device, tiled_cfg, 8)
+            variants[f"shotfit, tile {tile}, 8-bit output ({precision})"] = runner
         with torch.inference_mode(), strict_fp32(device):  # what every output is compared with
             reference = network.to(device).eval()(x)
         naive_seconds = None
@@ -273,7 +294,7 @@ def measure_training(cfg: Config, device: torch.device, repeats: int, curve_step
     from shotfit.api import build_loss
     from shotfit.data.augment import PairedAugment
     from shotfit.engine.run_folder import RunFolder
-    from shotfit.engine.trainer import Trainer, step_seed
+    from shotfit.engine.trainer import Trainer, TrainHooks, step_seed
 
     keyframes = training_pairs(device, folders)
     sampler = PairedAugment(cfg.augment)
@@ -312,23 +333,28 @@ def measure_training(cfg: Config, device: torch.device, repeats: int, curve_step
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(fresh(), {"arch": arch, "args": args}, build_loss(cfg.loss).to(device), sampler,
                           keyframes, RunFolder(Path(folder) / "run"), cfg.train, cfg.data, device)
-        trainer.horizon = max(curve_steps, repeats + 1)
+        marks: list[tuple[float, float]] = []  # (time, seconds spent waiting for batches) after each step
 
-        def shotfit_step() -> float:
-            terms = trainer.train_step()
-            trainer.step += 1
-            return terms["total"]
+        def mark(_: Any) -> None:
+            sync(device)
+            marks.append((time.perf_counter(), trainer.batch_wait_s))
 
+        trainer.hooks = TrainHooks(on_step=mark)
         naive_s = median_seconds(naive_step, device, repeats)
-        shotfit_s = median_seconds(shotfit_step, device, repeats)
+        trainer.fit(repeats + 2)  # the training loop itself: batches drawn ahead on CUDA
+        times, waits = (np.array(values) for values in zip(*marks))
+        shotfit_s = float(np.median(np.diff(times)[1:]))
+        wait_share = float((waits[-1] - waits[1]) / (times[-1] - times[1]))
         draw_s = median_seconds(lambda: draw(0), device, max(repeats, 5))
         result: dict[str, Any] = {
             "batch": batch, "patch": cfg.augment.patch_size, "arch": arch,
             "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
+            "batches_drawn_ahead": trainer.prefetch,
             "naive": {"seconds_per_step": round(naive_s, 4), "patches_per_s": round(batch / naive_s, 3)},
             "shotfit": {"seconds_per_step": round(shotfit_s, 4), "patches_per_s": round(batch / shotfit_s, 3)},
             "speedup": round(naive_s / shotfit_s, 3),
-            "batch_drawing": {"seconds": round(draw_s, 5), "share_of_shotfit_step": round(draw_s / shotfit_s, 4)},
+            "batch_drawing": {"seconds": round(draw_s, 5), "share_of_naive_step": round(draw_s / naive_s, 4),
+                              "waited_share_of_shotfit_loop": round(wait_share, 4)},
         }
         if curve_steps > 0:
             result["curves"] = _loss_curves(cfg, device, fresh, draw, keyframes, sampler, args, curve_steps)
@@ -393,8 +419,6 @@ def _loss_curves(cfg: Config, device: torch.device, fresh: Callable[[], nn.Modul
 
 
 def _replace(section: Any, **changes: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(section, **changes)
 
 
@@ -416,7 +440,7 @@ def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[s
     predictor = Predictor(network, ColourPipeline(resolve_colour(fmt)), device, cfg.render.tile,
                           cfg.render.tile_overlap, cfg.render.blend, cfg.render.precision, fmt,
                           cfg.render.compile == "always" or (cfg.render.compile == "auto" and device.type == "cuda"))
-    height, width = SIZES[size_name]
+    height, width = frame_size(size_name)
     rng = np.random.default_rng(0)
     frame = rng.random((height, width, 3), dtype=np.float32) * (4.0 if float_frames else 1.0)
     before = _rss_mb()
@@ -424,7 +448,8 @@ def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[s
     out = predictor(frame)
     seconds = time.perf_counter() - started
     result = {"size": size_name, "height": height, "width": width, "frames": fmt.describe(),
-              "precision": predictor.precision, "tile": cfg.render.tile, "seconds": round(seconds, 2),
+              "precision": predictor.precision, "seconds": round(seconds, 2),
+              "tile": default_tile(predictor.tile, device.type, height, width),
               "rss_before_mb": round(before), "peak_rss_mb": round(_rss_mb()), "output_ok": bool(np.isfinite(out).all())}
     if device.type == "cuda":
         result["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
@@ -432,6 +457,17 @@ def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[s
 
 
 def _rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's VmHWM, not getrusage's ru_maxrss: a child process started by fork and exec inherits its
+    parent's ru_maxrss (a 7.8 GB parent made every probe report 7.8 GB), while VmHWM starts afresh.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 

@@ -160,8 +160,8 @@ def render(
     model: Annotated[Optional[Path], typer.Option("--model", help="The ONNX file for --engine onnxruntime "
                                                   "(default: RUN/model.onnx).")] = None,
     precision: Annotated[Optional[str], typer.Option(
-        "--precision", help="auto, fp32, bf16 or fp16 (torch engine); auto keeps output within one code "
-        "value of fp32.")] = None,
+        "--precision", help="auto, fp32, tf32 (CUDA), bf16 or fp16 (torch engine); auto keeps output within "
+        "one code value of fp32.")] = None,
 ) -> None:
     """Apply a trained run to every frame of a shot (or a range)."""
     from shotfit import api  # its modules import PyTorch only when the torch engine runs

@@ -16,7 +16,7 @@ import numpy as np
 
 from shotfit.errors import RunError, ShotfitError, quoted
 from shotfit.export.metadata import ModelInfo
-from shotfit.infer.tile_plan import tiled_apply
+from shotfit.infer.tile_plan import default_tile, tiled_apply
 from shotfit.io import ColourPipeline, colour_of_run
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class OnnxPredictor:
 
     def __post_init__(self) -> None:
         info = self.model.info
-        self.tile = self.tile or info.tile
+        self.tile = self.tile or info.tile  # 0: by frame size, as the CPU renders
         self.blend = self.blend or info.blend
         self.colour = self.colour or model_colour(info, quoted(self.model.path))
         self._codec = colour_codec(self.colour)
@@ -129,7 +129,8 @@ class OnnxPredictor:
         encode, decode = self._codec
         channels = info.channels
         x = encode(pixels[..., :channels]).transpose(2, 0, 1)[None].astype(np.float32)
-        y = tiled_apply(self.model, x, self.tile, self.tile_overlap, self.blend, info.size_multiple,
+        tile = default_tile(self.tile, "cpu", *pixels.shape[:2])
+        y = tiled_apply(self.model, x, tile, self.tile_overlap, self.blend, info.size_multiple,
                         info.max_tile, default_overlap=info.tile_overlap)
         out = decode(y[0].transpose(1, 2, 0))
         if pixels.shape[2] > channels:

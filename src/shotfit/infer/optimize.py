@@ -25,8 +25,9 @@ from shotfit.io import PixelFormat
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+# tf32: fp32 tensors, but CUDA convolutions and matrix products round their inputs to 10-bit mantissas
+_DTYPES = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # what a network declares for tiling; the wrapper passes it on
 _TILING_ATTRIBUTES = ("size_multiple", "tile_overlap", "max_tile")
 
@@ -53,12 +54,14 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
 class InferenceNetwork(nn.Module):
     """``network`` for rendering: folded BatchNorm, channels-last memory, optional autocast, compiled if asked.
 
-    Takes and returns (B, C, H, W) float32 like the network, so tiling and everything after it are
-    unchanged; declares the same ``size_multiple``, ``tile_overlap`` and ``max_tile``.
+    Takes and returns (B, C, H, W) float32 like the network (the output in channels-last memory, whose
+    (H, W, C) view is contiguous), so tiling and everything after it are unchanged; declares the same
+    ``size_multiple``, ``tile_overlap`` and ``max_tile``.
 
     Args:
         network: a trained image-to-image network.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast: convolutions in that dtype).
+        precision: ``"fp32"`` (strict, also on CUDA), ``"tf32"`` (CUDA's TensorFloat-32 convolutions),
+            ``"bf16"`` or ``"fp16"`` (autocast: convolutions in that dtype).
         channels_last: NHWC memory, which oneDNN (CPU) and cuDNN (tensor cores) convolve faster.
         compile: wrap in ``torch.compile`` (worth it on CUDA; on the CPU it made rendering slower).
     """
@@ -82,9 +85,9 @@ class InferenceNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x.contiguous(memory_format=self.memory_format)
         with torch.autocast(x.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None), \
-                strict_fp32(x.device if self.dtype is None else None):
+                strict_fp32(x.device if self.precision == "fp32" else None):
             y = self.run(x)
-        return y.float().contiguous()
+        return y.float()
 
 
 @contextlib.contextmanager
@@ -111,7 +114,8 @@ def resolve_precision(spec: str, device: torch.device, fmt: PixelFormat | None) 
 
     ``auto`` is fp16 on CUDA for integer outputs of at most 8 bits (checked on the first frame, see
     :func:`code_difference`), and fp32 everywhere else: on the CPU bf16 moved 8-bit outputs by up to
-    4 code values, and no reduced precision holds 16-bit or float outputs to one code value.
+    4 code values, and no reduced precision (TF32 included) holds 16-bit or float outputs to one code
+    value.
     """
     if spec not in PRECISIONS:
         raise ConfigError(f"render.precision = {spec!r} is not one of {', '.join(PRECISIONS)}")

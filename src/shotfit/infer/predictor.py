@@ -15,6 +15,7 @@ from shotfit.data.keyframes import model_channels
 from shotfit.engine.run_folder import RunFolder, load_state
 from shotfit.errors import RunError, quoted
 from shotfit.infer.optimize import InferenceNetwork, code_difference, resolve_precision
+from shotfit.infer.tile_plan import default_tile
 from shotfit.infer.tiling import default_overlap, tiled_forward
 from shotfit.io import ColourPipeline, PixelFormat
 
@@ -33,8 +34,9 @@ class Predictor:
         colour: How frames map to network values and back (OCIO, on numpy, before and after the
             network; see :class:`shotfit.io.ColourPipeline`).
         device: Where the network runs.
-        tile, tile_overlap, blend: Tiling of frames larger than ``tile`` (see ``tiled_forward``);
-            an unset overlap is the network's reach, so tiles match the whole frame.
+        tile, tile_overlap, blend: Tiling of frames larger than ``tile`` (see ``tiled_forward``; 0 picks
+            the device's, see :func:`~shotfit.infer.tile_plan.default_tile`); an unset overlap is
+            the network's reach, so tiles match the whole frame.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see
             :func:`shotfit.infer.optimize.resolve_precision`; ``out_format`` is what it decides by).
             With reduced precision the first frame is also rendered in fp32 and the two compared in
@@ -47,7 +49,7 @@ class Predictor:
     network: nn.Module
     colour: ColourPipeline
     device: torch.device
-    tile: int = 1920
+    tile: int = 0
     tile_overlap: int | None = None
     blend: str = "hann"
     precision: str = "fp32"
@@ -119,8 +121,10 @@ class Predictor:
     def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         channels = model_channels(pixels.shape[2])
         values = self.colour.to_network(pixels[..., :channels])
-        x = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None].to(self.device)
-        return x, tiled_forward(self.runner, x, self.tile, self.tile_overlap, self.blend)
+        # (H, W, C) memory seen as (1, C, H, W) is channels-last already: no copy of the frame
+        x = torch.from_numpy(values).permute(2, 0, 1)[None].to(self.device)
+        tile = default_tile(self.tile, self.device.type, *values.shape[:2])
+        return x, tiled_forward(self.runner, x, tile, self.tile_overlap, self.blend)
 
 
 def _as_image(t: torch.Tensor) -> np.ndarray:

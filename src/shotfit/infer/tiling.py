@@ -84,11 +84,16 @@ def tiled_forward(
         for (top, bottom), (left, right), weight in plan.tiles():
             result = net(x[:, :, top:bottom, left:right])
             if out is None:
-                # at least float32, so half-precision tiles do not lose bits while summing
+                # at least float32, so half-precision tiles do not lose bits while summing; in the
+                # tiles' memory layout (channels-last from an InferenceNetwork)
                 dtype = torch.promote_types(result.dtype, torch.float32)
-                out = result.new_zeros((result.shape[0], result.shape[1], height, width), dtype=dtype)
+                layout = torch.channels_last if result.is_contiguous(memory_format=torch.channels_last) \
+                    and not result.is_contiguous() else torch.contiguous_format
+                out = torch.empty((result.shape[0], result.shape[1], height, width), dtype=dtype,
+                                  device=result.device, memory_format=layout).zero_()
                 out_dtype = result.dtype
             out[:, :, top:bottom, left:right] += result * torch.from_numpy(weight).to(out.device, out.dtype)
         assert out is not None  # at least one tile always runs
-        # the weights are separable, so their sum over tiles is the outer product of the 1-D sums
-        return (out / torch.from_numpy(plan.total()).to(out.device, out.dtype)).to(out_dtype)
+        # the weights are separable, so their sum over tiles is the outer product of the 1-D sums;
+        # divided in place: a 4K frame holds no second full-size copy
+        return out.div_(torch.from_numpy(plan.total()).to(out.device, out.dtype)).to(out_dtype)

@@ -17,6 +17,7 @@ from typing import Any
 
 from shotfit.config import Config, apply_overrides, load_config
 from shotfit.errors import ConfigError, ShotfitError, quoted
+from shotfit.infer.tile_plan import default_tile
 from shotfit.search.spec import Budget, Dimension, SweepSpec
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def estimate_trial_memory(spec: SweepSpec, base: Config, shot: ShotFolders) -> i
         widths += [v for v in spec.space["model.width"].values if isinstance(v, (int, float))]
     width = max(int(w) for w in widths)
     height, frame_width = shot.frame_size
-    pixels = min(height * frame_width, base.render.tile ** 2)
+    pixels = min(height * frame_width, default_tile(base.render.tile, "cpu", height, frame_width) ** 2)
     keyframe_bytes = len(shot.keyframe_frames) * height * frame_width * 3 * 4 * 4
     inference = 8 * width * pixels * 4
     training = 40 * width * base.data.batch_size * base.augment.patch_size ** 2 * 4

@@ -1,0 +1,67 @@
+"""bench/speed.py: the speed benchmark's JSON, on tiny sizes, and its memory probe in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shotfit.benchmark.speed import frame_size, measure_memory
+from shotfit.errors import ShotfitError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def one_thread_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(tmp_path), "TORCH_HOME": str(tmp_path / "torch")}
+
+
+@pytest.mark.slow
+def test_quick_run_reports_every_part(tmp_path: Path):
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), "--quick", "--threads", "1",
+                           "--repeats", "1", "--out", str(out)],
+                          capture_output=True, text=True, env=one_thread_env(tmp_path), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = json.loads(done.stdout)
+    assert json.loads(out.read_text()) == printed  # --out holds what was printed
+
+    assert printed["machine"]["device"] == "cpu" and printed["machine"]["threads"] == 1
+    assert printed["flops_per_pixel"] > 1000
+    assert printed["peak"]["fp32"]["conv"]["gflops"] > 0
+    rows = {(r["size"], r["variant"]): r for r in printed["render"]}
+    naive = rows[("1080p", "naive")]
+    assert naive["speedup"] == 1.0 and naive["max_codes_8bit"] == 0 and naive["max_codes_16bit"] == 0
+    default = rows[("1080p", "shotfit default, 8-bit output (fp32)")]
+    # fp32 folded and channels-last: the same frame, to within a rounding at a code boundary
+    assert default["max_codes_8bit"] <= 1 and default["max_codes_16bit"] <= 1
+    assert default["mp_per_s"] > 0 and default["gflops"] > 0
+    assert ("4K", "shotfit default, 16-bit output (fp32)") in rows
+
+    train = printed["train"]
+    assert train["naive"]["patches_per_s"] > 0 and train["shotfit"]["patches_per_s"] > 0
+    assert 0 <= train["batch_drawing"]["waited_share_of_shotfit_loop"] < 1
+    curves = train["curves"]
+    assert len(curves["naive"]) == len(curves["shotfit"]) == len(curves["naive_other_seed"]) == curves["steps"]
+    # both loops start from the same weights and batches: the first step's loss is the same
+    assert math.isclose(curves["naive"][0], curves["shotfit"][0], rel_tol=0.02)
+    assert curves["naive"] != curves["naive_other_seed"]
+
+
+def test_memory_probe_runs_the_default_render_in_a_fresh_process():
+    [row] = measure_memory(["160x96"], "cpu")
+    assert row["output_ok"] and row["height"] == 96 and row["width"] == 160
+    assert row["precision"] == "fp32" and row["tile"] == 1216  # the CPU's default tile, larger than the frame
+    assert 0 < row["rss_before_mb"] <= row["peak_rss_mb"] < 4000
+
+
+def test_frame_sizes_by_name_or_width_by_height():
+    assert frame_size("4K") == (2160, 3840)
+    assert frame_size("640x360") == (360, 640)
+    with pytest.raises(ShotfitError, match="frame size '4k' is not one of 1080p, 4K, 8K or WIDTHxHEIGHT"):
+        frame_size("4k")
