@@ -124,8 +124,9 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     else:
         predict, curve, result["train"], result["recipe"] = _peer(spec, task, folder, device, lpips_net)
     result["scores"], result["timing"] = score_task(task, predict, lpips_net)
-    result["probe"] = {"frames": list(task.probe), "curve": curve,
-                       "final_lpips": probe_lpips(task, predict, lpips_net)}
+    # the curve's last point is the final weights (shotfit's last checkpoint, the peers' model.pt)
+    final = curve[-1]["lpips"] if curve else probe_lpips(task, predict, lpips_net)
+    result["probe"] = {"frames": list(task.probe), "curve": curve, "final_lpips": final}
     write_text_atomic(folder / RESULT, json.dumps(result, indent=1, allow_nan=False) + "\n")
     return result
 

@@ -42,6 +42,7 @@ def combine(results: Iterable[Mapping[str, Any]], settings: Mapping[str, Any]) -
         if spec["method"] == "identity":
             continue
         entry = {**_scores(r), "steps": r["train"]["steps"], "train_seconds": r["train"]["seconds"],
+                 "predict_s_per_frame": r.get("timing", {}).get("predict_s_per_frame"),
                  "probe_lpips": r["probe"]["final_lpips"], "curve": r["probe"]["curve"]}
         table.setdefault(spec["task"], {}).setdefault(_budget(r), {})[spec["method"]] = entry
         curves[(spec["task"], _budget(r), spec["method"])] = r["probe"]["curve"]
