@@ -233,6 +233,8 @@ def _peer(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: Any
     from shotfit.data.keyframes import keyframes_to_tensors, pair_keyframes
     from shotfit.io import ColourPipeline, open_shot, resolve_colour
 
+    for stale in (folder / "snapshots").glob("*.pt"):  # from a trial that died half-way
+        stale.unlink()
     shot = open_shot(task.source)
     pairs = pair_keyframes(shot, open_shot(task.keyframes))
     keyframes = keyframes_to_tensors(pairs, ColourPipeline(resolve_colour(shot.format)), device)
