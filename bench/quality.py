@@ -35,7 +35,7 @@ QUICK = {"steps": 2, "minutes": 0.05, "max_scored": 4}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help=f"comma-separated, of: {', '.join(TASKS)}")
     parser.add_argument("--methods", default="shotfit,pix2pix,texler", help="trained methods (the identity always runs)")
     parser.add_argument("--steps", type=int, default=None, help=f"step budget, 0 for none (default {DEFAULT_STEPS})")
