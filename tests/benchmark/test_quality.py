@@ -16,7 +16,7 @@ from shotfit.benchmark.face_effects import EFFECTS, FACE_CLIPS, apply_effect, wr
 from shotfit.benchmark.quality import TrialSpec, score_task
 from shotfit.benchmark.quality_report import combine, seconds_to_reach
 from shotfit.benchmark.quality_runner import QualityOptions, finished, plan_trials
-from shotfit.benchmark.quality_tasks import Task, _every_other, prepare_task
+from shotfit.benchmark.quality_tasks import Task, _every_other, prepare_task, scored_frames
 from shotfit.errors import ConfigError, ShotfitError
 from shotfit.evaluate.report import evaluate_frames
 from shotfit.io import open_shot, write_image
@@ -56,6 +56,14 @@ def test_scored_frames_are_every_other_frame_without_keyframes():
     assert _every_other(range(0, 11), (0, 5)) == (1, 3, 7, 9)
     # a clip that already keeps every other frame (the bedroom preset) is scored on all its non-keys
     assert _every_other(range(0, 13, 2), (0, 6, 12)) == (2, 4, 8, 10)
+
+
+def test_a_capped_score_keeps_whole_pairs_spread_over_the_shot():
+    every_other = _every_other(range(0, 41), (0, 20, 40))  # 1, 3, ..., 39
+    scored, pairs = scored_frames(every_other, 6)
+    assert pairs == ((1, 3), (19, 21), (37, 39)) and scored == (1, 3, 19, 21, 37, 39)
+    scored, pairs = scored_frames(every_other, None)
+    assert scored == every_other and len(pairs) == len(every_other) - 1
 
 
 @pytest.mark.parametrize("effect", sorted(EFFECTS))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import shotfit
-from shotfit.benchmark.quality import RESULT, SNAPSHOTS, TRAINED, TrialSpec
+from shotfit.benchmark.quality import PROBE_CROP, RESULT, SNAPSHOTS, TRAINED, TrialSpec
 from shotfit.benchmark.quality_report import combine
 from shotfit.benchmark.quality_tasks import DEFAULT_TASKS, PROBE_FRAMES, TASKS, prepare_task
 from shotfit.errors import ConfigError, ShotfitError, quoted
@@ -33,13 +33,14 @@ log = logging.getLogger(__name__)
 
 COMBINED = "quality.json"
 
-# Measured on the 2-core x86 CPU these benchmarks were sized on, one torch thread per trial, two trials
-# at once: training seconds per step (each method's own batch), and seconds per megapixel to predict a
-# frame and to score it (PSNR, SSIM, LPIPS, flow and warping error). Only the estimate uses them.
-SECONDS_PER_STEP = {"shotfit": 1.3, "pix2pix": 1.2, "texler": 0.6}
-PREDICT_S_PER_MEGAPIXEL = {"shotfit": 4.0, "pix2pix": 6.0, "texler": 3.0, "identity": 0.0}
-SCORE_S_PER_MEGAPIXEL = 2.5
-TRIAL_OVERHEAD_S = 25.0  # starting Python and torch, reading keyframes, scoring the snapshots
+# Measured on the 2-core x86 CPU these benchmarks were sized on (shared with other work at the time),
+# one torch thread per trial: training seconds per step (each method's own batch), and seconds per
+# megapixel to predict a frame and to score it (PSNR, SSIM, LPIPS, high-frequency error, flow and
+# warping error). Only the estimate printed before a run uses them.
+SECONDS_PER_STEP = {"shotfit": 3.3, "pix2pix": 1.8, "texler": 3.0}
+PREDICT_S_PER_MEGAPIXEL = {"shotfit": 6.2, "pix2pix": 4.0, "texler": 49.0, "identity": 0.0}
+SCORE_S_PER_MEGAPIXEL = 7.5
+TRIAL_OVERHEAD_S = 20.0  # starting Python and torch, reading keyframes, writing checkpoints
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ def plan_trials(options: QualityOptions) -> list[TrialSpec]:
     """Every trial: the identity once per task, then each trained method under each budget."""
     budgets = [b for b in ({"steps": options.steps} if options.steps else None,
                            {"minutes": options.minutes} if options.minutes else None) if b]
-    # shotfit's snapshots are its checkpoints, every k steps; aim for about 16 over the step budget
+    # shotfit's snapshots are its checkpoints, every k steps; aim for SNAPSHOTS over the step budget
     # (the wall-clock budget reaches a similar step count here; extra ones are thinned when scored)
-    every = max(1, (options.steps or 400) // 16)
+    every = max(1, (options.steps or 400) // SNAPSHOTS)
     common = {"out": str(options.out), "device": options.device, "threads": options.threads, "seed": options.seed,
               "max_scored": options.max_scored, "snapshot_every": every,
               "shared_data": None if options.shared_data is None else str(options.shared_data)}
@@ -107,8 +108,9 @@ def estimate_seconds(specs: Sequence[TrialSpec], sizes: Mapping[str, tuple[int, 
         if spec.method != "identity":
             train = spec.minutes * 60.0 if spec.minutes else (spec.steps or 0) * SECONDS_PER_STEP[spec.method]
             probes = (SNAPSHOTS + 1) * PROBE_FRAMES
-        total += (TRIAL_OVERHEAD_S + train + (scored + probes) * megapixels * PREDICT_S_PER_MEGAPIXEL[spec.method]
-                  + scored * megapixels * SCORE_S_PER_MEGAPIXEL)
+        probe_megapixels = min(height, PROBE_CROP) * min(width, PROBE_CROP) / 1e6
+        predict = (scored * megapixels + probes * probe_megapixels) * PREDICT_S_PER_MEGAPIXEL[spec.method]
+        total += TRIAL_OVERHEAD_S + train + predict + scored * megapixels * SCORE_S_PER_MEGAPIXEL
     return total / max(1, min(jobs, len(specs)))
 
 

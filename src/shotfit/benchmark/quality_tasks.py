@@ -9,8 +9,10 @@ frames each method is scored on.
   same on the larger Pexels clip (540x960, 353 frames), about four times the render time.
 
 Every task is scored on every other frame of its clip, keyframes excluded (the bedroom preset
-already keeps every other frame, so all of its non-key frames count); a few of those frames, spread
-over the shot, are the probe set that snapshots are scored on.
+already keeps every other frame, so all of its non-key frames count), or, with ``max_scored``, on
+that many of them taken as consecutive pairs spread over the shot (the warping error then counts
+only those pairs); a few scored frames, spread over the shot, are the probe set that snapshots are
+scored on.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ DEFAULT_TASKS = ("sample", "bedroom-whitebalance", "bike-enhancement", "face-sty
 FACE_TASKS = {f"{clip}-{effect}".replace("driving-", "face-"): (clip, effect)
               for clip in FACE_CLIPS for effect in ("stylise", "smooth")}
 TASKS = (*DEFAULT_TASKS, *(name for name in FACE_TASKS if name not in DEFAULT_TASKS))
-PROBE_FRAMES = 4
+PROBE_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Task:
         truth: the folder of true edited frames (at least every scored frame).
         scored: the frames every method is scored on (no keyframe among them).
         probe: a few of ``scored``, spread over the shot, that training snapshots are scored on.
+        pairs: the consecutive pairs of the full every-other-frame list whose warping error counts
+            (all of them, or those kept when only some frames are scored).
     """
 
     name: str
@@ -50,6 +54,7 @@ class Task:
     keyframe_numbers: tuple[int, ...]
     scored: tuple[int, ...]
     probe: tuple[int, ...]
+    pairs: tuple[tuple[int, int], ...] = ()
 
     def describe(self) -> dict[str, object]:
         return {"source": str(self.source), "keyframes": list(self.keyframe_numbers), "scored_frames": len(self.scored),
@@ -87,11 +92,21 @@ def prepare_task(name: str, out: Path, shared_data: Path | None = None, max_scor
         frames = open_shot(source).frames
     else:
         raise ShotfitError(f"unknown quality task {name!r} (known: {', '.join(TASKS)})")
-    scored = _every_other(frames, keys)
-    if max_scored is not None:
-        scored = _spread(scored, max_scored)
+    scored, pairs = scored_frames(_every_other(frames, keys), max_scored)
     return Task(name, Path(source), Path(keyframes), Path(truth), tuple(keys), scored,
-                _spread(scored, min(PROBE_FRAMES, len(scored))))
+                _spread(scored, min(PROBE_FRAMES, len(scored))), pairs)
+
+
+def scored_frames(every_other: Sequence[int], max_scored: int | None = None
+                  ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """The frames to score and the pairs whose warping error counts: all of ``every_other``, or about
+    ``max_scored`` of them as whole consecutive pairs spread over the shot, so the warping error
+    still follows one step of motion."""
+    pairs = tuple(zip(every_other, every_other[1:]))
+    if max_scored is None or max_scored >= len(every_other):
+        return tuple(every_other), pairs
+    pairs = tuple(pairs[i] for i in _spread(range(len(pairs)), max(1, max_scored // 2)))
+    return tuple(sorted({frame for pair in pairs for frame in pair})), pairs
 
 
 def _every_other(frames: Sequence[int], keyframes: Sequence[int]) -> tuple[int, ...]:
