@@ -12,7 +12,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# $SHOTFIT_SHARED_DATA (as the benchmarks read it) or ../shared/data beside the checkout
+SHARED_DATA = Path(os.environ.get("SHOTFIT_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)

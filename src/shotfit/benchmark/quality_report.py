@@ -1,0 +1,100 @@
+"""The quality benchmark's combined report: every trial's scores side by side, and how long each
+method took to reach the others' final quality.
+
+"Time to reach" reads the snapshot curves: for a method A and another method B under the same
+budget on the same task, it is the training seconds at which A's probe LPIPS first fell to B's final
+probe LPIPS or below (None if it never did). The identity has no curve, but its LPIPS is a target too
+(how long until a method beats the untouched plate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+SCORE_KEYS = ("psnr", "ssim", "lpips", "warping_error")
+
+
+def seconds_to_reach(curve: Sequence[Mapping[str, float]], target: float) -> float | None:
+    """Training seconds of the first point of ``curve`` whose LPIPS is at most ``target``; None if none."""
+    for point in sorted(curve, key=lambda p: p["elapsed_s"]):
+        if point["lpips"] <= target:
+            return point["elapsed_s"]
+    return None
+
+
+def combine(results: Iterable[Mapping[str, Any]], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Trial results (``result.json`` contents) -> the combined ``quality.json`` document.
+
+    Layout: ``results[task][budget][method]`` holds the scores, the steps and seconds trained and the
+    final probe LPIPS; ``time_to_reach[task][budget][method]["<other>"]`` the seconds (or None);
+    ``mean_over_tasks[budget][method]`` the scores averaged over the tasks where every method finished.
+    """
+    rows = list(results)
+    identity = {r["spec"]["task"]: r for r in rows if r["spec"]["method"] == "identity"}
+    budgets = sorted({_budget(r) for r in rows if r["spec"]["method"] != "identity"})
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    curves: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    recipes: dict[str, Any] = {}
+    for r in rows:
+        spec = r["spec"]
+        if spec["method"] == "identity":
+            continue
+        entry = {**_scores(r), "steps": r["train"]["steps"], "train_seconds": r["train"]["seconds"],
+                 "predict_s_per_frame": r.get("timing", {}).get("predict_s_per_frame"),
+                 "probe_lpips": r["probe"]["final_lpips"], "curve": r["probe"]["curve"]}
+        table.setdefault(spec["task"], {}).setdefault(_budget(r), {})[spec["method"]] = entry
+        curves[(spec["task"], _budget(r), spec["method"])] = r["probe"]["curve"]
+        recipes.setdefault(spec["method"], r.get("recipe"))
+    for task, r in identity.items():
+        for budget in budgets or ["none"]:
+            table.setdefault(task, {}).setdefault(budget, {})["identity"] = {
+                **_scores(r), "steps": 0, "train_seconds": 0.0, "probe_lpips": r["probe"]["final_lpips"]}
+
+    reach: dict[str, dict[str, dict[str, dict[str, float | None]]]] = {}
+    for task, by_budget in table.items():
+        for budget, methods in by_budget.items():
+            for method in methods:
+                if (task, budget, method) not in curves:
+                    continue
+                targets = {other: m["probe_lpips"] for other, m in methods.items() if other != method}
+                reach.setdefault(task, {}).setdefault(budget, {})[method] = {
+                    other: seconds_to_reach(curves[(task, budget, method)], target) for other, target in targets.items()}
+    return {
+        "benchmark": "quality",
+        "settings": dict(settings),
+        "methods": {**recipes, "identity": {"what": "the untouched source frame"}},
+        "results": table,
+        "time_to_reach": reach,
+        "mean_over_tasks": _means(table),
+    }
+
+
+def _means(table: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]]) -> dict[str, Any]:
+    """Per budget and method, the scores averaged over the tasks where every method of that budget finished."""
+    out: dict[str, Any] = {}
+    budgets = {budget for by_budget in table.values() for budget in by_budget}
+    for budget in sorted(budgets):
+        present = [table[task][budget] for task in table if budget in table[task]]
+        methods = set.intersection(*(set(m) for m in present)) if present else set()
+        complete = [m for m in present if methods <= set(m)]
+        out[budget] = {"tasks": len(complete), **{method: {key: _mean(m[method].get(key) for m in complete)
+                                                           for key in SCORE_KEYS}
+                                                  for method in sorted(methods)}}
+    return out
+
+
+def _scores(result: Mapping[str, Any]) -> dict[str, Any]:
+    scores = result["scores"]
+    return {**{key: scores.get(key) for key in (*SCORE_KEYS, "warping_error_truth")}, "frames": scores.get("frames")}
+
+
+def _budget(result: Mapping[str, Any]) -> str:
+    spec = result["spec"]
+    return f"steps-{spec['steps']}" if spec.get("steps") else f"minutes-{spec['minutes']:g}"
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(kept) / len(kept) if kept else None
