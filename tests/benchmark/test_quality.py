@@ -14,7 +14,7 @@ from tiny_runs import PNG8, grade, plate, write_shot
 
 from shotfit.benchmark.face_effects import EFFECTS, FACE_CLIPS, apply_effect, write_face_shot
 from shotfit.benchmark.quality import TrialSpec, score_task
-from shotfit.benchmark.quality_report import combine, seconds_to_reach
+from shotfit.benchmark.quality_report import combine, markdown, seconds_to_reach
 from shotfit.benchmark.quality_runner import QualityOptions, finished, plan_trials
 from shotfit.benchmark.quality_tasks import Task, _every_other, prepare_task, scored_frames
 from shotfit.errors import ConfigError, ShotfitError
@@ -124,6 +124,12 @@ def test_the_combined_report_says_who_reached_whose_quality_and_when():
     assert set(combined["results"]["a"]["steps-100"]) == {"shotfit", "pix2pix", "identity"}
     assert combined["mean_over_tasks"]["steps-100"]["shotfit"]["lpips"] == 0.1
     json.dumps(combined, allow_nan=False)
+
+    table = markdown(combined)
+    assert "## steps-100" in table
+    assert "| a | pix2pix | 30.00 | 0.900 | 0.150 | 1.00e-03 | 100 | 1 |" in table
+    assert "| a | shotfit |  | 40 |  | 20 |" in table  # reached pix2pix's quality at 40 s (no texler here)
+    assert "| a | pix2pix | - |  |  | 60 |" in table  # never reached shotfit's
 
 
 def test_trials_are_planned_once_per_budget_and_a_foreign_result_is_refused(tmp_path):

@@ -98,3 +98,45 @@ def _budget(result: Mapping[str, Any]) -> str:
 def _mean(values: Iterable[Any]) -> float | None:
     kept = [v for v in values if v is not None and math.isfinite(v)]
     return sum(kept) / len(kept) if kept else None
+
+
+def markdown(combined: Mapping[str, Any]) -> str:
+    """The combined report as Markdown tables: per budget, every task's scores by method, the means
+    over tasks, and how long shotfit took to reach each other method's final quality (and they its)."""
+    lines = ["# Quality against peers", ""]
+    settings = combined.get("settings", {})
+    if settings:
+        lines += [", ".join(f"{key} {value}" for key, value in settings.items() if not isinstance(value, (dict, list))),
+                  ""]
+    budgets = sorted({budget for by_budget in combined["results"].values() for budget in by_budget})
+    for budget in budgets:
+        lines += [f"## {budget}", "", "| task | method | PSNR | SSIM | LPIPS | warping error | steps | train s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for task, by_budget in combined["results"].items():
+            for method, row in sorted(by_budget.get(budget, {}).items()):
+                lines.append(f"| {task} | {method} | {_cell(row.get('psnr'), 2)} | {_cell(row.get('ssim'), 3)} | "
+                             f"{_cell(row.get('lpips'), 3)} | {_cell(row.get('warping_error'), 6)} | "
+                             f"{row.get('steps', '')} | {_cell(row.get('train_seconds'), 0)} |")
+        means = combined.get("mean_over_tasks", {}).get(budget, {})
+        if means:
+            lines += ["", f"Means over the {means['tasks']} tasks where every method finished:", "",
+                      "| method | PSNR | SSIM | LPIPS | warping error |", "|---|---|---|---|---|"]
+            for method, row in sorted((m, r) for m, r in means.items() if m != "tasks"):
+                lines.append(f"| {method} | {_cell(row.get('psnr'), 2)} | {_cell(row.get('ssim'), 3)} | "
+                             f"{_cell(row.get('lpips'), 3)} | {_cell(row.get('warping_error'), 6)} |")
+        lines += ["", "Training seconds until a method's probe LPIPS reached another's final one (- never):", "",
+                  "| task | method | " + " | ".join(f"to {m}" for m in ("shotfit", "pix2pix", "texler", "identity")) + " |",
+                  "|---|---|---|---|---|---|"]
+        for task, by_budget in combined.get("time_to_reach", {}).items():
+            for method, targets in sorted(by_budget.get(budget, {}).items()):
+                cells = [("" if other == method or other not in targets else _cell(targets[other], 0))
+                         for other in ("shotfit", "pix2pix", "texler", "identity")]
+                lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if digits < 6 else f"{value:.2e}"

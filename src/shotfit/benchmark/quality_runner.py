@@ -2,7 +2,7 @@
 processes a few at a time, resumable, with one combined JSON at the end.
 
 ``OUT/`` holds ``shot/<task>/`` (the tasks' prepared files), ``trials/<task>/<budget>/<method>/``
-(each trial's ``trial.json`` spec, ``log.txt``, files and ``result.json``) and ``quality.json``.
+(each trial's ``trial.json`` spec, ``log.txt``, files and ``result.json``), ``quality.json`` and ``quality.md``.
 A trial whose ``result.json`` is there is never run again; one that died half-way runs again from the
 start. Each budget gives every trained method one training: a step budget (each method's own
 optimiser steps with its own batch recipe) and a wall-clock budget (the fair one).
@@ -24,7 +24,7 @@ from typing import Any
 
 import shotfit
 from shotfit.benchmark.quality import PROBE_CROP, RESULT, SNAPSHOTS, TRAINED, TrialSpec
-from shotfit.benchmark.quality_report import combine
+from shotfit.benchmark.quality_report import combine, markdown
 from shotfit.benchmark.quality_tasks import DEFAULT_TASKS, PROBE_FRAMES, TASKS, prepare_task
 from shotfit.errors import ConfigError, ShotfitError, quoted
 from shotfit.files import write_text_atomic
@@ -32,6 +32,7 @@ from shotfit.files import write_text_atomic
 log = logging.getLogger(__name__)
 
 COMBINED = "quality.json"
+SUMMARY = "quality.md"
 
 # Measured on the 2-core x86 CPU these benchmarks were sized on (shared with other work at the time),
 # one torch thread per trial: training seconds per step (each method's own batch), and seconds per
@@ -161,6 +162,7 @@ def run_quality(options: QualityOptions, on_event: Callable[[str], None] | None 
     combined = combine(results, settings(options))
     combined["missing"] = [s.name for s in specs if not (s.folder / RESULT).is_file()]
     write_text_atomic(options.out / COMBINED, json.dumps(combined, indent=1, allow_nan=False) + "\n")
+    write_text_atomic(options.out / SUMMARY, markdown(combined))
     if failed:
         raise ShotfitError(f"{len(failed)} trial(s) failed ({', '.join(failed)}); their logs are in "
                            f"{quoted(options.out / 'trials')}; run again to retry them")
