@@ -301,15 +301,15 @@ def _finite(value: Any) -> float | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m shotfit.benchmark.quality TRIAL.json``: run one trial in this process."""
     args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # into the trial's log
     if len(args) != 1:
-        print("usage: python -m shotfit.benchmark.quality TRIAL.json", file=sys.stderr)
+        log.error("usage: python -m shotfit.benchmark.quality TRIAL.json")
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     spec = TrialSpec.from_dict(json.loads(Path(args[0]).read_text(encoding="utf-8")))
     try:
         run_trial(spec)
     except ShotfitError as err:
-        print(f"shotfit: {err}", file=sys.stderr)
+        log.error("shotfit: %s", err)
         return 1
     return 0
 

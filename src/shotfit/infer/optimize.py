@@ -3,8 +3,8 @@ memory, and reduced precision only where the output stays within one code value 
 
 What each step bought on the 2-core CPU (AVX-512, AVX-512-BF16) with the default network at 1080p,
 against eager fp32 in contiguous memory (``bench/speed.py``; docs/performance.md has the tables):
-folding and channels-last together 1.47x, and the convolutions then run at the machine's fp32 peak,
-so fp32 has no more than ~1.2x left to give. bf16 runs 2.9x, but differs from fp32 by up to 4
+folding and channels-last together 1.54x (1.61x as ``shotfit render`` runs it), which puts the
+network at 78% of the machine's fp32 convolution peak. bf16 runs 3.0x, but differs from fp32 by 3-4
 8-bit code values on real frames, so it is never chosen for you on the CPU.
 """
 
