@@ -123,6 +123,7 @@ def _torch_network(run: str | Path | None, model: str | Path | None, device: str
         raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render a file made by "
                            "'shotfit export --format onnx' with --engine onnxruntime") from None
     from shotfit.engine.device import configure_threads, pick_device
+    from shotfit.infer.optimize import wants_compile
     from shotfit.infer.predictor import Predictor, load_network
 
     run_folder = RunFolder(run)
@@ -137,9 +138,8 @@ def _torch_network(run: str | Path | None, model: str | Path | None, device: str
         network, _ = load_network(run_folder)
         torch_device = pick_device(device)
         configure_threads(cfg.train.threads)
-        compile_ = render_cfg.compile == "always" or (render_cfg.compile == "auto" and torch_device.type == "cuda")
         return Predictor(network, colour, torch_device, render_cfg.tile, render_cfg.tile_overlap, render_cfg.blend,
-                         render_cfg.precision, fmt, compile_)
+                         render_cfg.precision, fmt, wants_compile(render_cfg.compile, torch_device))
 
     return _Trained(f"run {quoted(run)}", info, predictor)
 

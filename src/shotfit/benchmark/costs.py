@@ -71,7 +71,7 @@ def measure_costs(arch: str, cfg: Config, render_size: tuple[int, int] = (720, 1
         net = build_network(arch, **dict(options or {})).to(device)
         step_s = _train_step_seconds(net, cfg, build_loss(cfg.loss).to(device), repeats, device)
         net.eval()
-        flops = _flops_per_pixel(net, device)
+        flops = flops_per_pixel(net, device)
         render_s = _render_seconds(net, cfg, render_size, repeats, device)
     finally:
         torch.set_num_threads(previous_threads)
@@ -97,11 +97,12 @@ def _train_step_seconds(net: torch.nn.Module, cfg: Config, loss: torch.nn.Module
         total.backward()
         optimizer.step()
 
-    return _median_seconds(step, repeats, device)
+    return median_seconds(step, device, repeats)
 
 
-def _flops_per_pixel(net: torch.nn.Module, device: str) -> float:
-    x = torch.zeros(1, 3, FLOP_SIDE, FLOP_SIDE, device=device)
+def flops_per_pixel(net: torch.nn.Module, device: str | torch.device) -> float:
+    """Forward FLOPs per pixel (convolutions and matrix products, as FlopCounterMode counts them)."""
+    x = torch.zeros(1, int(getattr(net, "in_channels", 3)), FLOP_SIDE, FLOP_SIDE, device=device)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         net(x)
@@ -112,19 +113,27 @@ def _render_seconds(net: torch.nn.Module, cfg: Config, size: tuple[int, int], re
     generator = torch.Generator().manual_seed(1)
     frame = (torch.rand(1, 3, *size, generator=generator) * 2 - 1).to(device)
     tile = default_tile(cfg.render.tile, torch.device(device).type, *size)
-    return _median_seconds(lambda: tiled_forward(net, frame, tile, cfg.render.tile_overlap,
-                                                 cfg.render.blend), repeats, device)
+    return median_seconds(lambda: tiled_forward(net, frame, tile, cfg.render.tile_overlap, cfg.render.blend),
+                          device, repeats)
 
 
-def _median_seconds(work: Any, repeats: int, device: str) -> float:
-    work()  # warm-up: allocator, kernels picked, LPIPS weights read
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(work: Any, device: str | torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``work`` over ``repeats`` runs after ``warmup`` untimed ones
+    (allocator, kernels picked, LPIPS weights read)."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        work()
     times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+    for _ in range(max(repeats, 1)):
+        sync(device)
         started = time.perf_counter()
         work()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(device)
         times.append(time.perf_counter() - started)
     return statistics.median(times)

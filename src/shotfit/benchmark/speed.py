@@ -25,7 +25,6 @@ import dataclasses
 import json
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,13 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from shotfit.archs import build_network, resolve_network_args
+from shotfit.benchmark.costs import flops_per_pixel, median_seconds, sync
 from shotfit.config import Config
 from shotfit.engine.device import cpu_has_native_bf16
 from shotfit.errors import ShotfitError
-from shotfit.infer.optimize import InferenceNetwork, fold_batchnorm, strict_fp32
+from shotfit.infer.optimize import InferenceNetwork, fold_batchnorm, strict_fp32, wants_compile
 from shotfit.infer.tile_plan import default_tile
 from shotfit.infer.tiling import tiled_forward
 
@@ -59,7 +58,6 @@ def frame_size(name: str) -> tuple[int, int]:
     if not (sep and width.isdigit() and height.isdigit()):
         raise ShotfitError(f"frame size {name!r} is not one of {', '.join(SIZES)} or WIDTHxHEIGHT")
     return int(height), int(width)
-_FLOP_SIDE = 64
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -80,25 +78,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(work: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median wall-clock seconds of ``work`` over ``repeats`` runs after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        work()
-    times = []
-    for _ in range(max(repeats, 1)):
-        sync(device)
-        started = time.perf_counter()
-        work()
-        sync(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 # --- the machine's limit -----------------------------------------------------------------------
@@ -142,19 +121,6 @@ def matmul_peak(device: torch.device, precision: str, n: int = 4096, repeats: in
 
 
 # --- rendering ---------------------------------------------------------------------------------
-
-def flops_per_pixel(network: nn.Module, device: torch.device) -> float:
-    """Forward FLOPs per pixel (convolutions and matrix products, as FlopCounterMode counts them)."""
-    x = torch.zeros(1, network_channels(network), _FLOP_SIDE, _FLOP_SIDE, device=device)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        network(x)
-    return counter.get_total_flops() / _FLOP_SIDE**2
-
-
-def network_channels(network: nn.Module) -> int:
-    return int(getattr(network, "in_channels", 3))
-
 
 def test_frame(size: tuple[int, int], image: np.ndarray, device: torch.device) -> torch.Tensor:
     """``image`` (H, W, 3) in [0, 1] resized to ``size`` as a (1, 3, H, W) network input in [-1, 1]."""
@@ -201,8 +167,7 @@ def shotfit_render(network: nn.Module, device: torch.device, cfg: Config, bits: 
 
     fmt = PixelFormat(".png", f"uint{bits}", 3)
     precision = resolve_precision(cfg.render.precision, device, fmt)
-    compile_ = cfg.render.compile == "always" or (cfg.render.compile == "auto" and device.type == "cuda")
-    runner = InferenceNetwork(network.to(device).eval(), precision, compile=compile_)
+    runner = InferenceNetwork(network.to(device).eval(), precision, compile=wants_compile(cfg.render.compile, device))
     return precision, lambda x: tiled_forward(runner, x, default_tile(cfg.render.tile, device.type, *x.shape[-2:]),
                                               cfg.render.tile_overlap, cfg.render.blend)
 
@@ -380,8 +345,7 @@ def _loss_curves(cfg: Config, device: torch.device, fresh: Callable[[], nn.Modul
     from shotfit.engine.trainer import Trainer
 
     def trainer_curve(naive: bool, seed: int) -> list[float]:
-        train_cfg = cfg.train if not naive else _replace(cfg.train, amp="off")
-        train_cfg = _replace(train_cfg, seed=seed, steps=steps)
+        train_cfg = dataclasses.replace(cfg.train, amp="off" if naive else cfg.train.amp, seed=seed, steps=steps)
         torch.manual_seed(seed)
         network = build_network(cfg.model.arch, **args)
         loss = build_loss(cfg.loss).to(device)
@@ -418,10 +382,6 @@ def _loss_curves(cfg: Config, device: torch.device, fresh: Callable[[], nn.Modul
     }
 
 
-def _replace(section: Any, **changes: Any) -> Any:
-    return dataclasses.replace(section, **changes)
-
-
 # --- memory ------------------------------------------------------------------------------------
 
 def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[str, Any]:
@@ -439,7 +399,7 @@ def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[s
     network = build_network(cfg.model.arch, **resolve_network_args(cfg.model.arch, dict(cfg.model.args)))
     predictor = Predictor(network, ColourPipeline(resolve_colour(fmt)), device, cfg.render.tile,
                           cfg.render.tile_overlap, cfg.render.blend, cfg.render.precision, fmt,
-                          cfg.render.compile == "always" or (cfg.render.compile == "auto" and device.type == "cuda"))
+                          wants_compile(cfg.render.compile, device))
     height, width = frame_size(size_name)
     rng = np.random.default_rng(0)
     frame = rng.random((height, width, 3), dtype=np.float32) * (4.0 if float_frames else 1.0)

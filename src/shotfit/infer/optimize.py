@@ -108,6 +108,11 @@ def strict_fp32(device: torch.device | None) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
+def wants_compile(setting: str, device: torch.device) -> bool:
+    """Whether render.compile = ``setting`` (auto, always, never) compiles on ``device``: auto means on CUDA."""
+    return setting == "always" or (setting == "auto" and device.type == "cuda")
+
+
 def resolve_precision(spec: str, device: torch.device, fmt: PixelFormat | None) -> str:
     """The precision a render runs in: ``spec``, or for ``"auto"`` the fastest that keeps output
     within one code value of fp32 where we measured it to.
