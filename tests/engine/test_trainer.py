@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 from pathlib import Path
 
 import cv2
@@ -17,12 +18,13 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from tiny_runs import HEIGHT, WIDTH, same_weights, train_tiny, weights, write_shot
+from tiny_runs import HEIGHT, TINY, WIDTH, same_weights, train_tiny, weights, write_shot
 
 from shotfit import api
 from shotfit.archs import ARCHS
 from shotfit.engine import trainer as trainer_module
 from shotfit.engine.preview import GAP, LABEL_HEIGHT
+from shotfit.engine.stopping import stop_on_signals
 from shotfit.errors import ConfigError, RunError, ShotfitError
 from shotfit.io import PixelFormat, read_image
 
@@ -261,6 +263,28 @@ def test_a_run_interrupted_and_resumed_ends_bit_identical_to_one_in_one_go(modul
     assert [h["step"] for h in history] == [REFERENCE_STEPS]
 
 
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_bit_identical(module_dir, shot, reference_run):
+    out = module_dir / "sigterm"
+
+    def sigterm_at_step_5(report):
+        if report.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # a spot interruption notice, a farm's kill
+
+    with stop_on_signals() as stop:
+        stopped = train_tiny(*shot, out, "train.checkpoint_every=1000", "train.preview_every=1000",
+                             steps=REFERENCE_STEPS, on_step=sigterm_at_step_5, should_stop=stop)
+    assert stop.signal == "SIGTERM" and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert stopped.result.stopped_by == "stop" and stopped.result.steps_done == 5
+    # nothing of step 5 is lost, and nothing says the run is finished
+    assert names(out / "checkpoints") == ["step_000005.pt"] and not (out / "model.pt").exists()
+    assert not (out / "metrics.json").exists()
+
+    summary = train_tiny(*shot, out, "train.checkpoint_every=1000", "train.preview_every=1000",
+                         steps=REFERENCE_STEPS, resume=True)
+    assert summary.result.steps_done == REFERENCE_STEPS
+    assert same_weights(weights(out / "model.pt"), weights(reference_run / "model.pt"))
+
+
 def test_a_run_stopped_by_its_time_budget_resumes_bit_identical(module_dir, shot, reference_run):
     out = module_dir / "budget"
     first = train_tiny(*shot, out, *REFERENCE, steps=REFERENCE_STEPS, minutes=1e-6)
@@ -377,3 +401,14 @@ def test_a_grey_shot_trains_a_one_channel_network(tmp_path):
     train_tiny(source, keys, Path("grey_run"), "train.preview_every=1000", steps=2)
     model = torch.load("grey_run/model.pt", map_location="cpu", weights_only=True)
     assert model["arch_args"]["in_channels"] == 1 and model["arch_args"]["out_channels"] == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_with_every_loss_term(shot):
+    # the loss's LPIPS trunk and buffers must follow the network to the GPU
+    out = Path("cuda_run")
+    summary = api.train(*shot, out, overrides=(*TINY, "loss.lpips=0.5", "loss.ssim=0.5", "loss.laplacian=0.5"),
+                        steps=3, device="cuda", tracking=api.TrackingOptions(enabled=False))
+    assert summary.result.steps_done == 3 and (out / "model.pt").is_file()
+    assert {"lpips", "ssim", "laplacian"} <= set(json.loads((out / "metrics.json").read_text())["final"])

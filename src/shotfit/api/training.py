@@ -50,7 +50,9 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
           colorspace: str | None = None, working_space: str | None = None,
           ocio_config: str | Path | None = None, tracking: TrackingOptions | None = None,
           on_step: Callable[[StepReport], None] | None = None,
-          on_validate: Callable[[int, dict[str, float]], None] | None = None) -> TrainSummary:
+          on_validate: Callable[[int, dict[str, float]], None] | None = None,
+          on_metrics: Callable[[int, dict[str, float]], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainSummary:
     """Learn the edit shown by ``keyframes`` (edited frames of ``source``) into the run folder ``out``.
 
     Args:
@@ -74,6 +76,9 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         on_step: Called after every step (progress display).
         on_validate: Called with (step, {"val/psnr", "val/ssim", "val/lpips"}) after each validation
             on ``data.validation_frames``.
+        on_metrics: Called with (step, numbers) for everything tracked (loss windows, validations).
+        should_stop: Asked after every step; True stops the run there with a checkpoint (``stopped_by``
+            is then "stop" and nothing final is written), so ``resume`` goes on from that step.
     """
     run = RunFolder(out)
     cfg, start_state = _prepare_run(run, config, overrides, steps, resume)
@@ -100,7 +105,7 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     hooks = TrainHooks(
         preview=make_previewer(run, shot, training_pairs, colour, cfg, torch_device),
         validate=make_validator(validation_pairs, colour, cfg, torch_device) if validation_pairs else None,
-        on_step=on_step, on_validate=on_validate)
+        on_step=on_step, on_validate=on_validate, on_metrics=on_metrics, should_stop=should_stop)
     trainer = Trainer(network, {"arch": cfg.model.arch, "args": dict(cfg.model.args)}, build_loss(cfg.loss),
                       PairedAugment(cfg.augment), keyframes_to_tensors(training_pairs, colour, torch_device),
                       run, cfg.train, cfg.data, torch_device, hooks)
@@ -141,6 +146,9 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         tracker.finish(params, {}, status="FAILED")
         raise
     metrics = trainer.metrics(result)
+    if result.stopped_by == "stop":
+        tracker.finish(params, {}, status="KILLED")
+        return TrainSummary(run.path, result, cfg, metrics)
     if result.stopped_by != "already done":
         run.write_metrics(metrics)
     _log_run_files(tracker, run, trainer.network, channels, torch_device)

@@ -87,9 +87,14 @@ ColorspaceOpt = Annotated[Optional[str], typer.Option(
 
 @app.command()
 def train(
-    source: SourceOpt,
-    target: Annotated[str, typer.Option("--target", help="Folder of edited keyframes (paired by frame number).")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder to create (or continue with --resume).")],
+    ctx: typer.Context,
+    source: Annotated[Optional[str], typer.Option("--source", help="The shot: a folder of frames, a pattern "
+                                                  "(plate.####.exr, plate.@@@@.dpx, plate.%04d.png, "
+                                                  "'plate.$F4.exr') or a video file.")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="Folder of edited keyframes (paired by "
+                                                  "frame number).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder to create (or continue with "
+                                                "--resume).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML config file.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value.")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Train up to this step.")] = None,
@@ -112,17 +117,27 @@ def train(
     tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="TensorBoard log folder "
                                                         "(default: RUN/tensorboard).")] = None,
 ) -> None:
-    """Learn the edit shown by the keyframes."""
+    """Learn the edit shown by the keyframes (with no options inside a SageMaker job: its hyperparameters)."""
     from shotfit import api
+    from shotfit.engine.stopping import stop_on_signals
 
+    if source is None and target is None and out is None:
+        raise typer.Exit(_sagemaker_job(ctx))
+    for value, option in ((source, "--source"), (target, "--target"), (out, "--out")):
+        if value is None:
+            raise UsageError(f"Missing option '{option}'.", ctx)
     tracking = api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
                                    tensorboard=tensorboard)
-    with user_errors(), progress_display() as progress:
+    with user_errors(), progress_display() as progress, stop_on_signals() as stop:
         summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
                             minutes=minutes, resume=resume, masks=mask, device=device, first=first, last=last,
                             colorspace=colorspace, working_space=working_space, ocio_config=ocio_config,
-                            tracking=tracking, on_step=training_rows(progress))
+                            tracking=tracking, on_step=training_rows(progress), should_stop=stop)
     result = summary.result
+    if result.stopped_by == "stop":
+        _error_line(f"shotfit: {stop.signal} at step {result.steps_done}: checkpoint saved; 'shotfit train "
+                    f"--out {out} --resume' goes on from it")
+        raise typer.Exit(143)
     if result.stopped_by == "already done":
         console.print(f"{summary.run} is already trained to step {result.steps_done}; give a larger "
                       "--steps to go on", highlight=False)
@@ -130,6 +145,22 @@ def train(
     how = "time budget reached" if result.stopped_by == "time" else "done"
     console.print(f"trained {result.steps_done} steps in {result.elapsed_s:.0f} s ({how}); "
                   f"run folder: {summary.run}", highlight=False)
+
+
+def _sagemaker_job(ctx: typer.Context) -> int:
+    """``shotfit train`` with no options: the SageMaker training job in /opt/ml, or a usage error."""
+    from shotfit.cloud.contract import JobPaths
+
+    paths = JobPaths.from_environment()
+    if not paths.is_job():
+        raise UsageError(f"Missing option '--source' (with no options, train runs a SageMaker job, but "
+                         f"{paths.hyperparameters} does not exist).", ctx)
+    from shotfit.cloud.container import run_job
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    logging.getLogger("shotfit").setLevel(logging.INFO)
+    return run_job()
 
 
 @app.command()

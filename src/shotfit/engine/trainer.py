@@ -68,7 +68,9 @@ class TrainResult:
     steps_done: int
     horizon: int
     elapsed_s: float
-    stopped_by: str  # "steps", "time", or "already done" (a resumed run already at its last step)
+    # "steps", "time", "stop" (asked to stop, e.g. by SIGTERM: checkpointed, no model.pt), or
+    # "already done" (a resumed run already at its last step)
+    stopped_by: str
     final_losses: dict[str, float] = field(default_factory=dict)
 
 
@@ -85,6 +87,10 @@ class TrainHooks:
         on_step: Called after every step (progress display).
         on_validate: Called as ``on_validate(step, numbers)`` after each validation (a sweep reports
             them to its scheduler, which may stop the run there).
+        on_metrics: Called as ``on_metrics(step, numbers)`` with everything sent to the tracker (a
+            cloud job prints them as metric lines).
+        should_stop: Asked after every step; True ends the loop there with a checkpoint and no final
+            model (a SIGTERM: spot interruption, a farm's kill), so a resume goes on from that step.
     """
 
     preview: Callable[[nn.Module, str], tuple[Path, dict[str, float]]] | None = None
@@ -92,6 +98,8 @@ class TrainHooks:
     tracker: Tracker | None = None
     on_step: Callable[[StepReport], None] | None = None
     on_validate: Callable[[int, dict[str, float]], None] | None = None
+    on_metrics: Callable[[int, dict[str, float]], None] | None = None
+    should_stop: Callable[[], bool] | None = None
 
 
 def masked_targets(pred: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, outside: float
@@ -139,7 +147,8 @@ class Trainer:
         self.memory_format = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
         self.network = network.to(device, memory_format=self.memory_format)
         self.network_spec = network_spec
-        self.loss = loss
+        # the loss's own weights and buffers (LPIPS trunk, embedding networks) live beside the network
+        self.loss = loss.to(device) if isinstance(loss, nn.Module) else loss
         self.sampler = sampler
         self.keyframes = keyframes
         self.run = run
@@ -251,12 +260,18 @@ class Trainer:
             if out_of_time:
                 stopped_by = "time"
                 break
+            if self.hooks.should_stop is not None and not last and self.hooks.should_stop():
+                stopped_by = "stop"
+                break
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
         elapsed = time.monotonic() - started
         self.elapsed_before += elapsed
-        self.checkpoint(0.0)
+        if self.run.latest_checkpoint() != self.run.checkpoint_path(self.step):  # not just written
+            self.checkpoint(0.0)
+        if stopped_by == "stop":  # quickly: a SIGTERM leaves seconds, and the run is not finished
+            return TrainResult(self.step, self.horizon, self.elapsed_before, stopped_by, terms)
         self.run_validation()
         self.make_preview("final")
         self.save_model()
@@ -336,8 +351,12 @@ class Trainer:
             self.hooks.tracker.log_image("preview", sheet, self.step)
 
     def track(self, metrics: dict[str, float]) -> None:
-        if self.hooks.tracker is not None and metrics:
+        if not metrics:
+            return
+        if self.hooks.tracker is not None:
             self.hooks.tracker.log_metrics(metrics, self.step)
+        if self.hooks.on_metrics is not None:
+            self.hooks.on_metrics(self.step, metrics)
 
     def save_model(self) -> None:
         """The final weights, with what it takes to rebuild the network and nothing to resume."""
