@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -150,28 +149,27 @@ def status(
 ) -> None:
     """Each job's state, time, cost so far and latest numbers (from its log)."""
     from shotfit.cloud.records import recorded_jobs
-    from shotfit.cloud.status import Regions, job_states
+    from shotfit.cloud.status import Regions
+    from shotfit.cloud.status import watch as watch_jobs
+
+    live = None
+
+    def show(states) -> None:
+        nonlocal live
+        table = status_table(states)
+        if watch is not None and console.is_terminal:  # redrawn in place
+            if live is None:
+                from rich.live import Live
+
+                live = Live(table, console=console, auto_refresh=False)
+                live.start()
+            live.update(table, refresh=True)
+        else:  # a log or a pipe: full job names, however narrow the default width
+            console.print(table, width=max(console.width, 160))
 
     with user_errors():
-        entries = recorded_jobs(out, jobs or ())
-        regions = Regions()
-        live = None
         try:
-            while True:
-                states = job_states(entries, regions)
-                table = status_table(states)
-                if watch is not None and console.is_terminal:
-                    if live is None:
-                        from rich.live import Live
-
-                        live = Live(table, console=console, auto_refresh=False)
-                        live.start()
-                    live.update(table, refresh=True)
-                else:  # a log or a pipe: full job names, however narrow the default width
-                    console.print(table, width=max(console.width, 160))
-                if watch is None or all(s.done for s in states):
-                    break
-                time.sleep(watch)
+            states = watch_jobs(recorded_jobs(out, jobs or ()), Regions(), show, watch)
         finally:
             if live is not None:
                 live.stop()

@@ -9,6 +9,7 @@ SageMaker's metric regexes caught).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -76,6 +77,17 @@ def job_states(jobs: Sequence[Mapping[str, Any]], clients: Callable[[str], Clien
                now: datetime | None = None) -> list[JobState]:
     """The state of every recorded job (``jobs.json`` entries)."""
     return [job_state(clients(job["region"]), job, now) for job in jobs]
+
+
+def watch(jobs: Sequence[Mapping[str, Any]], clients: Callable[[str], Clients],
+          show: Callable[[list[JobState]], None], every: float | None = None) -> list[JobState]:
+    """Show every job's state; with ``every`` (seconds), again and again until all have ended."""
+    while True:
+        states = job_states(jobs, clients)
+        show(states)
+        if every is None or all(s.done for s in states):
+            return states
+        time.sleep(every)
 
 
 def job_state(clients: Clients, job: Mapping[str, Any], now: datetime | None = None) -> JobState:
