@@ -164,8 +164,10 @@ def status(
                 live = Live(table, console=console, auto_refresh=False)
                 live.start()
             live.update(table, refresh=True)
-        else:  # a log or a pipe: full job names, however narrow the default width
-            console.print(table, width=max(console.width, 160))
+        else:  # a log or a pipe: whole cells, however narrow its default width
+            from rich.console import Console
+
+            Console(file=console.file, width=max(console.width, 160), no_color=True).print(table)
 
     with user_errors():
         try:

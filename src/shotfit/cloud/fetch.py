@@ -19,7 +19,7 @@ from typing import Any
 
 from shotfit.cloud.aws import Clients, CloudError, aws_errors, cloud_error, not_found, split_s3_uri
 from shotfit.cloud.contract import RUN_NAME
-from shotfit.errors import RunError, quoted
+from shotfit.errors import RunError, ShotfitError, quoted
 from shotfit.files import ensure_writable_folder
 
 ARCHIVE = "model.tar.gz"
@@ -27,7 +27,8 @@ ARCHIVE = "model.tar.gz"
 
 @dataclass(frozen=True)
 class Fetched:
-    """What happened to one job: ``fetched``, ``already fetched``, ``not finished``, ``failed``, ``stopped``."""
+    """What happened to one job: ``fetched``, ``already fetched``, ``not finished``, ``failed``, ``stopped``,
+    or ``error`` (it completed but could not be fetched; ``detail`` says why)."""
 
     name: str
     outcome: str
@@ -41,10 +42,14 @@ class Fetched:
 
 def fetch_jobs(jobs: Sequence[Mapping[str, Any]], out: Path, clients: Callable[[str], Clients],
                on_job: Callable[[Fetched], None] | None = None) -> list[Fetched]:
-    """Fetch every Completed job of ``jobs`` into ``out``; the others are reported, not fetched."""
+    """Fetch every Completed job of ``jobs`` into ``out``; the others are reported, not fetched. A job that
+    cannot be fetched (AWS refused, a damaged archive) is reported as ``error`` and the rest go on."""
     results = []
     for job in jobs:
-        result = fetch_job(clients(job["region"]), job["name"], Path(out))
+        try:
+            result = fetch_job(clients(job["region"]), job["name"], Path(out))
+        except ShotfitError as err:
+            result = Fetched(job["name"], "error", None, str(err))
         results.append(result)
         if on_job is not None:
             on_job(result)
