@@ -67,15 +67,20 @@ def test_an_interrupted_upload_resumes_and_a_finished_one_is_skipped(aws, tmp_pa
     source, keys = write_shot(tmp_path, frames=range(1, 7), keyframes=(1, 4))
     content = hash_shot({"source": source, "keyframes": keys})
     s3 = Clients(REGION).s3
-    # an earlier upload that died after two frames: no manifest
+    # an earlier upload that died after two frames (no manifest); marked, so a second send would show
+    sent_before = {}
     for name in ("plate.0001.png", "plate.0002.png"):
-        s3.upload_file(str(source / name), BUCKET, WHERE.key("shots", content.digest, "source", name))
-    sent = []
-    shot = upload_shot(s3, content, WHERE, on_upload=sent.append)
-    assert not shot.already_there and shot.uploaded_files == 6 and len(sent) == 6  # 4 frames + 2 keyframes
-    assert "plate.0001.png" not in [f.name for f in sent if f.channel == "source"]
-    again = upload_shot(s3, content, WHERE, on_upload=sent.append)
-    assert again.already_there and again.uploaded_files == 0 and len(sent) == 6
+        key = WHERE.key("shots", content.digest, "source", name)
+        sent_before[key] = b"m" * (source / name).stat().st_size
+        s3.put_object(Bucket=BUCKET, Key=key, Body=sent_before[key])
+    progress = []
+    shot = upload_shot(s3, content, WHERE, on_upload=lambda done, total: progress.append((done, total)))
+    assert not shot.already_there and shot.uploaded_files == 6  # the 4 other frames and 2 keyframes
+    assert progress == [(n, 6) for n in range(1, 7)]
+    for key, body in sent_before.items():
+        assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
+    again = upload_shot(s3, content, WHERE, on_upload=lambda done, total: progress.append((done, total)))
+    assert again.already_there and again.uploaded_files == 0 and len(progress) == 6
 
 
 def test_a_bucket_in_another_region_is_refused(aws):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +12,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from shotfit.cli import app, console, fmt, user_errors
+from shotfit.cli import app, console, err_console, fmt, progress_display, user_errors
 from shotfit.errors import ConfigError, ShotfitError
 
 cloud_app = typer.Typer(no_args_is_help=True, help="Train on AWS SageMaker (needs the aws extra): launch the "
@@ -70,7 +72,7 @@ def launch(
     out: OutOpt = Path("cloud"),
 ) -> None:
     """Start one SageMaker training job per config, after printing what it may cost."""
-    from shotfit.cloud.aws import S3Location
+    from shotfit.cloud.aws import Clients, S3Location
     from shotfit.cloud.candidates import check_candidate, from_configs, from_sweep
     from shotfit.cloud.jobs import LaunchOptions, estimate_cost, plan_launch, request_summary
     from shotfit.cloud.prices import hourly_price as price_of
@@ -117,7 +119,9 @@ def launch(
             raise ShotfitError(f"the cost estimate of {estimate.total:.2f} USD is above --max-cost "
                                f"{max_cost:.2f} USD: nothing was started (fewer jobs with --top, a shorter "
                                "--minutes, or a cheaper --instance-type)")
-        content = read_shot(shot)
+        clients = None if dry_run else Clients(region)  # says now if boto3 or a region is missing
+        with file_progress("hash") as on_file:
+            content = read_shot(shot, on_file)
         console.print(f"shot: {describe_size(len(content.files), content.bytes)} ({', '.join(content.channels)}), "
                       f"digest {content.digest}", highlight=False)
         plan = plan_launch(candidates, shot, content, options, price, label, notes=notes)
@@ -130,11 +134,11 @@ def launch(
             console.print(yaml.safe_dump(summaries, sort_keys=False, width=120), highlight=False, markup=False)
             console.print("dry run: nothing was uploaded or started", highlight=False)
             return
-        from shotfit.cloud.aws import Clients
         from shotfit.cloud.jobs import start_launch
 
-        started = start_launch(plan, Clients(region), out,
-                               say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
+        with file_progress("upload") as on_upload:
+            started = start_launch(plan, clients, out, on_upload=on_upload,
+                                   say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
     console.print(f"{len(started)} job{'s' if len(started) != 1 else ''} started, recorded in {out / 'jobs.json'}; "
                   f"watch: shotfit cloud status --out {out} --watch 60; then: shotfit cloud fetch --out {out}",
                   highlight=False, soft_wrap=True)
@@ -184,6 +188,19 @@ def status(
     if done:
         console.print(f"{done} of {len(states)} completed; fetch them: shotfit cloud fetch --out {out}",
                       highlight=False)
+
+
+@contextlib.contextmanager
+def file_progress(name: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress row counting files, ``update(done, total)``, on a terminal only; it goes when done
+    (the lines printed say what was done)."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    with progress_display() as progress:
+        progress.live.transient = True
+        task = progress.add_task(name, total=None, info="files")
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def status_table(states) -> Table:

@@ -147,9 +147,10 @@ def plan_launch(candidates: Sequence[Candidate], shot: ShotPaths, content: ShotC
                       tuple(jobs), tuple(notes))
 
 
-def start_launch(plan: LaunchPlan, clients: Clients, out: Path,
-                 say: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
+def start_launch(plan: LaunchPlan, clients: Clients, out: Path, say: Callable[[str], None] = lambda line: None,
+                 on_upload: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Upload the shot (unless it is in S3 already) and create the jobs; ``OUT/jobs.json`` records each.
+    ``say`` gets a line per stage, ``on_upload(done, total)`` one per file uploaded.
 
     Raises:
         CloudError: one line naming the bucket or the job AWS refused, and how many jobs were started.
@@ -158,7 +159,7 @@ def start_launch(plan: LaunchPlan, clients: Clients, out: Path,
     check_bucket(clients.s3, options.s3, clients.region)
     size = describe_size(len(plan.content.files), plan.content.bytes)
     say(f"uploading the shot ({size}) to {options.s3.uri('shots', plan.content.digest)}/ ...")
-    in_s3 = upload_shot(clients.s3, plan.content, options.s3)
+    in_s3 = upload_shot(clients.s3, plan.content, options.s3, on_upload)
     say("shot already in S3" if in_s3.already_there else
         f"uploaded {describe_size(in_s3.uploaded_files, in_s3.uploaded_bytes)}")
     add_launch(out, _launch_entry(plan, clients.region, in_s3))

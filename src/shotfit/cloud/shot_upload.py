@@ -89,7 +89,7 @@ class ShotInS3:
     already_there: bool
 
 
-def read_shot(shot: ShotPaths, on_file: Callable[[ShotFile], None] | None = None) -> ShotContent:
+def read_shot(shot: ShotPaths, on_file: Callable[[int, int], None] | None = None) -> ShotContent:
     """Check that the keyframes pair with the source (and masks) as training will, then hash the files:
     a mistake found here costs nothing, found in a job it costs the job's start-up.
 
@@ -124,13 +124,14 @@ def channel_files(spec: str | Path) -> list[Path]:
 
 
 def hash_shot(channels: Mapping[str, str | Path | None],
-              on_file: Callable[[ShotFile], None] | None = None) -> ShotContent:
-    """Hash every file of every channel given (``{"source": ..., "keyframes": ..., "masks": None}``).
+              on_file: Callable[[int, int], None] | None = None) -> ShotContent:
+    """Hash every file of every channel given (``{"source": ..., "keyframes": ..., "masks": None}``);
+    ``on_file(done, total)`` after each file.
 
     Raises:
         FrameError: a channel cannot be opened, or two of its files share a name.
     """
-    files = []
+    listed: list[tuple[str, Path]] = []
     for channel, spec in channels.items():
         if spec is None:
             continue
@@ -139,13 +140,15 @@ def hash_shot(channels: Mapping[str, str | Path | None],
             if path.name in names:  # a pattern spans one folder, so only a bug could get here
                 raise FrameError(f"{quoted(names[path.name])} and {quoted(path)} have the same name")
             names[path.name] = path
-            entry = ShotFile(channel, path.name, path, path.stat().st_size, file_sha256(path))
-            files.append(entry)
-            if on_file is not None:
-                on_file(entry)
-    missing = [c for c in REQUIRED_CHANNELS if not any(f.channel == c for f in files)]
+            listed.append((channel, path))
+    missing = [c for c in REQUIRED_CHANNELS if not any(channel == c for channel, _ in listed)]
     if missing:
         raise FrameError(f"the shot has no {missing[0]} files")
+    files = []
+    for done, (channel, path) in enumerate(listed, 1):
+        files.append(ShotFile(channel, path.name, path, path.stat().st_size, file_sha256(path)))
+        if on_file is not None:
+            on_file(done, len(listed))
     return ShotContent(tuple(files), {c: str(s) for c, s in channels.items() if s is not None})
 
 
@@ -163,8 +166,9 @@ def shot_location(content: ShotContent, where: S3Location) -> dict[str, str]:
 
 
 def upload_shot(s3: object, content: ShotContent, where: S3Location,
-                on_upload: Callable[[ShotFile], None] | None = None) -> ShotInS3:
-    """Upload the shot under ``where/shots/<digest>/`` unless its manifest is already there.
+                on_upload: Callable[[int, int], None] | None = None) -> ShotInS3:
+    """Upload the shot under ``where/shots/<digest>/`` unless its manifest is already there;
+    ``on_upload(done, total)`` after each file sent.
 
     Files already in S3 under this digest (an earlier, interrupted upload) are not sent again; the
     manifest is written last, so its presence means every file arrived.
@@ -186,10 +190,15 @@ def upload_shot(s3: object, content: ShotContent, where: S3Location,
             s3.upload_file(str(entry.path), where.bucket, key)
         return entry
 
-    with ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="shotfit-upload") as pool:
-        for entry in pool.map(send, todo):
+    pool = ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="shotfit-upload")
+    try:
+        for done, _ in enumerate(pool.map(send, todo), 1):
             if on_upload is not None:
-                on_upload(entry)
+                on_upload(done, len(todo))
+    except BaseException:  # Ctrl-C or a refused file: stop sending the rest
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     with aws_errors(f"writing s3://{where.bucket}/{manifest_key}"):
         s3.put_object(Bucket=where.bucket, Key=manifest_key, ContentType="application/json",
                       Body=json.dumps(content.manifest(), indent=1).encode("utf-8"))
