@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from aws_emulator import BUCKET, REGION, client, make_bucket, s3_keys

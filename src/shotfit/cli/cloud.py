@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -73,47 +72,29 @@ def launch(
 ) -> None:
     """Start one SageMaker training job per config, after printing what it may cost."""
     from shotfit.cloud.aws import Clients, S3Location
-    from shotfit.cloud.candidates import check_candidate, from_configs, from_sweep
-    from shotfit.cloud.jobs import LaunchOptions, estimate_cost, plan_launch, request_summary
+    from shotfit.cloud.candidates import choose
+    from shotfit.cloud.jobs import LaunchOptions, plan_launch, request_summary
+    from shotfit.cloud.prices import CostEstimate
     from shotfit.cloud.prices import hourly_price as price_of
     from shotfit.cloud.shot_upload import ShotPaths, describe_size, read_shot
 
     with user_errors():
-        if (sweep is None) == (not config):
-            raise ConfigError("give --sweep SWEEP_OUT (its best trials) or --config FILE (one job per file)")
-        for name, value in (("--image", image), ("--role", role), ("--s3", s3)):
-            if not value:
-                env = {"--image": "SHOTFIT_IMAGE", "--role": "SHOTFIT_SAGEMAKER_ROLE", "--s3": "SHOTFIT_S3"}[name]
-                raise ConfigError(f"{name} is missing (or set ${env})")
-        notes: tuple[str, ...] = ()
-        if sweep is not None:
-            pick = from_sweep(sweep, top, hold_out)
-            candidates, shot, label, notes = list(pick.candidates), pick.shot, pick.name, pick.notes
-        else:
-            candidates, shot, label = from_configs(config or []), None, "shotfit"
-        if source is not None or target is not None:
-            if source is None or target is None:
-                raise ConfigError("--source and --target go together (the shot and its edited keyframes)")
-            shot = ShotPaths(source, target, mask)
-        elif shot is None:
-            raise ConfigError("give --source and --target: the shot to train on" + (
-                " (the sweep's trials no longer say where theirs is)" if sweep is not None else ""))
-        elif mask is not None:
-            shot = dataclasses.replace(shot, masks=mask)
-        candidates = [check_candidate(c, set_ or ()) for c in candidates]
-        options = LaunchOptions(image=image, role=role, s3=S3Location.parse(s3), instance_type=instance_type,
-                                spot=spot, minutes=minutes, max_wait=max_wait, steps=steps,
-                                tracking_uri=None if no_tracking else tracking_uri or None,
-                                experiment=experiment, extra=tuple(set_ or ()), region=region)
+        if (source is None) != (target is None):
+            raise ConfigError("--source and --target go together (the shot and its edited keyframes)")
+        shot = ShotPaths(source, target, mask) if source is not None and target is not None else None
+        choice = choose(sweep, top, config or (), shot, mask, hold_out, set_ or ())
+        options = LaunchOptions(image=image, role=role, s3=S3Location.parse(s3) if s3 else None,
+                                instance_type=instance_type, spot=spot, minutes=minutes, max_wait=max_wait,
+                                steps=steps, tracking_uri=None if no_tracking else tracking_uri or None,
+                                experiment=experiment)
         options.check()
-        price = price_of(instance_type, hourly_price)
-        estimate = estimate_cost(len(candidates), options, price)
-        for note in notes:
+        estimate = CostEstimate(price_of(instance_type, hourly_price), minutes, len(choice.candidates), spot)
+        for note in choice.notes:
             console.print(note, highlight=False)
-        what = f"sweep '{label}'" if sweep is not None else "config files"
-        console.print(f"{len(candidates)} job{'s' if len(candidates) != 1 else ''} from {what} on "
-                      f"{instance_type} ({'spot' if spot else 'on-demand'}), {minutes:g} min each "
-                      f"({options.training_minutes:g} min of training)", highlight=False, soft_wrap=True)
+        count = len(choice.candidates)
+        console.print(f"{count} job{'s' if count != 1 else ''} from {choice.described} on {instance_type} "
+                      f"({'spot' if spot else 'on-demand'}), {minutes:g} min each ({options.training_minutes:g} "
+                      "min of training)", highlight=False, soft_wrap=True)
         console.print(estimate.describe(), highlight=False, soft_wrap=True)
         if max_cost is not None and estimate.total > max_cost:
             raise ShotfitError(f"the cost estimate of {estimate.total:.2f} USD is above --max-cost "
@@ -121,10 +102,11 @@ def launch(
                                "--minutes, or a cheaper --instance-type)")
         clients = None if dry_run else Clients(region)  # says now if boto3 or a region is missing
         with file_progress("hash") as on_file:
-            content = read_shot(shot, on_file)
+            content = read_shot(choice.shot, on_file)
         console.print(f"shot: {describe_size(len(content.files), content.bytes)} ({', '.join(content.channels)}), "
                       f"digest {content.digest}", highlight=False)
-        plan = plan_launch(candidates, shot, content, options, price, label, notes=notes)
+        plan = plan_launch(choice.candidates, choice.shot, content, options, estimate.price, choice.label,
+                           notes=choice.notes)
         for job in plan.jobs:
             settings = " ".join(f"{k}={v}" for k, v in job.hyperparameters.items())
             console.print(f"  {job.name}  {job.candidate.origin}  {settings}", highlight=False, markup=False,

@@ -46,6 +46,39 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """What a launch trains: the candidates (``--set`` applied and checked), the shot, a label for job names."""
+
+    candidates: tuple[Candidate, ...]
+    shot: ShotPaths
+    label: str  # the sweep's name, or "shotfit" for config files
+    described: str  # "sweep 'loss-ablation'" or "config files"
+    notes: tuple[str, ...] = ()
+
+
+def choose(sweep: Path | None = None, top: int = 5, configs: Sequence[Path] = (), shot: ShotPaths | None = None,
+           masks: str | None = None, hold_out: bool = True, extra: Sequence[str] = ()) -> Choice:
+    """The candidates of a sweep's best trials or of config files, and the shot they train on (``shot``,
+    else the sweep's; ``masks`` adds mattes to the sweep's shot).
+
+    Raises:
+        ConfigError: both or neither of a sweep and config files, no shot, a key the config refuses.
+    """
+    if (sweep is None) == (not configs):
+        raise ConfigError("give --sweep SWEEP_OUT (its best trials) or --config FILE (one job per file)")
+    if sweep is not None:
+        pick = from_sweep(sweep, top, hold_out)
+        candidates, label, notes, described = pick.candidates, pick.name, pick.notes, f"sweep '{pick.name}'"
+        shot = shot or (dataclasses.replace(pick.shot, masks=masks or pick.shot.masks) if pick.shot else None)
+    else:
+        candidates, label, notes, described = tuple(from_configs(configs)), "shotfit", (), "config files"
+    if shot is None:
+        raise ConfigError("give --source and --target: the shot to train on" + (
+            " (the sweep's trials no longer say where theirs is)" if sweep is not None else ""))
+    return Choice(tuple(check_candidate(c, extra) for c in candidates), shot, label, described, notes)
+
+
+@dataclass(frozen=True)
 class SweepPick:
     """The trials chosen from a sweep, the sweep's shot (None if it cannot be told) and a note."""
 

@@ -45,9 +45,9 @@ _HYPERPARAMETER_CHARS = 2500
 class LaunchOptions:
     """Where and how the jobs run (the command line's options)."""
 
-    image: str
-    role: str
-    s3: S3Location
+    image: str | None
+    role: str | None
+    s3: S3Location | None
     instance_type: str = "ml.g5.xlarge"
     spot: bool = True
     minutes: float = 60.0
@@ -55,12 +55,14 @@ class LaunchOptions:
     steps: int | None = None
     tracking_uri: str | None = None
     experiment: str = "shotfit"
-    extra: tuple[str, ...] = ()  # --set overrides applied to every candidate
-    region: str | None = None
 
     def check(self) -> None:
         """One line for the first thing AWS would refuse (or that would waste the job)."""
-        if not self.image or any(c.isspace() for c in self.image) or "/" not in self.image:
+        for option, value, env in (("--image", self.image, "SHOTFIT_IMAGE"), ("--role", self.role,
+                                    "SHOTFIT_SAGEMAKER_ROLE"), ("--s3", self.s3, "SHOTFIT_S3")):
+            if not value:
+                raise ConfigError(f"{option} is missing (give it, or set ${env})")
+        if any(c.isspace() for c in self.image) or "/" not in self.image:
             raise ConfigError(f"--image {self.image!r} must be a container image URI, e.g. "
                               "123456789012.dkr.ecr.us-east-1.amazonaws.com/shotfit:0.1.0")
         if not _ROLE.match(self.role or ""):
@@ -123,10 +125,6 @@ class LaunchPlan:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def estimate_cost(count: int, options: LaunchOptions, price: HourlyPrice) -> CostEstimate:
-    return CostEstimate(price, options.minutes, count, options.spot)
-
-
 def plan_launch(candidates: Sequence[Candidate], shot: ShotPaths, content: ShotContent, options: LaunchOptions,
                 price: HourlyPrice, label: str = "shotfit", launch_id: str | None = None,
                 notes: Sequence[str] = ()) -> LaunchPlan:
@@ -143,8 +141,8 @@ def plan_launch(candidates: Sequence[Candidate], shot: ShotPaths, content: ShotC
                                         launch_id)))
     if len({job.name for job in jobs}) != len(jobs):
         raise ConfigError("two candidates would get the same job name; give the config files distinct names")
-    return LaunchPlan(launch_id, label, options, shot, content, estimate_cost(len(jobs), options, price),
-                      tuple(jobs), tuple(notes))
+    estimate = CostEstimate(price, options.minutes, len(jobs), options.spot)
+    return LaunchPlan(launch_id, label, options, shot, content, estimate, tuple(jobs), tuple(notes))
 
 
 def start_launch(plan: LaunchPlan, clients: Clients, out: Path, say: Callable[[str], None] = lambda line: None,
