@@ -14,6 +14,7 @@ from aws_emulator import BUCKET, IMAGE, REGION, ROLE, make_bucket, s3_keys, trai
 from shots import fails, succeeds
 from tiny_runs import write_shot
 
+from shotfit import __version__
 from shotfit.cloud import contract
 from shotfit.cloud.aws import Clients, CloudError, S3Location
 from shotfit.cloud.candidates import Candidate, from_configs
@@ -274,7 +275,7 @@ def test_the_create_training_job_request_is_exactly_what_the_container_expects(a
                                     "S3OutputPath": f"s3://{BUCKET}/shotfit/tensorboard/look-dev-a-abc123/"},
         "Environment": {"MLFLOW_TRACKING_URI": "https://mlflow.studio", "MLFLOW_EXPERIMENT_NAME": "shot-010"},
         "Tags": [{"Key": "shotfit:launch", "Value": "abc123"}, {"Key": "shotfit:trial", "Value": "a"},
-                 {"Key": "shotfit:sweep", "Value": "look dev"}],
+                 {"Key": "shotfit:sweep", "Value": "look dev"}, {"Key": "shotfit:version", "Value": __version__}],
     }
     arn = f"arn:aws:sagemaker:{REGION}:123456789012:training-job/"
     with Stubber(clients.sagemaker) as stub:  # checks both requests against SageMaker's API model

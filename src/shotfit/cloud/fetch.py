@@ -46,8 +46,9 @@ def fetch_jobs(jobs: Sequence[Mapping[str, Any]], out: Path, clients: Callable[[
     cannot be fetched (AWS refused, a damaged archive) is reported as ``error`` and the rest go on."""
     results = []
     for job in jobs:
+        region_clients = clients(job["region"])  # no boto3, no region: one error for all, raised here
         try:
-            result = fetch_job(clients(job["region"]), job["name"], Path(out))
+            result = fetch_job(region_clients, job["name"], Path(out))
         except ShotfitError as err:
             result = Fetched(job["name"], "error", None, str(err))
         results.append(result)

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from shotfit import __version__
 from shotfit.cloud import contract
 from shotfit.cloud.aws import Clients, CloudError, S3Location, aws_errors
 from shotfit.cloud.candidates import Candidate, job_word
@@ -240,7 +241,7 @@ def _request(name: str, candidate: Candidate, hyperparameters: Mapping[str, str]
         "TensorBoardOutputConfig": {"LocalPath": TENSORBOARD_DIR,
                                     "S3OutputPath": options.s3.uri("tensorboard", name, folder=True)},
         "Tags": [{"Key": "shotfit:launch", "Value": launch_id}, {"Key": "shotfit:trial", "Value": candidate.name},
-                 {"Key": "shotfit:sweep", "Value": label}],
+                 {"Key": "shotfit:sweep", "Value": label}, {"Key": "shotfit:version", "Value": __version__}],
     }
     if options.tracking_uri:
         request["Environment"] = {"MLFLOW_TRACKING_URI": options.tracking_uri,
