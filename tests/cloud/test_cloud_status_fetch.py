@@ -108,7 +108,8 @@ def test_status_follows_spot_interruptions_failures_and_billing(aws):
             SecondaryStatusTransitions=[{"Status": "Interrupted", "StartTime": NOW,
                                          "StatusMessage": "Training job interrupted by a spot reclaim"}]))
         stub.add_response("describe_training_job", described(
-            "s-failed-1", "Failed", "Failed", FailureReason="AlgorithmError: keyframe 'kf/0042.png' has no source frame"))
+            "s-failed-1", "Failed", "Failed",
+            FailureReason="AlgorithmError: keyframe 'kf/0042.png' has no source frame"))
         stub.add_response("describe_training_job", described(
             "s-done-1", "Completed", "Completed", TrainingTimeInSeconds=3000, BillableTimeInSeconds=1200,
             FinalMetricDataList=[{"MetricName": "step", "Value": 4800.0, "Timestamp": NOW},
@@ -137,7 +138,8 @@ def test_watch_refreshes_until_every_job_has_ended(aws):
     clients = Clients(REGION)
     shown = []
     with Stubber(clients.sagemaker) as stub:
-        for status, secondary in (("InProgress", "Downloading"), ("InProgress", "Training"), ("Completed", "Completed")):
+        for status, secondary in (("InProgress", "Downloading"), ("InProgress", "Training"),
+                                  ("Completed", "Completed")):
             stub.add_response("describe_training_job", described("w-a-1", status, secondary))
         final = watch(record("w-a-1"), lambda region: clients, lambda states: shown.append(states[0].state), every=0.01)
         stub.assert_no_pending_responses()

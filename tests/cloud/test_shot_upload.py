@@ -30,7 +30,8 @@ def test_a_pattern_uploads_its_frames_and_nothing_else_in_the_folder(aws, tmp_pa
     assert s3_keys() == sorted([prefix + "manifest.json", prefix + "keyframes/plate.0001.png",
                                 prefix + "keyframes/plate.0003.png",
                                 *(f"{prefix}source/plate.{f:04d}.png" for f in range(1, 5))])
-    assert shot.channels == {"source": f"s3://{BUCKET}/{prefix}source/", "keyframes": f"s3://{BUCKET}/{prefix}keyframes/"}
+    assert shot.channels == {"source": f"s3://{BUCKET}/{prefix}source/",
+                             "keyframes": f"s3://{BUCKET}/{prefix}keyframes/"}
     manifest = json.loads(client("s3").get_object(Bucket=BUCKET, Key=prefix + "manifest.json")["Body"].read())
     first = manifest["channels"]["source"][0]
     assert first["name"] == "plate.0001.png"
