@@ -337,3 +337,20 @@ def test_job_names_keep_sweep_and_trial():
 @pytest.mark.parametrize("budget, training", [(5, 2.0), (20, 17.0), (30, 27.0), (60, 54.0), (240, 216.0)])
 def test_training_leaves_a_reserve_of_a_tenth_or_three_minutes(budget, training):
     assert training_minutes(budget) == training
+
+
+def test_mattes_travel_as_a_channel_and_alpha_as_an_option(aws, tmp_path):
+    from tiny_runs import PixelFormat
+
+    grey, rgba = PixelFormat(".png", "uint8", 1), PixelFormat(".png", "uint8", 4)
+    write_shot(tmp_path, frames=range(1, 5), keyframes=(1, 3))
+    mattes, _ = write_shot(tmp_path / "m", frames=(1, 3), keyframes=(), fmt=grey)
+    (tmp_path / "c.yaml").write_text("loss:\n  l1: 2\n")
+    base = ["cloud", "launch", "--config", "c.yaml", "--source", "plate", "--target", "kf", *aws_args(),
+            "--no-tracking", "--dry-run"]
+    with_mattes = succeeds(*base, "--mask", str(mattes)).stdout
+    assert "shot: 8 files" in with_mattes and "(source, keyframes, masks)" in with_mattes
+    assert "/masks/" in with_mattes and "mask:" not in with_mattes
+    write_shot(tmp_path / "a", frames=range(1, 5), keyframes=(1, 3), fmt=rgba)
+    with_alpha = succeeds(*base[:5], "a/plate", "--target", "a/kf", *base[8:], "--mask", "alpha").stdout
+    assert "(source, keyframes)" in with_alpha and "mask: alpha" in with_alpha
