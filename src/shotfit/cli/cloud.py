@@ -237,14 +237,14 @@ def prices() -> None:
     """The built-in price table the cost estimate uses (check the AWS price page)."""
     from shotfit.cloud.prices import PRICE_PAGE, PRICES, PRICES_CHECKED, PRICES_REGION
 
-    table = Table(title=f"SageMaker training, on-demand, {PRICES_REGION}, checked {PRICES_CHECKED}")
+    table = Table(title=f"SageMaker training ({PRICES_REGION}, {PRICES_CHECKED})")
     table.add_column("instance type")
     table.add_column("USD / hour", justify="right")
     for name, usd in PRICES.items():
         table.add_row(name, f"{usd:.3f}")
     console.print(table)
-    console.print(f"prices change and differ by region: check {PRICE_PAGE}, or give --hourly-price",
-                  highlight=False)
+    console.print(f"on-demand prices collected {PRICES_CHECKED}; they change and differ by region: check "
+                  f"{PRICE_PAGE}, or give --hourly-price", highlight=False, soft_wrap=True)
 
 
 def _duration(seconds: float | None) -> str:

@@ -1,9 +1,10 @@
 """What a launch may cost: SageMaker training's hourly prices and the estimate printed before anything starts.
 
-The table holds on-demand prices of SageMaker *training* instances in us-east-1 (USD per instance-hour)
-as published on https://aws.amazon.com/sagemaker/pricing/ and checked in :data:`PRICES_CHECKED`.
-Prices change and differ between regions: check that page, and give ``--hourly-price`` for another
-region or instance type. The estimate is an upper bound: hourly price x time budget x jobs. Managed
+The table holds on-demand prices of SageMaker *training* instances in us-east-1 (USD per instance-hour),
+the list prices of https://aws.amazon.com/sagemaker/pricing/ as collected in :data:`PRICES_CHECKED`
+(from public copies of that page, which agreed; the page itself could not be read where this was
+written). Prices change and differ between regions: check that page, and give ``--hourly-price`` for
+another region or instance type. The estimate is an upper bound: hourly price x time budget x jobs. Managed
 spot training bills fewer seconds (``BillableTimeInSeconds``), never more, so for spot jobs the
 on-demand figure is the ceiling, not the expected bill.
 """
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 
 from shotfit.errors import ConfigError
 
-PRICES_CHECKED = "2026-11"
+PRICES_CHECKED = "2026-11"  # when the table was collected
 PRICES_REGION = "us-east-1"
 PRICE_PAGE = "https://aws.amazon.com/sagemaker/pricing/"
 
-# USD per instance-hour, SageMaker training, on-demand, us-east-1 (see PRICES_CHECKED)
+# USD per instance-hour, SageMaker training, on-demand, us-east-1, collected 2026-11: check the AWS price page
 PRICES: dict[str, float] = {
     # CPU
     "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.m5.4xlarge": 0.922,
@@ -42,7 +43,7 @@ class HourlyPrice:
 
     instance_type: str
     usd: float
-    source: str  # "built-in table (us-east-1, checked 2026-11)" or "--hourly-price"
+    source: str  # "built-in us-east-1 table of 2026-11" or "--hourly-price"
 
 
 @dataclass(frozen=True)
@@ -86,4 +87,4 @@ def hourly_price(instance_type: str, override: float | None = None) -> HourlyPri
     if instance_type not in PRICES:
         raise ConfigError(f"no built-in price for instance type '{instance_type}': give --hourly-price USD "
                           f"(see {PRICE_PAGE}; known: {', '.join(PRICES)})")
-    return HourlyPrice(instance_type, PRICES[instance_type], f"{PRICES_REGION} price checked {PRICES_CHECKED}")
+    return HourlyPrice(instance_type, PRICES[instance_type], f"built-in {PRICES_REGION} table of {PRICES_CHECKED}")
