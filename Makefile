@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export,test]'
+	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export,aws,test]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -349,3 +349,4 @@ if __name__ == "__main__":
 # registers ``shotfit archs`` and ``shotfit bench archs`` on ``app`` (needs the names above)
 from shotfit.cli import bench as _bench  # noqa: E402, F401
 from shotfit.cli import colour as _colour  # noqa: E402, F401  (``shotfit colorspaces``)
+from shotfit.cli import cloud as _cloud  # noqa: E402, F401  (``shotfit cloud launch|status|fetch``)
