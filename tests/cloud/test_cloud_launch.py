@@ -22,6 +22,7 @@ from shotfit.cloud.jobs import LaunchOptions, job_name, plan_launch, start_launc
 from shotfit.cloud.prices import hourly_price
 from shotfit.cloud.shot_upload import ShotPaths, read_shot
 from shotfit.config import Config, apply_overrides, config_to_dict, save_config
+from shotfit.errors import ShotfitError
 from shotfit.search.plan import trial_overrides
 
 A_YAML = "loss:\n  lpips: 0.3\ntrain:\n  lr: 0.001\n  threads: 2\n  device: cpu\nmodel:\n  width: 8\n"
@@ -354,3 +355,14 @@ def test_mattes_travel_as_a_channel_and_alpha_as_an_option(aws, tmp_path):
     write_shot(tmp_path / "a", frames=range(1, 5), keyframes=(1, 3), fmt=rgba)
     with_alpha = succeeds(*base[:5], "a/plate", "--target", "a/kf", *base[8:], "--mask", "alpha").stdout
     assert "(source, keyframes)" in with_alpha and "mask: alpha" in with_alpha
+
+
+def test_the_python_api_honours_max_cost_too(shot):
+    # the guard is the library's, not only the command line's: a script cannot start a launch above it
+    candidates = [Candidate("a", {}, "config 'a.yaml'")]
+    paths = ShotPaths(str(shot[0]), str(shot[1]))
+    launch = LaunchOptions(image=IMAGE, role=ROLE, s3=S3Location(BUCKET, "shotfit"), minutes=60)
+    price = hourly_price("ml.g5.xlarge")
+    with pytest.raises(ShotfitError, match=r"estimate of 1\.41 USD is above --max-cost 1\.40 USD"):
+        plan_launch(candidates, paths, read_shot(paths), launch, price, max_cost=1.40)
+    assert plan_launch(candidates, paths, read_shot(paths), launch, price, max_cost=1.41).estimate.total == 1.41

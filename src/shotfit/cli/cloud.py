@@ -96,17 +96,14 @@ def launch(
                       f"({'spot' if spot else 'on-demand'}), {minutes:g} min each ({options.training_minutes:g} "
                       "min of training)", highlight=False, soft_wrap=True)
         console.print(estimate.describe(), highlight=False, soft_wrap=True)
-        if max_cost is not None and estimate.total > max_cost:
-            raise ShotfitError(f"the cost estimate of {estimate.total:.2f} USD is above --max-cost "
-                               f"{max_cost:.2f} USD: nothing was started (fewer jobs with --top, a shorter "
-                               "--minutes, or a cheaper --instance-type)")
+        estimate.check(max_cost)  # before the shot is even read
         clients = None if dry_run else Clients(region)  # says now if boto3 or a region is missing
         with file_progress("hash") as on_file:
             content = read_shot(choice.shot, on_file)
         console.print(f"shot: {describe_size(len(content.files), content.bytes)} ({', '.join(content.channels)}), "
                       f"digest {content.digest}", highlight=False)
         plan = plan_launch(choice.candidates, choice.shot, content, options, estimate.price, choice.label,
-                           notes=choice.notes)
+                           notes=choice.notes, max_cost=max_cost)
         for job in plan.jobs:
             settings = " ".join(f"{k}={v}" for k, v in job.hyperparameters.items())
             console.print(f"  {job.name}  {job.candidate.origin}  {settings}", highlight=False, markup=False,

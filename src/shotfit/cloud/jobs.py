@@ -128,8 +128,9 @@ class LaunchPlan:
 
 def plan_launch(candidates: Sequence[Candidate], shot: ShotPaths, content: ShotContent, options: LaunchOptions,
                 price: HourlyPrice, label: str = "shotfit", launch_id: str | None = None,
-                notes: Sequence[str] = ()) -> LaunchPlan:
-    """Every job's request, built and checked; nothing is sent to AWS."""
+                notes: Sequence[str] = (), max_cost: float | None = None) -> LaunchPlan:
+    """Every job's request, built and checked; nothing is sent to AWS. An estimate above ``max_cost``
+    USD is refused (:meth:`CostEstimate.check`)."""
     options.check()
     launch_id = launch_id or new_launch_id()
     channels = shot_location(content, options.s3)
@@ -143,6 +144,7 @@ def plan_launch(candidates: Sequence[Candidate], shot: ShotPaths, content: ShotC
     if len({job.name for job in jobs}) != len(jobs):
         raise ConfigError("two candidates would get the same job name; give the config files distinct names")
     estimate = CostEstimate(price, options.minutes, len(jobs), options.spot)
+    estimate.check(max_cost)
     return LaunchPlan(launch_id, label, options, shot, content, estimate, tuple(jobs), tuple(notes))
 
 

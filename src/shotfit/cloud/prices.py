@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from shotfit.errors import ConfigError
+from shotfit.errors import ConfigError, ShotfitError
 
 PRICES_CHECKED = "2026-11"  # when the table was collected
 PRICES_REGION = "us-east-1"
@@ -63,6 +63,13 @@ class CostEstimate:
     def total(self) -> float:
         """USD, rounded up to the cent: an upper bound stays an upper bound."""
         return math.ceil(round(self.per_job * self.jobs * 100, 6)) / 100
+
+    def check(self, max_cost: float | None) -> None:
+        """Refuse (before anything is uploaded or started) an estimate above ``max_cost`` USD."""
+        if max_cost is not None and self.total > max_cost:
+            raise ShotfitError(f"the cost estimate of {self.total:.2f} USD is above --max-cost {max_cost:.2f} USD: "
+                               "nothing was started (fewer jobs with --top, a shorter --minutes, or a cheaper "
+                               "--instance-type)")
 
     def describe(self) -> str:
         """``cost estimate: 5 jobs x 60 min x 1.408 USD/h (ml.g5.xlarge, ...) = at most 7.04 USD``."""
