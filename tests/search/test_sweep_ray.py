@@ -76,6 +76,8 @@ def test_a_sweep_ranks_tracks_resumes_and_hands_over_a_config_that_trains(tmp_pa
     assert [p.info.run_name for p in parents] == ["tiny"] and parents[0].info.status == "FINISHED"
     assert parents[0].data.params["best.trial"] == f"{best_search['name']}-top"
     assert "best/val/psnr" in parents[0].data.metrics
+    logged = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"trials.csv", "best.yaml", "metric_vs_params.png", "sweep.json"} <= logged
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
     assert sorted(children) == sorted(records)
     for name, child in children.items():

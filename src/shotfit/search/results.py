@@ -70,7 +70,8 @@ class SweepResult:
         return {f"best/{k}": v for k, v in self.best.metrics.items() if k in NUMBERS and not math.isnan(v)}
 
     def files(self) -> list[Path]:
-        return [p for p in (self.csv, self.best_config, self.plot, self.out / "sweep.yaml") if p is not None]
+        # sweep.json: what started the sweep (the sweep file's contents), written by the runner
+        return [p for p in (self.csv, self.best_config, self.plot, self.out / "sweep.json") if p is not None]
 
 
 def collect(out: Path, phase: str | None = None) -> list[TrialRow]:
