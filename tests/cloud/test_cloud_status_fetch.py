@@ -253,3 +253,49 @@ def test_a_fetched_run_renders_the_shot(launched, tmp_path):
     for frame in range(1, 7):  # the fetched run is the same model
         name_png = f"plate.{frame:04d}.png"
         assert (Path("render") / name_png).read_bytes() == (tmp_path / "direct" / name_png).read_bytes()
+
+
+# --- stop ----------------------------------------------------------------------------------------------
+
+def test_stop_asks_sagemaker_to_stop_only_the_jobs_still_running(aws):
+    from botocore.stub import Stubber
+
+    from shotfit.cloud.jobs import stop_jobs
+
+    clients = Clients(REGION)
+    with Stubber(clients.sagemaker) as stub:
+        stub.add_response("describe_training_job", described("t-run-1", "InProgress", "Training"))
+        stub.add_response("stop_training_job", {}, {"TrainingJobName": "t-run-1"})
+        stub.add_response("describe_training_job", described("t-done-1", "Completed", "Completed"))
+        outcomes = stop_jobs(record("t-run-1", "t-done-1"), lambda region: clients)
+        stub.assert_no_pending_responses()  # stop_training_job was called, for t-run-1 only
+    assert outcomes == [("t-run-1", "stopping"), ("t-done-1", "already completed")]
+
+
+def test_stop_needs_names_or_all(launched):
+    assert "name the jobs to stop, or give --all" in fails("cloud", "stop")
+    result = succeeds("cloud", "stop", "--all")  # moto shows every job as Completed
+    assert all(f"{job['name']}: already completed" in result.stdout for job in launched)
+
+
+@pytest.mark.slow
+def test_a_job_stopped_while_training_is_fetched_with_its_last_weights(launched, tmp_path):
+    """The container's SIGTERM model (weights of the step it stopped at, no exports) comes home and renders."""
+    from botocore.stub import Stubber
+
+    source = tmp_path / "plate"
+    train_tiny(source, tmp_path / "kf", tmp_path / "made" / "run", steps=3)
+    stopped_run = tmp_path / "made" / "run"
+    for path in (stopped_run / "checkpoints", stopped_run / "metrics.json"):  # as the container leaves it
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    put_model(launched[0], model_tar(stopped_run))
+    name = launched[0]["name"]
+    clients = Clients(REGION)
+    with Stubber(clients.sagemaker) as stub:
+        stub.add_response("describe_training_job", described(name, "Stopped", "Stopped",
+                                                              ModelArtifacts={"S3ModelArtifacts": "s3://{}/{}".format(*job_artifact(launched[0]))}))
+        (result,) = fetch_jobs([launched[0]], Path("cloud"), lambda region: clients)
+    assert (result.outcome, result.stopped_early) == ("fetched", True)
+    assert result.detail == "stopped (Stopped): the weights of its last step"
+    rendered = succeeds("render", "--run", f"cloud/{name}", "--source", "plate", "--out", "render", "--device", "cpu")
+    assert "rendered 6 frames" in rendered.stdout

@@ -121,10 +121,16 @@ def test_a_spot_interruption_resumes_to_the_weights_of_an_uninterrupted_job(tmp_
         assert job.returncode == EXIT_STOPPED, stderr
         assert 10 <= stopped_at < STEPS
         assert f"SIGTERM at step {stopped_at}: checkpoint saved" in stderr
+        # what SageMaker uploads after StopTrainingJob: that step's weights, renderable, no exports yet
+        stopped = first / "model" / "run"
+        assert same_weights(weights(stopped / "model.pt"), weights(checkpoints[-1]))
+        assert (stopped / "config.yaml").is_file() and not (stopped / "model.onnx").exists()
+        assert not (first / "checkpoints" / "run" / "model.pt").exists()  # the run itself is not finished
     else:  # no notice: the newest periodic checkpoint (every 5 steps) is where it goes on from
         assert job.returncode == -signal.SIGKILL
         assert 5 <= stopped_at < STEPS and stopped_at % 5 == 0
-    assert not (first / "output" / "failure").exists() and not (first / "model" / "run").exists()
+        assert not (first / "model" / "run").exists()
+    assert not (first / "output" / "failure").exists()
 
     second = restart_after_interruption(first, tmp_path / "second" / "opt_ml")
     done = run_job_process(second)

@@ -169,6 +169,28 @@ def status(
                       highlight=False)
 
 
+@cloud_app.command("stop")
+def stop(
+    jobs: JobsArg = None,
+    out: OutOpt = Path("cloud"),
+    every: Annotated[bool, typer.Option("--all", help="Stop every job of the launch folder that still runs.")] = False,
+) -> None:
+    """Stop jobs early (a losing config): each saves the weights of its current step, which fetch brings home."""
+    from shotfit.cloud.jobs import stop_jobs
+    from shotfit.cloud.records import recorded_jobs
+    from shotfit.cloud.status import Regions
+
+    with user_errors():
+        if not jobs and not every:
+            raise ConfigError("name the jobs to stop, or give --all")
+        outcomes = stop_jobs(recorded_jobs(out, jobs or ()), Regions())
+    for name, outcome in outcomes:
+        console.print(f"{name}: {outcome}", highlight=False, markup=False, soft_wrap=True)
+    if any(outcome == "stopping" for _, outcome in outcomes):
+        console.print(f"then: shotfit cloud fetch --out {out} (jobs stopped while training keep their last "
+                      "step's weights)", highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def file_progress(name: str) -> Iterator[Callable[[int, int], None] | None]:
     """A progress row counting files, ``update(done, total)``, on a terminal only; it goes when done
@@ -207,7 +229,8 @@ def fetch(jobs: JobsArg = None, out: OutOpt = Path("cloud")) -> None:
 
     def tell(result) -> None:
         if result.outcome == "fetched":
-            line = f"{result.name}: fetched into {result.folder}"
+            early = f" ({result.detail})" if result.stopped_early else ""
+            line = f"{result.name}: fetched into {result.folder}{early}"
         elif result.outcome == "already fetched":
             line = f"{result.name}: already fetched ({result.folder})"
         elif result.outcome == "not finished":

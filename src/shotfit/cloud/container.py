@@ -7,8 +7,9 @@ What it does, in the order a job sees it:
 2. trains into ``/opt/ml/checkpoints/run``, the folder SageMaker syncs to S3 while the job runs and
    copies back when a managed-spot job restarts after an interruption: the run then resumes from its
    newest checkpoint, with the time budget counted across both starts;
-3. on SIGTERM (the interruption notice, or ``StopTrainingJob``) finishes the step, checkpoints and
-   exits with status 143 without writing a failure;
+3. on SIGTERM (the interruption notice, or ``StopTrainingJob``) finishes the step, checkpoints,
+   puts that step's weights in ``/opt/ml/model/run`` (SageMaker uploads them after a stop) and exits
+   with status 143 without writing a failure;
 4. prints every tracked number as a metric line on stdout (SageMaker charts them through the job's
    metric definitions; ``shotfit cloud status`` reads them back from CloudWatch Logs);
 5. copies the finished run folder (without its checkpoints) to ``/opt/ml/model/run``, exports the
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, metric_line, read_hyperparameters
-from shotfit.engine.run_folder import RunFolder, load_state
+from shotfit.engine.run_folder import RunFolder, load_state, model_state, save_state
 from shotfit.errors import FrameError, ShotfitError, quoted
 from shotfit.files import write_text_atomic
 from shotfit.io.sequence import VIDEO_EXTENSIONS
@@ -87,23 +88,34 @@ def _train_job(paths: JobPaths, env: Mapping[str, str]) -> int:
                         on_metrics=print_metric_line, should_stop=stop)
     result = summary.result
     if result.stopped_by == "stop":
-        print(f"shotfit: {stop.signal} at step {result.steps_done}: checkpoint saved in {run.checkpoints}; "
-              "the job resumes from it when it restarts", file=sys.stderr, flush=True)
+        # StopTrainingJob and a spot interruption both send SIGTERM, 120 s before SIGKILL, and SageMaker
+        # uploads /opt/ml/model after a stop: the weights of this step go there (without exports,
+        # which may not fit in the 120 s; `shotfit export` makes them from the fetched run).
+        published = publish(paths, settings, stopped=True)
+        print(f"shotfit: {stop.signal} at step {result.steps_done}: checkpoint saved in {run.checkpoints} (a "
+              f"restarted spot job resumes from it); the weights of step {result.steps_done} are in {published}",
+              file=sys.stderr, flush=True)
         return EXIT_STOPPED
     published = publish(paths, settings)
     print(f"shotfit: trained {result.steps_done} steps ({result.stopped_by}); model in {published}", flush=True)
     return 0
 
 
-def publish(paths: JobPaths, settings: JobSettings) -> Path:
-    """The finished run folder, without checkpoints, as ``/opt/ml/model/run``, with its exports."""
+def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Path:
+    """The run folder, without checkpoints, as ``/opt/ml/model/run``: finished, with its exports, or
+    ``stopped`` early, with the newest checkpoint's weights as its model.pt and no exports."""
     from shotfit.api.exporting import export
 
+    run = RunFolder(paths.run)
     target = paths.model / RUN_NAME
     staging = paths.model / f".{RUN_NAME}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(paths.run, staging, ignore=shutil.ignore_patterns("checkpoints"))
-    for fmt in settings.export:
+    shutil.copytree(run.path, staging, ignore=shutil.ignore_patterns("checkpoints", "model.pt"))
+    if stopped:
+        save_state(model_state(load_state(run.latest_checkpoint())), staging / "model.pt")
+    else:
+        shutil.copy2(run.model_path, staging / "model.pt")
+    for fmt in () if stopped else settings.export:
         exported = export(staging, fmt)
         log.info("exported %s (matches PyTorch to %.1e)", exported.path.name, exported.max_difference)
     shutil.rmtree(target, ignore_errors=True)

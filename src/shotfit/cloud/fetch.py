@@ -34,6 +34,7 @@ class Fetched:
     outcome: str
     folder: Path | None = None
     detail: str = ""
+    stopped_early: bool = False  # fetched from a job stopped while training: its last step's weights
 
     @property
     def ok(self) -> bool:
@@ -75,12 +76,20 @@ def fetch_job(clients: Clients, name: str, out: Path) -> Fetched:
     status = described.get("TrainingJobStatus", "")
     if status == "Failed":
         return Fetched(name, "failed", None, described.get("FailureReason") or "no reason given")
-    if status == "Stopped":
-        reason = described.get("FailureReason") or f"stopped ({described.get('SecondaryStatus', 'Stopped')})"
-        return Fetched(name, "stopped", None, reason)
-    if status != "Completed":
+    if status not in ("Completed", "Stopped"):
         return Fetched(name, "not finished", None, described.get("SecondaryStatus") or status)
     artifacts = (described.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if status == "Stopped":
+        # a job stopped while training leaves the weights of its last step (the container saves them on
+        # SIGTERM); one stopped before its first checkpoint, or while waiting for spot capacity, none
+        reason = described.get("FailureReason") or f"stopped ({described.get('SecondaryStatus', 'Stopped')})"
+        try:
+            if not artifacts:
+                raise RunError("no model artifacts")
+            download_run(clients.s3, artifacts, folder)
+        except (CloudError, RunError):
+            return Fetched(name, "stopped", None, reason)
+        return Fetched(name, "fetched", folder, f"{reason}: the weights of its last step", stopped_early=True)
     if not artifacts:
         raise CloudError(f"job '{name}' completed but SageMaker names no model artifacts")
     download_run(clients.s3, artifacts, folder)

@@ -272,3 +272,25 @@ def _launch_entry(plan: LaunchPlan, region: str, in_s3: ShotInS3) -> dict[str, A
 def _job_entry(job: PlannedJob, plan: LaunchPlan, region: str, arn: str) -> dict[str, Any]:
     return {**request_summary(job), "arn": arn, "launch": plan.launch_id, "region": region,
             "hourly_usd": plan.estimate.price.usd, "launched_at": _now()}
+
+
+# --- stopping ------------------------------------------------------------------------------------
+
+def stop_jobs(jobs: Sequence[Mapping[str, Any]], clients: Callable[[str], Clients]) -> list[tuple[str, str]]:
+    """Ask SageMaker to stop every job of ``jobs`` still in progress; (name, what happened) for each.
+
+    SageMaker sends the container SIGTERM: a job that is training saves the weights of its current
+    step, which SageMaker uploads and ``fetch`` brings home; a job still starting leaves none.
+    """
+    outcomes = []
+    for job in jobs:
+        name, sagemaker = job["name"], clients(job["region"]).sagemaker
+        with aws_errors(f"reading training job '{name}'"):
+            status = sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+        if status != "InProgress":
+            outcomes.append((name, f"already {status.lower()}"))
+            continue
+        with aws_errors(f"stopping training job '{name}'"):
+            sagemaker.stop_training_job(TrainingJobName=name)
+        outcomes.append((name, "stopping"))
+    return outcomes

@@ -106,6 +106,13 @@ class RunFolder:
         return latest
 
 
+def model_state(state: dict[str, Any]) -> dict[str, Any]:
+    """What ``model.pt`` holds, from a checkpoint: the weights and what rebuilds the network, nothing
+    to resume (no optimiser, no history)."""
+    return {"shotfit": state.get("shotfit", __version__), "kind": "model", "step": state["step"],
+            "arch": state["arch"], "arch_args": dict(state["arch_args"]), "network": state["network"]}
+
+
 def save_state(state: dict[str, Any], path: Path) -> None:
     """torch.save through a temporary file and a rename."""
     import torch  # here, not above: rendering through onnxruntime reads run folders without PyTorch

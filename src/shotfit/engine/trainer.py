@@ -22,7 +22,7 @@ from shotfit import __version__
 from shotfit.config import DataConfig, TrainConfig
 from shotfit.data.keyframes import Keyframes
 from shotfit.engine.device import autocast, autocast_dtype
-from shotfit.engine.run_folder import RunFolder, save_state
+from shotfit.engine.run_folder import RunFolder, model_state, save_state
 from shotfit.engine.schedule import warmup_cosine
 from shotfit.errors import ShotfitError
 
@@ -360,10 +360,7 @@ class Trainer:
 
     def save_model(self) -> None:
         """The final weights, with what it takes to rebuild the network and nothing to resume."""
-        state = {"shotfit": __version__, "kind": "model", "step": self.step,
-                 "arch": self.network_spec["arch"], "arch_args": dict(self.network_spec["args"]),
-                 "network": self.network.state_dict()}
-        save_state(state, self.run.model_path)
+        save_state(model_state(self.state()), self.run.model_path)
 
     def metrics(self, result: TrainResult) -> dict[str, Any]:
         """What metrics.json holds: loss terms by step, validations, previews' numbers, the final state."""
