@@ -20,7 +20,7 @@ import pytest
 import yaml
 from tiny_runs import TINY, same_weights, weights, write_shot
 
-from shotfit.cloud.container import EXIT_STOPPED, run_job
+from shotfit.cli.job import EXIT_STOPPED, run_job
 from shotfit.cloud.contract import metric_definitions, parse_metric_line
 
 STEPS = 60

@@ -155,7 +155,7 @@ def _sagemaker_job(ctx: typer.Context) -> int:
     if not paths.is_job():
         raise UsageError(f"Missing option '--source' (with no options, train runs a SageMaker job, but "
                          f"{paths.hyperparameters} does not exist).", ctx)
-    from shotfit.cloud.container import run_job
+    from shotfit.cli.job import run_job
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)

@@ -1,6 +1,7 @@
-"""``shotfit train`` inside a SageMaker training job (the image runs ``shotfit train`` with no options).
+"""A SageMaker training job's work, as ``shotfit train`` with no options runs it (:mod:`shotfit.cli.job`
+prints the metric lines and the outcome, and turns it into the exit status).
 
-What it does, in the order a job sees it:
+What a job does, in the order it sees it:
 
 1. reads the hyperparameters (:mod:`shotfit.cloud.contract`) and the ``source``, ``keyframes`` and
    optional ``masks`` channels;
@@ -21,47 +22,44 @@ What it does, in the order a job sees it:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import sys
-import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, metric_line, read_hyperparameters
+from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, read_hyperparameters
 from shotfit.engine.run_folder import RunFolder, load_state, model_state, save_state
-from shotfit.errors import FrameError, ShotfitError, quoted
+from shotfit.errors import FrameError, quoted
 from shotfit.files import write_text_atomic
 from shotfit.io.sequence import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports a process ended by it
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a job's training ended: ``stopped_by`` as :class:`~shotfit.engine.trainer.TrainResult`'s
+    ("stop" after a SIGTERM, then ``signal`` names it), and where its model and checkpoints are."""
+
+    steps_done: int
+    stopped_by: str
+    signal: str | None
+    model: Path
+    checkpoints: Path
 
 
-def run_job(environ: Mapping[str, str] | None = None) -> int:
-    """Run the training job laid out under ``$SAGEMAKER_BASE_DIR`` (default ``/opt/ml``); the exit status."""
-    env = dict(os.environ if environ is None else environ)
-    paths = JobPaths.from_environment(env)
-    try:
-        return _train_job(paths, env)
-    except ShotfitError as err:
-        return _fail(paths, f"shotfit: {err}")
-    except KeyboardInterrupt:
-        print("shotfit: interrupted; the checkpoints written so far are kept", file=sys.stderr)
-        return 130
-    except Exception as err:  # a bug: the traceback for the logs, one line for FailureReason
-        traceback.print_exc()
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
-        return _fail(paths, f"shotfit: internal error ({type(err).__name__}: {first[:300]})")
+def train_job(paths: JobPaths, environ: Mapping[str, str],
+              on_metrics: Callable[[int, dict[str, float]], None] | None = None) -> JobResult:
+    """Train the job laid out at ``paths`` and put its model in ``paths.model``.
 
-
-def _train_job(paths: JobPaths, env: Mapping[str, str]) -> int:
+    Raises:
+        ShotfitError: bad hyperparameters, a missing channel, unreadable frames... (one line each).
+    """
     from shotfit.api.training import train  # PyTorch is imported here
     from shotfit.engine.stopping import stop_on_signals
     from shotfit.engine.tracking import TrackingOptions
 
-    settings = job_settings(read_hyperparameters(paths, env), where=quoted(paths.hyperparameters))
+    settings = job_settings(read_hyperparameters(paths, environ), where=quoted(paths.hyperparameters))
     options = settings.options
     source = _channel(paths, "source", single_file=True)
     keyframes = _channel(paths, "keyframes")
@@ -71,13 +69,13 @@ def _train_job(paths: JobPaths, env: Mapping[str, str]) -> int:
     minutes = options.get("minutes")
     if resume and minutes is not None:
         minutes = _minutes_left(run, minutes)
-    job_name = env.get("TRAINING_JOB_NAME")
+    job_name = environ.get("TRAINING_JOB_NAME")
     log.info("training job %s: %s; %d config overrides%s", job_name or "(local)",
              f"resuming {paths.run}" if resume else f"new run in {paths.run}", len(settings.overrides),
              f"; ignored {', '.join(settings.ignored)}" if settings.ignored else "")
     tracking = TrackingOptions(
-        uri=env.get("MLFLOW_TRACKING_URI") or None,
-        experiment=options.get("experiment") or env.get("MLFLOW_EXPERIMENT_NAME") or "shotfit",
+        uri=environ.get("MLFLOW_TRACKING_URI") or None,
+        experiment=options.get("experiment") or environ.get("MLFLOW_EXPERIMENT_NAME") or "shotfit",
         run_name=job_name, tags={"sagemaker.training_job": job_name} if job_name else {})
     with stop_on_signals() as stop:
         summary = train(source, keyframes, paths.run, overrides=settings.overrides, steps=options.get("steps"),
@@ -85,20 +83,13 @@ def _train_job(paths: JobPaths, env: Mapping[str, str]) -> int:
                         first=options.get("first"), last=options.get("last"),
                         colorspace=options.get("colorspace"), working_space=options.get("working_space"),
                         ocio_config=options.get("ocio_config"), tracking=tracking,
-                        on_metrics=print_metric_line, should_stop=stop)
+                        on_metrics=on_metrics, should_stop=stop)
     result = summary.result
-    if result.stopped_by == "stop":
-        # StopTrainingJob and a spot interruption both send SIGTERM, 120 s before SIGKILL, and SageMaker
-        # uploads /opt/ml/model after a stop: the weights of this step go there (without exports,
-        # which may not fit in the 120 s; `shotfit export` makes them from the fetched run).
-        published = publish(paths, settings, stopped=True)
-        print(f"shotfit: {stop.signal} at step {result.steps_done}: checkpoint saved in {run.checkpoints} (a "
-              f"restarted spot job resumes from it); the weights of step {result.steps_done} are in {published}",
-              file=sys.stderr, flush=True)
-        return EXIT_STOPPED
-    published = publish(paths, settings)
-    print(f"shotfit: trained {result.steps_done} steps ({result.stopped_by}); model in {published}", flush=True)
-    return 0
+    # StopTrainingJob and a spot interruption both send SIGTERM, 120 s before SIGKILL, and SageMaker
+    # uploads /opt/ml/model after a stop: the weights of that step go there (without exports, which
+    # may not fit in the 120 s; `shotfit export` makes them from the fetched run).
+    model = publish(paths, settings, stopped=result.stopped_by == "stop")
+    return JobResult(result.steps_done, result.stopped_by, stop.signal, model, run.checkpoints)
 
 
 def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Path:
@@ -121,11 +112,6 @@ def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Pa
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
-
-
-def print_metric_line(step: int, numbers: Mapping[str, float]) -> None:
-    """One metric line on stdout, flushed at once (CloudWatch Logs reads the stream as it grows)."""
-    print(metric_line(step, numbers), flush=True)
 
 
 def _channel(paths: JobPaths, name: str, *, required: bool = True, single_file: bool = False) -> str | None:
@@ -152,11 +138,6 @@ def _minutes_left(run: RunFolder, minutes: float) -> float:
     return max(left, 0.01)
 
 
-def _fail(paths: JobPaths, message: str) -> int:
-    """The reason on stderr and in ``output/failure`` (SageMaker's FailureReason); exit status 1."""
-    print(message, file=sys.stderr, flush=True)
-    try:
-        write_text_atomic(paths.failure, message + "\n")
-    except OSError as err:
-        print(f"shotfit: could not write {quoted(paths.failure)} ({err.strerror or err})", file=sys.stderr)
-    return 1
+def write_failure(paths: JobPaths, message: str) -> None:
+    """The one-line reason in ``output/failure``, which SageMaker shows as the job's FailureReason."""
+    write_text_atomic(paths.failure, message + "\n")
