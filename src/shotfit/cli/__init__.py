@@ -65,9 +65,9 @@ def main_options(
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
 
 
-SourceOpt = Annotated[str, typer.Option("--source", help="The shot: a folder of frames, a pattern "
-                                        "(plate.####.exr, plate.@@@@.dpx, plate.%04d.png, 'plate.$F4.exr') "
-                                        "or a video file.")]
+SOURCE_HELP = ("The shot: a folder of frames, a pattern (plate.####.exr, plate.@@@@.dpx, plate.%04d.png, "
+               "'plate.$F4.exr') or a video file.")
+SourceOpt = Annotated[str, typer.Option("--source", help=SOURCE_HELP)]
 FirstOpt = Annotated[Optional[int], typer.Option("--first", help="Use the shot from this frame on.")]
 LastOpt = Annotated[Optional[int], typer.Option("--last", help="Use the shot up to this frame (included).")]
 
@@ -88,9 +88,7 @@ ColorspaceOpt = Annotated[Optional[str], typer.Option(
 @app.command()
 def train(
     ctx: typer.Context,
-    source: Annotated[Optional[str], typer.Option("--source", help="The shot: a folder of frames, a pattern "
-                                                  "(plate.####.exr, plate.@@@@.dpx, plate.%04d.png, "
-                                                  "'plate.$F4.exr') or a video file.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help=SOURCE_HELP)] = None,
     target: Annotated[Optional[str], typer.Option("--target", help="Folder of edited keyframes (paired by "
                                                   "frame number).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder to create (or continue with "
