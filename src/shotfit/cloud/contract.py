@@ -84,7 +84,7 @@ class JobPaths:
         channels = {name: Path(env.get(f"SM_CHANNEL_{name.upper()}", base / "input" / "data" / name))
                     for name in CHANNELS}
         return cls(base=base, hyperparameters=config_dir / "hyperparameters.json", channels=channels,
-                   checkpoints=Path(env.get("SHOTFIT_CHECKPOINT_DIR", base / "checkpoints")),
+                   checkpoints=base / "checkpoints",
                    model=Path(env.get("SM_MODEL_DIR", base / "model")),
                    output=Path(env.get("SM_OUTPUT_DIR", base / "output")))
 
