@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     from shotfit.benchmark.quality_runner import QualityOptions, estimate_seconds, plan_trials, prepare, run_quality
-    from shotfit.engine.device import pick_device
+    from shotfit.device import pick_device
 
     defaults = QUICK if args.quick else {"steps": DEFAULT_STEPS, "minutes": DEFAULT_MINUTES, "max_scored": DEFAULT_SCORED}
     try:

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from shotfit.benchmark import speed
     from shotfit.config import Config, apply_overrides
-    from shotfit.engine.device import configure_threads, pick_device
+    from shotfit.device import configure_threads, pick_device
     from shotfit.errors import ShotfitError
 
     try:
@@ -101,7 +101,7 @@ def _network(run: Path | None, cfg) -> torch.nn.Module:
     from shotfit.archs import build_network, resolve_network_args
 
     if run is not None:
-        from shotfit.engine.run_folder import RunFolder
+        from shotfit.runs.folder import RunFolder
         from shotfit.infer.predictor import load_network
 
         return load_network(RunFolder(run))[0]

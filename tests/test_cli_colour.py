@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import shots
-from shotfit.engine.run_folder import RunFolder
+from shotfit.runs.folder import RunFolder
 from shotfit.infer.predictor import Predictor, load_network
 from shotfit.io import (ColourPipeline, ColourSettings, PixelFormat, open_shot, read_image, resolve_colour,
                         write_image)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shotfit import api
-from shotfit.engine.run_folder import RunFolder
+from shotfit.runs.folder import RunFolder
 from shotfit.engine.trainer import StepReport
 from shotfit.infer.render import FrameDone
 from shotfit.io import PixelFormat, open_shot, write_image

@@ -17,7 +17,7 @@ from tiny_runs import write_shot
 from arch_inputs import TINY, frames, perturbed
 from shotfit import api
 from shotfit.archs import ARCHS, build_network, count_parameters, resolve_network_args
-from shotfit.engine.run_folder import load_state
+from shotfit.runs.folder import load_state
 from shotfit.errors import ConfigError
 from shotfit.infer.tiling import tiled_forward
 

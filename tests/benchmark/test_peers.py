@@ -16,7 +16,7 @@ from shotfit.benchmark.peers import build_peer, predict_pixels, train_peer
 from shotfit.benchmark.peers.pix2pix import PatchDiscriminator, UNetGenerator
 from shotfit.benchmark.peers.texler import AlexNetFeatureLoss, TexlerDiscriminator, TexlerGenerator
 from shotfit.benchmark.peers.training import pad_to_multiple
-from shotfit.engine.run_folder import load_state
+from shotfit.runs.folder import load_state
 from shotfit.errors import ConfigError
 from shotfit.losses.lpips import _pretrained_state
 

@@ -15,7 +15,7 @@ from tiny_runs import write_shot
 
 from shotfit import api
 from shotfit.archs import ARCHS, build_network
-from shotfit.engine.run_folder import load_state, save_state
+from shotfit.runs.folder import load_state, save_state
 from shotfit.errors import ExportError
 from shotfit.io import ColourPipeline, colour_of_run, read_image
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from shotfit import __version__
-from shotfit.engine.run_folder import RunFolder
+from shotfit.runs.folder import RunFolder
 from shotfit.errors import ConfigError, ExportError, ShotfitError, quoted
 from shotfit.export import FORMATS
 from shotfit.export.metadata import COLOUR_KEYS, DEFAULT_NAMES, ModelInfo

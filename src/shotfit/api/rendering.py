@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shotfit.config import RenderConfig
-from shotfit.engine.run_folder import RunFolder, write_json
+from shotfit.runs.folder import RunFolder, write_json
 from shotfit.errors import ConfigError, FrameError, RunError, ShotfitError, quoted
 from shotfit.export.metadata import DEFAULT_NAMES
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
@@ -122,7 +122,7 @@ def _torch_network(run: str | Path | None, model: str | Path | None, device: str
     except ImportError:
         raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render a file made by "
                            "'shotfit export --format onnx' with --engine onnxruntime") from None
-    from shotfit.engine.device import configure_threads, pick_device
+    from shotfit.device import configure_threads, pick_device
     from shotfit.infer.optimize import wants_compile
     from shotfit.infer.predictor import Predictor, load_network
 

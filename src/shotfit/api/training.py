@@ -19,8 +19,8 @@ from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config, LossConfig, ModelConfig, apply_overrides, config_to_dict, load_config
 from shotfit.data.augment import PairedAugment
 from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
-from shotfit.engine.device import configure_threads, pick_device
-from shotfit.engine.run_folder import RunFolder, load_state
+from shotfit.device import configure_threads, pick_device
+from shotfit.runs.folder import RunFolder, load_state
 from shotfit.engine.tracking import TrackingOptions, flatten_params, start_tracking
 from shotfit.engine.trainer import StepReport, Trainer, TrainHooks, TrainResult
 from shotfit.errors import ConfigError, FrameError, RunError, quoted

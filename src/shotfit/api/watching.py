@@ -17,7 +17,7 @@ import torch
 from shotfit.config import Config
 from shotfit.data.keyframes import KeyframePair
 from shotfit.engine.preview import SheetRow, save_contact_sheet
-from shotfit.engine.run_folder import RunFolder
+from shotfit.runs.folder import RunFolder
 from shotfit.evaluate.metrics import lpips, psnr, ssim
 from shotfit.infer.predictor import Predictor
 from shotfit.io import ColourPipeline, Shot

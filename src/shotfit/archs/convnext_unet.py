@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shotfit.archs import ARCHS
+from shotfit.archs.registry import ARCHS
 from shotfit.archs.blocks import check_float, check_int, check_residual, crop_to, pad_to_multiple, tanh_output
 from shotfit.errors import ConfigError
 

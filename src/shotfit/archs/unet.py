@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shotfit.archs import ARCHS
+from shotfit.archs.registry import ARCHS
 from shotfit.archs.unet_base import UNetBase
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from shotfit.archs import blocks
 from shotfit.archs.blocks import (
     DOWNSAMPLE_MODES,
     UPSAMPLE_MODES,
@@ -17,6 +16,7 @@ from shotfit.archs.blocks import (
     check_int,
     check_residual,
     crop_to,
+    downsample as downsample_layer,
     pad_to_multiple,
     tanh_output,
 )
@@ -93,7 +93,7 @@ class UNetBase(nn.Module):
         self.residual = residual
         self.stem = DoubleConv(in_channels, widths[0])
         self.encoder = nn.ModuleList(
-            nn.Sequential(blocks.downsample(downsample), DoubleConv(widths[level], widths[level + 1]))
+            nn.Sequential(downsample_layer(downsample), DoubleConv(widths[level], widths[level + 1]))
             for level in range(depth)
         )
         # decoder modules run from the coarsest level back to full resolution

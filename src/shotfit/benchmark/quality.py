@@ -104,7 +104,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Train, score and time one trial; write and return its result."""
     import torch
 
-    from shotfit.engine.device import pick_device
+    from shotfit.device import pick_device
     from shotfit.losses.lpips import load_lpips
 
     if spec.method not in METHODS:
@@ -181,7 +181,7 @@ def snapshot_curve(task: Task, snapshots: Sequence[Path], predictor_of: Callable
                    lpips_net: Any, most: int = SNAPSHOTS + 1) -> list[dict[str, float]]:
     """Probe LPIPS of each snapshot (at most ``most``, evenly picked, the last always), with its step and
     training seconds; the files are deleted once scored."""
-    from shotfit.engine.run_folder import load_state
+    from shotfit.runs.folder import load_state
 
     chosen = list(snapshots)
     if len(chosen) > most:
@@ -202,7 +202,7 @@ def snapshot_curve(task: Task, snapshots: Sequence[Path], predictor_of: Callable
 def _shotfit(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: Any):
     from shotfit import api
     from shotfit.archs import build_network
-    from shotfit.engine.run_folder import RunFolder
+    from shotfit.runs.folder import RunFolder
     from shotfit.infer.predictor import Predictor, load_network
     from shotfit.io import ColourPipeline, colour_of_run
 

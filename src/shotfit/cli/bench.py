@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from shotfit.cli import (ExperimentOpt, NoTrackOpt, TrackingUriOpt, app, console, user_errors)
+from shotfit.cli.app import ExperimentOpt, NoTrackOpt, TrackingUriOpt, app, user_errors
+from shotfit.cli.display import console
 from shotfit.errors import ConfigError
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: networks against each other on a real shot.")

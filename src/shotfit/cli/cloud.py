@@ -11,7 +11,8 @@ import typer
 import yaml
 from rich.table import Table
 
-from shotfit.cli import app, console, err_console, fmt, progress_display, user_errors
+from shotfit.cli.app import app, user_errors
+from shotfit.cli.display import console, err_console, fmt, progress_display
 from shotfit.errors import ConfigError, ShotfitError
 
 cloud_app = typer.Typer(no_args_is_help=True, help="Train on AWS SageMaker (needs the aws extra): launch the "

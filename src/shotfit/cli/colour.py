@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from shotfit.cli import OcioConfigOpt, app, console, user_errors
+from shotfit.cli.app import OcioConfigOpt, app, user_errors
+from shotfit.cli.display import console
 from shotfit.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, read_hyperparameters
-from shotfit.engine.run_folder import RunFolder, load_state, model_state, save_state
+from shotfit.runs.folder import RunFolder, load_state, model_state, save_state
 from shotfit.errors import FrameError, quoted
 from shotfit.files import write_text_atomic
 from shotfit.io.sequence import VIDEO_EXTENSIONS

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from shotfit import __version__
-from shotfit.engine.tracking import TrackingOptions
+from shotfit.engine.tracking_options import TrackingOptions
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shotfit.engine.tracking import STATUSES, TrackingOptions, warn_failed
+from shotfit.engine.tracking_options import STATUSES, TrackingOptions, warn_failed
 
 log = logging.getLogger(__name__)
 

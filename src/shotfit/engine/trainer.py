@@ -21,8 +21,8 @@ from torch import nn
 from shotfit import __version__
 from shotfit.config import DataConfig, TrainConfig
 from shotfit.data.keyframes import Keyframes
-from shotfit.engine.device import autocast, autocast_dtype
-from shotfit.engine.run_folder import RunFolder, model_state, save_state
+from shotfit.device import autocast, autocast_dtype
+from shotfit.runs.folder import RunFolder, model_state, save_state
 from shotfit.engine.schedule import warmup_cosine
 from shotfit.errors import ShotfitError
 

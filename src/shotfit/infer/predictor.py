@@ -12,7 +12,7 @@ from torch import nn
 
 from shotfit.archs import build_network
 from shotfit.data.keyframes import model_channels
-from shotfit.engine.run_folder import RunFolder, load_state
+from shotfit.runs.folder import RunFolder, load_state
 from shotfit.errors import RunError, quoted
 from shotfit.infer.optimize import InferenceNetwork, code_difference, resolve_precision
 from shotfit.infer.tile_plan import default_tile

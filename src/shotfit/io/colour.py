@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from shotfit.errors import RunError
-from shotfit.io import ocio
+import shotfit.io.ocio as ocio
 from shotfit.io.formats import PixelFormat
 from shotfit.io.ocio import AUTO, BUILTIN_CONFIG
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from shotfit.errors import ConfigError, FrameError, quoted
-from shotfit.io.sequence import Shot, open_shot
+from shotfit.io.sequence import Shot
+from shotfit.io.shots import open_shot
 
 ALPHA = "alpha"
 

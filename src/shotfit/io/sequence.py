@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 
@@ -141,7 +140,7 @@ class Shot:
         followed by the --first/--last limits when there are any (``'plate/' (frames 1001-1050)``)."""
         if self.limits == (None, None):
             return quoted(display_path(self.path))
-        return f"{quoted(display_path(self.path))} ({_span(*self.limits)})"
+        return f"{quoted(display_path(self.path))} ({frames_span(*self.limits)})"
 
     def describe(self, frame: int) -> str:
         """Where a frame comes from, for messages: ``plate/0042.png`` or ``clip.mp4 frame 12``."""
@@ -285,61 +284,9 @@ class FrameSequence(Shot):
         return pixels.shape, fmt
 
 
-def open_shot(spec: str | Path, *, first: int | None = None, last: int | None = None) -> Shot:
-    """Open a shot from what the user typed.
-
-    Args:
-        spec: One of
-            - a folder of frames: every non-hidden file with an image suffix ({images}), numbered by
-              the last group of digits in its name;
-            - a frame pattern: ``plate.####.exr`` or ``plate.@@@@.exr`` (one ``#`` or ``@`` per digit
-              of padding), ``plate.%04d.png`` or Houdini's ``plate.$F4.exr`` (``%d``, ``$F``: no
-              padding); frame numbers wider than the padding match too (10000 of ``####``);
-            - a video file ({videos}): frames 0..N-1 in presentation order, decoded to RGB.
-        first, last: Keep only frames from ``first`` and/or up to ``last`` (both included).
-
-    Raises:
-        FrameError: one line naming the path: missing, empty, duplicate frame numbers, unreadable,
-            no frame between ``first`` and ``last``.
-        ConfigError: ``last`` before ``first``.
-    """
-    if first is not None and last is not None and last < first:
-        raise ConfigError(f"--last {last} is before --first {first}")
-    path = Path(spec)
-    if path.is_dir():
-        shot: Shot = _open_folder(path)
-    elif not path.exists():
-        if not _PLACEHOLDER.search(path.name):
-            raise FrameError(f"{quoted(spec)} does not exist")
-        shot = _open_pattern(path)
-    elif path.suffix.lower() in VIDEO_EXTENSIONS:
-        from shotfit.io.video import VideoShot  # PyAV is only needed for videos
-
-        shot = VideoShot(path)
-    else:
-        _refuse_file(path)
-    if first is not None or last is not None:
-        held = shot.frames
-        shot.limit(first, last)
-        if not shot.frames:
-            shot.close()
-            raise FrameError(f"{quoted(display_path(path))} has no {_span(first, last)} "
-                             f"(it holds frames {held[0]}-{held[-1]})")
-    return shot
-
-
-def _refuse_file(path: Path) -> NoReturn:
-    spec, suffix = str(path), path.suffix.lower()
-    if canonical_ext(path) is not None:
-        raise FrameError(
-            f"{quoted(spec)} is a single image; give its folder or a pattern like 'plate.####{suffix}' instead"
-        )
-    raise FrameError(
-        f"{quoted(spec)} is neither a folder of frames, a frame pattern nor a video ({', '.join(VIDEO_EXTENSIONS)})"
-    )
-
-
-open_shot.__doc__ = (open_shot.__doc__ or "").format(images=supported_list(), videos=", ".join(VIDEO_EXTENSIONS))
+def is_pattern(path: Path) -> bool:
+    """Whether ``path``'s name holds a frame placeholder (``####``, ``@@@@``, ``%04d``, ``$F4``)."""
+    return _PLACEHOLDER.search(path.name) is not None
 
 
 def display_path(path: Path) -> str:
@@ -351,14 +298,14 @@ def _within(frame: int, first: int | None, last: int | None) -> bool:
     return (first is None or frame >= first) and (last is None or frame <= last)
 
 
-def _span(first: int | None, last: int | None) -> str:
+def frames_span(first: int | None, last: int | None) -> str:
     """``frames 1001-1050``, ``frames from 1001`` or ``frames up to 1050``."""
     if last is None:
         return f"frames from {first}"
     return f"frames up to {last}" if first is None else f"frames {first}-{last}"
 
 
-def _open_folder(folder: Path) -> FrameSequence:
+def open_folder(folder: Path) -> FrameSequence:
     files: dict[int, Path] = {}
     ignored = 0
     for path in sorted(folder.iterdir()):
@@ -375,7 +322,7 @@ def _open_folder(folder: Path) -> FrameSequence:
     return FrameSequence(folder, files, None)
 
 
-def _open_pattern(pattern: Path) -> FrameSequence:
+def open_pattern(pattern: Path) -> FrameSequence:
     name = pattern.name
     placeholders = list(_PLACEHOLDER.finditer(name))
     if len(placeholders) > 1:

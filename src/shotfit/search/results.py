@@ -146,7 +146,7 @@ def best_config_yaml(best: TrialRow, spec: SweepSpec, budget: Budget, base: Conf
     hold-out is dropped), the sweep's CPU share is dropped, steps are the budget that earned the score."""
     import yaml
 
-    from shotfit.engine.run_folder import RunFolder
+    from shotfit.runs.folder import RunFolder
 
     try:
         cfg = RunFolder(best.run).read_config()  # as resolved by the trial, model options written out

@@ -304,7 +304,7 @@ def _settle_child_runs(tracking: TrackingOptions, parent: str | None, out: Path,
     (FAILED: it died with its process; KILLED: the sweep was interrupted)."""
     if parent is None:
         return
-    from shotfit.engine.run_folder import RunFolder
+    from shotfit.runs.folder import RunFolder
     from shotfit.engine.tracking_sweep import child_runs, end_run
 
     stopped = set()

@@ -70,7 +70,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray import tune
 
     from shotfit import api
-    from shotfit.engine.run_folder import RunFolder
+    from shotfit.runs.folder import RunFolder
 
     name = tune.get_context().get_trial_name()
     folder = setup.trials_dir / name
@@ -140,7 +140,7 @@ def _score_unfixed_frames(setup: TrialSetup, folder: Path, run_dir: Path, tracki
                           step: int) -> dict[str, float]:
     """Render the shot and score the frames nobody fixed against the truth: ``test/*``."""
     from shotfit import api
-    from shotfit.engine.run_folder import RunFolder
+    from shotfit.runs.folder import RunFolder
     from shotfit.engine.tracking_sweep import log_run_metrics
 
     api.render(run_dir, setup.source, folder / "render", device=setup.device or "auto")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shotfit.benchmark.archs import BenchBudget
-from shotfit.engine.run_folder import save_state
+from shotfit.runs.folder import save_state
 from shotfit.engine.trainer import step_seed
 from shotfit.errors import ShotfitError
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from shotfit.config import Config, apply_overrides
-from shotfit.engine.run_folder import RunFolder, load_state, save_state
+from shotfit.runs.folder import RunFolder, load_state, save_state
 from shotfit.errors import RunError
 
 
