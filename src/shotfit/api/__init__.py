@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from shotfit.api.benchmarking import ArchBenchResult, bench_archs
     from shotfit.api.exporting import ExportResult, export
     from shotfit.api.rendering import evaluate, render
-    from shotfit.api.training import TrainSummary, build_loss, train
+    from shotfit.api.training import TrainSummary, train
+    from shotfit.losses import build_loss
     from shotfit.engine.tracking import TrackingOptions
     from shotfit.infer.render import RenderResult
 
@@ -28,7 +29,7 @@ _WHERE = {
     "ArchBenchResult": "shotfit.api.benchmarking", "bench_archs": "shotfit.api.benchmarking",
     "ExportResult": "shotfit.api.exporting", "export": "shotfit.api.exporting",
     "evaluate": "shotfit.api.rendering", "render": "shotfit.api.rendering",
-    "TrainSummary": "shotfit.api.training", "build_loss": "shotfit.api.training", "train": "shotfit.api.training",
+    "TrainSummary": "shotfit.api.training", "build_loss": "shotfit.losses", "train": "shotfit.api.training",
     "TrackingOptions": "shotfit.engine.tracking", "RenderResult": "shotfit.infer.render",
 }
 

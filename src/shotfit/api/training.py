@@ -16,7 +16,7 @@ import torch
 from shotfit import __version__
 from shotfit.api.watching import make_previewer, make_validator
 from shotfit.archs import build_network, resolve_network_args
-from shotfit.config import Config, LossConfig, ModelConfig, apply_overrides, config_to_dict, load_config
+from shotfit.config import Config, ModelConfig, apply_overrides, config_to_dict, load_config
 from shotfit.data.augment import PairedAugment
 from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
 from shotfit.device import configure_threads, pick_device
@@ -27,7 +27,7 @@ from shotfit.errors import ConfigError, FrameError, RunError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
 from shotfit.io.masks import open_masks
-from shotfit.losses import EmbeddingLoss, HybridLoss, load_embedding_network
+from shotfit.losses import build_loss
 
 log = logging.getLogger(__name__)
 
@@ -154,17 +154,6 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     _log_run_files(tracker, run, trainer.network, channels, torch_device)
     tracker.finish(params, _final_metrics(metrics), status="FINISHED")
     return TrainSummary(run.path, result, cfg, metrics)
-
-
-def build_loss(cfg: LossConfig) -> HybridLoss:
-    """The hybrid loss of the config, with a studio's embedding-network terms added."""
-    extra = []
-    for term in cfg.extra:
-        if term.weight > 0:
-            name = term.name or term.network.rpartition(":")[2]
-            extra.append((name, EmbeddingLoss(load_embedding_network(term.network), term.distance), term.weight))
-    return HybridLoss(l1=cfg.l1, mse=cfg.mse, lpips=cfg.lpips, laplacian=cfg.laplacian, ssim=cfg.ssim,
-                      laplacian_levels=cfg.laplacian_levels, extra=extra)
 
 
 # --- helpers ------------------------------------------------------------------------------------

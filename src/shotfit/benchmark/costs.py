@@ -61,7 +61,7 @@ def measure_costs(arch: str, cfg: Config, render_size: tuple[int, int] = (720, 1
     Returns:
         The costs; the training step includes the hybrid loss of ``cfg`` and an AdamW update.
     """
-    from shotfit.api import build_loss
+    from shotfit.losses import build_loss
 
     previous_threads = torch.get_num_threads()
     if threads is not None:

@@ -256,7 +256,7 @@ def measure_training(cfg: Config, device: torch.device, repeats: int, curve_step
 
     ``folders``: (sources, edited frames) to train on; default the built-in sample's keyframes.
     """
-    from shotfit.api import build_loss
+    from shotfit.losses import build_loss
     from shotfit.data.augment import PairedAugment
     from shotfit.runs.folder import RunFolder
     from shotfit.engine.trainer import Trainer, TrainHooks, step_seed
@@ -340,7 +340,7 @@ def _loss_curves(cfg: Config, device: torch.device, fresh: Callable[[], nn.Modul
                  keyframes: Any, sampler: Any, args: dict[str, Any], steps: int) -> dict[str, Any]:
     """Total loss by step for the naive loop and for shotfit's step from the same weights and batches,
     and for the naive loop from another seed (the noise a difference is measured against)."""
-    from shotfit.api import build_loss
+    from shotfit.losses import build_loss
     from shotfit.runs.folder import RunFolder
     from shotfit.engine.trainer import Trainer
 

@@ -4,6 +4,7 @@ Every loss takes shotfit's network tensors, float (B, C, H, W) in [-1, 1], and w
 (B, 1, H, W) non-negative weight map that steers it towards an artist's painted region.
 """
 
+from shotfit.losses.build import build_loss
 from shotfit.losses.embedding import DISTANCES, EmbeddingLoss, embedding_distance, load_embedding_network
 from shotfit.losses.hybrid import BUILT_IN_TERMS, HybridLoss
 from shotfit.losses.laplacian import LaplacianLoss, laplacian_loss, laplacian_pyramid
@@ -21,6 +22,7 @@ __all__ = [
     "LaplacianLoss",
     "MSELoss",
     "SSIMLoss",
+    "build_loss",
     "embedding_distance",
     "l1_loss",
     "laplacian_loss",
