@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from shotfit.api import TrackingOptions
-from shotfit.demo import KEYFRAMES, run_demo
+from shotfit.demo import run_demo
+from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES
 
 
 @pytest.fixture

@@ -18,12 +18,11 @@ from shotfit import api
 from shotfit.runs.folder import RunFolder
 from shotfit.engine.trainer import StepReport
 from shotfit.infer.render import FrameDone
-from shotfit.io import PixelFormat, open_shot, write_image
-from shotfit.sample_footage import sample_video
+from shotfit.io import open_shot
+from shotfit.sample_footage import SAMPLE_KEYFRAMES, prepare_sample
 
 log = logging.getLogger(__name__)
 
-KEYFRAMES = (0, 40, 80, 119)
 # About four minutes of training on two CPU cores; `shotfit demo --steps N` trades time for quality.
 SAMPLE_OVERRIDES = (
     "model.width=24",
@@ -45,23 +44,6 @@ class DemoResult:
     held_out: tuple[int, ...]
 
 
-def prepare_sample(out: Path) -> dict[str, Path]:
-    """Decode the two clips into PNG sequences and copy the clean keyframes; skipped when present."""
-    folders = {name: out / name for name in ("source", "truth", "keyframes")}
-    clips = {"source": "carphone_distorted.mp4", "truth": "carphone_pristine.mp4"}
-    fmt = PixelFormat(".png", "uint8", 3)
-    for name, clip in clips.items():
-        folder = folders[name]
-        with open_shot(sample_video(clip)) as video:
-            for frame, pixels in video.iter_frames():
-                path = folder / f"carphone.{frame:04d}.png"
-                if not path.exists():
-                    write_image(path, pixels, fmt)
-                if name == "truth" and frame in KEYFRAMES and not (folders["keyframes"] / path.name).exists():
-                    write_image(folders["keyframes"] / path.name, pixels, fmt)
-    return folders
-
-
 def run_demo(out: str | Path, steps: int | None = None, tracking: api.TrackingOptions | None = None,
              on_step: Callable[[StepReport], None] | None = None,
              on_frame: Callable[[FrameDone], None] | None = None) -> DemoResult:
@@ -74,7 +56,7 @@ def run_demo(out: str | Path, steps: int | None = None, tracking: api.TrackingOp
               on_step=on_step)
     render = out / "render"
     api.render(run, folders["source"], render, on_frame=on_frame)
-    held_out = tuple(f for f in open_shot(folders["source"]).frames if f not in KEYFRAMES)
+    held_out = tuple(f for f in open_shot(folders["source"]).frames if f not in SAMPLE_KEYFRAMES)
     model = api.evaluate(render, folders["truth"], source=folders["source"],
                          json_path=out / "eval_model.json", held_out=held_out)
     untouched = api.evaluate(folders["source"], folders["truth"], source=folders["source"],

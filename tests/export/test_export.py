@@ -204,7 +204,7 @@ def test_frames_smaller_than_the_padding_repeat_the_edge_in_every_exported_graph
 
 def test_real_frame_goes_through_the_runs_colour_step(unet_run):
     """The checked frame is what a host would feed: the source frame in the working space, on [0, 1]."""
-    from shotfit.api.exporting import _check_frames
+    from shotfit.workflows.exporting import _check_frames
     from shotfit.export.metadata import ModelInfo
 
     run, source = unet_run

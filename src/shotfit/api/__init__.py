@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shotfit.api.benchmarking import ArchBenchResult, bench_archs
-    from shotfit.api.exporting import ExportResult, export
-    from shotfit.api.rendering import evaluate, render
-    from shotfit.api.training import TrainSummary, train
+    from shotfit.workflows.exporting import ExportResult, export
+    from shotfit.workflows.rendering import evaluate, render
+    from shotfit.workflows.training import TrainSummary, train
     from shotfit.losses import build_loss
-    from shotfit.engine.tracking import TrackingOptions
+    from shotfit.engine.tracking_options import TrackingOptions
     from shotfit.infer.render import RenderResult
 
 # Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
 _WHERE = {
     "ArchBenchResult": "shotfit.api.benchmarking", "bench_archs": "shotfit.api.benchmarking",
-    "ExportResult": "shotfit.api.exporting", "export": "shotfit.api.exporting",
-    "evaluate": "shotfit.api.rendering", "render": "shotfit.api.rendering",
-    "TrainSummary": "shotfit.api.training", "build_loss": "shotfit.losses", "train": "shotfit.api.training",
-    "TrackingOptions": "shotfit.engine.tracking", "RenderResult": "shotfit.infer.render",
+    "ExportResult": "shotfit.workflows.exporting", "export": "shotfit.workflows.exporting",
+    "evaluate": "shotfit.workflows.rendering", "render": "shotfit.workflows.rendering",
+    "TrainSummary": "shotfit.workflows.training", "build_loss": "shotfit.losses", "train": "shotfit.workflows.training",
+    "TrackingOptions": "shotfit.engine.tracking_options", "RenderResult": "shotfit.infer.render",
 }
 
 __all__ = sorted(_WHERE)

@@ -73,7 +73,7 @@ def prepare_task(name: str, out: Path, shared_data: Path | None = None, max_scor
     """
     folder = out / "shot" / name
     if name == "sample":
-        from shotfit.demo import KEYFRAMES, prepare_sample
+        from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES, prepare_sample
 
         paths = prepare_sample(folder)
         source, keyframes, truth, keys = paths["source"], paths["keyframes"], paths["truth"], KEYFRAMES

@@ -230,7 +230,7 @@ def training_pairs(device: torch.device, folders: tuple[Path, Path] | None = Non
     """Keyframe pairs as the trainer sees them: every frame of ``folders`` = (sources, edited frames)
     that has a source frame, or by default the built-in sample's four (compressed -> clean)."""
     from shotfit.data.keyframes import Keyframes
-    from shotfit.demo import KEYFRAMES
+    from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES
     from shotfit.io import open_shot
 
     def tensor(pixels: list[np.ndarray]) -> torch.Tensor:

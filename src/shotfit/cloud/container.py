@@ -55,7 +55,7 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
     Raises:
         ShotfitError: bad hyperparameters, a missing channel, unreadable frames... (one line each).
     """
-    from shotfit.api.training import train  # PyTorch is imported here
+    from shotfit.workflows.training import train  # PyTorch is imported here
     from shotfit.engine.stopping import stop_on_signals
     from shotfit.engine.tracking import TrackingOptions
 
@@ -95,7 +95,7 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
 def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Path:
     """The run folder, without checkpoints, as ``/opt/ml/model/run``: finished, with its exports, or
     ``stopped`` early, with the newest checkpoint's weights as its model.pt and no exports."""
-    from shotfit.api.exporting import export
+    from shotfit.workflows.exporting import export
 
     run = RunFolder(paths.run)
     target = paths.model / RUN_NAME

@@ -161,9 +161,9 @@ def _shot_folders(spec: SweepSpec, out: Path) -> ShotFolders:
     from shotfit.io import open_shot
 
     if spec.shot == "sample":
-        from shotfit import demo
+        from shotfit.sample_footage import prepare_sample
 
-        folders = demo.prepare_sample(out / "sample")
+        folders = prepare_sample(out / "sample")
         source, keyframes, masks, truth = folders["source"], folders["keyframes"], None, folders["truth"]
     else:
         source, keyframes, masks, truth = spec.source, spec.keyframes, spec.masks, spec.truth

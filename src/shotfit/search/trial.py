@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from shotfit.engine.tracking import TrackingOptions
+from shotfit.engine.tracking_sweep import log_run_metrics
 from shotfit.files import write_text_atomic
+from shotfit.runs.folder import RunFolder
 from shotfit.search.plan import override_values, trial_overrides
 from shotfit.search.spec import Budget
+from shotfit.workflows.rendering import evaluate, render
+from shotfit.workflows.training import train
 
 # Each ranking metric's stand-in while a trial trains: the scheduler compares trials on it at every
 # rung, and on the metric itself once a trial has finished (test/* exists only then).
@@ -69,8 +73,6 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The Tune function trainable: ``tune.with_parameters(run_trial, setup=...)``."""
     from ray import tune
 
-    from shotfit import api
-    from shotfit.runs.folder import RunFolder
 
     name = tune.get_context().get_trial_name()
     folder = setup.trials_dir / name
@@ -96,7 +98,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     tracking = dataclasses.replace(setup.tracking, run_name=name, tags={
         **setup.tracking.tags, "shotfit.sweep.phase": setup.phase, "shotfit.sweep.trial": name})
     try:
-        summary = api.train(setup.source, setup.keyframes, run_dir, config=setup.base_config,
+        summary = train(setup.source, setup.keyframes, run_dir, config=setup.base_config,
                             overrides=(*overrides, f"train.threads={setup.threads}"),
                             steps=setup.budget.steps, minutes=setup.budget.minutes,
                             resume=resume, masks=setup.masks, device=setup.device, tracking=tracking,
@@ -139,12 +141,8 @@ def _report(step: int, metrics: Mapping[str, float], metric: str, seconds: float
 def _score_unfixed_frames(setup: TrialSetup, folder: Path, run_dir: Path, tracking: TrackingOptions,
                           step: int) -> dict[str, float]:
     """Render the shot and score the frames nobody fixed against the truth: ``test/*``."""
-    from shotfit import api
-    from shotfit.runs.folder import RunFolder
-    from shotfit.engine.tracking_sweep import log_run_metrics
-
-    api.render(run_dir, setup.source, folder / "render", device=setup.device or "auto")
-    report = api.evaluate(folder / "render", setup.truth, source=setup.source,
+    render(run_dir, setup.source, folder / "render", device=setup.device or "auto")
+    report = evaluate(folder / "render", setup.truth, source=setup.source,
                           json_path=folder / "eval.json", held_out=setup.held_out)
     summary = report.summary(setup.held_out)
     scores = {f"test/{k}": float(summary[k]) for k in ("psnr", "ssim", "lpips", "warping_error", "hf_error")

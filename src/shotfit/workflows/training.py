@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from shotfit import __version__
-from shotfit.api.watching import make_previewer, make_validator
+from shotfit.workflows.watching import make_previewer, make_validator
 from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config, ModelConfig, apply_overrides, config_to_dict, load_config
 from shotfit.data.augment import PairedAugment
