@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from shotfit.config import LossConfig
-from shotfit.losses.embedding import embedding_terms
 from shotfit.losses.hybrid import HybridLoss
 
 
 def build_loss(cfg: LossConfig) -> HybridLoss:
-    """The hybrid loss of the config (only the terms weighted above 0 are built), with its embedding terms."""
-    return HybridLoss(cfg, extra=embedding_terms(cfg.extra))
+    """The hybrid loss of the config: only the terms weighted above 0 are built (or imported, for embeddings)."""
+    return HybridLoss(cfg)

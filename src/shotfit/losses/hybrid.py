@@ -12,13 +12,14 @@ from torch import nn
 from shotfit.config import LossConfig
 from shotfit.errors import ConfigError
 from shotfit.losses._common import check_pair, check_weight
+from shotfit.losses.embedding import embedding_terms
 from shotfit.losses.registry import LOSS_TERMS, TOTAL
 
 _NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 class HybridLoss(nn.Module):
-    """``Σ weight·term`` over the loss config's registered terms, then ``Σ weight·extra``, on [-1, 1] images.
+    """``Σ weight·term`` over the config's registered terms, then ``Σ weight·extra``, on [-1, 1] images.
 
     With the built-in terms that is ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1 - SSIM)``,
     summed in the order :meth:`LossConfig.term_weights` gives (the order the weights are declared). A term
@@ -26,11 +27,13 @@ class HybridLoss(nn.Module):
     absent from the returned values.
 
     Args:
-        cfg: the loss config: one weight per registered term (``cfg.term_weights()``), and the options
-            the terms read (``laplacian_levels``). Its ``extra`` section is :func:`build_loss`'s business.
-        extra: ``(name, module, weight)`` triples of further terms, each called as ``module(pred, target)``
-            and returning a scalar, e.g. ``("age", EmbeddingLoss(...), 0.1)``. Names are letters, digits,
-            ``_`` or ``-`` and must not repeat a registered term's name nor be ``total``.
+        cfg: the loss config: one weight per registered term (``cfg.term_weights()``), the options the
+            terms read (``laplacian_levels``), and the studio embedding terms (``extra``), which follow the
+            registered terms in the sum.
+        extra: ``(name, module, weight)`` triples of further terms, after the config's, each called as
+            ``module(pred, target)`` and returning a scalar, e.g. ``("age", EmbeddingLoss(...), 0.1)``.
+            Names (these and the config's extra names) are letters, digits, ``_`` or ``-`` and must not
+            repeat a registered term's name nor be ``total``.
 
     Raises:
         ConfigError: a weight is negative or not finite, every weight is 0, a weight names no registered
@@ -56,9 +59,9 @@ class HybridLoss(nn.Module):
     def __init__(self, cfg: LossConfig, extra: Sequence[tuple[str, nn.Module, float]] = ()) -> None:
         super().__init__()
         weights = dict(cfg.term_weights())
-        for name in weights:
-            LOSS_TERMS.get(name)  # a weight without a registered term: a ConfigError naming the known ones
-        extras = _checked_extras(extra)
+        # a weight without a registered term is a ConfigError naming the known ones
+        registered = {name: LOSS_TERMS.get(name) for name in weights}
+        extras = _checked_extras([*embedding_terms(cfg.extra), *extra])
         for name, _, weight in extras:
             weights[name] = weight
         for name, weight in weights.items():
@@ -69,13 +72,12 @@ class HybridLoss(nn.Module):
         extra_modules = {name: module for name, module, _ in extras}
         self.term_names: tuple[str, ...] = tuple(name for name, w in weights.items() if float(w) > 0)
         self.term_weights: tuple[float, ...] = tuple(float(weights[name]) for name in self.term_names)
-        # Studio terms are called without the map; a registered term says whether it takes one.
+        # Extra terms are called without the map; a registered term says whether it takes one.
         self.term_takes_map: tuple[bool, ...] = tuple(
-            name not in extra_modules and LOSS_TERMS.get(name).weight_map for name in self.term_names)
+            name in registered and registered[name].weight_map for name in self.term_names)
         # A ModuleList rather than a ModuleDict: studio names like "train" would clash with attributes.
         self.terms = nn.ModuleList(
-            extra_modules[name] if name in extra_modules else LOSS_TERMS.get(name).build(cfg)
-            for name in self.term_names)
+            registered[name].build(cfg) if name in registered else extra_modules[name] for name in self.term_names)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={weight:g}" for name, weight in zip(self.term_names, self.term_weights))
