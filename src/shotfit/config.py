@@ -87,17 +87,32 @@ class ExtraLossConfig(_Section):
     name: str = _opt("", doc="the term's name in logs; defaults to the callable's name")
 
 
+def loss_weight(default: float, doc: str = "") -> Any:
+    """A loss term's weight, >= 0 (0: the term is neither built nor run); the field's name is the term's.
+
+    Every such field names a term registered in ``shotfit.losses.LOSS_TERMS`` (a test keeps the two in step).
+    """
+    return field(default=default, metadata={"low": 0.0, "high": None, "choices": None, "doc": doc, "loss_term": True})
+
+
 @dataclass(frozen=True)
 class LossConfig(_Section):
-    """Weights of the hybrid loss ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1-SSIM)``."""
+    """Weights of the hybrid loss ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1-SSIM) + extra``.
 
-    l1: float = _opt(1.0, low=0.0)
-    mse: float = _opt(0.0, low=0.0)
-    lpips: float = _opt(0.1, low=0.0)
-    laplacian: float = _opt(1.0, low=0.0)
-    ssim: float = _opt(0.1, low=0.0)
+    The terms are summed in the order their weights are declared here (then the extra terms).
+    """
+
+    l1: float = loss_weight(1.0)
+    mse: float = loss_weight(0.0)
+    lpips: float = loss_weight(0.1)
+    laplacian: float = loss_weight(1.0)
+    ssim: float = loss_weight(0.1)
     laplacian_levels: int = _opt(5, low=1, high=10)
     extra: tuple[ExtraLossConfig, ...] = ()
+
+    def term_weights(self) -> dict[str, float]:
+        """Each registered term's weight, keyed by its name, in declaration order (which is summation order)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("loss_term")}
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
-"""HybridLoss: the weighted total, per-term values, zero-weight terms costing nothing, config errors."""
+"""HybridLoss and build_loss: the weighted total, per-term values, zero-weight terms costing nothing, errors."""
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-import shotfit.losses.hybrid as hybrid_module
+from shotfit.config import ExtraLossConfig, LossConfig
 from shotfit.errors import ConfigError
-from shotfit.losses import LPIPS, HybridLoss, l1_loss, laplacian_loss, ssim_loss
+from shotfit.losses import LPIPS, HybridLoss, build_loss, l1_loss, laplacian_loss, ssim_loss
 
 
 class MeanGap(nn.Module):
@@ -23,6 +26,11 @@ class MustNotRun(nn.Module):
         raise AssertionError("a zero-weight term was evaluated")
 
 
+def only(**weights: float) -> LossConfig:
+    """A loss config with every term off but those given (options such as laplacian_levels pass through)."""
+    return LossConfig(**{**dict.fromkeys(LossConfig().term_weights(), 0.0), **weights})
+
+
 @pytest.fixture
 def pair() -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
@@ -30,16 +38,22 @@ def pair() -> tuple[torch.Tensor, torch.Tensor]:
     return (0.8 * target + 0.1).requires_grad_(), target
 
 
-def test_default_is_l1_alone(pair):
+def test_l1_alone(pair):
     pred, target = pair
-    total, values = HybridLoss()(pred, target)
+    total, values = HybridLoss(only(l1=1.0))(pred, target)
     assert list(values) == ["l1"]
     assert total.item() == pytest.approx(l1_loss(pred, target).item())
 
 
+def test_the_default_config_builds_its_four_terms_in_config_order(pair):
+    _, values = HybridLoss(LossConfig())(*pair)
+    assert list(values) == ["l1", "lpips", "laplacian", "ssim"]
+
+
 def test_total_is_the_weighted_sum_of_the_unweighted_values(pair):
     pred, target = pair
-    loss = HybridLoss(l1=1.0, lpips=0.5, laplacian=2.0, ssim=0.25, laplacian_levels=3, extra=[("age", MeanGap(), 4.0)])
+    loss = HybridLoss(only(l1=1.0, lpips=0.5, laplacian=2.0, ssim=0.25, laplacian_levels=3),
+                      extra=[("age", MeanGap(), 4.0)])
     total, values = loss(pred, target)
     assert list(values) == ["l1", "lpips", "laplacian", "ssim", "age"]
     assert values["laplacian"].item() == pytest.approx(laplacian_loss(pred, target, levels=3).item())
@@ -57,11 +71,25 @@ def test_zero_weight_terms_are_neither_built_nor_run(pair, monkeypatch):
     def no_lpips(*args, **kwargs):
         raise AssertionError("LPIPS was built for a zero weight")
 
-    monkeypatch.setattr(hybrid_module, "LPIPS", no_lpips)
-    loss = HybridLoss(l1=1.0, lpips=0.0, ssim=0.0, extra=[("age", MustNotRun(), 0.0)])
+    monkeypatch.setattr(LPIPS, "__init__", no_lpips)
+    loss = HybridLoss(only(l1=1.0, laplacian=1.0), extra=[("age", MustNotRun(), 0.0)])
     _, values = loss(*pair)
-    assert list(values) == ["l1"]
-    assert len(list(loss.children())[0]) == 1
+    assert list(values) == ["l1", "laplacian"]
+    assert len(loss.terms) == 2
+
+
+def test_build_loss_adds_the_weighted_embedding_terms_under_their_names(pair, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    cfg = dataclasses.replace(only(l1=1.0), extra=(
+        ExtraLossConfig(network="embedding_nets:tiny", weight=0.5),
+        ExtraLossConfig(network="embedding_nets:two_level", weight=0.25, distance="l2", name="age"),
+        # never imported: a zero weight costs nothing
+        ExtraLossConfig(network="no_such_studio_package.nets:identity", weight=0.0),
+    ))
+    total, values = build_loss(cfg)(*pair)
+    assert list(values) == ["l1", "tiny", "age"]
+    expected = pair[0].new_zeros(()) + 1.0 * values["l1"] + 0.5 * values["tiny"] + 0.25 * values["age"]
+    assert torch.equal(total.detach(), expected)
 
 
 def test_weight_map_weights_lpips_through_its_spatial_map(pair):
@@ -70,7 +98,7 @@ def test_weight_map_weights_lpips_through_its_spatial_map(pair):
     pred[..., 16:] = target[..., 16:]
     left = torch.zeros(1, 1, 32, 32)
     left[..., :8] = 1.0
-    loss = HybridLoss(l1=0.0, lpips=1.0)
+    loss = HybridLoss(only(lpips=1.0))
     _, weighted = loss(pred, target, left)
     expected = (LPIPS(spatial=True)(pred, target) * left).sum() / (2 * left.sum())  # one map, two samples
     assert weighted["lpips"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -80,7 +108,7 @@ def test_weight_map_weights_lpips_through_its_spatial_map(pair):
 
 def test_lpips_tolerates_overshooting_predictions_but_not_wrong_range_targets(pair):
     _, target = pair
-    loss = HybridLoss(lpips=1.0)
+    loss = HybridLoss(only(lpips=1.0))
     total, _ = loss(target * 1.05, target)
     assert torch.isfinite(total)
     with pytest.raises(ValueError, match="expects input_range"):
@@ -88,27 +116,38 @@ def test_lpips_tolerates_overshooting_predictions_but_not_wrong_range_targets(pa
 
 
 def test_lpips_stays_frozen_in_eval_inside_a_training_parent(pair):
-    loss = HybridLoss(lpips=1.0)
+    loss = HybridLoss(only(lpips=1.0))
     loss.train()
     lpips = next(m for m in loss.modules() if isinstance(m, LPIPS))
     assert not lpips.training
     assert not any(p.requires_grad for p in loss.parameters())
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"lpips": -0.1}, "loss weight 'lpips' = -0.1 must be a finite number >= 0"),
-    ({"ssim": float("nan")}, "loss weight 'ssim' = nan must be"),
-    ({"l1": 0.0}, "every loss weight is 0 (l1, mse, lpips, laplacian, ssim)"),
-    ({"extra": [("age", MeanGap(), -1.0)]}, "loss weight 'age' = -1.0"),
-    ({"extra": [("ssim", MeanGap(), 1.0)]}, "extra loss name 'ssim' is used twice"),
-    ({"extra": [("age", MeanGap(), 1.0), ("age", MeanGap(), 1.0)]}, "extra loss name 'age' is used twice"),
-    ({"extra": [("my age", MeanGap(), 1.0)]}, "extra loss name 'my age' must be letters"),
-    ({"extra": [("age", len, 1.0)]}, "extra loss 'age' must be an nn.Module"),
-    ({"laplacian_levels": 0}, "loss laplacian_levels = 0 must be an integer >= 1"),
+@pytest.mark.parametrize(("cfg", "extra", "message"), [
+    (only(ssim=float("inf")), (), "loss weight 'ssim' = inf must be a finite number >= 0"),
+    (only(), (), "every loss weight is 0 (l1, mse, lpips, laplacian, ssim)"),
+    (only(), [("age", MeanGap(), 0.0)], "every loss weight is 0 (l1, mse, lpips, laplacian, ssim, age)"),
+    (only(l1=1.0), [("age", MeanGap(), -1.0)], "loss weight 'age' = -1.0"),
+    (only(l1=1.0), [("ssim", MeanGap(), 1.0)], "extra loss name 'ssim' is used twice"),
+    (only(l1=1.0), [("total", MeanGap(), 1.0)], "extra loss name 'total' is used twice"),
+    (only(l1=1.0), [("age", MeanGap(), 1.0), ("age", MeanGap(), 1.0)], "extra loss name 'age' is used twice"),
+    (only(l1=1.0), [("my age", MeanGap(), 1.0)], "extra loss name 'my age' must be letters"),
+    (only(l1=1.0), [("age", len, 1.0)], "extra loss 'age' must be an nn.Module"),
 ])
-def test_bad_weights_are_one_line_config_errors(kwargs, message):
+def test_bad_weights_are_one_line_config_errors(cfg, extra, message):
     with pytest.raises(ConfigError) as caught:
-        HybridLoss(**kwargs)
+        HybridLoss(cfg, extra=extra)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ({"lpips": -0.1}, "loss.lpips = -0.1 is out of range (must be >= 0.0)"),
+    ({"ssim": float("nan")}, "loss.ssim = nan is out of range"),
+    ({"laplacian_levels": 0}, "loss.laplacian_levels = 0 is out of range (must be >= 1)"),
+])
+def test_the_config_refuses_negative_weights_before_any_loss_is_built(weights, message):
+    with pytest.raises(ConfigError) as caught:
+        only(l1=1.0, **weights)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -117,13 +156,13 @@ def test_extra_term_must_return_a_scalar(pair):
         def forward(self, pred, target):
             return (pred - target).abs().mean(dim=(1, 2, 3))
 
-    with pytest.raises(ValueError, match=r"extra loss 'age' must return a scalar tensor, got \(2,\)"):
-        HybridLoss(extra=[("age", PerSample(), 1.0)])(*pair)
+    with pytest.raises(ValueError, match=r"loss term 'age' must return a scalar tensor, got \(2,\)"):
+        HybridLoss(only(), extra=[("age", PerSample(), 1.0)])(*pair)
 
 
 def test_mse_term_is_the_mean_squared_error():
     pred, target = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5)
-    total, values = HybridLoss(l1=0.0, mse=2.0)(pred, target)
+    total, values = HybridLoss(only(mse=2.0))(pred, target)
     assert set(values) == {"mse"}
     assert values["mse"].item() == pytest.approx(0.25)
     assert total.item() == pytest.approx(0.5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from shotfit.device import autocast, autocast_dtype
 from shotfit.runs.folder import RunFolder, model_state, save_state
 from shotfit.engine.schedule import warmup_cosine
 from shotfit.errors import ShotfitError
+from shotfit.losses.registry import TOTAL
 
 if TYPE_CHECKING:
     from shotfit.engine.tracking import Tracker
@@ -38,6 +39,8 @@ LOG_EVERY = 10
 # kernels (18% of a step on an H200) that overlap the GPU's work; on the CPU it would only compete
 # for the cores (there it is under 1% of a step).
 PREFETCH_DEVICES = ("cuda",)
+# A history row (metrics.json) holds these beside the loss terms, which go by their config names and TOTAL.
+HISTORY_COLUMNS = ("step", "lr", "steps_per_s")
 
 
 class BatchSampler(Protocol):
@@ -51,13 +54,30 @@ class Loss(Protocol):
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
 
+def loss_metrics(row: Mapping[str, float]) -> dict[str, float]:
+    """The loss terms of a history row (or of metrics.json's ``final``) under the names the trackers log.
+
+    ``{"step": 10, "lr": 2e-3, "l1": 0.05, "total": 0.08, "val/psnr": 31.0}`` gives
+    ``{"loss/l1": 0.05, "loss/total": 0.08}``: every term by its config name, and the weighted sum.
+    """
+    return {f"loss/{name}": float(value) for name, value in row.items()
+            if name not in HISTORY_COLUMNS and "/" not in name}
+
+
+def _check_term_names(terms: Mapping[str, torch.Tensor]) -> None:
+    for name in terms:
+        if name == TOTAL or name in HISTORY_COLUMNS or "/" in name:
+            raise ShotfitError(f"the loss returned a term named {name!r}, but the training history keeps "
+                               f"{', '.join((TOTAL, *HISTORY_COLUMNS))} and names with '/' for itself: rename it")
+
+
 @dataclass(frozen=True)
 class StepReport:
     """What the progress display shows after a step."""
 
     step: int
     horizon: int
-    losses: dict[str, float]
+    losses: dict[str, float]  # each term's value by its config name, and "total" (the weighted sum)
     lr: float
     steps_per_s: float
     elapsed_s: float
@@ -288,7 +308,10 @@ class Trainer:
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
                    ) -> dict[str, float]:
-        """One optimisation step on ``batch`` (default: this step's, drawn now); returns each loss term's value."""
+        """One optimisation step on ``batch`` (default: this step's, drawn now).
+
+        Returns each loss term's value by its config name, and the weighted sum as ``"total"``.
+        """
         sources, targets, masks = batch if batch is not None else self.draw_batch(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr(self.step)
@@ -300,6 +323,7 @@ class Trainer:
         if masks is not None:
             targets, weight = masked_targets(pred, targets, masks, self.data_cfg.mask_outside_weight)
         total, terms = self.loss(pred, targets, weight)
+        _check_term_names(terms)
         if not torch.isfinite(total):
             raise ShotfitError(f"the loss became {total.item()} at step {self.step + 1}; lower train.lr "
                                f"(now {self.cfg.lr}) or check the keyframes for extreme values")
@@ -311,7 +335,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         values = {name: float(value) for name, value in terms.items()}
-        values["total"] = float(total.detach())
+        values[TOTAL] = float(total.detach())
         return values
 
     # --- outputs -------------------------------------------------------------------------------
@@ -329,8 +353,8 @@ class Trainer:
         """
         lr = self.lr(self.step - 1)
         self.history.append({"step": self.step, "lr": lr, "steps_per_s": steps_per_s, **losses})
-        self.track({**{f"loss/{name}": value for name, value in losses.items()},
-                    "lr": lr, "speed/steps_per_s": steps_per_s, "speed/batch_share": batch_share})
+        self.track({**loss_metrics(losses), "lr": lr,
+                    "speed/steps_per_s": steps_per_s, "speed/batch_share": batch_share})
 
     def run_validation(self) -> None:
         if self.hooks.validate is None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shotfit.config import ExtraLossConfig
 from shotfit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,20 @@ class EmbeddingLoss(nn.Module):
         low, high = self.input_range
         x = (x - low) / (high - low)
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def embedding_terms(extra: Sequence[ExtraLossConfig]) -> list[tuple[str, EmbeddingLoss, float]]:
+    """The ``(name, module, weight)`` terms of a config's ``loss.extra`` section, for :class:`HybridLoss`.
+
+    A term weighted 0 is skipped before its network is imported. A term's name is its ``name``, or else
+    the callable's name (``"my_studio.age:age_features"`` is logged as ``loss/age_features``).
+    """
+    terms = []
+    for term in extra:
+        if term.weight > 0:
+            name = term.name or term.network.rpartition(":")[2]
+            terms.append((name, EmbeddingLoss(load_embedding_network(term.network), term.distance), term.weight))
+    return terms
 
 
 def _flatten_outputs(outputs: Any, network: nn.Module) -> list[torch.Tensor]:

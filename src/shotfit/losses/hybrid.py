@@ -1,4 +1,4 @@
-"""The training loss: a weighted sum of L1, LPIPS, Laplacian-pyramid, SSIM and studio embedding terms."""
+"""The training loss: the registered terms (L1, MSE, LPIPS, Laplacian pyramid, SSIM) and studio terms, by weight."""
 
 from __future__ import annotations
 
@@ -9,68 +9,59 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from shotfit.config import LossConfig
 from shotfit.errors import ConfigError
-from shotfit.losses._common import check_pair, check_weight, weighted_mean
-from shotfit.losses.laplacian import LaplacianLoss
-from shotfit.losses.lpips import LPIPS
-from shotfit.losses.pixel import L1Loss, MSELoss
-from shotfit.losses.ssim import SSIMLoss
+from shotfit.losses._common import check_pair, check_weight
+from shotfit.losses.embedding import embedding_terms
+from shotfit.losses.registry import LOSS_TERMS, TOTAL
 
-BUILT_IN_TERMS = ("l1", "mse", "lpips", "laplacian", "ssim")
 _NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 class HybridLoss(nn.Module):
-    """``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1 - SSIM) + Σ weight·extra`` on [-1, 1] images.
+    """``Σ weight·term`` over the config's registered terms, then ``Σ weight·extra``, on [-1, 1] images.
 
-    A term whose weight is 0 is never built nor evaluated (a zero LPIPS weight never loads the
-    network) and is absent from the returned values.
+    With the built-in terms that is ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1 - SSIM)``,
+    summed in the order :meth:`LossConfig.term_weights` gives (the order the weights are declared). A term
+    whose weight is 0 is never built nor evaluated (a zero LPIPS weight never loads the network) and is
+    absent from the returned values.
 
     Args:
-        l1, lpips, laplacian, ssim: non-negative weights of the built-in terms.
-        mse: weight of a mean squared error term (off by default; the ablation's pix2pix-style baseline).
-        laplacian_levels: bands of the Laplacian-pyramid term, >= 1.
-        extra: ``(name, module, weight)`` triples of further terms, each called as ``module(pred, target)``
-            and returning a scalar, e.g. ``("age", EmbeddingLoss(...), 0.1)``. Names are letters, digits,
-            ``_`` or ``-`` and must not repeat a built-in name.
+        cfg: the loss config: one weight per registered term (``cfg.term_weights()``), the options the
+            terms read (``laplacian_levels``), and the studio embedding terms (``extra``), which follow the
+            registered terms in the sum.
+        extra: ``(name, module, weight)`` triples of further terms, after the config's, each called as
+            ``module(pred, target)`` and returning a scalar, e.g. ``("age", EmbeddingLoss(...), 0.1)``.
+            Names (these and the config's extra names) are letters, digits, ``_`` or ``-`` and must not
+            repeat a registered term's name nor be ``total``.
 
     Raises:
-        ConfigError: a weight is negative or not finite, every weight is 0, an extra name is invalid or
-            repeated, or ``laplacian_levels`` is not a positive integer.
+        ConfigError: a weight is negative or not finite, every weight is 0, a weight names no registered
+            term, or an extra name is invalid or repeated.
 
     Shape:
         - pred, target: (B, C, H, W) in [-1, 1], C = 1 or 3; H, W >= 21 when LPIPS is on.
-        - weight: optional (B or 1, 1, H, W) non-negative map (artist masks). It weights L1, LPIPS (its
-          spatial map), the Laplacian bands and the SSIM map; extra terms are not spatially weighted.
+        - weight: optional (B or 1, 1, H, W) non-negative map (artist masks). It weights every registered
+          term that takes one (all the built-in ones: L1, MSE, LPIPS's spatial map, the Laplacian bands,
+          the SSIM map); extra terms are not spatially weighted.
         - Output: ``(total, values)``: the weighted total (scalar, with gradient) and each active term's
-          unweighted value, detached, keyed ``l1``, ``lpips``, ``laplacian``, ``ssim`` and the extra names.
-
-    LPIPS refuses data outside [-1, 1], so the prediction is clamped to [-1, 1] for that term only: a network
-    that overshoots a little mid-training is normal, and L1 still pulls those pixels back. The target is not
-    clamped, so data in the wrong range is still caught.
+          unweighted value, detached, keyed by the term's config name (``l1``, ``mse``, ``lpips``,
+          ``laplacian``, ``ssim``) and the extra names. Trackers log them as ``loss/<name>`` beside
+          ``loss/total``.
 
     Example:
-        >>> loss = HybridLoss(l1=1.0, laplacian=1.0)
-        >>> total, values = loss(torch.zeros(1, 3, 32, 32), torch.full((1, 3, 32, 32), 0.5))
+        >>> cfg = LossConfig(l1=1.0, lpips=0.0, laplacian=1.0, ssim=0.0)
+        >>> total, values = HybridLoss(cfg)(torch.zeros(1, 3, 32, 32), torch.full((1, 3, 32, 32), 0.5))
         >>> sorted(values)
         ['l1', 'laplacian']
     """
 
-    def __init__(
-        self,
-        l1: float = 1.0,
-        lpips: float = 0.0,
-        laplacian: float = 0.0,
-        ssim: float = 0.0,
-        mse: float = 0.0,
-        laplacian_levels: int = 5,
-        extra: Sequence[tuple[str, nn.Module, float]] = (),
-    ) -> None:
+    def __init__(self, cfg: LossConfig, extra: Sequence[tuple[str, nn.Module, float]] = ()) -> None:
         super().__init__()
-        if isinstance(laplacian_levels, bool) or not isinstance(laplacian_levels, int) or laplacian_levels < 1:
-            raise ConfigError(f"loss laplacian_levels = {laplacian_levels!r} must be an integer >= 1")
-        weights = {"l1": l1, "mse": mse, "lpips": lpips, "laplacian": laplacian, "ssim": ssim}
-        extras = _checked_extras(extra)
+        weights = dict(cfg.term_weights())
+        # a weight without a registered term is a ConfigError naming the known ones
+        registered = {name: LOSS_TERMS.get(name) for name in weights}
+        extras = _checked_extras([*embedding_terms(cfg.extra), *extra])
         for name, _, weight in extras:
             weights[name] = weight
         for name, weight in weights.items():
@@ -81,22 +72,12 @@ class HybridLoss(nn.Module):
         extra_modules = {name: module for name, module, _ in extras}
         self.term_names: tuple[str, ...] = tuple(name for name, w in weights.items() if float(w) > 0)
         self.term_weights: tuple[float, ...] = tuple(float(weights[name]) for name in self.term_names)
+        # Extra terms are called without the map; a registered term says whether it takes one.
+        self.term_takes_map: tuple[bool, ...] = tuple(
+            name in registered and registered[name].weight_map for name in self.term_names)
         # A ModuleList rather than a ModuleDict: studio names like "train" would clash with attributes.
-        self.terms = nn.ModuleList(self._build(name, laplacian_levels, extra_modules) for name in self.term_names)
-
-    @staticmethod
-    def _build(name: str, levels: int, extra_modules: dict[str, nn.Module]) -> nn.Module:
-        if name == "l1":
-            return L1Loss()
-        if name == "mse":
-            return MSELoss()
-        if name == "lpips":
-            return LPIPS(input_range=(-1.0, 1.0))
-        if name == "laplacian":
-            return LaplacianLoss(levels=levels)
-        if name == "ssim":
-            return SSIMLoss(input_range=(-1.0, 1.0))
-        return extra_modules[name]
+        self.terms = nn.ModuleList(
+            registered[name].build(cfg) if name in registered else extra_modules[name] for name in self.term_names)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={weight:g}" for name, weight in zip(self.term_names, self.term_weights))
@@ -109,26 +90,15 @@ class HybridLoss(nn.Module):
         check_weight(weight, pred, "HybridLoss")
         total = pred.new_zeros(())
         values: dict[str, torch.Tensor] = {}
-        for name, term_weight, module in zip(self.term_names, self.term_weights, self.terms):
-            if name == "lpips":
-                value = self._lpips(module, pred, target, weight)
-            elif name in BUILT_IN_TERMS:
-                value = module(pred, target, weight)
-            else:
-                value = module(pred, target)
-                if not isinstance(value, torch.Tensor) or value.dim() != 0:
-                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                    raise ValueError(f"extra loss {name!r} must return a scalar tensor, got {shape}")
+        for name, term_weight, module, takes_map in zip(self.term_names, self.term_weights, self.terms,
+                                                        self.term_takes_map):
+            value = module(pred, target, weight) if takes_map else module(pred, target)
+            if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"loss term {name!r} must return a scalar tensor, got {shape}")
             total = total + term_weight * value
             values[name] = value.detach()
         return total, values
-
-    @staticmethod
-    def _lpips(module: LPIPS, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        pred = pred.clamp(-1.0, 1.0)
-        if weight is None:
-            return module(pred, target).mean()
-        return weighted_mean(module.distance_map(pred, target), weight)
 
 
 def _checked_extras(extra: Sequence[tuple[str, nn.Module, float]]) -> list[tuple[str, nn.Module, float]]:
@@ -140,8 +110,9 @@ def _checked_extras(extra: Sequence[tuple[str, nn.Module, float]]) -> list[tuple
         name, module, weight = item
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigError(f"extra loss name {name!r} must be letters, digits, '_' or '-'")
-        if name in BUILT_IN_TERMS or name in seen:
-            raise ConfigError(f"extra loss name {name!r} is used twice (built-in terms: {', '.join(BUILT_IN_TERMS)})")
+        if name in LOSS_TERMS or name == TOTAL or name in seen:
+            raise ConfigError(f"extra loss name {name!r} is used twice (registered terms: "
+                              f"{', '.join(LOSS_TERMS.available())}; {TOTAL!r} is the weighted sum)")
         if not isinstance(module, nn.Module):
             raise ConfigError(f"extra loss {name!r} must be an nn.Module, got {type(module).__name__}")
         seen.add(name)

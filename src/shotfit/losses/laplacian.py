@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from kornia.geometry.transform import pyrdown, pyrup
 from torch import nn
 
+from shotfit.config import LossConfig
 from shotfit.losses._common import check_pair, check_weight, resize_weight, weighted_mean
+from shotfit.losses.registry import register_loss_term
 
 BAND_WEIGHT_MODES = ("equal", "halving")
 
@@ -136,3 +138,9 @@ class LaplacianLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return laplacian_loss(pred, target, weight, self.levels, self.band_weights)
+
+
+@register_loss_term("laplacian")
+def build_laplacian_term(cfg: LossConfig) -> LaplacianLoss:
+    """The ``laplacian`` term of the hybrid loss: ``loss.laplacian_levels`` equally weighted bands."""
+    return LaplacianLoss(levels=cfg.laplacian_levels)

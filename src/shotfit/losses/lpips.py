@@ -23,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shotfit.config import LossConfig
 from shotfit.errors import ShotfitError
+from shotfit.losses._common import check_pair, check_weight, weighted_mean
+from shotfit.losses.registry import register_loss_term
 
 logger = logging.getLogger(__name__)
 
@@ -253,3 +256,51 @@ def load_lpips(input_range: tuple[float, float] = (-1.0, 1.0), spatial: bool = F
     GPU or changing its dtype never affects another.
     """
     return LPIPS(input_range=input_range, spatial=spatial)
+
+
+def lpips_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, *,
+               lpips: LPIPS) -> torch.Tensor:
+    """Mean LPIPS distance from a prediction to its target, weighted per pixel when a map is given.
+
+    The prediction is clamped to ``lpips.input_range`` first: a network that overshoots a little
+    mid-training is normal, and an L1 term pulls those pixels back. The target is not clamped, so data
+    in the wrong range is still caught.
+
+    Args:
+        pred: (B, C, H, W) network output, C = 1 or 3, H, W >= 21, in ``lpips.input_range`` (give or take).
+        target: (B, C, H, W) same shape, within ``lpips.input_range``.
+        weight: optional (B or 1, 1, H, W) non-negative map, applied to the per-pixel distance map.
+        lpips: a non-spatial :class:`LPIPS` (see :func:`load_lpips`).
+
+    Returns:
+        Scalar >= 0: the batch mean of the (B,) distances, or with a map ``sum(w * map) / sum(w)``.
+    """
+    check_pair(pred, target, "lpips_loss")
+    check_weight(weight, pred, "lpips_loss")
+    if lpips.spatial:
+        raise ValueError("lpips_loss needs a non-spatial LPIPS (it takes the per-image distances' mean)")
+    pred = pred.clamp(*lpips.input_range)
+    if weight is None:
+        return lpips(pred, target).mean()
+    return weighted_mean(lpips.distance_map(pred, target), weight)
+
+
+class LPIPSLoss(nn.Module):
+    """Module form of :func:`lpips_loss` holding its own pretrained LPIPS: ``forward(pred, target, weight=None)``.
+
+    Args:
+        input_range: (low, high) value range of pred and target, (-1, 1) for shotfit network tensors.
+    """
+
+    def __init__(self, input_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+        super().__init__()
+        self.lpips = load_lpips(input_range=input_range)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return lpips_loss(pred, target, weight, lpips=self.lpips)
+
+
+@register_loss_term("lpips")
+def build_lpips_term(cfg: LossConfig) -> LPIPSLoss:
+    """The ``lpips`` term of the hybrid loss: loads the pretrained weights, so it is built only when weighted."""
+    return LPIPSLoss(input_range=(-1.0, 1.0))

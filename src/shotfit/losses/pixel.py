@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shotfit.config import LossConfig
 from shotfit.losses._common import check_pair, check_weight, weighted_mean
+from shotfit.losses.registry import register_loss_term
 
 
 def l1_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -56,3 +58,15 @@ class MSELoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return mse_loss(pred, target, weight)
+
+
+@register_loss_term("l1")
+def build_l1_term(cfg: LossConfig) -> L1Loss:
+    """The ``l1`` term of the hybrid loss: weighted by the artist's map."""
+    return L1Loss()
+
+
+@register_loss_term("mse")
+def build_mse_term(cfg: LossConfig) -> MSELoss:
+    """The ``mse`` term of the hybrid loss (the ablation's pix2pix-style baseline): weighted by the artist's map."""
+    return MSELoss()

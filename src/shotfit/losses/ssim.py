@@ -13,7 +13,9 @@ import torch
 from kornia.metrics import ssim as kornia_ssim
 from torch import nn
 
+from shotfit.config import LossConfig
 from shotfit.losses._common import check_pair, check_weight, weighted_mean
+from shotfit.losses.registry import register_loss_term
 
 WINDOW_SIZE = 11
 
@@ -77,3 +79,9 @@ class SSIMLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return ssim_loss(pred, target, weight, self.window_size, self.input_range)
+
+
+@register_loss_term("ssim")
+def build_ssim_term(cfg: LossConfig) -> SSIMLoss:
+    """The ``ssim`` term of the hybrid loss: 1 - SSIM on [-1, 1] network tensors, weighted by the artist's map."""
+    return SSIMLoss(input_range=(-1.0, 1.0))
