@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from itertools import pairwise
 
 import pytest
 import torch
@@ -120,7 +121,7 @@ def test_declared_overlap_and_grid_are_the_defaults():
     tops = sorted({top for top, _, _, _ in net.tiles})
     assert all(top % 8 == 0 for top in tops)
     # neighbouring tiles overlap by at least the declared 24 pixels, and not by a whole tile
-    assert all(24 <= previous + 64 - top < 64 for previous, top in zip(tops, tops[1:]))
+    assert all(24 <= previous + 64 - top < 64 for previous, top in pairwise(tops))
 
 
 def test_max_tile_caps_the_tile():
