@@ -132,7 +132,7 @@ def test_max_tile_caps_the_tile():
     assert len(net.tiles) > 1 and all(height <= 48 and width <= 48 for _, _, height, width in net.tiles)
 
 
-def test_a_module_that_declares_nothing_is_tiled_on_a_one_pixel_grid_with_64_pixels_overlap():
+def test_a_module_declaring_nothing_tiles_on_a_one_pixel_grid_with_64_pixels_overlap():
     assert declared_tiling(nn.Conv2d(3, 3, 3, padding=1)) == (1, 64, None)
 
 

@@ -98,7 +98,9 @@ class Network(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Shape: (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1]."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}")
+            raise ValueError(
+                f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}"
+            )
         height, width = x.shape[-2], x.shape[-1]
         edit = self.body(pad_to_multiple(x, self.size_multiple))
         return tanh_output(x, crop_to(edit, height, width), self.residual)

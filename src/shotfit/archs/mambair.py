@@ -309,7 +309,9 @@ class MambaIR(Network):
     """
 
     arch_name = ARCH
-    tiny_options: ClassVar[dict[str, Any]] = {"embed_dim": 8, "depths": [1, 1], "d_state": 2, "expand": 1.0, "squeeze_factor": 4}
+    tiny_options: ClassVar[dict[str, Any]] = {
+        "embed_dim": 8, "depths": [1, 1], "d_state": 2, "expand": 1.0, "squeeze_factor": 4,
+    }
     max_tile: ClassVar[int | None] = 640  # a larger frame is split (see the memory note above)
 
     def __init__(

@@ -221,7 +221,9 @@ class NAFNet(Network):
     """
 
     arch_name = ARCH
-    tiny_options: ClassVar[dict[str, Any]] = {"width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], "pool_window": 16}
+    tiny_options: ClassVar[dict[str, Any]] = {
+        "width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], "pool_window": 16,
+    }
 
     def __init__(
         self,

@@ -257,7 +257,9 @@ class SwinIR(Network):
     """
 
     arch_name = ARCH
-    tiny_options: ClassVar[dict[str, Any]] = {"embed_dim": 6, "depths": [2, 2], "num_heads": [2, 3], "window_size": 4}
+    tiny_options: ClassVar[dict[str, Any]] = {
+        "embed_dim": 6, "depths": [2, 2], "num_heads": [2, 3], "window_size": 4,
+    }
 
     def __init__(
         self,
