@@ -5,19 +5,23 @@ Imported by name (``from arch_inputs import TINY, frames, perturbed``): the test
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import torch
 from torch import nn
 
-# Every architecture's smallest options that still exercise every part of it (the architecture and
-# export tests share them).
-TINY = {
-    "convnext_unet": {"width": 4, "depths": [1, 1, 1]},
-    "mambair": {"embed_dim": 8, "depths": [1, 1], "d_state": 2, "expand": 1.0, "squeeze_factor": 4},
-    "nafnet": {"width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], "pool_window": 16},
-    "swinir": {"embed_dim": 6, "depths": [2, 2], "num_heads": [2, 3], "window_size": 4},
-    "unet": {"width": 4, "depth": 3},
-    "unet_attn": {"width": 4, "depth": 3},
-}
+from shotfit.archs import ARCHS
+
+
+def tiny_options(arch: str) -> dict[str, Any]:
+    """The smallest options that still exercise every part of ``arch``, as the network declares them
+    (``tiny_options``); a copy, so a test cannot change them for the next."""
+    return copy.deepcopy(ARCHS.get(arch).tiny_options)
+
+
+# Every registered architecture's tiny options (the architecture, export and engine tests share them).
+TINY = {arch: tiny_options(arch) for arch in ARCHS.available()}
 
 
 def perturbed(net: nn.Module, scale: float = 0.2) -> nn.Module:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from itertools import pairwise
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shotfit.archs import build_network
+from shotfit.archs import ARCHS, build_network
 from shotfit.errors import ConfigError
-from shotfit.infer.tiling import default_overlap, tiled_forward
+from shotfit.infer.optimize import InferenceNetwork
+from shotfit.infer.tiling import declared_tiling, default_overlap, tiled_forward
 
 
 def structured_frame(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -45,11 +47,15 @@ def edit_net() -> nn.Module:
 
 
 class Recorder(nn.Module):
-    """Returns its input and remembers where each tile started (the input carries its own coordinates)."""
+    """Returns its input and remembers where each tile started (the input carries its own coordinates).
 
-    def __init__(self, size_multiple: int) -> None:
+    Declares its tiling as a network does (shotfit.archs.base.DeclaresTiling)."""
+
+    def __init__(self, size_multiple: int, tile_overlap: int = 64, max_tile: int | None = None) -> None:
         super().__init__()
         self.size_multiple = size_multiple
+        self.tile_overlap = tile_overlap
+        self.max_tile = max_tile
         self.tiles: list[tuple[int, int, int, int]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,6 +112,36 @@ def test_default_overlap_grows_with_depth():
     assert default_overlap(build_network("unet_attn", width=4, depth=4)) == 256
     assert default_overlap(build_network("unet_attn", width=4, depth=3)) == 128
     assert default_overlap(nn.Identity()) == 64
+
+
+def test_declared_overlap_and_grid_are_the_defaults():
+    net = Recorder(size_multiple=8, tile_overlap=24)
+    frame = coordinates(200, 90)
+    tiled_forward(net, frame, tile=64)
+    tops = sorted({top for top, _, _, _ in net.tiles})
+    assert all(top % 8 == 0 for top in tops)
+    # neighbouring tiles overlap by at least the declared 24 pixels, and not by a whole tile
+    assert all(24 <= previous + 64 - top < 64 for previous, top in pairwise(tops))
+
+
+def test_max_tile_caps_the_tile():
+    net = Recorder(size_multiple=1, tile_overlap=8, max_tile=48)
+    frame = coordinates(100, 130)
+    out = tiled_forward(net, frame, tile=512)
+    torch.testing.assert_close(out, frame, rtol=0, atol=1e-9)
+    assert len(net.tiles) > 1 and all(height <= 48 and width <= 48 for _, _, height, width in net.tiles)
+
+
+def test_a_module_declaring_nothing_tiles_on_a_one_pixel_grid_with_64_pixels_overlap():
+    assert declared_tiling(nn.Conv2d(3, 3, 3, padding=1)) == (1, 64, None)
+
+
+@pytest.mark.parametrize("arch", ARCHS.available())
+def test_rendering_wrapper_keeps_the_network_declaration(arch):
+    net = build_network(arch, **ARCHS.get(arch).tiny_options).eval()
+    declared = (net.size_multiple, net.tile_overlap, net.max_tile)
+    assert declared_tiling(net) == declared
+    assert declared_tiling(InferenceNetwork(net, "fp32")) == declared
 
 
 def test_overlap_over_half_the_tile_is_a_config_error():

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shotfit.archs.base import Network
+from shotfit.archs.blocks import check_float, check_int
 from shotfit.archs.registry import ARCHS
-from shotfit.archs.blocks import check_float, check_int, check_residual, crop_to, pad_to_multiple, tanh_output
 from shotfit.errors import ConfigError
 
 ARCH = "convnext_unet"
@@ -88,7 +90,7 @@ def receptive_radius(depths: Sequence[int], kernel_size: int) -> int:
 
 
 @ARCHS.register(ARCH)
-class ConvNeXtUNet(nn.Module):
+class ConvNeXtUNet(Network):
     """U-Net built from ConvNeXt blocks (Liu et al., "A ConvNet for the 2020s", CVPR 2022).
 
     A 3x3 stem conv and LayerNorm lift the frame to ``width`` channels at full resolution (the paper's
@@ -135,6 +137,9 @@ class ConvNeXtUNet(nn.Module):
         torch.Size([1, 3, 37, 53])
     """
 
+    arch_name = ARCH
+    tiny_options: ClassVar[dict[str, Any]] = {"width": 4, "depths": [1, 1, 1]}
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -146,27 +151,24 @@ class ConvNeXtUNet(nn.Module):
         layer_scale_init: float = 1e-6,
         residual: bool = True,
     ) -> None:
-        super().__init__()
-        self.arch = ARCH  # an instance attribute, so TorchScript sees it in forward
-        check_int(ARCH, "in_channels", in_channels)
-        check_int(ARCH, "out_channels", out_channels)
         check_int(ARCH, "width", width)
         depths = _check_depths(depths)
         if check_int(ARCH, "kernel_size", kernel_size, high=31) % 2 == 0:
             raise ConfigError(f"architecture {ARCH!r}: kernel_size must be odd (it is centred), got {kernel_size!r}")
         check_int(ARCH, "expansion", expansion, high=16)
         layer_scale_init = check_float(ARCH, "layer_scale_init", layer_scale_init, 0.0, 1.0)
-        check_residual(ARCH, residual, in_channels, out_channels)
         levels = len(depths) - 1
         widths = [width * 2**level for level in range(levels + 1)]
-
-        self.in_channels = in_channels
-        self.residual = residual
-        self.size_multiple = 2**levels
         # tiled_forward trusts a tile only 7/16 of the overlap inside its edge (and half a pixel less
         # at the feather's start), so that must cover the reach; rounded up to 16 pixels
         reach = receptive_radius(depths, kernel_size)
-        self.tile_overlap = 16 * math.ceil((reach + 1.5) * 16 / 7 / 16)
+        super().__init__(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            residual=residual,
+            size_multiple=2**levels,
+            tile_overlap=16 * math.ceil((reach + 1.5) * 16 / 7 / 16),
+        )
 
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), LayerNorm2d(width, eps=LAYER_NORM_EPS))
         block = (kernel_size, expansion, layer_scale_init)
@@ -190,22 +192,14 @@ class ConvNeXtUNet(nn.Module):
             for level in coarse_to_fine
         )
         self.decoder = nn.ModuleList(_stage(widths[level], depths[level], *block) for level in coarse_to_fine)
-        self.head = nn.Sequential(LayerNorm2d(width, eps=LAYER_NORM_EPS), nn.Conv2d(width, out_channels, 1))
-        if residual:
-            # the untrained net is then exactly the identity: training starts from "no edit"
-            nn.init.zeros_(self.head[1].weight)
-            nn.init.zeros_(self.head[1].bias)
+        self.head = nn.Sequential(
+            LayerNorm2d(width, eps=LAYER_NORM_EPS), self.residual_head(nn.Conv2d(width, out_channels, 1))
+        )
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}"
-            )
-        height, width = x.shape[-2], x.shape[-1]
+    def body(self, x: Tensor) -> Tensor:
         # channels-last memory: the permutes around each block's Linears are then free, and depthwise
         # convs run about twice as fast on the CPU
-        padded = pad_to_multiple(x, self.size_multiple).contiguous(memory_format=torch.channels_last)
-        features = self.stem(padded)
+        features = self.stem(x.contiguous(memory_format=torch.channels_last))
         skips: list[Tensor] = []
         for stage, down in zip(self.encoder, self.downs):
             features = stage(features)
@@ -214,4 +208,4 @@ class ConvNeXtUNet(nn.Module):
         features = self.middle(features)
         for up, stage in zip(self.ups, self.decoder):
             features = stage(up(features) + skips.pop())
-        return tanh_output(x, crop_to(self.head(features), height, width), self.residual)
+        return self.head(features)

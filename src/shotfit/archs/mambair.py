@@ -6,14 +6,16 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from mambapy.pscan import pscan
 from torch import Tensor, nn
 
+from shotfit.archs.base import Network
+from shotfit.archs.blocks import check_float, check_int
 from shotfit.archs.registry import ARCHS
-from shotfit.archs.blocks import check_float, check_int, check_residual, crop_to, pad_to_multiple, tanh_output
 from shotfit.errors import ConfigError
 
 ARCH = "mambair"
@@ -246,7 +248,7 @@ class RSSG(nn.Module):
 
 
 @ARCHS.register(ARCH)
-class MambaIR(nn.Module):
+class MambaIR(Network):
     """MambaIR (Guo et al., "MambaIR: A Simple Baseline for Image Restoration with State-Space Model",
     ECCV 2024), the same-size (denoising / artefact removal) variant, sized for a 2-core CPU.
 
@@ -306,6 +308,12 @@ class MambaIR(nn.Module):
         torch.Size([1, 3, 37, 53])
     """
 
+    arch_name = ARCH
+    tiny_options: ClassVar[dict[str, Any]] = {
+        "embed_dim": 8, "depths": [1, 1], "d_state": 2, "expand": 1.0, "squeeze_factor": 4,
+    }
+    max_tile: ClassVar[int | None] = 640  # a larger frame is split (see the memory note above)
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -318,10 +326,7 @@ class MambaIR(nn.Module):
         squeeze_factor: int = 16,
         residual: bool = True,
     ) -> None:
-        super().__init__()
-        self.arch = arch = ARCH
-        check_int(arch, "in_channels", in_channels)
-        check_int(arch, "out_channels", out_channels)
+        arch = ARCH
         check_int(arch, "embed_dim", embed_dim)
         if not isinstance(depths, (list, tuple)) or not depths or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths
@@ -334,12 +339,10 @@ class MambaIR(nn.Module):
         check_float(arch, "expand", expand, 0.25, 4.0)
         check_int(arch, "compress_ratio", compress_ratio)
         check_int(arch, "squeeze_factor", squeeze_factor)
-        check_residual(arch, residual, in_channels, out_channels)
-        self.in_channels = in_channels
-        self.residual = residual
-        self.size_multiple = 1
-        self.tile_overlap = 64
-        self.max_tile = 640
+        # no overlap makes tiles exact (the scans see the whole frame); 64 hides the convolutions' reach
+        super().__init__(
+            in_channels=in_channels, out_channels=out_channels, residual=residual, size_multiple=1, tile_overlap=64
+        )
         self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, padding=1)
         self.embed_norm = nn.LayerNorm(embed_dim)
         self.groups = nn.Sequential(
@@ -347,18 +350,10 @@ class MambaIR(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, padding=1)
-        self.conv_last = nn.Conv2d(embed_dim, out_channels, 3, padding=1)
-        if residual:
-            nn.init.zeros_(self.conv_last.weight)
-            nn.init.zeros_(self.conv_last.bias)
+        self.conv_last = self.residual_head(nn.Conv2d(embed_dim, out_channels, 3, padding=1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}"
-            )
-        height, width = x.shape[-2], x.shape[-1]
-        shallow = self.conv_first(pad_to_multiple(x, self.size_multiple))
+    def body(self, x: Tensor) -> Tensor:
+        shallow = self.conv_first(x)
         features = self.groups(self.embed_norm(shallow.permute(0, 2, 3, 1)))
         body = self.conv_after_body(self.norm(features).permute(0, 3, 1, 2)) + shallow
-        return tanh_output(x, crop_to(self.conv_last(body), height, width), self.residual)
+        return self.conv_last(body)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shotfit.archs.base import Network
+from shotfit.archs.blocks import check_int
 from shotfit.archs.registry import ARCHS
-from shotfit.archs.blocks import check_int, check_residual, crop_to, pad_to_multiple, tanh_output
 from shotfit.errors import ConfigError
 
 ARCH = "nafnet"
@@ -168,7 +171,7 @@ def _tile_overlap(
 
 
 @ARCHS.register(ARCH)
-class NAFNet(nn.Module):
+class NAFNet(Network):
     """NAFNet (Chen, Chu, Zhang and Sun, "Simple Baselines for Image Restoration", ECCV 2022), few-shot sized.
 
     A U-Net of NAFBlocks: LayerNorm, convolutions, SimpleGate (one half of the channels times the
@@ -217,6 +220,11 @@ class NAFNet(nn.Module):
         torch.Size([1, 3, 37, 53])
     """
 
+    arch_name = ARCH
+    tiny_options: ClassVar[dict[str, Any]] = {
+        "width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], "pool_window": 16,
+    }
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -228,10 +236,6 @@ class NAFNet(nn.Module):
         pool_window: int = 128,
         residual: bool = True,
     ) -> None:
-        super().__init__()
-        self.arch = ARCH  # an instance attribute, so TorchScript sees it in forward
-        check_int(ARCH, "in_channels", in_channels)
-        check_int(ARCH, "out_channels", out_channels)
         check_int(ARCH, "width", width)
         encoder_counts = _check_block_counts("enc_blocks", enc_blocks)
         check_int(ARCH, "middle_blocks", middle_blocks, low=0, high=MAX_BLOCKS)
@@ -242,16 +246,18 @@ class NAFNet(nn.Module):
                 f"got {len(encoder_counts)} and {len(decoder_counts)}"
             )
         check_int(ARCH, "pool_window", pool_window, low=0)
-        check_residual(ARCH, residual, in_channels, out_channels)
         levels = len(encoder_counts)
+        super().__init__(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            residual=residual,
+            size_multiple=2**levels,
+            tile_overlap=_tile_overlap(pool_window, encoder_counts, middle_blocks, decoder_counts),
+        )
 
         def window(level: int) -> int:
             return max(pool_window // 2**level, 1) if pool_window > 0 else 0
 
-        self.in_channels = in_channels
-        self.residual = residual
-        self.size_multiple = 2**levels
-        self.tile_overlap = _tile_overlap(pool_window, encoder_counts, middle_blocks, decoder_counts)
         self.intro = nn.Conv2d(in_channels, width, kernel_size=3, padding=1)
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -269,19 +275,10 @@ class NAFNet(nn.Module):
             self.ups.append(up)
             channels //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(channels, window(level)) for _ in range(count)]))
-        self.ending = nn.Conv2d(width, out_channels, kernel_size=3, padding=1)
-        if residual:
-            # the untrained net is then exactly the identity: training starts from "no edit"
-            nn.init.zeros_(self.ending.weight)
-            nn.init.zeros_(self.ending.bias)
+        self.ending = self.residual_head(nn.Conv2d(width, out_channels, kernel_size=3, padding=1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}"
-            )
-        height, width = x.shape[-2], x.shape[-1]
-        features = self.intro(pad_to_multiple(x, self.size_multiple))
+    def body(self, x: Tensor) -> Tensor:
+        features = self.intro(x)
         skips: list[Tensor] = []
         for encoder, down in zip(self.encoders, self.downs):
             features = encoder(features)
@@ -290,4 +287,4 @@ class NAFNet(nn.Module):
         features = self.middle_blks(features)
         for up, decoder in zip(self.ups, self.decoders):
             features = decoder(up(features) + skips.pop())
-        return tanh_output(x, crop_to(self.ending(features), height, width), self.residual)
+        return self.ending(features)

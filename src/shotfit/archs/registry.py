@@ -11,10 +11,11 @@ from typing import Any
 
 from torch import nn
 
+from shotfit.archs.base import Network
 from shotfit.errors import ConfigError
 from shotfit.registry import Registry
 
-ARCHS: Registry[type[nn.Module]] = Registry("architecture")
+ARCHS: Registry[type[Network]] = Registry("architecture")
 
 
 def resolve_network_args(arch: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def resolve_network_args(arch: str, args: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def build_network(arch: str, **kwargs: Any) -> nn.Module:
+def build_network(arch: str, **kwargs: Any) -> Network:
     """Build the architecture registered as ``arch`` with the given constructor options.
 
     Raises:

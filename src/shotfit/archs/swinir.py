@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shotfit.archs.base import Network
+from shotfit.archs.blocks import check_float, check_int
 from shotfit.archs.registry import ARCHS
-from shotfit.archs.blocks import check_float, check_int, check_residual, crop_to, pad_to_multiple, tanh_output
 from shotfit.errors import ConfigError
 
 ARCH = "swinir"
@@ -204,7 +206,7 @@ def _check_heads(num_heads: object, groups: int, embed_dim: int) -> list[int]:
 
 
 @ARCHS.register(ARCH)
-class SwinIR(nn.Module):
+class SwinIR(Network):
     """SwinIR for same-size restoration (Liang et al., "SwinIR: Image Restoration Using Swin Transformer", ICCVW 2021).
 
     The denoising / JPEG-artefact variant, with no upsampler: a 3x3 conv lifts the frame to
@@ -254,6 +256,11 @@ class SwinIR(nn.Module):
         torch.Size([1, 3, 37, 53])
     """
 
+    arch_name = ARCH
+    tiny_options: ClassVar[dict[str, Any]] = {
+        "embed_dim": 6, "depths": [2, 2], "num_heads": [2, 3], "window_size": 4,
+    }
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -266,22 +273,19 @@ class SwinIR(nn.Module):
         mlp_ratio: float = 2.0,
         residual: bool = True,
     ) -> None:
-        super().__init__()
-        self.arch = ARCH  # an instance attribute, so TorchScript sees it in forward
-        check_int(ARCH, "in_channels", in_channels)
-        check_int(ARCH, "out_channels", out_channels)
         check_int(ARCH, "embed_dim", embed_dim, high=1024)
         depths = _check_depths(depths)
         heads = _check_heads(num_heads, len(depths), embed_dim)
         check_int(ARCH, "window_size", window_size, low=2, high=64)
         mlp_ratio = check_float(ARCH, "mlp_ratio", mlp_ratio, 0.25, 8.0)
-        check_residual(ARCH, residual, in_channels, out_channels)
-
-        self.in_channels = in_channels
-        self.residual = residual
-        self.size_multiple = window_size
-        # tiled_forward trusts a tile only 7/16 of the overlap inside its edge; that must cover the reach
-        self.tile_overlap = math.ceil((reach(window_size, depths) + 1) * 16 / 7)
+        super().__init__(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            residual=residual,
+            size_multiple=window_size,
+            # tiled_forward trusts a tile only 7/16 of the overlap inside its edge; that must cover the reach
+            tile_overlap=math.ceil((reach(window_size, depths) + 1) * 16 / 7),
+        )
         self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, padding=1)
         self.embed_norm = nn.LayerNorm(embed_dim)  # SwinIR's patch_norm
         self.groups = nn.ModuleList(
@@ -289,23 +293,16 @@ class SwinIR(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, padding=1)
-        self.conv_last = nn.Conv2d(embed_dim, out_channels, 3, padding=1)
-        self.apply(_init_linear)
-        if residual:
-            # the untrained net is then exactly the identity: training starts from "no edit"
-            nn.init.zeros_(self.conv_last.weight)
-            nn.init.zeros_(self.conv_last.bias)
+        self.conv_last = self.residual_head(nn.Conv2d(embed_dim, out_channels, 3, padding=1))
+        self.apply(_init_linear)  # Linears only, so the zeroed head stays zero
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}")
-        height, width = x.shape[-2], x.shape[-1]
-        shallow = self.conv_first(pad_to_multiple(x, self.size_multiple))
+    def body(self, x: Tensor) -> Tensor:
+        shallow = self.conv_first(x)
         features = self.embed_norm(shallow.permute(0, 2, 3, 1))  # (B, H, W, C) from here to the last norm
         for group in self.groups:
             features = group(features)
         deep = self.conv_after_body(self.norm(features).permute(0, 3, 1, 2)) + shallow
-        return tanh_output(x, crop_to(self.conv_last(deep), height, width), self.residual)
+        return self.conv_last(deep)
 
 
 def reach(window_size: int, depths: list[int]) -> int:

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
+from shotfit.archs.base import Network
 from shotfit.archs.blocks import (
     DOWNSAMPLE_MODES,
     UPSAMPLE_MODES,
     AttentionGate,
-    PassSkip,
     DoubleConv,
+    PassSkip,
     UpsampleConv,
     check_choice,
     check_int,
-    check_residual,
-    crop_to,
+)
+from shotfit.archs.blocks import (
     downsample as downsample_layer,
-    pad_to_multiple,
-    tanh_output,
 )
 
+# Tile overlap per unit of size_multiple: 256 pixels (112 trusted each side) for a depth-4 U-Net,
+# whose reach (124 pixels) doubles with every level of depth.
+OVERLAP_PER_MULTIPLE = 16
+# a depth-0 net (a plain conv stack) reaches 2 pixels; 64 is the overlap it always had
+DEPTH_ZERO_OVERLAP = 64
 
-class UNetBase(nn.Module):
+
+class UNetBase(Network):
     """Encoder-decoder with skip connections, optionally gated by the coarser decoder level.
 
     Subclasses set ``arch_name`` (the registered name) and ``gated`` (attention gates on the skips,
@@ -53,7 +60,8 @@ class UNetBase(nn.Module):
     Shape:
         (B, in_channels, H, W) -> (B, out_channels, H, W) for any H, W >= 1; values in [-1, 1] in
         and out. Inputs are padded internally (bottom and right) to a multiple of ``2**depth``,
-        exposed as ``size_multiple``, and the output is cropped back.
+        exposed as ``size_multiple``, and the output is cropped back. ``tile_overlap`` is
+        ``16 * 2**depth`` pixels (64 at depth 0).
 
     Example:
         >>> from shotfit.archs import build_network
@@ -64,6 +72,7 @@ class UNetBase(nn.Module):
 
     arch_name = "unet_base"
     gated = True
+    tiny_options: ClassVar[dict[str, Any]] = {"width": 4, "depth": 3}
 
     def __init__(
         self,
@@ -76,21 +85,18 @@ class UNetBase(nn.Module):
         upsample: str = "bilinear",
         downsample: str = "max",
     ) -> None:
-        super().__init__()
-        self.arch = arch = self.arch_name  # an instance attribute, so TorchScript sees it in forward
-        check_int(arch, "in_channels", in_channels)
-        check_int(arch, "out_channels", out_channels)
+        arch = self.arch_name
         check_int(arch, "width", width)
         check_int(arch, "max_width", max_width)
         check_int(arch, "depth", depth, low=0, high=8)
-        check_residual(arch, residual, in_channels, out_channels)
         check_choice(arch, "upsample", upsample, UPSAMPLE_MODES)
         check_choice(arch, "downsample", downsample, DOWNSAMPLE_MODES)
+        size_multiple = 2**depth
+        tile_overlap = OVERLAP_PER_MULTIPLE * size_multiple if depth > 0 else DEPTH_ZERO_OVERLAP
+        super().__init__(in_channels=in_channels, out_channels=out_channels, residual=residual,
+                         size_multiple=size_multiple, tile_overlap=tile_overlap)
         widths = [min(width * 2**level, max(max_width, width)) for level in range(depth + 1)]
 
-        self.in_channels = in_channels
-        self.size_multiple = 2**depth
-        self.residual = residual
         self.stem = DoubleConv(in_channels, widths[0])
         self.encoder = nn.ModuleList(
             nn.Sequential(downsample_layer(downsample), DoubleConv(widths[level], widths[level + 1]))
@@ -104,19 +110,10 @@ class UNetBase(nn.Module):
         )
         self.ups = nn.ModuleList(UpsampleConv(widths[level + 1], widths[level], upsample) for level in levels)
         self.fuses = nn.ModuleList(DoubleConv(2 * widths[level], widths[level]) for level in levels)
-        self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
-        if residual:
-            # the untrained net is then exactly the identity: training starts from "no edit"
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        self.head = self.residual_head(nn.Conv2d(widths[0], out_channels, kernel_size=1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self.arch} expects input of shape (B, {self.in_channels}, H, W), got {list(x.shape)}"
-            )
-        height, width = x.shape[-2], x.shape[-1]
-        features = self.stem(pad_to_multiple(x, self.size_multiple))
+    def body(self, x: Tensor) -> Tensor:
+        features = self.stem(x)
         skips: list[Tensor] = []
         for down in self.encoder:
             skips.append(features)
@@ -125,4 +122,4 @@ class UNetBase(nn.Module):
             # no name holds the skip or the branches: at inference each full-resolution tensor is freed
             # as soon as it is used (a 1080p frame's peak memory went from 1.88 to 1.66 GB)
             features = fuse(torch.cat([gate(skips.pop(), features), up(features)], dim=1))
-        return tanh_output(x, crop_to(self.head(features), height, width), self.residual)
+        return self.head(features)

@@ -33,10 +33,9 @@ BLEND_MODES = ("hann", "linear")
 # output still moves by up to 6e-4 (on [-1, 1]) when padding comes within 96 pixels, but by at
 # most 4e-6 at 112 (measured on four nets, widths 8 and 32, trained 30 to 200 steps).
 _DISCARD = 7 / 16
-# Default overlap per unit of size_multiple: 256 pixels (112 discarded each side) for a depth-4
-# U-Net, whose reach (124 pixels) doubles with every level of depth.
-_OVERLAP_PER_MULTIPLE = 16
-_FALLBACK_OVERLAP = 64
+# Overlap for a module that declares none (a plain conv, a test double); every shotfit network
+# declares its own (shotfit.archs.base.DeclaresTiling).
+FALLBACK_OVERLAP = 64
 # The tile a render uses when none is set (render.tile = 0). On CUDA, 4096: tiling a 4K frame at 1920
 # ran at a quarter of the whole frame's speed (an H200). Elsewhere a frame of up to WHOLE_FRAME_PIXELS
 # (1080p, 2K) renders whole, since tiles recompute their overlap (1.6x naive at 1080p whole, 1.45x in
@@ -47,18 +46,6 @@ CPU_TILE = 1216
 WHOLE_FRAME_PIXELS = 2048 * 1152
 
 Span = tuple[int, int]
-
-
-def reach_overlap(size_multiple: int, declared: int | None = None) -> int:
-    """The default tile overlap of a network that declares ``tile_overlap`` (or None) and ``size_multiple``.
-
-    The declared overlap when there is one (architectures whose reach does not follow their
-    downsampling, such as full-resolution transformers); otherwise ``16 * size_multiple`` (256 pixels
-    for a depth-4 U-Net, 512 for depth 5), or 64 for a network that declares neither.
-    """
-    if declared is not None:
-        return int(declared)
-    return _OVERLAP_PER_MULTIPLE * size_multiple if size_multiple > 1 else _FALLBACK_OVERLAP
 
 
 def default_tile(tile: int, device_type: str = "cpu", height: int = 0, width: int = 0) -> int:
@@ -73,7 +60,7 @@ def default_tile(tile: int, device_type: str = "cpu", height: int = 0, width: in
 
 
 def resolve_tiling(tile: int, overlap: int | None, blend: str, multiple: int = 1, max_tile: int | None = None,
-                   default_overlap: int = _FALLBACK_OVERLAP) -> tuple[int, int]:
+                   default_overlap: int = FALLBACK_OVERLAP) -> tuple[int, int]:
     """Check a tiling request and fill in its defaults: the tile (capped at ``max_tile``) and the overlap.
 
     Raises:
@@ -139,7 +126,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
 
 def tiled_apply(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tile: int, overlap: int | None = None,
                 blend: str = "hann", multiple: int = 1, max_tile: int | None = None,
-                default_overlap: int = _FALLBACK_OVERLAP) -> np.ndarray:
+                default_overlap: int = FALLBACK_OVERLAP) -> np.ndarray:
     """The numpy twin of :func:`shotfit.infer.tiling.tiled_forward`: ``run`` tile by tile, blended.
 
     Args:
