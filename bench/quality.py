@@ -7,8 +7,7 @@ identity on real shots with a truth on every frame, under the same step and wall
 
 Prints an estimate of the run's length to stderr, runs every trial not already finished in --out
 (each in a process of its own, --jobs at a time), writes OUT/quality.json and prints it to stdout.
-See shotfit.benchmark.quality_runner for the folder layout and shotfit.benchmark.quality for what a
-trial does.
+See bench.quality_runner for the folder layout and bench.quality_trials for what a trial does.
 """
 
 from __future__ import annotations
@@ -19,12 +18,14 @@ import logging
 import sys
 from pathlib import Path
 
-# The checkout's own shotfit, whichever one the environment has installed.
-_SOURCE = Path(__file__).resolve().parents[1] / "src"
-if (_SOURCE / "shotfit").is_dir():
-    sys.path.insert(0, str(_SOURCE))
+# An entry point run as `python bench/quality.py`: the checkout's bench package and its own shotfit,
+# whichever one the environment has installed.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(path) for path in (_ROOT / "src", _ROOT) if path.is_dir()]
 
-from shotfit.benchmark.quality_tasks import DEFAULT_TASKS, TASKS  # noqa: E402
+from bench.quality_runner import QualityOptions, estimate_seconds, plan_trials, prepare, run_quality  # noqa: E402
+from bench.quality_tasks import DEFAULT_TASKS, TASKS  # noqa: E402
+from shotfit.device import pick_device  # noqa: E402
 from shotfit.errors import ShotfitError  # noqa: E402
 
 # Sized so the full run (5 tasks, 3 trained methods, both budgets, identity) takes about an hour on a
@@ -62,9 +63,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    from shotfit.benchmark.quality_runner import QualityOptions, estimate_seconds, plan_trials, prepare, run_quality
-    from shotfit.device import pick_device
-
     defaults = QUICK if args.quick else {"steps": DEFAULT_STEPS, "minutes": DEFAULT_MINUTES, "max_scored": DEFAULT_SCORED}
     try:
         pick_device(args.device)

@@ -16,8 +16,24 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
+# An entry point run as `python bench/speed.py`: the checkout's bench package and its own shotfit,
+# whichever one the environment has installed.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(path) for path in (_ROOT / "src", _ROOT) if path.is_dir()]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench import speed_harness as speed  # noqa: E402
+from shotfit.archs import build_network, resolve_network_args  # noqa: E402
+from shotfit.config import Config, apply_overrides  # noqa: E402
+from shotfit.device import configure_threads, pick_device  # noqa: E402
+from shotfit.errors import ShotfitError  # noqa: E402
+from shotfit.files import write_text_atomic  # noqa: E402
+from shotfit.infer.predictor import load_network  # noqa: E402
+from shotfit.io import open_shot, read_image  # noqa: E402
+from shotfit.runs.folder import RunFolder  # noqa: E402
+from shotfit.sample_footage import sample_video  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and networks, for a smoke test")
     parser.add_argument("--out", type=Path, help="also write the JSON there")
     args = parser.parse_args(argv)
-
-    from shotfit.benchmark import speed
-    from shotfit.config import Config, apply_overrides
-    from shotfit.device import configure_threads, pick_device
-    from shotfit.errors import ShotfitError
 
     try:
         device = pick_device(args.device)
@@ -91,19 +102,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _save(path: Path | None, result: dict) -> None:
     """Write what is measured so far (a long run stopped early keeps its finished parts)."""
-    from shotfit.files import write_text_atomic
-
     if path is not None:
         write_text_atomic(path, json.dumps(result, indent=2) + "\n")
 
 
-def _network(run: Path | None, cfg) -> torch.nn.Module:
-    from shotfit.archs import build_network, resolve_network_args
-
+def _network(run: Path | None, cfg: Config) -> torch.nn.Module:
     if run is not None:
-        from shotfit.runs.folder import RunFolder
-        from shotfit.infer.predictor import load_network
-
         return load_network(RunFolder(run))[0]
     torch.manual_seed(0)
     network = build_network(cfg.model.arch, **resolve_network_args(cfg.model.arch, dict(cfg.model.args)))
@@ -114,12 +118,8 @@ def _network(run: Path | None, cfg) -> torch.nn.Module:
 
 
 def _image(path: Path | None) -> np.ndarray:
-    from shotfit.io import open_shot, read_image
-
     if path is not None:
         return read_image(path)[0][..., :3]
-    from shotfit.sample_footage import sample_video
-
     with open_shot(sample_video("carphone_pristine.mp4")) as video:
         return video.read(0)[..., :3]
 

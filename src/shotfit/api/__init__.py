@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shotfit.api.benchmarking import ArchBenchResult, bench_archs
+    from shotfit.compare.archs import SAMPLE_SHOT, BenchShot
     from shotfit.workflows.exporting import ExportResult, export
     from shotfit.workflows.rendering import evaluate, render
     from shotfit.workflows.training import TrainSummary, train
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 # Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
 _WHERE = {
     "ArchBenchResult": "shotfit.api.benchmarking", "bench_archs": "shotfit.api.benchmarking",
+    "BenchShot": "shotfit.compare.archs", "SAMPLE_SHOT": "shotfit.compare.archs",
     "ExportResult": "shotfit.workflows.exporting", "export": "shotfit.workflows.exporting",
     "evaluate": "shotfit.workflows.rendering", "render": "shotfit.workflows.rendering",
     "TrainSummary": "shotfit.workflows.training", "build_loss": "shotfit.losses", "train": "shotfit.workflows.training",

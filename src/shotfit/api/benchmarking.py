@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shotfit.archs import ARCHS
-from shotfit.benchmark.archs import (
+from shotfit.compare.archs import (
     ArchResult,
     BenchBudget,
     BenchShot,
@@ -20,7 +20,7 @@ from shotfit.benchmark.archs import (
     save_costs,
     write_report,
 )
-from shotfit.benchmark.costs import measure_costs
+from shotfit.compare.costs import measure_costs
 from shotfit.engine.tracking import TrackingOptions
 from shotfit.errors import ConfigError
 
@@ -37,13 +37,15 @@ class ArchBenchResult:
 def bench_archs(shot: BenchShot, out: str | Path, archs: Sequence[str] | None = None, steps: int | None = 300,
                 minutes: float | None = None, seeds: int = 2, overrides: Sequence[str] = (),
                 report_dir: str | Path | None = None, render_size: tuple[int, int] = (720, 1280),
-                threads: int | None = None, remeasure: bool = False, train: bool = True,
+                remeasure: bool = False, train: bool = True,
                 tracking: TrackingOptions | None = None, cpus_per_trial: int | None = None,
                 device: str | None = None, on_stage: Callable[[str], None] | None = None) -> ArchBenchResult:
-    """Run the architecture benchmark (see :mod:`shotfit.benchmark.archs`) and write its report.
+    """Run the architecture benchmark (see :mod:`shotfit.compare.archs`) and write its report.
+
+    Costs are measured on torch's thread count as the caller set it (the CLI's ``--threads``).
 
     Args:
-        shot: the shot (see :func:`shotfit.benchmark.presets.preset_shot`).
+        shot: the shot: :data:`~shotfit.compare.archs.SAMPLE_SHOT`, or folders with a truth for every frame.
         out: the benchmark folder; sweeps already finished in it are not run again.
         archs: architectures to compare (default: every registered one).
         steps, minutes: a step budget, a wall-clock budget, or both (each network gets each).
@@ -51,7 +53,6 @@ def bench_archs(shot: BenchShot, out: str | Path, archs: Sequence[str] | None = 
         overrides: config overrides every network trains with.
         report_dir: where ``archs.md``, ``archs.csv`` and ``archs.png`` go (default: ``out``).
         render_size: (height, width) of the frame whose render is timed.
-        threads: torch threads while measuring costs (default: torch's).
         remeasure: measure costs again even for networks already measured in ``out``.
         train: False only measures costs and rewrites the report from the trials already there.
         tracking, cpus_per_trial, device: as for a sweep.
@@ -82,7 +83,7 @@ def bench_archs(shot: BenchShot, out: str | Path, archs: Sequence[str] | None = 
         if remeasure or name not in costs:
             if on_stage is not None:
                 on_stage(f"costs {name}")
-            costs[name] = measure_costs(name, cfg, render_size, threads, options=cfg.model.args,
+            costs[name] = measure_costs(name, cfg, render_size, options=cfg.model.args,
                                         device=device if device and device != "auto" else "cpu").to_dict()
             save_costs(costs_path, costs)
     found = collect_results(out, names, budgets, costs)

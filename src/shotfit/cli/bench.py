@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from shotfit import api
 from shotfit.cli.app import ExperimentOpt, NoTrackOpt, TrackingUriOpt, app, user_errors
 from shotfit.cli.display import console
 from shotfit.errors import ConfigError
@@ -19,6 +20,7 @@ app.add_typer(bench_app, name="bench")
 @app.command("archs")
 def list_archs() -> None:
     """The registered networks, with their parameter counts at their default options."""
+    # imports PyTorch, which `shotfit --help` should not wait for
     from shotfit.archs import ARCHS, build_network, count_parameters
 
     table = Table(title="networks (use with --set model.arch=NAME; options with --set model.OPTION=...)")
@@ -33,8 +35,8 @@ def list_archs() -> None:
 
 @bench_app.command("archs")
 def bench_archs(
-    shot: Annotated[str, typer.Option("--shot", help="A named shot: sample, bedroom-whitebalance, "
-                                      "bike-enhancement (the last two read the shared footage).")] = "sample",
+    shot: Annotated[str, typer.Option("--shot", help="The built-in sample shot (sample), unless --source "
+                                      "gives your own.")] = "sample",
     source: Annotated[Optional[Path], typer.Option("--source", help="Your own shot instead of --shot "
                                                    "(with --target and --truth).")] = None,
     target: Annotated[Optional[Path], typer.Option("--target", help="Its fixed keyframes.")] = None,
@@ -59,8 +61,6 @@ def bench_archs(
     remeasure: Annotated[bool, typer.Option("--remeasure", help="Measure costs again.")] = False,
     report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing: measure costs and "
                                               "rewrite the report from the trials already there.")] = False,
-    shared_data: Annotated[Optional[Path], typer.Option("--shared-data", help="The shared footage folder "
-                                                        "(default: $SHOTFIT_SHARED_DATA or ../shared/data).")] = None,
     cpus_per_trial: Annotated[Optional[int], typer.Option("--cpus-per-trial", min=1, help="Threads per trial.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
     no_track: NoTrackOpt = False,
@@ -68,24 +68,28 @@ def bench_archs(
     experiment: ExperimentOpt = "shotfit",
 ) -> None:
     """Train every network on the same keyframes, loss and budget; score, time and plot them."""
-    from shotfit import api
-    from shotfit.benchmark.archs import BenchShot
-    from shotfit.benchmark.presets import preset_shot
+    # imports PyTorch, which `shotfit --help` should not wait for
+    from shotfit.device import configure_threads
 
     with user_errors():
         size = _size(render_size)
         if source is not None:
             if target is None or truth is None:
                 raise ConfigError("--source needs --target (the fixed keyframes) and --truth (every other frame)")
-            bench_shot = BenchShot(source.name, source=source.resolve(), keyframes=target.resolve(),
-                                   truth=truth.resolve())
+            bench_shot = api.BenchShot(source.name, source=source.resolve(), keyframes=target.resolve(),
+                                       truth=truth.resolve())
+        elif shot == "sample":
+            bench_shot = api.SAMPLE_SHOT
+        else:
+            raise ConfigError(f"unknown benchmark shot {shot!r}: give --shot sample, or your own shot with "
+                              "--source, --target and --truth")
         folder = out or Path("bench-archs") / (source.name if source is not None else shot)
-        if source is None:
-            bench_shot = preset_shot(shot, folder.resolve(), shared_data)
+        if threads is not None:
+            configure_threads(threads)  # the costs are measured in this process; each trial sets its own
         tracking = api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment)
         result = api.bench_archs(bench_shot, folder, archs=archs.split(",") if archs else None, steps=steps or None,
                                  minutes=minutes, seeds=seeds, overrides=set_ or (), report_dir=report,
-                                 render_size=size, threads=threads, remeasure=remeasure, train=not report_only,
+                                 render_size=size, remeasure=remeasure, train=not report_only,
                                  tracking=tracking, cpus_per_trial=cpus_per_trial, device=device,
                                  on_stage=lambda stage: console.print(f"[dim]{stage}[/dim]"))
     console.print(result.report["md"].read_text(encoding="utf-8"), markup=False, highlight=False)

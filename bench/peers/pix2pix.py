@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shotfit.benchmark.peers.training import crop_padding, init_normal, pad_to_multiple, random_crops
+from bench.peers.training import crop_padding, init_normal, pad_to_multiple, random_crops
 
 CROP = 256
 L1_WEIGHT = 100.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shotfit.benchmark.speed import frame_size, measure_memory
+from bench.speed_harness import frame_size, measure_memory
 from shotfit.errors import ShotfitError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,8 @@
 """Peer baselines for the quality benchmark, written here from their papers' designs.
 
-:mod:`~shotfit.benchmark.peers.pix2pix` (Isola et al. 2017) and :mod:`~shotfit.benchmark.peers.texler`
+:mod:`~bench.peers.pix2pix` (Isola et al. 2017) and :mod:`~bench.peers.texler`
 (Texler et al. 2020), with the budgeted training loop and snapshots they share in
-:mod:`~shotfit.benchmark.peers.training`.
+:mod:`~bench.peers.training`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from shotfit.benchmark.peers.pix2pix import Pix2Pix
-from shotfit.benchmark.peers.texler import Texler
-from shotfit.benchmark.peers.training import Peer, PeerTrainResult, predict_pixels, train_peer
+from bench.peers.pix2pix import Pix2Pix
+from bench.peers.texler import Texler
+from bench.peers.training import Peer, PeerTrainResult, predict_pixels, train_peer
 from shotfit.errors import ConfigError
 
 PEERS = {"pix2pix": Pix2Pix, "texler": Texler}

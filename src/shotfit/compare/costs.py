@@ -18,9 +18,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from shotfit.archs import build_network, count_parameters
-from shotfit.infer.tile_plan import default_tile
 from shotfit.config import Config
+from shotfit.infer.tile_plan import default_tile
 from shotfit.infer.tiling import tiled_forward
+from shotfit.losses import build_loss
 
 # FLOPs are counted on a square this size: large enough that padding to a network's size multiple
 # (up to 64 px) changes the per-pixel figure by little, small enough to count in a second.
@@ -46,40 +47,36 @@ class NetworkCosts:
         return asdict(self)
 
 
-def measure_costs(arch: str, cfg: Config, render_size: tuple[int, int] = (720, 1280), threads: int | None = None,
-                  repeats: int = 3, device: str = "cpu", options: Mapping[str, Any] | None = None) -> NetworkCosts:
+def measure_costs(arch: str, cfg: Config, render_size: tuple[int, int] = (720, 1280), repeats: int = 3,
+                  device: str = "cpu", options: Mapping[str, Any] | None = None) -> NetworkCosts:
     """Measure ``arch`` built with ``options`` (default: its own defaults) under the training settings of ``cfg``.
+
+    Runs on torch's thread count as the caller (an entry point) set it, and reports that count.
 
     Args:
         arch: a registered architecture.
         cfg: where the batch size, patch size, loss weights, learning rate and tiling come from.
         render_size: (height, width) of the frame whose render is timed (tiled as ``cfg.render`` says).
-        threads: torch threads while measuring (None: leave torch's setting).
         repeats: timed repeats after one warm-up; the median is reported.
         device: where to measure.
 
     Returns:
         The costs; the training step includes the hybrid loss of ``cfg`` and an AdamW update.
     """
-    from shotfit.losses import build_loss
-
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    # The weights only need to be some weights (costs are timings): a seeded draw on a forked random
+    # state repeats the old initialisation without moving the caller's random stream.
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = build_network(arch, **dict(options or {})).to(device)
-        step_s = _train_step_seconds(net, cfg, build_loss(cfg.loss).to(device), repeats, device)
-        net.eval()
-        flops = flops_per_pixel(net, device)
-        render_s = _render_seconds(net, cfg, render_size, repeats, device)
-    finally:
-        torch.set_num_threads(previous_threads)
+        net = build_network(arch, **dict(options or {}))
+    net = net.to(device)
+    step_s = _train_step_seconds(net, cfg, build_loss(cfg.loss).to(device), repeats, device)
+    net.eval()
+    flops = flops_per_pixel(net, device)
+    render_s = _render_seconds(net, cfg, render_size, repeats, device)
     height, width = render_size
     batch = cfg.data.batch_size
     return NetworkCosts(arch, count_parameters(net), flops, step_s, batch / step_s,
-                        height * width / render_s / 1e6, (height, width), torch.get_num_threads()
-                        if threads is None else threads, str(device))
+                        height * width / render_s / 1e6, (height, width), torch.get_num_threads(), str(device))
 
 
 def _train_step_seconds(net: torch.nn.Module, cfg: Config, loss: torch.nn.Module, repeats: int, device: str) -> float:

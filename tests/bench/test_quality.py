@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from tiny_runs import PNG8, grade, plate, write_shot
 
-from shotfit.benchmark.face_effects import EFFECTS, FACE_CLIPS, apply_effect, write_face_shot
-from shotfit.benchmark.quality import TrialSpec, score_task
-from shotfit.benchmark.quality_report import combine, markdown, seconds_to_reach
-from shotfit.benchmark.quality_runner import QualityOptions, finished, plan_trials
-from shotfit.benchmark.quality_tasks import Task, _every_other, prepare_task, scored_frames
+from bench.face_effects import EFFECTS, FACE_CLIPS, apply_effect, write_face_shot
+from bench.quality_report import combine, markdown, seconds_to_reach
+from bench.quality_runner import QualityOptions, finished, plan_trials
+from bench.quality_tasks import Task, _every_other, prepare_task, scored_frames
+from bench.quality_trials import TrialSpec, score_task
 from shotfit.errors import ConfigError, ShotfitError
 from shotfit.evaluate.report import evaluate_frames
 from shotfit.io import open_shot, write_image

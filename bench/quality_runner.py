@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.quality_report import combine, markdown
+from bench.quality_tasks import DEFAULT_TASKS, PROBE_FRAMES, TASKS, prepare_task
+from bench.quality_trials import PROBE_CROP, RESULT, SNAPSHOTS, TRAINED, TrialSpec
 import shotfit
-from shotfit.benchmark.quality import PROBE_CROP, RESULT, SNAPSHOTS, TRAINED, TrialSpec
-from shotfit.benchmark.quality_report import combine, markdown
-from shotfit.benchmark.quality_tasks import DEFAULT_TASKS, PROBE_FRAMES, TASKS, prepare_task
 from shotfit.errors import ConfigError, ShotfitError, quoted
 from shotfit.files import write_text_atomic
 
@@ -203,11 +203,12 @@ def _start(spec: TrialSpec, threads: int) -> tuple[subprocess.Popen, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     spec_path = folder / "trial.json"
     write_text_atomic(spec_path, json.dumps(spec.to_dict(), indent=1) + "\n")
-    source_root = str(Path(shotfit.__file__).resolve().parents[1])  # the same shotfit in every trial
+    # the same shotfit and the same bench package in every trial, wherever the trial starts
+    roots = [str(Path(shotfit.__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join([source_root, *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "PYTHONPATH": os.pathsep.join([*roots, *filter(None, [os.environ.get("PYTHONPATH")])]),
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     log_file = (folder / "log.txt").open("w", encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "shotfit.benchmark.quality", str(spec_path)],
+    process = subprocess.Popen([sys.executable, "-m", "bench.quality_trials", str(spec_path)],
                                stdout=log_file, stderr=subprocess.STDOUT, env=env)
     return process, log_file

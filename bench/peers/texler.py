@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shotfit.benchmark.peers.training import crop_padding, pad_to_multiple, random_crops
+from bench.peers.training import crop_padding, pad_to_multiple, random_crops
 from shotfit.losses.lpips import load_lpips
 
 PATCH, BATCH = 32, 40

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from shotfit.benchmark.archs import BenchShot
+from shotfit.compare.archs import SAMPLE_SHOT, BenchShot
 from shotfit.errors import ShotfitError, quoted
 
 # name -> (folder under the shared data, input subfolder, processed subfolder, keyframes, frames used).
@@ -41,7 +41,7 @@ def preset_shot(name: str, out: Path, shared_data: Path | None = None) -> BenchS
         ShotfitError: unknown preset, or the shared footage is not there.
     """
     if name == "sample":
-        return BenchShot("sample", sample=True, validation_frames=(40,))
+        return SAMPLE_SHOT
     if name not in _SHARED:
         raise ShotfitError(f"unknown benchmark shot {name!r} (known: {', '.join(PRESETS)})")
     folder, inputs, processed, keyframes, frames = _SHARED[name]

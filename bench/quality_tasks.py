@@ -3,8 +3,8 @@ frames each method is scored on.
 
 - ``sample``: the built-in carphone clip, compressed -> clean (keyframes 0, 40, 80, 119).
 - ``bedroom-whitebalance``, ``bike-enhancement``: deep-video-prior's per-frame white balance and
-  enhancement (:mod:`shotfit.benchmark.presets`; keyframes as SOURCES.md suggests).
-- ``face-stylise``, ``face-smooth``: :mod:`shotfit.benchmark.face_effects` on the talking-head clip
+  enhancement (:mod:`bench.presets`; keyframes as SOURCES.md suggests).
+- ``face-stylise``, ``face-smooth``: :mod:`bench.face_effects` on the talking-head clip
   (410x412, 169 frames; keyframes 0, 56, 112, 168). ``pexels-stylise`` and ``pexels-smooth`` do the
   same on the larger Pexels clip (540x960, 353 frames), about four times the render time.
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shotfit.benchmark.face_effects import FACE_CLIPS, write_face_shot
-from shotfit.benchmark.presets import preset_shot, shared_data_folder
+from bench.face_effects import FACE_CLIPS, write_face_shot
+from bench.presets import preset_shot, shared_data_folder
 from shotfit.errors import ShotfitError
 from shotfit.io import open_shot
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -38,8 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import shotfit
 from shotfit.archs import build_network, resolve_network_args
-from shotfit.benchmark.costs import flops_per_pixel, median_seconds, sync
+from shotfit.compare.costs import flops_per_pixel, median_seconds, sync
 from shotfit.config import Config
 from shotfit.device import cpu_has_native_bf16
 from shotfit.errors import ShotfitError
@@ -436,11 +438,17 @@ def measure_memory(sizes: list[str], device_spec: str, float_frames: bool = True
     """:func:`memory_probe` for each size, each in its own process."""
     rows = []
     for size_name in sizes:
-        code = ("import json, sys; from shotfit.benchmark.speed import memory_probe; "
+        code = ("import json, sys; from bench.speed_harness import memory_probe; "
                 f"print(json.dumps(memory_probe({size_name!r}, {device_spec!r}, {float_frames!r})))")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_probe_environment())
         if done.returncode != 0:
             rows.append({"size": size_name, "error": done.stderr.strip().splitlines()[-1:]})
             continue
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return rows
+
+
+def _probe_environment() -> dict[str, str]:
+    """This environment, with the same shotfit and bench package importable in the probe's process."""
+    roots = [str(Path(shotfit.__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*roots, *filter(None, [os.environ.get("PYTHONPATH")])])}

@@ -10,15 +10,15 @@ import pytest
 import torch
 from tiny_runs import grade, plate
 
+from bench.peers import build_peer, predict_pixels, train_peer
+from bench.peers.pix2pix import PatchDiscriminator, UNetGenerator
+from bench.peers.texler import AlexNetFeatureLoss, TexlerDiscriminator, TexlerGenerator
+from bench.peers.training import pad_to_multiple
 from shotfit.archs import count_parameters
-from shotfit.benchmark.archs import BenchBudget
-from shotfit.benchmark.peers import build_peer, predict_pixels, train_peer
-from shotfit.benchmark.peers.pix2pix import PatchDiscriminator, UNetGenerator
-from shotfit.benchmark.peers.texler import AlexNetFeatureLoss, TexlerDiscriminator, TexlerGenerator
-from shotfit.benchmark.peers.training import pad_to_multiple
-from shotfit.runs.folder import load_state
+from shotfit.compare.archs import BenchBudget
 from shotfit.errors import ConfigError
 from shotfit.losses.lpips import _pretrained_state
+from shotfit.runs.folder import load_state
 
 CPU = torch.device("cpu")
 TINY_PIX2PIX = {"ngf": 16, "ndf": 8, "downs": 5}  # 32 x 32 crops

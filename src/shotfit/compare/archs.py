@@ -1,11 +1,11 @@
-"""The architecture benchmark: every network on the same keyframes, loss, augmentation and budget.
+"""Comparing networks: every network on the same keyframes, loss, augmentation and budget.
 
 For each budget the benchmark runs one sweep (:mod:`shotfit.search`) with a named trial per network
 and seed, as many at once as the machine allows; each trial trains on the shot's keyframes but one (held out, as in
 every sweep), renders the whole shot and is scored against the truth on every frame nobody fixed
 (``test/*``: PSNR, SSIM, LPIPS, warping error, high-frequency error). Costs (parameters, FLOPs per
 pixel, training step time, render throughput) are measured separately in one quiet process
-(:mod:`shotfit.benchmark.costs`), since trials share the machine.
+(:mod:`shotfit.compare.costs`), since trials share the machine.
 
 ``OUT/<budget>/`` holds each sweep (``OUT/<budget>.yaml`` is its sweep file), so an interrupted
 benchmark picks up where it stopped; ``OUT/archs.csv``, ``archs.md`` and ``archs.png`` are the report.
@@ -13,6 +13,8 @@ benchmark picks up where it stopped; ``OUT/archs.csv``, ``archs.md`` and ``archs
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -27,6 +29,8 @@ import yaml
 from shotfit.config import Config, apply_overrides
 from shotfit.errors import ConfigError, ShotfitError, quoted
 from shotfit.files import write_bytes_atomic, write_text_atomic
+from shotfit.search import results
+from shotfit.search.spec import load_sweep
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,10 @@ class BenchShot:
     keyframes: Path | None = None
     truth: Path | None = None
     validation_frames: tuple[int, ...] | None = None
+
+
+# The built-in sample (``--shot sample``): its keyframes less frame 40, which the sweep holds out.
+SAMPLE_SHOT = BenchShot("sample", sample=True, validation_frames=(40,))
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,8 @@ def run_benchmark(shot: BenchShot, archs: Sequence[str], budgets: Sequence[Bench
         sweep_options: passed to :class:`shotfit.search.runner.SweepOptions` (tracking, CPUs, device).
         on_sweep: told the name of each sweep as it starts.
     """
+    # Ray is an optional dependency (the sweep extra): only a comparison that trains needs it
     from shotfit.search.runner import SweepOptions, run_sweep
-    from shotfit.search.spec import load_sweep
 
     for budget in budgets:
         folder = out / budget.tag
@@ -135,8 +143,6 @@ def run_benchmark(shot: BenchShot, archs: Sequence[str], budgets: Sequence[Bench
 def collect_results(out: Path, archs: Sequence[str], budgets: Sequence[BenchBudget],
                     costs: Mapping[str, Mapping[str, Any]]) -> list[ArchResult]:
     """Each (budget, architecture)'s finished trials, averaged over seeds."""
-    from shotfit.search import results
-
     found = []
     for budget in budgets:
         finished = [r for r in results.collect(out / budget.tag, "search") if r.status == "finished"]
@@ -166,9 +172,6 @@ def write_report(found: Sequence[ArchResult], folder: Path, title: str) -> dict[
 
 
 def results_csv(found: Sequence[ArchResult]) -> str:
-    import csv
-    import io
-
     cost_keys = ("parameters", "flops_per_pixel", "train_step_s", "train_patches_per_s", "render_megapixels_per_s",
                  "render_size", "threads", "device")
     buffer = io.StringIO()
@@ -213,8 +216,7 @@ def results_markdown(found: Sequence[ArchResult], title: str) -> str:
 
 def plot_quality_vs_speed(found: Sequence[ArchResult], title: str) -> bytes:
     """PNG: test LPIPS (with its spread over seeds) against training step time and render throughput."""
-    import io
-
+    # matplotlib is an optional dependency (the sweep extra), as in the sweep's own plots
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -268,8 +270,6 @@ def load_costs(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _finished(folder: Path, trials: int) -> bool:
-    from shotfit.search import results
-
     rows = results.collect(folder, "search") if folder.is_dir() else []
     return sum(r.status == "finished" for r in rows) >= trials
 

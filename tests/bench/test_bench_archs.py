@@ -15,11 +15,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from shots import fails
+from shots import fails, shotfit
 from tiny_runs import PNG8, grade, plate, write_shot
 
+from bench.presets import preset_shot
 from shotfit.archs import build_network, count_parameters
+from shotfit.compare.archs import SAMPLE_SHOT
+from shotfit.errors import ShotfitError
 from shotfit.io import write_image
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = ("--set", "model.width=4", "--set", "model.depth=2", "--set", "augment.patch_size=32",
         "--set", "data.batch_size=2", "--set", "loss.lpips=0", "--set", "train.validate_every=2",
@@ -95,9 +100,45 @@ def test_two_networks_are_trained_scored_timed_and_reported(tmp_path, ray_tmpdir
 def test_an_unknown_network_or_shot_is_one_line(tmp_path):
     assert "unknown architecture 'resnet' (known: " in fails("bench", "archs", "--archs", "unet,resnet",
                                                               "--out", tmp_path / "b")
-    assert "unknown benchmark shot 'moon' (known: sample, " in fails("bench", "archs", "--shot", "moon",
-                                                                      "--out", tmp_path / "b")
-    line = fails("bench", "archs", "--shot", "bedroom-whitebalance", "--shared-data", tmp_path / "none",
-                 "--out", tmp_path / "b")
-    assert "needs the shared footage at" in line and str(tmp_path / "none") in line
+    # the product knows the sample and the user's own shots; the team's shared clips are bench/archs.py's
+    for name in ("moon", "bedroom-whitebalance"):
+        line = fails("bench", "archs", "--shot", name, "--out", tmp_path / "b")
+        assert f"unknown benchmark shot {name!r}: give --shot sample, or your own shot with --source" in line
     assert "WIDTHxHEIGHT" in fails("bench", "archs", "--render-size", "big", "--out", tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_product_command_has_no_shared_footage_option():
+    result = shotfit("bench", "archs", "--shared-data", "x")
+    assert result.exit_code == 2 and "No such option: --shared-data" in result.stderr
+
+
+def test_a_shared_clip_not_there_is_one_line_from_the_bench_script(tmp_path):
+    out = tmp_path / "b"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "archs.py"), "--shot", "bedroom-whitebalance",
+                           "--shared-data", str(tmp_path / "none"), "--out", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("shotfit: shot 'bedroom-whitebalance' needs the shared footage at ")
+    assert str(tmp_path / "none") in line
+
+
+def test_presets_name_the_sample_and_the_shared_clips(tmp_path):
+    assert preset_shot("sample", tmp_path) is SAMPLE_SHOT
+    with pytest.raises(ShotfitError, match=r"unknown benchmark shot 'moon' \(known: sample, bedroom-whitebalance, "
+                                           r"bike-enhancement\)"):
+        preset_shot("moon", tmp_path)
+
+
+def test_presets_link_the_shared_frames_in_place(tmp_path):
+    clip = tmp_path / "data" / "dvp_bike_packing" / "demo" / "consistency" / "Enhancement"
+    for sub in ("bike-packing-input", "bike-packing-processed"):
+        for frame in range(69):
+            write_image(clip / sub / f"{frame:05d}.png", plate(frame, 8, 8), PNG8)
+    shot = preset_shot("bike-enhancement", tmp_path / "out", tmp_path / "data")
+    assert shot.name == "bike-enhancement" and not shot.sample
+    keys = sorted(shot.keyframes.iterdir())
+    assert [k.name for k in keys] == [f"{f:05d}.png" for f in (0, 17, 34, 51, 68)]
+    assert all(k.is_symlink() and k.resolve().parent.name == "bike-packing-processed" for k in keys)
+    assert len(list(shot.source.iterdir())) == len(list(shot.truth.iterdir())) == 69

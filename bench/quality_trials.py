@@ -5,7 +5,7 @@ Methods:
 - ``shotfit``: the product's default, trained through :func:`shotfit.api.train` with the default
   config and only bookkeeping overrides (threads, checkpoint frequency and count, no mid-run
   previews, no tracking); rendered through the run's own :class:`~shotfit.infer.predictor.Predictor`.
-- ``pix2pix`` and ``texler``: the peer baselines of :mod:`shotfit.benchmark.peers`.
+- ``pix2pix`` and ``texler``: the peer baselines of :mod:`bench.peers`.
 - ``identity``: the untouched plate (trains nothing; one trial per task).
 
 Every prediction is rounded to 8-bit codes, as a delivered frame of these 8-bit shots would be, and
@@ -15,7 +15,7 @@ which store the step and ``elapsed_s``; the peers' own, which store the same) ar
 centres of the task's probe frames (LPIPS) after training, so each method's quality is known
 against its training seconds; the snapshot files are then deleted (the final weights stay).
 
-Run as ``python -m shotfit.benchmark.quality TRIAL.json``: the trial's result lands in
+Run as ``python -m bench.quality_trials TRIAL.json``: the trial's result lands in
 ``<trial folder>/result.json``, written atomically at the very end.
 """
 
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from shotfit.benchmark.archs import BenchBudget
-from shotfit.benchmark.quality_tasks import Task, prepare_task
+from bench.quality_tasks import Task, prepare_task
+from shotfit.compare.archs import BenchBudget
 from shotfit.errors import ShotfitError
 from shotfit.files import write_text_atomic
 
@@ -239,7 +239,7 @@ def _shotfit(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: 
 def _peer(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: Any):
     import torch
 
-    from shotfit.benchmark.peers import build_peer, predict_pixels, train_peer
+    from bench.peers import build_peer, predict_pixels, train_peer
     from shotfit.data.keyframes import keyframes_to_tensors, pair_keyframes
     from shotfit.io import ColourPipeline, open_shot, resolve_colour
 
@@ -299,11 +299,11 @@ def _finite(value: Any) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m shotfit.benchmark.quality TRIAL.json``: run one trial in this process."""
+    """``python -m bench.quality_trials TRIAL.json``: run one trial in this process."""
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # into the trial's log
     if len(args) != 1:
-        log.error("usage: python -m shotfit.benchmark.quality TRIAL.json")
+        log.error("usage: python -m bench.quality_trials TRIAL.json")
         return 2
     spec = TrialSpec.from_dict(json.loads(Path(args[0]).read_text(encoding="utf-8")))
     try:

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shotfit.benchmark.archs import BenchBudget
-from shotfit.runs.folder import save_state
+from shotfit.compare.archs import BenchBudget
 from shotfit.engine.trainer import step_seed
 from shotfit.errors import ShotfitError
+from shotfit.runs.folder import save_state
 
 log = logging.getLogger(__name__)
 
