@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import shotfit
 from bench.quality_report import combine, markdown
 from bench.quality_tasks import DEFAULT_TASKS, PROBE_FRAMES, TASKS, prepare_task
 from bench.quality_trials import PROBE_CROP, RESULT, SNAPSHOTS, TRAINED, TrialSpec
-import shotfit
 from shotfit.errors import ConfigError, ShotfitError, quoted
 from shotfit.files import write_text_atomic
+from shotfit.io import open_shot
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +120,6 @@ def estimate_seconds(specs: Sequence[TrialSpec], sizes: Mapping[str, tuple[int, 
 
 def prepare(options: QualityOptions) -> dict[str, tuple[int, int, int]]:
     """Prepare every task's files once, before any trial starts; (height, width, scored frames) per task."""
-    from shotfit.io import open_shot
-
     sizes = {}
     for name in options.tasks:
         task = prepare_task(name, options.out, options.shared_data, options.max_scored)
@@ -186,8 +187,6 @@ def finished(spec: TrialSpec) -> bool:
 
 
 def settings(options: QualityOptions) -> dict[str, Any]:
-    import torch
-
     return {"tasks": list(options.tasks), "methods": list(options.methods), "steps": options.steps,
             "minutes": options.minutes, "jobs": options.jobs, "threads_per_trial": options.threads,
             "device": options.device, "seed": options.seed, "max_scored": options.max_scored,

@@ -25,6 +25,8 @@ from bench.face_effects import FACE_CLIPS, write_face_shot
 from bench.presets import preset_shot, shared_data_folder
 from shotfit.errors import ShotfitError
 from shotfit.io import open_shot
+from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES
+from shotfit.sample_footage import prepare_sample
 
 DEFAULT_TASKS = ("sample", "bedroom-whitebalance", "bike-enhancement", "face-stylise", "face-smooth")
 FACE_TASKS = {f"{clip}-{effect}".replace("driving-", "face-"): (clip, effect)
@@ -73,8 +75,6 @@ def prepare_task(name: str, out: Path, shared_data: Path | None = None, max_scor
     """
     folder = out / "shot" / name
     if name == "sample":
-        from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES, prepare_sample
-
         paths = prepare_sample(folder)
         source, keyframes, truth, keys = paths["source"], paths["keyframes"], paths["truth"], KEYFRAMES
         frames = open_shot(source).frames

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,11 +33,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from bench.peers import build_peer, predict_pixels, train_peer
 from bench.quality_tasks import Task, prepare_task
+from shotfit import api
+from shotfit.archs import build_network
 from shotfit.compare.archs import BenchBudget
+from shotfit.data.keyframes import keyframes_to_tensors, pair_keyframes
+from shotfit.device import pick_device
 from shotfit.errors import ShotfitError
+from shotfit.evaluate.metrics import lpips
+from shotfit.evaluate.report import evaluate_frames
 from shotfit.files import write_text_atomic
+from shotfit.infer.predictor import Predictor, load_network
+from shotfit.io import ColourPipeline, colour_of_run, open_shot, resolve_colour
+from shotfit.losses.lpips import load_lpips
+from shotfit.runs.folder import RunFolder, load_state
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +115,6 @@ class TrialSpec:
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Train, score and time one trial; write and return its result."""
-    import torch
-
-    from shotfit.device import pick_device
-    from shotfit.losses.lpips import load_lpips
-
     if spec.method not in METHODS:
         raise ShotfitError(f"unknown method {spec.method!r} (known: {', '.join(METHODS)})")
     torch.set_num_threads(spec.threads)
@@ -136,9 +144,6 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
 def score_task(task: Task, predict: Predict, lpips_net: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """The evaluator's means over the task's scored frames, and the seconds spent predicting and scoring."""
-    from shotfit.evaluate.report import evaluate_frames
-    from shotfit.io import open_shot
-
     started = time.monotonic()
     predictions = {}
     with open_shot(task.source) as source:
@@ -166,8 +171,6 @@ def score_task(task: Task, predict: Predict, lpips_net: Any) -> tuple[dict[str, 
 
 def probe_lpips(task: Task, predict: Predict, lpips_net: Any) -> float:
     """Mean LPIPS of ``predict`` on the centres of the task's probe frames (:data:`PROBE_CROP`)."""
-    from shotfit.evaluate.metrics import lpips
-
     distances = [lpips(to_8bit(predict(frame, source)), truth, lpips_net) for frame, source, truth in _probe(task)]
     return float(np.mean(distances))
 
@@ -181,8 +184,6 @@ def snapshot_curve(task: Task, snapshots: Sequence[Path], predictor_of: Callable
                    lpips_net: Any, most: int = SNAPSHOTS + 1) -> list[dict[str, float]]:
     """Probe LPIPS of each snapshot (at most ``most``, evenly picked, the last always), with its step and
     training seconds; the files are deleted once scored."""
-    from shotfit.runs.folder import load_state
-
     chosen = list(snapshots)
     if len(chosen) > most:
         picks = {round(i * (len(chosen) - 1) / (most - 1)) for i in range(most)}
@@ -200,16 +201,8 @@ def snapshot_curve(task: Task, snapshots: Sequence[Path], predictor_of: Callable
 # --- methods --------------------------------------------------------------------------------------
 
 def _shotfit(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: Any):
-    from shotfit import api
-    from shotfit.archs import build_network
-    from shotfit.runs.folder import RunFolder
-    from shotfit.infer.predictor import Predictor, load_network
-    from shotfit.io import ColourPipeline, colour_of_run
-
     run = RunFolder(folder / "run")
     if run.path.exists():  # a trial that died half-way starts again
-        import shutil
-
         shutil.rmtree(run.path)
     overrides = (f"train.threads={spec.threads}", f"train.checkpoint_every={spec.snapshot_every}",
                  *SHOTFIT_BOOKKEEPING, *spec.overrides)
@@ -237,12 +230,6 @@ def _shotfit(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: 
 
 
 def _peer(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: Any):
-    import torch
-
-    from bench.peers import build_peer, predict_pixels, train_peer
-    from shotfit.data.keyframes import keyframes_to_tensors, pair_keyframes
-    from shotfit.io import ColourPipeline, open_shot, resolve_colour
-
     for stale in (folder / "snapshots").glob("*.pt"):  # from a trial that died half-way
         stale.unlink()
     shot = open_shot(task.source)
@@ -272,8 +259,6 @@ def _peer(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: Any
 
 def _probe(task: Task) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """The probe frames' (frame, source, truth), read once per task and process."""
-    from shotfit.io import open_shot
-
     cached = _PROBES.get(task)
     if cached is None:
         truth = open_shot(task.truth)

@@ -21,6 +21,7 @@ noisy machine even where the absolute numbers wander:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,11 +45,21 @@ import shotfit
 from shotfit.archs import build_network, resolve_network_args
 from shotfit.compare.costs import flops_per_pixel, median_seconds, sync
 from shotfit.config import Config
-from shotfit.device import cpu_has_native_bf16
+from shotfit.data.augment import PairedAugment
+from shotfit.data.keyframes import Keyframes
+from shotfit.device import cpu_has_native_bf16, pick_device
+from shotfit.engine.trainer import Trainer, TrainHooks, step_seed
 from shotfit.errors import ShotfitError
-from shotfit.infer.optimize import InferenceNetwork, fold_batchnorm, strict_fp32, wants_compile
+from shotfit.infer.optimize import InferenceNetwork, fold_batchnorm, resolve_precision, strict_fp32, wants_compile
+from shotfit.infer.predictor import Predictor
 from shotfit.infer.tile_plan import default_tile
 from shotfit.infer.tiling import tiled_forward
+from shotfit.io import ColourPipeline, PixelFormat, open_shot, resolve_colour
+from shotfit.losses import build_loss
+from shotfit.losses.lpips import LPIPS
+from shotfit.runs.folder import RunFolder
+from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES
+from shotfit.sample_footage import sample_video
 
 SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
 
@@ -126,8 +138,6 @@ def matmul_peak(device: torch.device, precision: str, n: int = 4096, repeats: in
 
 def test_frame(size: tuple[int, int], image: np.ndarray, device: torch.device) -> torch.Tensor:
     """``image`` (H, W, 3) in [0, 1] resized to ``size`` as a (1, 3, H, W) network input in [-1, 1]."""
-    import cv2
-
     height, width = size
     resized = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
     x = torch.from_numpy(np.ascontiguousarray(np.clip(resized, 0.0, 1.0).transpose(2, 0, 1)))[None]
@@ -156,17 +166,12 @@ def render_variants(network: nn.Module, device: torch.device, cfg: Config) -> di
 
 
 def _channels_last_only(network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    import copy
-
     moved = copy.deepcopy(network).to(memory_format=torch.channels_last).eval()
     return lambda x: moved(x.contiguous(memory_format=torch.channels_last))
 
 
 def shotfit_render(network: nn.Module, device: torch.device, cfg: Config, bits: int) -> tuple[str, Callable]:
     """How ``shotfit render`` runs a frame written at ``bits`` bits with default settings: its precision and runner."""
-    from shotfit.infer.optimize import resolve_precision
-    from shotfit.io import PixelFormat
-
     fmt = PixelFormat(".png", f"uint{bits}", 3)
     precision = resolve_precision(cfg.render.precision, device, fmt)
     runner = InferenceNetwork(network.to(device).eval(), precision, compile=wants_compile(cfg.render.compile, device))
@@ -231,9 +236,6 @@ def _precision_of(name: str) -> str:
 def training_pairs(device: torch.device, folders: tuple[Path, Path] | None = None):
     """Keyframe pairs as the trainer sees them: every frame of ``folders`` = (sources, edited frames)
     that has a source frame, or by default the built-in sample's four (compressed -> clean)."""
-    from shotfit.data.keyframes import Keyframes
-    from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES
-    from shotfit.io import open_shot
 
     def tensor(pixels: list[np.ndarray]) -> torch.Tensor:
         stacked = np.stack([p[..., :3] for p in pixels]).transpose(0, 3, 1, 2)
@@ -243,7 +245,6 @@ def training_pairs(device: torch.device, folders: tuple[Path, Path] | None = Non
         sources, targets = (open_shot(folder) for folder in folders)
         frames = tuple(f for f in targets.frames if f in sources)
         return Keyframes(frames, tensor([sources.read(f) for f in frames]), tensor([targets.read(f) for f in frames]))
-    from shotfit.sample_footage import sample_video
 
     def clip(name: str) -> torch.Tensor:
         with open_shot(sample_video(name)) as video:
@@ -258,11 +259,6 @@ def measure_training(cfg: Config, device: torch.device, repeats: int, curve_step
 
     ``folders``: (sources, edited frames) to train on; default the built-in sample's keyframes.
     """
-    from shotfit.losses import build_loss
-    from shotfit.data.augment import PairedAugment
-    from shotfit.runs.folder import RunFolder
-    from shotfit.engine.trainer import Trainer, TrainHooks, step_seed
-
     keyframes = training_pairs(device, folders)
     sampler = PairedAugment(cfg.augment)
     batch = cfg.data.batch_size
@@ -330,8 +326,6 @@ def measure_training(cfg: Config, device: torch.device, repeats: int, curve_step
 
 def _contiguous_lpips(loss: nn.Module) -> None:
     """Put the hybrid loss's LPIPS trunk back in contiguous memory, as it ran before channels-last."""
-    from shotfit.losses.lpips import LPIPS
-
     for module in loss.modules():
         if isinstance(module, LPIPS):
             module.memory_format = torch.contiguous_format
@@ -342,9 +336,6 @@ def _loss_curves(cfg: Config, device: torch.device, fresh: Callable[[], nn.Modul
                  keyframes: Any, sampler: Any, args: dict[str, Any], steps: int) -> dict[str, Any]:
     """Total loss by step for the naive loop and for shotfit's step from the same weights and batches,
     and for the naive loop from another seed (the noise a difference is measured against)."""
-    from shotfit.losses import build_loss
-    from shotfit.runs.folder import RunFolder
-    from shotfit.engine.trainer import Trainer
 
     def trainer_curve(naive: bool, seed: int) -> list[float]:
         train_cfg = dataclasses.replace(cfg.train, amp="off" if naive else cfg.train.amp, seed=seed, steps=steps)
@@ -391,10 +382,6 @@ def memory_probe(size_name: str, device_spec: str, float_frames: bool) -> dict[s
 
     Run in a fresh process (``measure_memory``), so the peak is this render's alone.
     """
-    from shotfit.device import pick_device
-    from shotfit.infer.predictor import Predictor
-    from shotfit.io import ColourPipeline, PixelFormat, resolve_colour
-
     device = pick_device(device_spec)
     cfg = Config()
     fmt = PixelFormat(".exr", "half", 3) if float_frames else PixelFormat(".png", "uint8", 3)
