@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench import speed_harness as speed  # noqa: E402
+from bench.speed_training import measure_training  # noqa: E402
 from shotfit.archs import build_network, resolve_network_args  # noqa: E402
 from shotfit.config import Config, apply_overrides  # noqa: E402
 from shotfit.device import configure_threads, pick_device  # noqa: E402
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     other_tiles=tuple(int(t) for t in args.other_tiles.split(",") if t))
             _save(args.out, result)
         if "train" not in skip:
-            result["train"] = speed.measure_training(cfg, device, args.repeats,
-                                                     min(args.curve_steps, 6) if args.quick else args.curve_steps,
-                                                     args.keyframes)
+            result["train"] = measure_training(cfg, device, args.repeats,
+                                               min(args.curve_steps, 6) if args.quick else args.curve_steps,
+                                               args.keyframes)
             _save(args.out, result)
         if "memory" not in skip and args.memory_sizes and not args.quick:
             result["memory"] = speed.measure_memory(args.memory_sizes.split(","), args.device)
