@@ -124,6 +124,20 @@ def test_a_shared_clip_not_there_is_one_line_from_the_bench_script(tmp_path):
     assert str(tmp_path / "none") in line
 
 
+@pytest.mark.slow
+def test_the_bench_script_measures_costs_with_the_threads_it_was_given(tmp_path):
+    out = tmp_path / "b"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "archs.py"), "--shot", "sample", "--archs", "unet",
+                           "--report-only", "--render-size", "64x48", "--threads", "2", "--no-track", "--out", str(out),
+                           *TINY],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    costs = json.loads((out / "costs.json").read_text())["unet"]
+    assert costs["threads"] == 2 and costs["render_size"] == [48, 64]
+    assert costs["parameters"] == count_parameters(build_network("unet", width=4, depth=2))
+    assert "### architectures on 'sample'" in done.stdout and str(out / "archs.md") in done.stdout
+
+
 def test_presets_name_the_sample_and_the_shared_clips(tmp_path):
     assert preset_shot("sample", tmp_path) is SAMPLE_SHOT
     with pytest.raises(ShotfitError, match=r"unknown benchmark shot 'moon' \(known: sample, bedroom-whitebalance, "
