@@ -23,7 +23,7 @@ from shotfit.cloud.prices import hourly_price
 from shotfit.cloud.shot_upload import ShotPaths, read_shot
 from shotfit.config import Config, apply_overrides, config_to_dict, save_config
 from shotfit.errors import ShotfitError
-from shotfit.search.plan import trial_overrides
+from shotfit.search.values import settings_text
 
 A_YAML = "loss:\n  lpips: 0.3\ntrain:\n  lr: 0.001\n  threads: 2\n  device: cpu\nmodel:\n  width: 8\n"
 B_YAML = "loss:\n  l1: 2\naugment:\n  patch_size: 64\n"
@@ -202,7 +202,7 @@ def fake_sweep(folder: Path, source: Path, keys: Path) -> Path:
                                                   "masks": None}))
         params = {"loss.lpips": weight}
         (run.parent / "trial.json").write_text(json.dumps({
-            "name": name, "phase": "search", "params": params, "overrides": list(trial_overrides(params)),
+            "name": name, "phase": "search", "params": params, "overrides": list(settings_text(params)),
             "status": status, "step": 300 if status == "finished" else 50,
             "metrics": {} if lpips is None else {"val/lpips": lpips}, "seconds": 60.0, "run": str(run),
             "error": "boom" if status == "error" else None}))

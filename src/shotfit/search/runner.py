@@ -28,7 +28,7 @@ from shotfit.files import write_text_atomic
 from shotfit.search import results
 from shotfit.search.cluster import Capacity, concurrency, quiet_ray_environment, ray_session
 from shotfit.search.plan import SweepPlan, plan_sweep
-from shotfit.search.spec import Budget, SweepSpec
+from shotfit.search.spec import Budget, NamedTrial, SweepSpec
 from shotfit.search.trial import TrialSetup, read_record, run_trial, trial_name
 
 quiet_ray_environment()  # some of it is read as Ray is imported
@@ -136,7 +136,7 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
     if cpus > capacity.cpus:
         raise ShotfitError(f"--cpus-per-trial {cpus} is more than the {capacity.cpus} CPUs Ray has")
     setup = TrialSetup(plan.shot.source, plan.shot.keyframes, plan.shot.masks, plan.shot.truth,
-                       plan.shot.held_out, out / "base.yaml", out / "trials", phase, budget,
+                       plan.shot.held_out, plan.base, out / "trials", phase, budget,
                        plan.base.train.validate_every, spec.metric, cpus, tracking, named, options.device)
     resources = {"cpu": cpus, "memory": plan.memory_per_trial}
     if options.gpus_per_trial:
@@ -166,18 +166,19 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
         _settle_record(out / "trials" / Path(result.path).name, phase, result.error)
 
 
-def _trials_of_phase(phase: str, plan: SweepPlan) -> tuple[dict[str, tuple[str, ...]], dict[str, Any], int]:
-    """(named overrides, Tune param space, number of trials) of a phase."""
+def _trials_of_phase(phase: str, plan: SweepPlan) -> tuple[dict[str, NamedTrial], dict[str, Any], int]:
+    """(named trials, Tune param space, number of trials) of a phase."""
     spec = plan.spec
     seeds = ({"train.seed": tune.grid_search([plan.base.train.seed + i for i in range(spec.samples)])}
              if spec.samples > 1 and spec.strategy == "grid" else {})
     if phase == "top-k":
         rows = results.rank(results.collect(plan.out, "search"), spec.metric, spec.mode)
         best = [r for r in rows if r.status == "finished" and r.value(spec.metric) is not None][:spec.top_k]
-        named = {f"{r.name}-top": tuple(r.overrides) for r in best}
+        # the search trial's settings as values; its override text only goes on into the new record
+        named = {f"{r.name}-top": NamedTrial(f"{r.name}-top", r.overrides, dict(r.params)) for r in best}
         return named, {"trial": tune.grid_search(list(named))}, len(named)
     if spec.trials:
-        named = {t.name: t.overrides for t in spec.trials}
+        named = {t.name: t for t in spec.trials}
         return named, {"trial": tune.grid_search(list(named)), **seeds}, len(named) * (spec.samples if seeds else 1)
     space: dict[str, Any] = {}
     for key, dim in spec.space.items():
