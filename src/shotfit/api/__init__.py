@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from shotfit.losses import build_loss
     from shotfit.engine.tracking_options import TrackingOptions
     from shotfit.infer.render import RenderResult
+    from shotfit.api.sweeping import SweepRequest, sweep
+    from shotfit.search.spec import load_sweep
+    from shotfit.search.results import SweepResult
+    from shotfit.api.sample import DemoRequest, DemoResult, demo
 
 # Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
 _WHERE = {
@@ -31,6 +35,9 @@ _WHERE = {
     "evaluate": "shotfit.workflows.rendering", "render": "shotfit.workflows.rendering",
     "TrainSummary": "shotfit.workflows.training", "build_loss": "shotfit.losses", "train": "shotfit.workflows.training",
     "TrackingOptions": "shotfit.engine.tracking_options", "RenderResult": "shotfit.infer.render",
+    "SweepRequest": "shotfit.api.sweeping", "sweep": "shotfit.api.sweeping", "load_sweep": "shotfit.search.spec",
+    "SweepResult": "shotfit.search.results",
+    "DemoRequest": "shotfit.api.sample", "DemoResult": "shotfit.api.sample", "demo": "shotfit.api.sample",
 }
 
 __all__ = sorted(_WHERE)

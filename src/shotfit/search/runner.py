@@ -134,7 +134,7 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
     at_once, cpus = concurrency(capacity, trials, plan.memory_per_trial, options.cpus_per_trial,
                                 options.gpus_per_trial, options.max_concurrent)
     if cpus > capacity.cpus:
-        raise ShotfitError(f"--cpus-per-trial {cpus} is more than the {capacity.cpus} CPUs Ray has")
+        raise ShotfitError(f"cpus_per_trial {cpus} is more than the {capacity.cpus} CPUs Ray has")
     setup = TrialSetup(plan.shot.source, plan.shot.keyframes, plan.shot.masks, plan.shot.truth,
                        plan.shot.held_out, plan.base, out / "trials", phase, budget,
                        plan.base.train.validate_every, spec.metric, cpus, tracking, named, options.device)
@@ -271,7 +271,8 @@ def _check_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
     sweep_file = yaml.safe_load(spec.path.read_text(encoding="utf-8"))
     if not resume:
         if path.exists() or (out / "tune").exists():
-            raise RunError(f"{quoted(out)} already holds a sweep: add --resume to continue it, or choose another --out")
+            raise RunError(f"{quoted(out)} already holds a sweep: resume it to continue, or choose another "
+                           "folder for the sweep")
         return {"name": spec.name, "sweep_file": sweep_file}
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -279,7 +280,7 @@ def _check_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
         raise RunError(f"{quoted(out)} holds no sweep to resume (no readable {STATE})") from None
     if state.get("sweep_file") != sweep_file:
         raise RunError(f"sweep file {quoted(spec.path)} has changed since the sweep in {quoted(out)} started; "
-                       "start the changed sweep with another --out")
+                       "start the changed sweep in another folder")
     return state
 
 
