@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from shotfit.search.spec import load_sweep
     from shotfit.search.results import SweepResult
     from shotfit.api.sample import DemoRequest, DemoResult, demo
+    from shotfit.api.cloud import JobsRequest, LaunchRequest, LaunchResult, fetch, launch, status, stop
 
 # Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
 _WHERE = {
@@ -38,6 +39,9 @@ _WHERE = {
     "SweepRequest": "shotfit.api.sweeping", "sweep": "shotfit.api.sweeping", "load_sweep": "shotfit.search.spec",
     "SweepResult": "shotfit.search.results",
     "DemoRequest": "shotfit.api.sample", "DemoResult": "shotfit.api.sample", "demo": "shotfit.api.sample",
+    "LaunchRequest": "shotfit.api.cloud", "LaunchResult": "shotfit.api.cloud", "JobsRequest": "shotfit.api.cloud",
+    "launch": "shotfit.api.cloud", "status": "shotfit.api.cloud", "stop": "shotfit.api.cloud",
+    "fetch": "shotfit.api.cloud",
 }
 
 __all__ = sorted(_WHERE)

@@ -18,7 +18,7 @@ from shotfit.config import Config, apply_overrides, load_config
 from shotfit.errors import ConfigError, ShotfitError, quoted
 from shotfit.infer.tile_plan import default_tile
 from shotfit.search.spec import Budget, Dimension, SweepSpec
-from shotfit.search.values import apply_values
+from shotfit.search.values import apply_values, config_file_keys, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class SweepPlan:
     out: Path
     shot: ShotFolders
     base: Config  # config file + set: + the hold-out
+    given: tuple[str, ...]  # the dotted keys of base that the sweep set (config file, set:, hold-out)
     budget: Budget  # steps resolved from the base config when the sweep file names none
     memory_per_trial: int  # bytes, a rough upper estimate for scheduling
 
@@ -63,7 +64,7 @@ def plan_sweep(spec: SweepSpec, out: str | Path) -> SweepPlan:
     """
     out = Path(out).resolve()
     shot = _shot_folders(spec, out)
-    base = _base_config(spec)
+    base, given = _base_config(spec)
     if len(shot.keyframe_frames) < 2:
         raise _error(spec, "keyframes", f"{quoted(shot.keyframes)} holds only 1 keyframe, and a sweep scores "
                                         "each trial on a keyframe held out of training: add keyframes")
@@ -79,7 +80,8 @@ def plan_sweep(spec: SweepSpec, out: str | Path) -> SweepPlan:
     base = dataclasses.replace(base, data=dataclasses.replace(base.data, validation_frames=tuple(frames)))
     check_trials(spec, base)
     budget = spec.budget if spec.budget != Budget() else Budget(steps=base.train.steps)
-    return SweepPlan(spec, out, shot, base, budget, estimate_trial_memory(spec, base, shot))
+    given = tuple(dict.fromkeys((*given, "data.validation_frames")))
+    return SweepPlan(spec, out, shot, base, given, budget, estimate_trial_memory(spec, base, shot))
 
 
 def auto_validation_frames(keyframes: Sequence[int]) -> tuple[int, ...]:
@@ -159,19 +161,23 @@ def _shot_folders(spec: SweepSpec, out: Path) -> ShotFolders:
     return ShotFolders(source, keyframes, masks, truth, frames, held_out, tuple(pairs[0].source.shape[:2]))
 
 
-def _base_config(spec: SweepSpec) -> Config:
+def _base_config(spec: SweepSpec) -> tuple[Config, tuple[str, ...]]:
+    """The config every trial starts from, and the dotted keys the config file and set: gave."""
+    given: tuple[str, ...] = ()
     if spec.config is not None:
         try:
             base = load_config(spec.config)
         except ConfigError as err:
             raise _error(spec, "config", str(err)) from None
+        given = config_file_keys(spec.config)
     else:
         base = Config()
     try:
         base = apply_overrides(base, spec.overrides)  # the sweep file's set: list, as --set reads it
+        given = (*given, *read_settings(spec.overrides))
     except ShotfitError as err:
         raise _error(spec, "set", str(err)) from None
-    return _check_network(spec, "set", base)
+    return _check_network(spec, "set", base), tuple(dict.fromkeys(given))
 
 
 def _build(spec: SweepSpec, where: str, base: Config, values: Mapping[str, Any]) -> Config:

@@ -93,7 +93,9 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None
 
     parent = start_parent_run(tracking, spec.name, _sweep_params(spec, plan), {"shotfit.sweep": spec.name},
                               resume_id=state.get("parent_run_id"))
-    state.update(parent_run_id=parent, tracking_uri=tracking.uri if tracking.enabled else None)
+    # base_keys: what the sweep set (the rest of base.yaml is defaults), for a cloud launch of its trials
+    state.update(parent_run_id=parent, tracking_uri=tracking.uri if tracking.enabled else None,
+                 base_keys=list(plan.given))
     write_text_atomic(out / STATE, json.dumps(state, indent=1))
     trial_tracking = dataclasses.replace(tracking, parent_run_id=parent)
     try:

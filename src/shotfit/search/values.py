@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -37,6 +38,18 @@ def apply_values(cfg: Config, values: Mapping[str, Any], origin: str = "the sett
             raise ConfigError(f"unknown config section {section!r} in {key!r} (known: {', '.join(data)})")
         data[section][name] = plain(value)
     return config_from_dict(data, origin=origin)
+
+
+def given_keys(data: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The dotted keys a config mapping (a config file as read from YAML) sets: ``{"loss": {"l1": 2}}``
+    -> ``("loss.l1",)``; in the file's order."""
+    return tuple(f"{section}.{key}" for section, values in (data or {}).items()
+                 if isinstance(values, Mapping) for key in values)
+
+
+def config_file_keys(path: Path) -> tuple[str, ...]:
+    """The dotted keys a config file sets (read after :func:`shotfit.config.load_config` accepted it)."""
+    return given_keys(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
 
 
 def setting_text(key: str, value: Any) -> str:
