@@ -22,7 +22,7 @@ from shotfit.cloud.candidates import Candidate, from_configs
 from shotfit.cloud.jobs import LaunchOptions, job_name, plan_launch, start_launch, training_minutes
 from shotfit.cloud.prices import hourly_price
 from shotfit.cloud.shot_upload import ShotPaths, read_shot
-from shotfit.config import Config, apply_overrides, config_to_dict, save_config
+from shotfit.config import Config, apply_overrides, save_config
 from shotfit.errors import ShotfitError
 from shotfit.search.values import settings_text
 

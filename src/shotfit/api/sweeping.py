@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +43,7 @@ class SweepRequest:
     out: Path | None = None
     address: str | None = None
     resume: bool = False
-    tracking: TrackingOptions = TrackingOptions()
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)
     cpus: int | None = None
     cpus_per_trial: int | None = None
     gpus_per_trial: float = 0.0
