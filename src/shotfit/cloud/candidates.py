@@ -27,7 +27,7 @@ import yaml
 
 from shotfit.cloud import contract
 from shotfit.cloud.shot_upload import ShotPaths
-from shotfit.config import Config, apply_overrides, config_to_dict, load_config
+from shotfit.config import Config, config_to_dict, load_config
 from shotfit.errors import ConfigError, quoted
 from shotfit.search.results import collect, rank
 from shotfit.search.spec import METRICS
@@ -119,14 +119,15 @@ def check_candidate(candidate: Candidate, extra: Sequence[str] = ()) -> Candidat
     Raises:
         ConfigError: one line naming the candidate and the key at fault.
     """
-    extra_keys = tuple(read_settings(extra))
-    if "train.steps" in extra_keys:
-        raise ConfigError("set train.steps: give the steps option instead (a job trains for its time budget, "
-                          "or up to its steps, whichever ends first)")
     try:
-        cfg = apply_overrides(candidate.config, extra)
+        values = read_settings(extra)
+        if "train.steps" in values:
+            raise ConfigError("set train.steps: give the steps option instead (a job trains for its time "
+                              "budget, or up to its steps, whichever ends first)")
+        cfg = apply_values(candidate.config, values, origin="the overrides")
     except ConfigError as err:
         raise ConfigError(f"{candidate.origin}: {err}") from None
+    extra_keys = tuple(values)
     given = tuple(k for k in dict.fromkeys((*candidate.given, *extra_keys))
                   if k not in MACHINE_KEYS or k in extra_keys)
     if len(given) > 95:  # SageMaker takes at most 100 hyperparameters; a few are options

@@ -66,7 +66,9 @@ def read_settings(items: Iterable[str]) -> dict[str, Any]:
     ``--set`` reads it; read once, when the sweep file is loaded."""
     values = {}
     for item in items:
-        key, _, raw = item.partition("=")
+        key, sep, raw = item.partition("=")
+        if not sep or len(key.strip().split(".")) != 2 or not all(key.strip().split(".")):
+            raise ConfigError(f"{item!r} must look like section.key=value (e.g. train.lr=3e-4)")
         try:
             values[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError:
