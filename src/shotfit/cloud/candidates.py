@@ -48,10 +48,14 @@ class Candidate:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The given keys and their values (``{"loss.lpips": 0.3}``), in the config's order."""
+        """The given keys and their values (``{"loss.lpips": 0.3}``), in the config's order (the
+        network's options by name, after ``model.arch``)."""
         given = set(self.given)
-        return {f"{section}.{key}": value for section, values in config_to_dict(self.config).items()
-                for key, value in values.items() if f"{section}.{key}" in given}
+        settings = {}
+        for section, values in config_to_dict(self.config).items():
+            keys = sorted(values, key=lambda k: (k != "arch", k)) if section == "model" else list(values)
+            settings.update({f"{section}.{k}": values[k] for k in keys if f"{section}.{k}" in given})
+        return settings
 
     def hyperparameters(self) -> dict[str, str]:
         """The settings as SageMaker hyperparameters: every value a string that reads back the same."""
