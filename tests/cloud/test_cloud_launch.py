@@ -371,3 +371,21 @@ def test_the_python_api_honours_max_cost_too(shot):
     with pytest.raises(ShotfitError, match=r"estimate of 1\.41 USD is above max_cost 1\.40 USD"):
         plan_launch(candidates, paths, read_shot(paths), launch, price, max_cost=1.40)
     assert plan_launch(candidates, paths, read_shot(paths), launch, price, max_cost=1.41).estimate.total == 1.41
+
+
+def test_the_python_api_launches_from_a_request(aws, shot, tmp_path):
+    # what the command line builds: typed options, progress as callbacks; a dry run creates nothing
+    from shotfit import api
+
+    lines: list[str] = []
+    hashed: list[tuple[int, int]] = []
+    request = api.LaunchRequest(configs=(tmp_path / "a.yaml",), source=str(shot[0]), keyframes=str(shot[1]),
+                                image=IMAGE, role=ROLE, s3=f"s3://{BUCKET}/shotfit", minutes=30, dry_run=True,
+                                out=tmp_path / "cloud")
+    result = api.launch(request, say=lines.append, on_hash=lambda done, total: hashed.append((done, total)))
+    assert result.dry_run and result.started == () and not (tmp_path / "cloud").exists()
+    assert [s["hyperparameters"] for s in result.summaries()] == [
+        {"model.width": "8", "loss.lpips": "0.3", "train.lr": "0.001", "minutes": "27.0"}]
+    assert lines[1].startswith("cost estimate: 1 job x 30 min") and hashed[-1] == (9, 9)
+    with pytest.raises(ShotfitError, match="source and keyframes go together"):
+        api.launch(dataclasses.replace(request, keyframes=None))

@@ -245,3 +245,17 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path):
                     "(known: l1, mse, lpips, laplacian, ssim, laplacian_levels, extra) in the sweep file")
     assert "does not exist" in fails("sweep", tmp_path / "missing.yaml")
     yaml.safe_load(path.read_text())
+
+
+def test_the_python_api_takes_a_sweep_request(tmp_path):
+    from shotfit import api
+    from shotfit.errors import RunError
+
+    spec = api.load_sweep(shot_sweep(tmp_path, "space: {loss.l1: [1]}"))
+    assert api.SweepRequest(spec).folder == Path("tiny")  # the sweep's name, as the command line's default
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sweep.json").write_text("{}")
+    with pytest.raises(RunError, match="already holds a sweep: resume it to continue") as excinfo:
+        api.sweep(api.SweepRequest(spec, out=out))
+    assert "--" not in str(excinfo.value)  # parameter names, not the command line's flags
