@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from shotfit.api import TrackingOptions
-from shotfit.demo import run_demo
+from shotfit.api import DemoRequest, TrackingOptions, demo
 from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES
 
 
@@ -23,7 +22,7 @@ def two_threads():
 
 @pytest.mark.slow
 def test_a_short_sample_run_beats_the_compressed_input_on_held_out_frames(tmp_path: Path, two_threads):
-    result = run_demo(tmp_path / "demo", steps=60, tracking=TrackingOptions(enabled=False))
+    result = demo(DemoRequest(tmp_path / "demo", steps=60, tracking=TrackingOptions(enabled=False)))
 
     assert len(result.held_out) == 120 - len(KEYFRAMES)
     assert not set(result.held_out) & set(KEYFRAMES)

@@ -5,6 +5,7 @@ CreateTrainingJob request (checked with botocore's Stubber against the real API 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,9 +22,9 @@ from shotfit.cloud.candidates import Candidate, from_configs
 from shotfit.cloud.jobs import LaunchOptions, job_name, plan_launch, start_launch, training_minutes
 from shotfit.cloud.prices import hourly_price
 from shotfit.cloud.shot_upload import ShotPaths, read_shot
-from shotfit.config import Config, apply_overrides, config_to_dict, save_config
+from shotfit.config import Config, apply_overrides, save_config
 from shotfit.errors import ShotfitError
-from shotfit.search.plan import trial_overrides
+from shotfit.search.values import settings_text
 
 A_YAML = "loss:\n  lpips: 0.3\ntrain:\n  lr: 0.001\n  threads: 2\n  device: cpu\nmodel:\n  width: 8\n"
 B_YAML = "loss:\n  l1: 2\naugment:\n  patch_size: 64\n"
@@ -68,27 +69,27 @@ def test_max_cost_refuses_with_the_estimate_before_anything_is_created(aws, shot
     make_bucket()
     line = fails(*launch_configs("--max-cost", "2", "--instance-type", "ml.g4dn.xlarge", "--minutes", "120"))
     # 2 x 2 h x 0.736 = 2.944 -> 2.95 USD
-    assert "cost estimate of 2.95 USD is above --max-cost 2.00 USD: nothing was started" in line
+    assert "cost estimate of 2.95 USD is above max_cost 2.00 USD: nothing was started" in line
     assert s3_keys() == [] and training_jobs() == [] and not Path("cloud").exists()
 
 
 def test_prices_unknown_instance_needs_an_hourly_price(aws, shot):
     line = fails(*launch_configs("--instance-type", "ml.trn1.2xlarge", "--dry-run"))
-    assert "no built-in price for instance type 'ml.trn1.2xlarge': give --hourly-price USD" in line
+    assert "no built-in price for instance type 'ml.trn1.2xlarge': give an hourly_price in USD" in line
     result = succeeds(*launch_configs("--instance-type", "ml.trn1.2xlarge", "--hourly-price", "1.5",
                                       "--no-spot", "--dry-run"))
-    assert "2 jobs x 60 min x 1.5 USD/h (ml.trn1.2xlarge, --hourly-price) = at most 3.00 USD" in result.stdout
+    assert "2 jobs x 60 min x 1.5 USD/h (ml.trn1.2xlarge, the hourly price given) = at most 3.00 USD" in result.stdout
     assert "upper bound" not in result.stdout  # on-demand: the estimate is the price
     assert "max_wait_s" not in result.stdout
     assert "ml.g5.xlarge" in succeeds("cloud", "prices").stdout
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--minutes", "4"], "--minutes 4 is too short"),
-    (["--max-wait", "30"], "--max-wait 30 must be at least --minutes 60"),
+    (["--minutes", "4"], "minutes 4 is too short"),
+    (["--max-wait", "30"], "max_wait 30 must be at least minutes 60"),
     (["--s3", "s3://Bad_Bucket/x"], "'Bad_Bucket' is not a valid S3 bucket name"),
-    (["--role", "sagemaker-role"], "--role 'sagemaker-role' must be an IAM role ARN"),
-    (["--set", "train.steps=100"], "--set train.steps: give --steps instead"),
+    (["--role", "sagemaker-role"], "role 'sagemaker-role' must be an IAM role ARN"),
+    (["--set", "train.steps=100"], "set train.steps: give the steps option instead"),
     (["--set", "loss.nope=1"], "unknown config key 'loss.nope'"),
 ])
 def test_launch_mistakes_are_one_line(aws, shot, args, words):
@@ -118,7 +119,7 @@ def test_without_boto3_the_command_says_which_extra_to_install(aws, shot, monkey
 
 def test_aws_refusals_are_one_line_naming_the_bucket(aws, shot, tmp_path, monkeypatch):
     line = fails(*launch_configs())  # no bucket made
-    assert line == f"shotfit: S3 bucket '{BUCKET}' does not exist (create it in {REGION}, or fix --s3)"
+    assert line == f"shotfit: S3 bucket '{BUCKET}' does not exist (create it in {REGION}, or give another s3 location)"
     make_bucket()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
@@ -170,17 +171,19 @@ def test_launch_uploads_the_shot_once_starts_the_jobs_and_records_them(aws, shot
 
 
 def test_hyperparameters_rebuild_the_config_in_the_container(shot, tmp_path):
-    """What the container does with them (contract.job_settings + apply_overrides) gives the file's config."""
+    """What the container does with them (contract.job_settings + apply_overrides) gives the file's config,
+    less the machine's keys (threads, device: the job's own)."""
     (tmp_path / "c.yaml").write_text("model:\n  arch: unet\n  width: 6\nloss:\n  extra:\n    - {name: ssim, "
-                                     "weight: 0.5}\ncolour:\n  source: 'on'\ndata:\n  validation_frames: [3]\n")
+                                     "weight: 0.5}\n  lpips: 0.1\ncolour:\n  source: 'on'\ndata:\n  validation_frames: [3]\n")
+    machine = Config().train
     for candidate in from_configs([tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"]):
         settings = contract.job_settings(candidate.hyperparameters())
-        rebuilt = config_to_dict(apply_overrides(Config(), settings.overrides))
-        original = config_to_dict(apply_overrides(Config(), [f"{k}={json.dumps(v)}"
-                                                             for k, v in candidate.overrides.items()]))
-        assert rebuilt == original
+        rebuilt = apply_overrides(Config(), settings.overrides)
+        train = dataclasses.replace(candidate.config.train, threads=machine.threads, device=machine.device)
+        assert rebuilt == dataclasses.replace(candidate.config, train=train)
     c = from_configs([tmp_path / "c.yaml"])[0].hyperparameters()
     assert c["colour.source"] == '"on"' and c["model.arch"] == "unet" and c["data.validation_frames"] == "[3]"
+    assert c["loss.lpips"] == "0.1"  # the file gives it (it is also the default): it travels, no guessing
 
 
 # --- a launch from a sweep --------------------------------------------------------------------------
@@ -189,7 +192,8 @@ def fake_sweep(folder: Path, source: Path, keys: Path) -> Path:
     """A finished sweep folder as 'shotfit sweep' leaves it: sweep.json, base.yaml, trials/*/trial.json."""
     folder.mkdir()
     (folder / "sweep.json").write_text(json.dumps({"name": "loss-ablation", "sweep_file": {
-        "name": "loss-ablation", "source": "plate", "keyframes": "kf", "metric": "val/lpips"}}))
+        "name": "loss-ablation", "source": "plate", "keyframes": "kf", "metric": "val/lpips"},
+        "base_keys": ["model.width", "data.validation_frames"]}))
     base = apply_overrides(Config(), ["model.width=4", "data.validation_frames=[3]"])
     save_config(base, folder / "base.yaml")
     trials = {"trial-000": ("finished", 0.30, 0.0), "trial-001": ("finished", 0.12, 0.3),
@@ -202,7 +206,7 @@ def fake_sweep(folder: Path, source: Path, keys: Path) -> Path:
                                                   "masks": None}))
         params = {"loss.lpips": weight}
         (run.parent / "trial.json").write_text(json.dumps({
-            "name": name, "phase": "search", "params": params, "overrides": list(trial_overrides(params)),
+            "name": name, "phase": "search", "params": params, "overrides": list(settings_text(params)),
             "status": status, "step": 300 if status == "finished" else 50,
             "metrics": {} if lpips is None else {"val/lpips": lpips}, "seconds": 60.0, "run": str(run),
             "error": "boom" if status == "error" else None}))
@@ -235,13 +239,14 @@ def test_launch_from_a_sweep_trains_its_best_trials_on_its_own_shot(aws, shot, t
 def test_a_folder_that_is_not_a_sweep_is_one_line(aws, shot, tmp_path):
     assert "is not a sweep folder (no readable sweep.json)" in fails("cloud", "launch", "--sweep", "plate",
                                                                      *aws_args(), "--dry-run")
-    assert "give --sweep SWEEP_OUT" in fails("cloud", "launch", *aws_args(), "--dry-run")
+    assert "give a sweep folder (its best trials) or config files" in fails("cloud", "launch", *aws_args(), "--dry-run")
 
 
 # --- the exact request, and a launch AWS stops half way --------------------------------------------
 
 def plan_two(tmp_path: Path, shot: tuple[Path, Path], **options) -> object:
-    candidates = [Candidate("a", {"loss.lpips": 0.3}, "config 'a.yaml'"), Candidate("b", {}, "config 'b.yaml'")]
+    candidates = [Candidate("a", apply_overrides(Config(), ["loss.lpips=0.3"]), ("loss.lpips",), "config 'a.yaml'"),
+                  Candidate("b", Config(), (), "config 'b.yaml'")]
     paths = ShotPaths(str(shot[0]), str(shot[1]))
     launch = LaunchOptions(image=IMAGE, role=ROLE, s3=S3Location(BUCKET, "shotfit"), **options)
     return plan_launch(candidates, paths, read_shot(paths), launch, hourly_price(launch.instance_type),
@@ -359,10 +364,28 @@ def test_mattes_travel_as_a_channel_and_alpha_as_an_option(aws, tmp_path):
 
 def test_the_python_api_honours_max_cost_too(shot):
     # the guard is the library's, not only the command line's: a script cannot start a launch above it
-    candidates = [Candidate("a", {}, "config 'a.yaml'")]
+    candidates = [Candidate("a", Config(), (), "config 'a.yaml'")]
     paths = ShotPaths(str(shot[0]), str(shot[1]))
     launch = LaunchOptions(image=IMAGE, role=ROLE, s3=S3Location(BUCKET, "shotfit"), minutes=60)
     price = hourly_price("ml.g5.xlarge")
-    with pytest.raises(ShotfitError, match=r"estimate of 1\.41 USD is above --max-cost 1\.40 USD"):
+    with pytest.raises(ShotfitError, match=r"estimate of 1\.41 USD is above max_cost 1\.40 USD"):
         plan_launch(candidates, paths, read_shot(paths), launch, price, max_cost=1.40)
     assert plan_launch(candidates, paths, read_shot(paths), launch, price, max_cost=1.41).estimate.total == 1.41
+
+
+def test_the_python_api_launches_from_a_request(aws, shot, tmp_path):
+    # what the command line builds: typed options, progress as callbacks; a dry run creates nothing
+    from shotfit import api
+
+    lines: list[str] = []
+    hashed: list[tuple[int, int]] = []
+    request = api.LaunchRequest(configs=(tmp_path / "a.yaml",), source=str(shot[0]), keyframes=str(shot[1]),
+                                image=IMAGE, role=ROLE, s3=f"s3://{BUCKET}/shotfit", minutes=30, dry_run=True,
+                                out=tmp_path / "cloud")
+    result = api.launch(request, say=lines.append, on_hash=lambda done, total: hashed.append((done, total)))
+    assert result.dry_run and result.started == () and not (tmp_path / "cloud").exists()
+    assert [s["hyperparameters"] for s in result.summaries()] == [
+        {"model.width": "8", "loss.lpips": "0.3", "train.lr": "0.001", "minutes": "27.0"}]
+    assert lines[1].startswith("cost estimate: 1 job x 30 min") and hashed[-1] == (9, 9)
+    with pytest.raises(ShotfitError, match="source and keyframes go together"):
+        api.launch(dataclasses.replace(request, keyframes=None))

@@ -273,7 +273,7 @@ def test_stop_asks_sagemaker_to_stop_only_the_jobs_still_running(aws):
 
 
 def test_stop_needs_names_or_all(launched):
-    assert "name the jobs to stop, or give --all" in fails("cloud", "stop")
+    assert "name the jobs to stop, or stop every job" in fails("cloud", "stop")
     result = succeeds("cloud", "stop", "--all")  # moto shows every job as Completed
     assert all(f"{job['name']}: already completed" in result.stdout for job in launched)
 

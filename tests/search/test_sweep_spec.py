@@ -15,10 +15,11 @@ from tiny_runs import write_shot
 
 from shotfit.config import Config, load_config
 from shotfit.errors import ConfigError
-from shotfit.search.plan import auto_validation_frames, override_values, plan_sweep, trial_overrides
+from shotfit.search.plan import auto_validation_frames, plan_sweep
 from shotfit.search.results import collect, rank, write_results
 from shotfit.search.spec import Budget, load_sweep
 from shotfit.search.trial import PROXY, trial_name
+from shotfit.search.values import apply_values, read_settings, settings_text
 
 TINY_SET = "[model.width=4, model.depth=2, augment.patch_size=32, data.batch_size=2, loss.lpips=0]"
 
@@ -174,9 +175,14 @@ def test_one_keyframe_cannot_score_a_sweep(tmp_path):
         plan_sweep(load_sweep(shot_sweep(tmp_path, "space: {loss.l1: [1]}", keyframes=(4,))), tmp_path / "out")
 
 
-def test_overrides_round_trip_through_their_text():
+def test_settings_go_into_the_config_as_values_and_into_the_record_as_text():
     params = {"train.lr": 0.003, "model.width": 8, "render.blend": "linear", "loss.l1": 1.0}
-    assert override_values(trial_overrides(params)) == params
+    assert read_settings(settings_text(params)) == params
+    cfg = apply_values(Config(), {**params, "loss.lpips": 0, "train.seed": 3.0})
+    assert (cfg.train.lr, cfg.model.args["width"], cfg.render.blend) == (0.003, 8, "linear")
+    assert isinstance(cfg.loss.lpips, float) and cfg.train.seed == 3  # typed by the config's own rules
+    with pytest.raises(ConfigError, match=r"loss\.l1 = 'x' must be a number"):
+        apply_values(Config(), {"loss.l1": "x"})
     assert trial_name({"loss.l1": 1.0}, "12_loss.l1=1.0") == "trial-012"
     assert trial_name({"trial": "l1-only", "train.seed": 1}, "0_trial=l1-only") == "l1-only-seed1"
     assert all(PROXY[m].startswith("val/") for m in PROXY)
@@ -189,7 +195,7 @@ def record(out: Path, name: str, status: str, lpips: float | None, step: int, **
     folder.mkdir(parents=True)
     metrics = {} if lpips is None else {"val/lpips": lpips, "val/psnr": 30 - 10 * lpips}
     (folder / "trial.json").write_text(json.dumps({
-        "name": name, "phase": "search", "params": params, "overrides": trial_overrides(params),
+        "name": name, "phase": "search", "params": params, "overrides": settings_text(params),
         "status": status, "step": step, "metrics": metrics, "seconds": 1.5, "run": str(folder / "run"),
         "error": "the loss became nan at step 3" if status == "error" else None}))
 
@@ -236,6 +242,20 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path):
     path = shot_sweep(tmp_path, "space: {loss.lpipz: [0, 1]}")
     line = fails("sweep", path, "--out", tmp_path / "out", "--no-track")
     assert line == (f"shotfit: sweep '{path}': space.loss.lpipz: unknown config key 'loss.lpipz' "
-                    "(known: l1, mse, lpips, laplacian, ssim, laplacian_levels, extra) in --set")
+                    "(known: l1, mse, lpips, laplacian, ssim, laplacian_levels, extra) in the sweep file")
     assert "does not exist" in fails("sweep", tmp_path / "missing.yaml")
     yaml.safe_load(path.read_text())
+
+
+def test_the_python_api_takes_a_sweep_request(tmp_path):
+    from shotfit import api
+    from shotfit.errors import RunError
+
+    spec = api.load_sweep(shot_sweep(tmp_path, "space: {loss.l1: [1]}"))
+    assert api.SweepRequest(spec).folder == Path("tiny")  # the sweep's name, as the command line's default
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sweep.json").write_text("{}")
+    with pytest.raises(RunError, match="already holds a sweep: resume it to continue") as excinfo:
+        api.sweep(api.SweepRequest(spec, out=out))
+    assert "--" not in str(excinfo.value)  # parameter names, not the command line's flags

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from shotfit.losses import build_loss
     from shotfit.engine.tracking_options import TrackingOptions
     from shotfit.infer.render import RenderResult
+    from shotfit.api.sweeping import SweepRequest, sweep
+    from shotfit.search.spec import load_sweep
+    from shotfit.search.results import SweepResult
+    from shotfit.api.sample import DemoRequest, DemoResult, demo
+    from shotfit.api.cloud import JobsRequest, LaunchRequest, LaunchResult, fetch, launch, status, stop
 
 # Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
 _WHERE = {
@@ -33,6 +38,12 @@ _WHERE = {
     "evaluate": "shotfit.workflows.rendering", "render": "shotfit.workflows.rendering",
     "TrainSummary": "shotfit.workflows.training", "build_loss": "shotfit.losses", "train": "shotfit.workflows.training",
     "TrackingOptions": "shotfit.engine.tracking_options", "RenderResult": "shotfit.infer.render",
+    "SweepRequest": "shotfit.api.sweeping", "sweep": "shotfit.api.sweeping", "load_sweep": "shotfit.search.spec",
+    "SweepResult": "shotfit.search.results",
+    "DemoRequest": "shotfit.api.sample", "DemoResult": "shotfit.api.sample", "demo": "shotfit.api.sample",
+    "LaunchRequest": "shotfit.api.cloud", "LaunchResult": "shotfit.api.cloud", "JobsRequest": "shotfit.api.cloud",
+    "launch": "shotfit.api.cloud", "status": "shotfit.api.cloud", "stop": "shotfit.api.cloud",
+    "fetch": "shotfit.api.cloud",
 }
 
 __all__ = sorted(_WHERE)

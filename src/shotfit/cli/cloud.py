@@ -11,9 +11,10 @@ import typer
 import yaml
 from rich.table import Table
 
+from shotfit import api
 from shotfit.cli.app import app, user_errors
 from shotfit.cli.display import console, err_console, fmt, progress_display
-from shotfit.errors import ConfigError, ShotfitError
+from shotfit.errors import ShotfitError
 
 cloud_app = typer.Typer(no_args_is_help=True, help="Train on AWS SageMaker (needs the aws extra): launch the "
                         "best configs of a sweep side by side, watch them, fetch the runs.")
@@ -72,53 +73,22 @@ def launch(
     out: OutOpt = Path("cloud"),
 ) -> None:
     """Start one SageMaker training job per config, after printing what it may cost."""
-    from shotfit.cloud.aws import Clients, S3Location
-    from shotfit.cloud.candidates import choose
-    from shotfit.cloud.jobs import LaunchOptions, plan_launch, request_summary
-    from shotfit.cloud.prices import CostEstimate
-    from shotfit.cloud.prices import hourly_price as price_of
-    from shotfit.cloud.shot_upload import ShotPaths, describe_size, read_shot
+    def say(line: str) -> None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    with user_errors():
-        if (source is None) != (target is None):
-            raise ConfigError("--source and --target go together (the shot and its edited keyframes)")
-        shot = ShotPaths(source, target, mask) if source is not None and target is not None else None
-        choice = choose(sweep, top, config or (), shot, mask, hold_out, set_ or ())
-        options = LaunchOptions(image=image, role=role, s3=S3Location.parse(s3) if s3 else None,
-                                instance_type=instance_type, spot=spot, minutes=minutes, max_wait=max_wait,
-                                steps=steps, tracking_uri=None if no_tracking else tracking_uri or None,
-                                experiment=experiment)
-        options.check()
-        estimate = CostEstimate(price_of(instance_type, hourly_price), minutes, len(choice.candidates), spot)
-        for note in choice.notes:
-            console.print(note, highlight=False)
-        count = len(choice.candidates)
-        console.print(f"{count} job{'s' if count != 1 else ''} from {choice.described} on {instance_type} "
-                      f"({'spot' if spot else 'on-demand'}), {minutes:g} min each ({options.training_minutes:g} "
-                      "min of training)", highlight=False, soft_wrap=True)
-        console.print(estimate.describe(), highlight=False, soft_wrap=True)
-        estimate.check(max_cost)  # before the shot is even read
-        clients = None if dry_run else Clients(region)  # says now if boto3 or a region is missing
-        with file_progress("hash") as on_file:
-            content = read_shot(choice.shot, on_file)
-        console.print(f"shot: {describe_size(len(content.files), content.bytes)} ({', '.join(content.channels)}), "
-                      f"digest {content.digest}", highlight=False)
-        plan = plan_launch(choice.candidates, choice.shot, content, options, estimate.price, choice.label,
-                           notes=choice.notes, max_cost=max_cost)
-        for job in plan.jobs:
-            settings = " ".join(f"{k}={v}" for k, v in job.hyperparameters.items())
-            console.print(f"  {job.name}  {job.candidate.origin}  {settings}", highlight=False, markup=False,
-                          soft_wrap=True)
-        if dry_run:
-            summaries = [request_summary(job) for job in plan.jobs]
-            console.print(yaml.safe_dump(summaries, sort_keys=False, width=120), highlight=False, markup=False)
-            console.print("dry run: nothing was uploaded or started", highlight=False)
-            return
-        from shotfit.cloud.jobs import start_launch
-
-        with file_progress("upload") as on_upload:
-            started = start_launch(plan, clients, out, on_upload=on_upload,
-                                   say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
+    request = api.LaunchRequest(sweep=sweep, top=top, configs=tuple(config or ()), source=source, keyframes=target,
+                                masks=mask, hold_out=hold_out, overrides=tuple(set_ or ()), image=image, role=role,
+                                s3=s3, instance_type=instance_type, spot=spot, minutes=minutes, max_wait=max_wait,
+                                steps=steps, max_cost=max_cost, hourly_price=hourly_price,
+                                tracking_uri=None if no_tracking else tracking_uri or None, experiment=experiment,
+                                region=region, dry_run=dry_run, out=out)
+    with user_errors(), file_progress() as progress_row:
+        result = api.launch(request, say, on_hash=progress_row("hash"), on_upload=progress_row("upload"))
+    if result.dry_run:
+        console.print(yaml.safe_dump(result.summaries(), sort_keys=False, width=120), highlight=False, markup=False)
+        console.print("dry run: nothing was uploaded or started", highlight=False)
+        return
+    started = result.started
     console.print(f"{len(started)} job{'s' if len(started) != 1 else ''} started, recorded in {out / 'jobs.json'}; "
                   f"watch: shotfit cloud status --out {out} --watch 60; then: shotfit cloud fetch --out {out}",
                   highlight=False, soft_wrap=True)
@@ -132,9 +102,6 @@ def status(
                                                    "job has ended.")] = None,
 ) -> None:
     """Each job's state, time, cost so far and latest numbers (from its log)."""
-    from shotfit.cloud.records import recorded_jobs
-    from shotfit.cloud.status import Regions
-    from shotfit.cloud.status import watch as watch_jobs
 
     live = None
 
@@ -155,7 +122,7 @@ def status(
 
     with user_errors():
         try:
-            states = watch_jobs(recorded_jobs(out, jobs or ()), Regions(), show, watch)
+            states = api.status(api.JobsRequest(out, tuple(jobs or ())), show, watch)
         finally:
             if live is not None:
                 live.stop()
@@ -177,14 +144,9 @@ def stop(
     every: Annotated[bool, typer.Option("--all", help="Stop every job of the launch folder that still runs.")] = False,
 ) -> None:
     """Stop jobs early (a losing config): each saves the weights of its current step, which fetch brings home."""
-    from shotfit.cloud.jobs import stop_jobs
-    from shotfit.cloud.records import recorded_jobs
-    from shotfit.cloud.status import Regions
 
     with user_errors():
-        if not jobs and not every:
-            raise ConfigError("name the jobs to stop, or give --all")
-        outcomes = stop_jobs(recorded_jobs(out, jobs or ()), Regions())
+        outcomes = api.stop(api.JobsRequest(out, tuple(jobs or ())), every_job=every)
     for name, outcome in outcomes:
         console.print(f"{name}: {outcome}", highlight=False, markup=False, soft_wrap=True)
     if any(outcome == "stopping" for _, outcome in outcomes):
@@ -193,16 +155,25 @@ def stop(
 
 
 @contextlib.contextmanager
-def file_progress(name: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress row counting files, ``update(done, total)``, on a terminal only; it goes when done
-    (the lines printed say what was done)."""
+def file_progress() -> Iterator[Callable[[str], Callable[[int, int], None] | None]]:
+    """``row(name)``: a progress row counting files, ``update(done, total)``, shown from its first update,
+    on a terminal only; the rows go when done (the lines printed say what was done)."""
     if not err_console.is_terminal:
-        yield None
+        yield lambda name: None
         return
     with progress_display() as progress:
         progress.live.transient = True
-        task = progress.add_task(name, total=None, info="files")
-        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+        def row(name: str) -> Callable[[int, int], None]:
+            task = None
+
+            def update(done: int, total: int) -> None:
+                nonlocal task
+                if task is None:
+                    task = progress.add_task(name, total=None, info="files")
+                progress.update(task, completed=done, total=total)
+            return update
+        yield row
 
 
 def status_table(states) -> Table:
@@ -224,9 +195,6 @@ def status_table(states) -> Table:
 @cloud_app.command("fetch")
 def fetch(jobs: JobsArg = None, out: OutOpt = Path("cloud")) -> None:
     """Download the completed jobs' models as run folders OUT/JOB (for 'shotfit render --run')."""
-    from shotfit.cloud.fetch import fetch_jobs
-    from shotfit.cloud.records import recorded_jobs
-    from shotfit.cloud.status import Regions
 
     def tell(result) -> None:
         if result.outcome == "fetched":
@@ -241,7 +209,7 @@ def fetch(jobs: JobsArg = None, out: OutOpt = Path("cloud")) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     with user_errors():
-        results = fetch_jobs(recorded_jobs(out, jobs or ()), out, Regions(), on_job=tell)
+        results = api.fetch(api.JobsRequest(out, tuple(jobs or ())), on_job=tell)
         bad = [r for r in results if not r.ok]
         here = [r for r in results if r.outcome in ("fetched", "already fetched")]
         if bad:

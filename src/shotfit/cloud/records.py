@@ -36,8 +36,8 @@ def read_record(out: str | Path, required: bool = False) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         if required:
-            raise ConfigError(f"no launch recorded in {quoted(Path(out))} (no {RECORD}): give the --out folder "
-                              "of 'shotfit cloud launch'") from None
+            raise ConfigError(f"no launch recorded in {quoted(Path(out))} (no {RECORD}): give the folder "
+                              "a launch wrote its record in") from None
         return {"launches": [], "jobs": []}
     except (OSError, ValueError) as err:
         raise ConfigError(f"{quoted(path)} cannot be read ({getattr(err, 'strerror', None) or err})") from None

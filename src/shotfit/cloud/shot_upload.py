@@ -217,13 +217,13 @@ def check_bucket(s3: object, where: S3Location, region: str) -> None:
         response = s3.head_bucket(Bucket=where.bucket)
     except Exception as err:
         if not_found(err):
-            raise CloudError(f"{what} does not exist (create it in {region}, or fix --s3)") from None
+            raise CloudError(f"{what} does not exist (create it in {region}, or give another s3 location)") from None
         raise cloud_error(err, f"checking {what}") from None
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     bucket_region = headers.get("x-amz-bucket-region")
     if bucket_region and bucket_region != region:
         raise CloudError(f"{what} is in {bucket_region} but the jobs would run in {region}: give "
-                         f"--region {bucket_region}, or a bucket in {region}")
+                         f"region {bucket_region}, or a bucket in {region}")
 
 
 def _exists(s3: object, bucket: str, key: str) -> bool:

@@ -8,7 +8,6 @@ keyframe or leaves none to train on.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from shotfit.config import Config, apply_overrides, load_config
 from shotfit.errors import ConfigError, ShotfitError, quoted
 from shotfit.infer.tile_plan import default_tile
 from shotfit.search.spec import Budget, Dimension, SweepSpec
+from shotfit.search.values import apply_values, config_file_keys, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class SweepPlan:
     out: Path
     shot: ShotFolders
     base: Config  # config file + set: + the hold-out
+    given: tuple[str, ...]  # the dotted keys of base that the sweep set (config file, set:, hold-out)
     budget: Budget  # steps resolved from the base config when the sweep file names none
     memory_per_trial: int  # bytes, a rough upper estimate for scheduling
 
@@ -63,7 +64,7 @@ def plan_sweep(spec: SweepSpec, out: str | Path) -> SweepPlan:
     """
     out = Path(out).resolve()
     shot = _shot_folders(spec, out)
-    base = _base_config(spec)
+    base, given = _base_config(spec)
     if len(shot.keyframe_frames) < 2:
         raise _error(spec, "keyframes", f"{quoted(shot.keyframes)} holds only 1 keyframe, and a sweep scores "
                                         "each trial on a keyframe held out of training: add keyframes")
@@ -79,7 +80,8 @@ def plan_sweep(spec: SweepSpec, out: str | Path) -> SweepPlan:
     base = dataclasses.replace(base, data=dataclasses.replace(base.data, validation_frames=tuple(frames)))
     check_trials(spec, base)
     budget = spec.budget if spec.budget != Budget() else Budget(steps=base.train.steps)
-    return SweepPlan(spec, out, shot, base, budget, estimate_trial_memory(spec, base, shot))
+    given = tuple(dict.fromkeys((*given, "data.validation_frames")))
+    return SweepPlan(spec, out, shot, base, given, budget, estimate_trial_memory(spec, base, shot))
 
 
 def auto_validation_frames(keyframes: Sequence[int]) -> tuple[int, ...]:
@@ -97,46 +99,21 @@ def auto_validation_frames(keyframes: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(chosen))
 
 
-def override(key: str, value: Any) -> str:
-    """``key=value`` as apply_overrides reads it (JSON is YAML: numbers, strings, booleans, lists)."""
-    if hasattr(value, "item"):  # numpy scalars from Tune's samplers
-        value = value.item()
-    return f"{key}={json.dumps(value)}"
-
-
-def trial_overrides(params: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(override(k, v) for k, v in sorted(params.items()))
-
-
-def override_values(overrides: Iterable[str]) -> dict[str, Any]:
-    """``["loss.l1=1"]`` -> ``{"loss.l1": 1}``, values read as apply_overrides reads them."""
-    import yaml
-
-    values = {}
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        try:
-            values[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            values[key.strip()] = raw
-    return values
-
-
 def check_trials(spec: SweepSpec, base: Config) -> None:
     """Build every configuration the sweep can reach (per value: the list, the choices, both bounds)."""
     for trial in spec.trials:
-        _build(spec, f"trials.{trial.name}", base, trial.overrides)
+        _build(spec, f"trials.{trial.name}", base, trial.values)
     for key, dim in spec.space.items():
         where = f"space.{key}"
         current = _current_value(spec, base, key)
         if dim.kind in ("uniform", "loguniform") and isinstance(current, int) and not isinstance(current, bool):
             raise _error(spec, where, f"{key} is an integer setting: use randint, lograndint, choice or a list")
         for value in dim.values:
-            _build(spec, where, base, [override(key, value)])
+            _build(spec, where, base, {key: value})
     grid = [spec.space[k].values for k in spec.space] if spec.strategy == "grid" else []
     if grid and _product_size(grid) <= 512:
         for combination in _product(list(spec.space), grid):
-            _build(spec, "space", base, trial_overrides(combination))
+            _build(spec, "space", base, combination)
 
 
 def estimate_trial_memory(spec: SweepSpec, base: Config, shot: ShotFolders) -> int:
@@ -184,26 +161,38 @@ def _shot_folders(spec: SweepSpec, out: Path) -> ShotFolders:
     return ShotFolders(source, keyframes, masks, truth, frames, held_out, tuple(pairs[0].source.shape[:2]))
 
 
-def _base_config(spec: SweepSpec) -> Config:
+def _base_config(spec: SweepSpec) -> tuple[Config, tuple[str, ...]]:
+    """The config every trial starts from, and the dotted keys the config file and set: gave."""
+    given: tuple[str, ...] = ()
     if spec.config is not None:
         try:
             base = load_config(spec.config)
         except ConfigError as err:
             raise _error(spec, "config", str(err)) from None
+        given = config_file_keys(spec.config)
     else:
         base = Config()
-    return _build(spec, "set", base, spec.overrides)
-
-
-def _build(spec: SweepSpec, where: str, base: Config, overrides: Iterable[str]) -> Config:
-    """The config with ``overrides`` applied and its network built once (model options are only
-    checked by the architecture's constructor)."""
-    from shotfit.archs import build_network
-
     try:
-        cfg = apply_overrides(base, list(overrides))
+        base = apply_overrides(base, spec.overrides)  # the sweep file's set: list, as --set reads it
+        given = (*given, *read_settings(spec.overrides))
+    except ShotfitError as err:
+        raise _error(spec, "set", str(err)) from None
+    return _check_network(spec, "set", base), tuple(dict.fromkeys(given))
+
+
+def _build(spec: SweepSpec, where: str, base: Config, values: Mapping[str, Any]) -> Config:
+    """The config with ``values`` set, and its network built once."""
+    try:
+        cfg = apply_values(base, values, origin="the sweep file")
     except ShotfitError as err:
         raise _error(spec, where, str(err)) from None
+    return _check_network(spec, where, cfg)
+
+
+def _check_network(spec: SweepSpec, where: str, cfg: Config) -> Config:
+    """Model options are only checked by the architecture's constructor: build the network once."""
+    from shotfit.archs import build_network
+
     try:
         build_network(cfg.model.arch, **{"in_channels": 3, "out_channels": 3, **cfg.model.args})
     except ShotfitError as err:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shotfit.config import Config, apply_overrides, config_to_dict
+from shotfit.config import Config, config_to_dict
 from shotfit.files import write_bytes_atomic, write_text_atomic
 from shotfit.search.spec import Budget, SweepSpec
+from shotfit.search.values import apply_values
 
 PHASES = ("search", "top-k")
 NUMBERS = ("val/psnr", "val/ssim", "val/lpips", "test/psnr", "test/ssim", "test/lpips", "test/warping_error",
@@ -151,7 +152,7 @@ def best_config_yaml(best: TrialRow, spec: SweepSpec, budget: Budget, base: Conf
     try:
         cfg = RunFolder(best.run).read_config()  # as resolved by the trial, model options written out
     except Exception:  # the run folder was moved or pruned: rebuild from what the trial was given
-        cfg = apply_overrides(base, best.overrides)
+        cfg = apply_values(base, best.params)
     train = dataclasses.replace(cfg.train, threads=base.train.threads,
                                 steps=budget.steps if budget.steps else cfg.train.steps)
     cfg = dataclasses.replace(cfg, train=train, data=dataclasses.replace(cfg.data, validation_frames=()))

@@ -28,7 +28,7 @@ from shotfit.files import write_text_atomic
 from shotfit.search import results
 from shotfit.search.cluster import Capacity, concurrency, quiet_ray_environment, ray_session
 from shotfit.search.plan import SweepPlan, plan_sweep
-from shotfit.search.spec import Budget, SweepSpec
+from shotfit.search.spec import Budget, NamedTrial, SweepSpec
 from shotfit.search.trial import TrialSetup, read_record, run_trial, trial_name
 
 quiet_ray_environment()  # some of it is read as Ray is imported
@@ -93,7 +93,9 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None
 
     parent = start_parent_run(tracking, spec.name, _sweep_params(spec, plan), {"shotfit.sweep": spec.name},
                               resume_id=state.get("parent_run_id"))
-    state.update(parent_run_id=parent, tracking_uri=tracking.uri if tracking.enabled else None)
+    # base_keys: what the sweep set (the rest of base.yaml is defaults), for a cloud launch of its trials
+    state.update(parent_run_id=parent, tracking_uri=tracking.uri if tracking.enabled else None,
+                 base_keys=list(plan.given))
     write_text_atomic(out / STATE, json.dumps(state, indent=1))
     trial_tracking = dataclasses.replace(tracking, parent_run_id=parent)
     try:
@@ -134,9 +136,9 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
     at_once, cpus = concurrency(capacity, trials, plan.memory_per_trial, options.cpus_per_trial,
                                 options.gpus_per_trial, options.max_concurrent)
     if cpus > capacity.cpus:
-        raise ShotfitError(f"--cpus-per-trial {cpus} is more than the {capacity.cpus} CPUs Ray has")
+        raise ShotfitError(f"cpus_per_trial {cpus} is more than the {capacity.cpus} CPUs Ray has")
     setup = TrialSetup(plan.shot.source, plan.shot.keyframes, plan.shot.masks, plan.shot.truth,
-                       plan.shot.held_out, out / "base.yaml", out / "trials", phase, budget,
+                       plan.shot.held_out, plan.base, out / "trials", phase, budget,
                        plan.base.train.validate_every, spec.metric, cpus, tracking, named, options.device)
     resources = {"cpu": cpus, "memory": plan.memory_per_trial}
     if options.gpus_per_trial:
@@ -166,18 +168,19 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
         _settle_record(out / "trials" / Path(result.path).name, phase, result.error)
 
 
-def _trials_of_phase(phase: str, plan: SweepPlan) -> tuple[dict[str, tuple[str, ...]], dict[str, Any], int]:
-    """(named overrides, Tune param space, number of trials) of a phase."""
+def _trials_of_phase(phase: str, plan: SweepPlan) -> tuple[dict[str, NamedTrial], dict[str, Any], int]:
+    """(named trials, Tune param space, number of trials) of a phase."""
     spec = plan.spec
     seeds = ({"train.seed": tune.grid_search([plan.base.train.seed + i for i in range(spec.samples)])}
              if spec.samples > 1 and spec.strategy == "grid" else {})
     if phase == "top-k":
         rows = results.rank(results.collect(plan.out, "search"), spec.metric, spec.mode)
         best = [r for r in rows if r.status == "finished" and r.value(spec.metric) is not None][:spec.top_k]
-        named = {f"{r.name}-top": tuple(r.overrides) for r in best}
+        # the search trial's settings as values; its override text only goes on into the new record
+        named = {f"{r.name}-top": NamedTrial(f"{r.name}-top", r.overrides, dict(r.params)) for r in best}
         return named, {"trial": tune.grid_search(list(named))}, len(named)
     if spec.trials:
-        named = {t.name: t.overrides for t in spec.trials}
+        named = {t.name: t for t in spec.trials}
         return named, {"trial": tune.grid_search(list(named)), **seeds}, len(named) * (spec.samples if seeds else 1)
     space: dict[str, Any] = {}
     for key, dim in spec.space.items():
@@ -270,7 +273,8 @@ def _check_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
     sweep_file = yaml.safe_load(spec.path.read_text(encoding="utf-8"))
     if not resume:
         if path.exists() or (out / "tune").exists():
-            raise RunError(f"{quoted(out)} already holds a sweep: add --resume to continue it, or choose another --out")
+            raise RunError(f"{quoted(out)} already holds a sweep: resume it to continue, or choose another "
+                           "folder for the sweep")
         return {"name": spec.name, "sweep_file": sweep_file}
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -278,7 +282,7 @@ def _check_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
         raise RunError(f"{quoted(out)} holds no sweep to resume (no readable {STATE})") from None
     if state.get("sweep_file") != sweep_file:
         raise RunError(f"sweep file {quoted(spec.path)} has changed since the sweep in {quoted(out)} started; "
-                       "start the changed sweep with another --out")
+                       "start the changed sweep in another folder")
     return state
 
 

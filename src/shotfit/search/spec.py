@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from shotfit.errors import ConfigError, quoted
+from shotfit.search.values import read_settings
 
 # Metric -> the direction that is better. test/* needs a truth shot (every trial is then rendered).
 METRICS = {"val/psnr": "max", "val/ssim": "max", "val/lpips": "min",
@@ -71,10 +72,11 @@ class Dimension:
 
 @dataclass(frozen=True)
 class NamedTrial:
-    """One configuration of an ablation: a name and its overrides (``loss.l1=1``)."""
+    """One configuration of an ablation: a name, its overrides as written (``loss.l1=1``) and as values."""
 
     name: str
     overrides: tuple[str, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)  # {"loss.l1": 1}, read once from overrides
 
 
 @dataclass(frozen=True)
@@ -215,8 +217,12 @@ class _Reader:
             where = f"trials[{i}]"
             if not isinstance(item, Mapping) or set(item) - {"name", "set"} or "name" not in item:
                 raise self.error(where, f"{item!r} must be {{name: ..., set: [...]}}")
-            trials.append(NamedTrial(self.name(f"{where}.name", item["name"]),
-                                     self.overrides(f"{where}.set", item.get("set"))))
+            overrides = self.overrides(f"{where}.set", item.get("set"))
+            try:
+                values = read_settings(overrides)
+            except ConfigError as err:
+                raise self.error(f"{where}.set", str(err)) from None
+            trials.append(NamedTrial(self.name(f"{where}.name", item["name"]), overrides, values))
         names = [t.name for t in trials]
         if len(set(names)) != len(names):
             raise self.error("trials", f"names repeat: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")

@@ -11,20 +11,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shotfit.config import Config, save_config
 from shotfit.engine.tracking import TrackingOptions
 from shotfit.engine.tracking_sweep import log_run_metrics
 from shotfit.files import write_text_atomic
 from shotfit.runs.folder import RunFolder
-from shotfit.search.plan import override_values, trial_overrides
-from shotfit.search.spec import Budget
+from shotfit.search.spec import Budget, NamedTrial
+from shotfit.search.values import apply_values, plain, settings_text
 from shotfit.workflows.rendering import evaluate, render
-from shotfit.workflows.training import train
+from shotfit.workflows.training import TrainSummary, train
 
 # Each ranking metric's stand-in while a trial trains: the scheduler compares trials on it at every
 # rung, and on the metric itself once a trial has finished (test/* exists only then).
@@ -44,7 +46,7 @@ class TrialSetup:
     masks: Path | None
     truth: Path | None
     held_out: tuple[int, ...]
-    base_config: Path
+    base: Config  # the sweep's base config: config file + set: + the hold-out
     trials_dir: Path
     phase: str  # "search" or "top-k"
     budget: Budget
@@ -52,7 +54,7 @@ class TrialSetup:
     metric: str
     threads: int
     tracking: TrackingOptions
-    named: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # trial name -> overrides
+    named: Mapping[str, NamedTrial] = field(default_factory=dict)  # trial name -> its settings
     device: str | None = None
 
 
@@ -66,7 +68,7 @@ def trial_name(config: Mapping[str, Any], tag: str) -> str:
 
 def searched_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """The trial's config keys that are settings (not the ablation's name)."""
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items() if k != "trial"}
+    return {k: plain(v) for k, v in config.items() if k != "trial"}
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
@@ -77,10 +79,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     name = tune.get_context().get_trial_name()
     folder = setup.trials_dir / name
     run_dir = folder / "run"
-    named = setup.named.get(str(config.get("trial")), ())
+    named = setup.named.get(str(config.get("trial")), NamedTrial(""))
     searched = searched_params(config)
-    overrides = (*named, *trial_overrides(searched))
-    params = {**override_values(named), **searched}
+    params = {**named.values, **searched}
+    overrides = (*named.overrides, *settings_text(searched))  # for people reading the record
     resume = RunFolder(run_dir).is_run()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # a start that died before it wrote its config: ours to redo
@@ -98,11 +100,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     tracking = dataclasses.replace(setup.tracking, run_name=name, tags={
         **setup.tracking.tags, "shotfit.sweep.phase": setup.phase, "shotfit.sweep.trial": name})
     try:
-        summary = train(setup.source, setup.keyframes, run_dir, config=setup.base_config,
-                            overrides=(*overrides, f"train.threads={setup.threads}"),
-                            steps=setup.budget.steps, minutes=setup.budget.minutes,
-                            resume=resume, masks=setup.masks, device=setup.device, tracking=tracking,
-                            on_validate=on_validate)
+        cfg = apply_values(setup.base, {**params, "train.threads": setup.threads})
+        summary = _train(setup, cfg, run_dir, resume, tracking, on_validate)
         numbers = {k: v for k, v in summary.metrics["final"].items() if k.startswith("val/")}
         numbers.update({f"loss/{k}": v for k, v in summary.metrics["final"].items()
                         if "/" not in k and k not in ("lr", "steps_per_s")})
@@ -121,6 +120,17 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     record.update(status="finished", step=steps, metrics={**record["metrics"], **numbers}, seconds=seconds)
     _write_record(folder, record)
     tune.report({**_report(steps, record["metrics"], setup.metric, seconds), "finished": True})
+
+
+def _train(setup: TrialSetup, cfg: Config, run_dir: Path, resume: bool, tracking: TrackingOptions,
+           on_validate: Callable[[int, dict[str, float]], None]) -> TrainSummary:
+    # The training workflow takes its config as a file (until it takes a Config): the trial's, written
+    # losslessly to a folder of its own that goes when training ends.
+    with tempfile.TemporaryDirectory(prefix="shotfit-trial-") as folder:
+        save_config(cfg, Path(folder) / "config.yaml")
+        return train(setup.source, setup.keyframes, run_dir, config=Path(folder) / "config.yaml",
+                     steps=setup.budget.steps, minutes=setup.budget.minutes, resume=resume, masks=setup.masks,
+                     device=setup.device, tracking=tracking, on_validate=on_validate)
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
