@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-
 import shots
+import torch
 from shots import assert_unchanged, fails, snapshot, succeeds
 
 from shotfit.archs import build_network
