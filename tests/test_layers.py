@@ -151,21 +151,6 @@ def test_shotfit_has_no_import_cycles() -> None:
     assert not cycles, "import cycles in src/shotfit:\n" + "\n".join(cycles)
 
 
-def test_the_package_imports_nothing_from_the_benchmark_harnesses() -> None:
-    """``bench/`` (peers, quality and speed harnesses) is not shipped: nothing in the wheel may import it."""
-    found = []
-    for name, path in module_names(SRC).items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level:
-                targets = [node.module or ""]
-            else:
-                continue
-            found += [f"{name} (l.{node.lineno}) imports {t}" for t in targets if t.split(".")[0] == "bench"]
-    assert not found, "\n".join(found)
-
-
 def test_layers_import_only_downward() -> None:
     """import-linter checks the ``layers`` contract in pyproject.toml (it sees imports inside functions too)."""
     lint_imports = Path(sys.executable).with_name("lint-imports")
