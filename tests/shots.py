@@ -1,12 +1,14 @@
-"""Tiny shots, written with OpenCV, OpenEXR and PyAV (not shotfit's writers), and tiny runs trained on them.
+"""Tiny shots for the tests, and tiny runs trained on them.
 
-Two shots, each with an edit known as a function of its source, so every frame's ground truth is known:
+Two shots of 40x48, each with an edit known as a function of its source, so every frame's ground truth is known:
 
-- the command-line shot: frames 1001-1006 of 40x48, a horizontal ramp with a bright blob moving 3 px a
-  frame (so optical flow has something to follow); ``edit`` swaps red and blue and lowers contrast, and
-  3 keyframes stand for what an artist fixed by hand (``plate``, ``write_shot``, ``train_args``);
-- the graded shot for the engine, render and export tests: frames 1-6 of gradients, a moving sine and a
-  hard-edged disc, edited by a colour gain (``disc_plate``, ``grade``, ``write_graded_shot``, ``train_tiny``).
+- the command-line shot, written with OpenCV, OpenEXR and PyAV (not shotfit's writers): frames 1001-1006 of
+  a horizontal ramp with a bright blob moving 3 px a frame (so optical flow has something to follow);
+  ``edit`` swaps red and blue and lowers contrast, and 3 keyframes stand for what an artist fixed by hand
+  (``plate``, ``write_shot``, ``train_args``, ``succeeds``, ``fails``);
+- the graded shot for the engine, render and export tests, written with ``shotfit.io.write_image`` in any
+  pixel format: frames 1-6 of gradients, a moving sine and a hard-edged disc, edited by a colour gain
+  (``disc_plate``, ``grade``, ``write_graded_shot``, ``train_tiny``, ``render_tiny``).
 
 Imported by name (``from shots import ...``): the tests folder is on sys.path through its conftest.
 """
