@@ -1,8 +1,16 @@
-"""Tiny shots for the command-line tests, written with OpenCV, OpenEXR and PyAV (not shotfit's writers).
+"""Tiny shots for the tests, and tiny runs trained on them.
 
-A shot is 6 frames (1001-1006) of 40x48: a horizontal ramp with a bright blob moving 3 px a frame, so
-optical flow has something to follow. The artist's edit is a known function of the source (``edit``),
-so the ground truth of every frame is known and 3 keyframes stand for what an artist fixed by hand.
+Two shots of 40x48, each with an edit known as a function of its source, so every frame's ground truth is known:
+
+- the command-line shot, written with OpenCV, OpenEXR and PyAV (not shotfit's writers): frames 1001-1006 of
+  a horizontal ramp with a bright blob moving 3 px a frame (so optical flow has something to follow);
+  ``edit`` swaps red and blue and lowers contrast, and 3 keyframes stand for what an artist fixed by hand
+  (``plate``, ``write_shot``, ``train_args``, ``succeeds``, ``fails``);
+- the graded shot for the engine, render and export tests, written with ``shotfit.io.write_image`` in any
+  pixel format: frames 1-6 of gradients, a moving sine and a hard-edged disc, edited by a colour gain
+  (``disc_plate``, ``grade``, ``write_graded_shot``, ``train_tiny``, ``render_tiny``).
+
+Imported by name (``from shots import ...``): the tests folder is on sys.path through its conftest.
 """
 
 from __future__ import annotations
@@ -21,15 +29,25 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
+from shotfit import api
 from shotfit.cli import app
+from shotfit.io import PixelFormat, write_image
 
 FRAMES = tuple(range(1001, 1007))
 KEYFRAMES = (1001, 1004, 1006)
 HEIGHT, WIDTH = 40, 48
 # A network small enough to train a few steps in well under a second. One thread: on a shared
 # machine, torch's threads wait on each other and 2 threads make these tiny steps ~50x slower.
-TINY = ("--set", "model.width=4", "--set", "model.depth=2", "--set", "augment.patch_size=32",
-        "--set", "data.batch_size=2", "--set", "loss.lpips=0", "--set", "train.threads=1")
+TINY_FLAGS = ("--set", "model.width=4", "--set", "model.depth=2", "--set", "augment.patch_size=32",
+              "--set", "data.batch_size=2", "--set", "loss.lpips=0", "--set", "train.threads=1")
+# The same kind of network for api.train: a 4-wide, 2-level U-Net on 32-pixel patches, about 0.02 s a step
+# on one thread, with a learning rate that teaches the colour gain in 20 steps.
+TINY = ("model.width=4", "model.depth=2", "augment.patch_size=32", "data.batch_size=2", "loss.lpips=0",
+        "train.warmup_steps=0", "train.lr=0.01", "train.threads=1")
+
+PNG8 = PixelFormat(".png", "uint8", 3)
+PNG16 = PixelFormat(".png", "uint16", 3)
+EXR_HALF = PixelFormat(".exr", "half", 3)
 
 runner = CliRunner()
 
@@ -128,7 +146,7 @@ def train_args(source: str | Path, keys: str | Path, out: str | Path, *extra: st
     """``shotfit train`` of the tiny network on the CPU for ``steps`` steps (None: no --steps), untracked
     (tracking has tests of its own)."""
     budget = [] if steps is None else ["--steps", str(steps)]
-    return ["train", "--source", source, "--target", keys, "--out", out, *TINY, *budget, "--device", "cpu",
+    return ["train", "--source", source, "--target", keys, "--out", out, *TINY_FLAGS, *budget, "--device", "cpu",
             "--no-track", *extra]
 
 
@@ -192,3 +210,69 @@ def isolated_process_state() -> Iterator[None]:
         root.handlers[:] = handlers
         root.setLevel(level)
         torch.set_num_threads(threads)
+
+
+# --- the graded shot and tiny runs trained on it through the API ---------------------------------
+
+def disc_plate(frame: int, height: int = HEIGHT, width: int = WIDTH, channels: int = 3) -> np.ndarray:
+    """(H, W, C) float32 in [0.05, 0.95]: gradients, a sine that moves with the frame, a hard-edged disc."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy, xx = yy / max(height - 1, 1), xx / max(width - 1, 1)
+    disc = ((xx - 0.3 - 0.02 * frame) ** 2 + (yy - 0.5) ** 2 < 0.04).astype(np.float32)
+    layers = [xx, yy, 0.5 + 0.5 * np.sin(9 * xx + 5 * yy + frame), disc, 1 - xx]
+    image = np.stack(layers[:channels], axis=-1)
+    return (0.05 + 0.9 * image).astype(np.float32)
+
+
+GAIN = np.array([1.15, 0.9, 0.6], np.float32)
+
+
+def grade(pixels: np.ndarray) -> np.ndarray:
+    """The edit the tests teach: a colour gain (warmer, less blue), which a tiny net learns in 20 steps."""
+    gain = GAIN[: pixels.shape[2]] if pixels.shape[2] <= 3 else np.append(GAIN, 1.0)  # alpha unchanged
+    return np.clip(pixels * gain, 0.0, 1.0).astype(np.float32)
+
+
+def write_graded_shot(folder: Path, frames: Iterable[int] = range(1, 7), keyframes: Iterable[int] = (1, 4), *,
+                      fmt: PixelFormat = PNG8, name: str = "plate.{:04d}", size: tuple[int, int] = (HEIGHT, WIDTH),
+                      edit: Callable[[np.ndarray], np.ndarray] = grade, scale: float = 1.0) -> tuple[Path, Path]:
+    """Write ``folder/plate/`` (the shot) and ``folder/kf/`` (edited keyframes, same names).
+
+    ``scale`` multiplies the pixel values (scene-linear EXR shots go above 1).
+    """
+    source, keys = folder / "plate", folder / "kf"
+    for frame in frames:
+        pixels = disc_plate(frame, *size, channels=fmt.channels) * scale
+        write_image(source / f"{name.format(frame)}{fmt.ext}", pixels, fmt)
+        if frame in keyframes:
+            write_image(keys / f"{name.format(frame)}{fmt.ext}", edit(pixels / scale) * scale, fmt)
+    return source, keys
+
+
+def train_tiny(source: Path, keys: Path, out: Path, *overrides: str, **kwargs) -> api.TrainSummary:
+    """``api.train`` on the CPU with the tiny network; torch's thread count is put back afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        kwargs.setdefault("tracking", api.TrackingOptions(enabled=False))  # tracking has tests of its own
+        return api.train(source, keys, out, overrides=(*TINY, *overrides), device="cpu", **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def render_tiny(run: Path, source: Path, out: Path, **kwargs) -> api.RenderResult:
+    """``api.render`` on the CPU; torch's thread count is put back afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        return api.render(run, source, out, device="cpu", **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    """The network state dict saved in a model.pt or checkpoint."""
+    return torch.load(path, map_location="cpu", weights_only=True)["network"]
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Bit-identical state dicts: same names, same dtypes, same bits (running statistics included)."""
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_runs import TINY, write_shot
+from shots import TINY, write_graded_shot as write_shot
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from tiny_runs import write_shot
+from shots import write_graded_shot as write_shot
 
 from arch_inputs import TINY, frames, perturbed
 from shotfit import api

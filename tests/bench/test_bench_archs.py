@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from shots import fails, shotfit
-from tiny_runs import PNG8, grade, plate, write_shot
+from shots import PNG8, fails, grade, shotfit
+from shots import disc_plate as plate
+from shots import write_graded_shot as write_shot
 
 from bench.presets import preset_shot
 from shotfit.archs import build_network, count_parameters

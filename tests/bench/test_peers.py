@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_runs import grade, plate
+from shots import disc_plate as plate
+from shots import grade
 
 from bench.peers import build_peer, predict_pixels, train_peer
 from bench.peers.pix2pix import PatchDiscriminator, UNetGenerator

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_runs import PNG8, grade, plate, write_shot
+from shots import PNG8, grade
+from shots import disc_plate as plate
+from shots import write_graded_shot as write_shot
 
 from bench.face_effects import EFFECTS, FACE_CLIPS, apply_effect, write_face_shot
 from bench.quality_report import combine, markdown, seconds_to_reach

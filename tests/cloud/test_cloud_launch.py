@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aws_emulator import BUCKET, IMAGE, REGION, ROLE, make_bucket, s3_keys, training_jobs
 from shots import fails, succeeds
-from tiny_runs import write_shot
+from shots import write_graded_shot as write_shot
 
 from shotfit import __version__
 from shotfit.cloud import contract
@@ -346,7 +346,7 @@ def test_training_leaves_a_reserve_of_a_tenth_or_three_minutes(budget, training)
 
 
 def test_mattes_travel_as_a_channel_and_alpha_as_an_option(aws, tmp_path):
-    from tiny_runs import PixelFormat
+    from shotfit.io import PixelFormat
 
     grey, rgba = PixelFormat(".png", "uint8", 1), PixelFormat(".png", "uint8", 4)
     write_shot(tmp_path, frames=range(1, 5), keyframes=(1, 3))

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aws_emulator import BUCKET, IMAGE, ROLE, client, make_bucket, put_log_lines
-from shots import succeeds
-from tiny_runs import TINY, write_shot
+from shots import TINY, succeeds, write_graded_shot
 
 from shotfit.cloud.aws import split_s3_uri
 from shotfit.cloud.status import Regions, job_states
@@ -53,7 +52,7 @@ def play_sagemaker(name: str, base: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_launch_train_watch_fetch_render(aws, tmp_path):
     make_bucket()
-    write_shot(tmp_path, frames=range(1, 7), keyframes=(1, 3, 5))
+    write_graded_shot(tmp_path, frames=range(1, 7), keyframes=(1, 3, 5))
     tiny = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in TINY)}
     config: dict = {}
     for key, value in tiny.items():

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from aws_emulator import BUCKET, IMAGE, REGION, ROLE, client, make_bucket, model_tar, put_log_lines
 from rich.console import Console
-from shots import fails, shotfit, succeeds
-from tiny_runs import render_tiny, train_tiny, write_shot
+from shots import fails, render_tiny, shotfit, succeeds, train_tiny, write_graded_shot
 
 from shotfit.cli.cloud import status_table
 from shotfit.cloud.aws import Clients
@@ -32,7 +31,7 @@ NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 def launched(aws, tmp_path: Path) -> list[dict]:
     """Two jobs started by the command line (config files a.yaml, b.yaml) on a tiny shot; their records."""
     make_bucket()
-    write_shot(tmp_path, frames=range(1, 7), keyframes=(1, 3, 5))
+    write_graded_shot(tmp_path, frames=range(1, 7), keyframes=(1, 3, 5))
     (tmp_path / "a.yaml").write_text("loss:\n  lpips: 0.3\n")
     (tmp_path / "b.yaml").write_text("loss:\n  l1: 2\n")
     succeeds("cloud", "launch", "--config", "a.yaml", "--config", "b.yaml", "--source", "plate", "--target", "kf",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_runs import TINY, same_weights, weights, write_shot
+from shots import TINY, same_weights, weights, write_graded_shot
 
 from shotfit.cli.job import EXIT_STOPPED, run_job
 from shotfit.cloud.contract import metric_definitions, parse_metric_line
@@ -64,7 +64,7 @@ def restart_after_interruption(old: Path, new: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def shot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return write_shot(tmp_path_factory.mktemp("shot"))
+    return write_graded_shot(tmp_path_factory.mktemp("shot"))
 
 
 @pytest.fixture(scope="module")

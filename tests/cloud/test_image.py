@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from tiny_runs import TINY, write_shot
+from shots import TINY, write_graded_shot
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -80,7 +80,7 @@ def test_the_sagemaker_entry_point_drops_root_and_the_job_writes_as_the_user():
     try:
         top.chmod(0o755)
         base = top / "opt_ml"
-        source, keys = write_shot(top / "shot")
+        source, keys = write_graded_shot(top / "shot")
         (base / "input" / "config").mkdir(parents=True)
         hyperparameters = {**dict(item.split("=", 1) for item in TINY), "steps": "4", "export": "none"}
         (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))

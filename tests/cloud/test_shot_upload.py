@@ -7,7 +7,7 @@ import json
 
 import pytest
 from aws_emulator import BUCKET, REGION, client, make_bucket, s3_keys
-from tiny_runs import write_shot
+from shots import write_graded_shot, write_video
 
 from shotfit.cloud.aws import Clients, CloudError, S3Location
 from shotfit.cloud.shot_upload import ShotPaths, check_bucket, hash_shot, read_shot, upload_shot
@@ -18,8 +18,8 @@ WHERE = S3Location(BUCKET, "studio/shotfit")
 
 def test_a_pattern_uploads_its_frames_and_nothing_else_in_the_folder(aws, tmp_path):
     make_bucket()
-    source, keys = write_shot(tmp_path, frames=range(1, 5), keyframes=(1, 3))
-    write_shot(tmp_path / "other", frames=range(1, 3), keyframes=(), name="bg.{:04d}")
+    source, keys = write_graded_shot(tmp_path, frames=range(1, 5), keyframes=(1, 3))
+    write_graded_shot(tmp_path / "other", frames=range(1, 3), keyframes=(), name="bg.{:04d}")
     for path in (tmp_path / "other" / "plate").iterdir():  # another shot's frames beside ours
         path.rename(source / path.name)
     (source / "notes.txt").write_text("comp notes")
@@ -41,10 +41,8 @@ def test_a_pattern_uploads_its_frames_and_nothing_else_in_the_folder(aws, tmp_pa
 
 
 def test_a_video_is_one_file(tmp_path):
-    from shots import write_video
-
     source = write_video(tmp_path / "clip.mp4")
-    _, keys = write_shot(tmp_path, frames=(0, 2), keyframes=(0, 2))
+    _, keys = write_graded_shot(tmp_path, frames=(0, 2), keyframes=(0, 2))
     content = hash_shot({"source": source, "keyframes": keys, "masks": None})
     assert [(f.channel, f.name) for f in content.files] == [("source", "clip.mp4"), ("keyframes", "plate.0000.png"),
                                                             ("keyframes", "plate.0002.png")]
@@ -52,8 +50,8 @@ def test_a_video_is_one_file(tmp_path):
 
 
 def test_the_digest_follows_the_content_not_the_place(tmp_path):
-    source, keys = write_shot(tmp_path / "a", frames=range(1, 4), keyframes=(1,))
-    copy_source, copy_keys = write_shot(tmp_path / "b", frames=range(1, 4), keyframes=(1,))
+    source, keys = write_graded_shot(tmp_path / "a", frames=range(1, 4), keyframes=(1,))
+    copy_source, copy_keys = write_graded_shot(tmp_path / "b", frames=range(1, 4), keyframes=(1,))
     digest = hash_shot({"source": source, "keyframes": keys}).digest
     assert hash_shot({"source": copy_source, "keyframes": copy_keys}).digest == digest  # same frames elsewhere
     (copy_source / "plate.0002.png").write_bytes((copy_source / "plate.0003.png").read_bytes())
@@ -64,7 +62,7 @@ def test_the_digest_follows_the_content_not_the_place(tmp_path):
 
 def test_an_interrupted_upload_resumes_and_a_finished_one_is_skipped(aws, tmp_path):
     make_bucket()
-    source, keys = write_shot(tmp_path, frames=range(1, 7), keyframes=(1, 4))
+    source, keys = write_graded_shot(tmp_path, frames=range(1, 7), keyframes=(1, 4))
     content = hash_shot({"source": source, "keyframes": keys})
     s3 = Clients(REGION).s3
     # an earlier upload that died after two frames (no manifest); marked, so a second send would show

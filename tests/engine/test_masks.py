@@ -10,7 +10,7 @@ import pytest
 
 from shotfit.errors import FrameError
 from shotfit.io import PixelFormat, open_shot, write_image
-from tiny_runs import HEIGHT, PNG8, WIDTH, grade, render_tiny, train_tiny, write_shot
+from shots import HEIGHT, PNG8, WIDTH, grade, render_tiny, train_tiny, write_graded_shot as write_shot
 
 GREY8 = PixelFormat(".png", "uint8", 1)
 RGBA8 = PixelFormat(".png", "uint8", 4)

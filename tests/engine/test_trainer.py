@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from tiny_runs import HEIGHT, TINY, WIDTH, same_weights, train_tiny, weights, write_shot
+from shots import HEIGHT, TINY, WIDTH, same_weights, train_tiny, weights, write_graded_shot as write_shot
 
 from shotfit import api
 from shotfit.archs import ARCHS

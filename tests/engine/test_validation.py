@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shotfit.errors import ConfigError
-from tiny_runs import train_tiny, write_shot
+from shots import train_tiny, write_graded_shot as write_shot
 
 
 def test_validation_frames_are_held_out_and_scored(tmp_path: Path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from arch_inputs import TINY
-from tiny_runs import write_shot
+from shots import write_graded_shot as write_shot
 
 from shotfit import api
 from shotfit.archs import ARCHS, build_network

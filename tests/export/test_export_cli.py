@@ -7,10 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-
 import shots
+import torch
 from shots import assert_unchanged, fails, snapshot, succeeds
+
+from shotfit.archs import build_network
+from shotfit.export.writers import UnitRange
+from shotfit.runs.folder import load_state
 
 pytest.importorskip("onnxruntime", reason="ONNX export needs shotfit[export]")
 
@@ -41,7 +44,14 @@ def test_export_then_render_through_onnx(shot: Path):
 def test_export_torchscript_to_the_run_folder_by_default(shot: Path):
     result = succeeds("export", "--run", "run", "--format", "torchscript")
     assert result.stdout.startswith("wrote run/model.torchscript.pt (torchscript)")
-    assert torch.jit.load("run/model.torchscript.pt") is not None
+    scripted = torch.jit.load("run/model.torchscript.pt")
+    state = load_state(Path("run/model.pt"))
+    network = build_network(state["arch"], **state["arch_args"])
+    network.load_state_dict(state["network"])
+    frame = torch.from_numpy(shots.plate(1003)).permute(2, 0, 1)[None]  # (1, 3, H, W) in [0, 1]
+    with torch.no_grad():
+        expected = UnitRange(network)(frame)
+        torch.testing.assert_close(scripted(frame), expected, rtol=0, atol=1e-5)
 
 
 def test_export_refuses_a_file_outside_the_tolerance(shot: Path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_runs import EXR_HALF, PNG16, render_tiny, train_tiny, write_shot
+from shots import EXR_HALF, PNG16, render_tiny, train_tiny, write_graded_shot
 
 import shotfit
 from shotfit import api
@@ -33,10 +33,10 @@ WIDE = (48, 200)
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """A tiny run trained 20 steps on a 16-bit shot, its ONNX export, and a wider shot to render."""
     folder = tmp_path_factory.mktemp("onnx_render")
-    source, keys = write_shot(folder / "shot", fmt=PNG16)
+    source, keys = write_graded_shot(folder / "shot", fmt=PNG16)
     train_tiny(source, keys, folder / "run", "train.preview_every=1000", "train.checkpoint_every=1000", steps=20)
     api.export(folder / "run", "onnx")
-    wide, _ = write_shot(folder / "wide", frames=(1, 2), keyframes=(), fmt=PNG16, size=WIDE)
+    wide, _ = write_graded_shot(folder / "wide", frames=(1, 2), keyframes=(), fmt=PNG16, size=WIDE)
     return folder / "run", source, wide
 
 
@@ -117,7 +117,7 @@ def test_without_pytorch_the_torch_engine_says_so_in_one_line(exported, tmp_path
 
 def test_scene_linear_shot_renders_through_its_colour_step(tmp_path):
     """A half-float EXR shot (highlights to 3.8) goes through ACEScct both ways, as the PyTorch path does."""
-    source, keys = write_shot(tmp_path / "exr", frames=(1, 2), keyframes=(1,), fmt=EXR_HALF, scale=4.0)
+    source, keys = write_graded_shot(tmp_path / "exr", frames=(1, 2), keyframes=(1,), fmt=EXR_HALF, scale=4.0)
     train_tiny(source, keys, tmp_path / "run", "train.preview_every=1000", "train.checkpoint_every=1000", steps=3)
     api.export(tmp_path / "run", "onnx")
     colour = json.loads((tmp_path / "run" / "run.json").read_text())["colour"]

@@ -12,7 +12,9 @@ import numpy as np
 import OpenEXR
 import OpenImageIO as oiio
 import pytest
-from tiny_runs import EXR_HALF, HEIGHT, PNG16, WIDTH, grade, plate, render_tiny, train_tiny, write_shot
+from shots import EXR_HALF, HEIGHT, PNG16, WIDTH, grade, render_tiny, train_tiny
+from shots import disc_plate as plate
+from shots import write_graded_shot as write_shot
 
 from shotfit.errors import FrameError, ShotfitError
 from shotfit.io import PixelFormat, read_image, write_image

@@ -13,8 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from shots import succeeds
-from tiny_runs import train_tiny, write_shot
+from shots import succeeds, train_tiny, write_graded_shot
 
 from shotfit.config import load_config
 
@@ -49,7 +48,7 @@ def ray_tmpdir(monkeypatch):
 
 
 def test_a_sweep_ranks_tracks_resumes_and_hands_over_a_config_that_trains(tmp_path, ray_tmpdir, isolated_home):
-    source, keys = write_shot(tmp_path / "shot", frames=range(1, 9), keyframes=(1, 3, 5, 8))
+    source, keys = write_graded_shot(tmp_path / "shot", frames=range(1, 9), keyframes=(1, 3, 5, 8))
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(SWEEP)
     out = tmp_path / "out"

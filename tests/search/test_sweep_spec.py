@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from shots import fails
-from tiny_runs import write_shot
+from shots import write_graded_shot as write_shot
 
 from shotfit.config import Config, load_config
 from shotfit.errors import ConfigError

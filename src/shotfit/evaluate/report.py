@@ -41,7 +41,8 @@ _DISPLAY_RANGE = (-0.5, 1.5)
 class ShotLike(Protocol):
     """What :func:`evaluate_frames` needs of a shot (``shotfit.io.Shot`` provides it)."""
 
-    frames: list[int]
+    @property
+    def frames(self) -> list[int]: ...  # read-only: a shot's frames are what its files say
 
     def read(self, frame: int) -> np.ndarray: ...
 

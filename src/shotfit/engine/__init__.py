@@ -1,0 +1,1 @@
+"""Training: the loop, its schedule and stopping, checkpoints and the tracking backends."""

@@ -1,0 +1,1 @@
+"""Inference: tiling, the predictor and rendering a sequence (knows no trainer)."""

@@ -1,0 +1,1 @@
+"""Single-run workflows (train, render, evaluate, export) that search and api build on."""
