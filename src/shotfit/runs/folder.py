@@ -21,6 +21,7 @@ from typing import Any
 from shotfit import __version__
 from shotfit.config import Config, load_config, save_config
 from shotfit.errors import RunError, quoted
+from shotfit.runs.record import RunInfo
 from shotfit.files import atomic_path, write_text_atomic
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.pt$")
@@ -59,12 +60,14 @@ class RunFolder:
         self.require_run()
         return load_config(self.config_path)
 
-    def write_info(self, info: dict[str, Any]) -> None:
-        write_json(self.info_path, {"shotfit": __version__, **info})
+    def write_info(self, info: RunInfo) -> None:
+        write_json(self.info_path, info.to_dict(__version__))
 
-    def read_info(self) -> dict[str, Any]:
+    def read_info(self) -> RunInfo:
+        """run.json, checked: a wrong type or a missing field is a RunError naming the file and the field."""
         self.require_run()
-        return read_json(self.info_path, what="run description")
+        data = read_json(self.info_path, what="run description")
+        return RunInfo.from_dict(data, f"run description {quoted(self.info_path)}")
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.metrics_path, metrics)
