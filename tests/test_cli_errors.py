@@ -333,7 +333,8 @@ def test_train_into_a_folder_of_other_files(plates: Path):
     Path("work").mkdir()
     Path("work/notes.txt").write_text("the artist's notes")
     before = snapshot(plates)
-    assert_names(fails(*train_args("src", "keys", "work")), "--out 'work'", "not empty", "not a shotfit run")
+    assert_names(fails(*train_args("src", "keys", "work")), "output folder 'work'", "not empty", "not a shotfit run",
+                 "(--out)")
     assert_unchanged(before, plates)
 
 

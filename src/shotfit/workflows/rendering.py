@@ -97,14 +97,13 @@ def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] 
     wanted = parse_frame_range(frames) if isinstance(frames, str) else frames
     if wanted is not None and not any(frame in wanted for frame in shot.frames):
         raise FrameError(f"frames {frames if isinstance(frames, str) else list(wanted)!r} select no frame of "
-                         f"{quoted(source)} (it holds frames {shot.frames[0]}-{shot.frames[-1]})",
-                         parameter="frames")
+                         f"{quoted(source)} (it holds frames {shot.frames[0]}-{shot.frames[-1]})")
     masks = open_masks(request.mask)
     if isinstance(masks, Shot):
         _check_masks_cover(masks, shot, wanted)
     elif masks == ALPHA and shot.channels != 4:
         raise FrameError(f"source {quoted(source)} has no alpha channel to use as the mask "
-                         f"({shot.channels} channels); give a mask sequence instead", parameter="mask")
+                         f"({shot.channels} channels); give a mask sequence instead")
     predictor = trained.predictor(colour, shot.format)
     ensure_writable_folder(out)
     result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
@@ -171,8 +170,8 @@ def _colour(trained: _Trained, colorspace: str | None, ocio_config: PathLike | N
     except ConfigError as err:
         if ocio_config is not None or colorspace is not None:
             raise
-        raise ConfigError(f"{err} (the colour settings of {trained.name}; another OCIO config can be given "
-                          "to render)", parameter="ocio_config") from None
+        raise ConfigError(f"{err}; the colour settings of {trained.name} name it: give the render another "
+                          "OCIO config", parameter="ocio_config") from None
 
 
 def _check_masks_cover(masks: Shot, shot: Shot, wanted: Sequence[int] | None) -> None:
