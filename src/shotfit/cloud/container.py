@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, read_hyperparameters
 from shotfit.runs.folder import RunFolder, load_state, model_state, save_state
@@ -121,6 +121,10 @@ def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Pa
     return target
 
 
+@overload
+def _channel(paths: JobPaths, name: str, *, required: Literal[True] = True, single_file: bool = False) -> str: ...
+@overload
+def _channel(paths: JobPaths, name: str, *, required: bool, single_file: bool = False) -> str | None: ...
 def _channel(paths: JobPaths, name: str, *, required: bool = True, single_file: bool = False) -> str | None:
     """The channel's folder (or, for the source, the one video file in it); None for an absent optional one."""
     folder = paths.channels[name]

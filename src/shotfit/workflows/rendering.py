@@ -71,7 +71,7 @@ def render(request: RenderRequest | PathLike | None, source: PathLike | None = N
 
 def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] | None = None) -> RenderResult:
     """Render as ``request`` says (see :func:`render`)."""
-    run, source, out, review, frames = request.run, request.source, request.out, request.review, request.frames
+    source, out, review, frames = request.source, request.out, request.review, request.frames
     if request.engine not in ENGINES:
         raise ConfigError(f"unknown render engine {request.engine!r} (known: {', '.join(ENGINES)})",
                           parameter="engine")
