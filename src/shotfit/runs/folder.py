@@ -4,6 +4,7 @@
 RUN/
   config.yaml          the resolved config (every default written out)
   run.json             what it was trained on: source, keyframes, masks, frame numbers, pixel format
+                       (read and written as a typed RunInfo, shotfit.runs.record)
   checkpoints/         step_000250.pt ... (the last K; written atomically)
   model.pt             the final weights with the network's name and constructor arguments
   previews/            contact sheets: step_000500.png ... final.png

@@ -172,7 +172,7 @@ def _refuse_used_folder(run: RunFolder) -> None:
 
 
 def _limit_keyframes(keys: Shot, masks: Shot | str | None, shot: Shot) -> None:
-    """Keep the keyframes (and masks) within the shot's --first/--last, saying which are left out."""
+    """Keep the keyframes (and masks) within the shot's first/last frames, saying which are left out."""
     first, last = shot.limits
     outside = [f for f in keys.frames if (first is not None and f < first) or (last is not None and f > last)]
     if len(outside) == len(keys.frames):
