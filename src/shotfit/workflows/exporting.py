@@ -72,7 +72,7 @@ def run_export(request: ExportRequest) -> ExportResult:
     """Export as ``request`` says (see :func:`export`)."""
     run, fmt, tolerance = request.run, request.format, request.tolerance
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})", parameter="format")
+        raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     if not tolerance >= 0:
         raise ConfigError(f"export tolerance must be 0 or more, got {tolerance!r}", parameter="tolerance")
     run_folder = RunFolder(run)

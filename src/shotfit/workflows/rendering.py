@@ -73,8 +73,7 @@ def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] 
     """Render as ``request`` says (see :func:`render`)."""
     source, out, review, frames = request.source, request.out, request.review, request.frames
     if request.engine not in ENGINES:
-        raise ConfigError(f"unknown render engine {request.engine!r} (known: {', '.join(ENGINES)})",
-                          parameter="engine")
+        raise ConfigError(f"unknown render engine {request.engine!r} (known: {', '.join(ENGINES)})")
     if review is not None and Path(review).suffix.lower() != ".mp4":
         raise ConfigError(f"review movie {quoted(review)} must be an .mp4 file (the review movie is H.264 MP4)",
                           parameter="review")
@@ -121,8 +120,8 @@ def _torch_network(request: RenderRequest) -> _Trained:
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render a file made by "
-                           "'shotfit export --format onnx' with the onnxruntime engine", parameter="engine") from None
+        raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render the run exported "
+                           "as onnx with the onnxruntime engine", parameter="engine") from None
     from shotfit.device import configure_threads, pick_device
     from shotfit.infer.optimize import wants_compile
     from shotfit.infer.predictor import Predictor, load_network
