@@ -9,9 +9,18 @@ import re
 
 import pytest
 
-from shotfit.cloud.contract import (CHARTED_METRICS, OPTION_KEYS, JobOptions, JobPaths, job_settings,
-                                    metric_definitions, metric_line, parse_metric_line, read_hyperparameters,
-                                    to_hyperparameters)
+from shotfit.cloud.contract import (
+    CHARTED_METRICS,
+    OPTION_KEYS,
+    JobOptions,
+    JobPaths,
+    job_settings,
+    metric_definitions,
+    metric_line,
+    parse_metric_line,
+    read_hyperparameters,
+    to_hyperparameters,
+)
 from shotfit.errors import ConfigError
 
 

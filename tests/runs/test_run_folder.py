@@ -8,11 +8,11 @@ import os
 import pytest
 import torch
 
-from shotfit.config import Config, apply_overrides
 from shotfit import __version__
+from shotfit.config import Config, apply_overrides
+from shotfit.errors import RunError
 from shotfit.runs.folder import RunFolder, load_state, save_state
 from shotfit.runs.record import RunInfo
-from shotfit.errors import RunError
 
 
 def state(step: int) -> dict:

@@ -22,8 +22,8 @@ from typing import Any
 from shotfit import __version__
 from shotfit.config import Config, load_config, save_config
 from shotfit.errors import RunError, quoted
-from shotfit.runs.record import RunInfo
 from shotfit.files import atomic_path, write_text_atomic
+from shotfit.runs.record import RunInfo
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.pt$")
 

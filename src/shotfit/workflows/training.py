@@ -22,7 +22,8 @@ from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_cha
 from shotfit.device import configure_threads, pick_device
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.runs.record import RunInfo
-from shotfit.engine.tracking import TrackingOptions, flatten_params, start_tracking
+from shotfit.engine.tracking import flatten_params, start_tracking
+from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.engine.trainer import StepReport, StoppedBy, Trainer, TrainHooks, TrainResult
 from shotfit.errors import ConfigError, FrameError, RunError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
@@ -76,8 +77,9 @@ def train(request: TrainRequest | PathLike, keyframes: PathLike | None = None, o
                                                 should_stop=should_stop))
 
 
-def run_training(request: TrainRequest, callbacks: TrainCallbacks = TrainCallbacks()) -> TrainSummary:
+def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None) -> TrainSummary:
     """Train as ``request`` says, telling ``callbacks`` how it goes (see :func:`train`)."""
+    callbacks = callbacks or TrainCallbacks()
     source, keyframes, masks, device = request.source, request.keyframes, request.masks, request.device
     first, last = request.first, request.last
     run = RunFolder(request.out)
