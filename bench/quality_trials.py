@@ -209,7 +209,7 @@ def _shotfit(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: 
     summary = api.train(task.source, task.keyframes, run.path, overrides=overrides, steps=spec.steps,
                         minutes=spec.minutes, device=spec.device, tracking=api.TrackingOptions(enabled=False))
     cfg = summary.config
-    colour = ColourPipeline(colour_of_run(run.read_info()))
+    colour = ColourPipeline(colour_of_run(run.read_info().colour_record()))
 
     def predictor(network: Any) -> Predict:
         frames = Predictor(network, colour, device, cfg.render.tile, cfg.render.tile_overlap, cfg.render.blend)

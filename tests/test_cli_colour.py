@@ -140,8 +140,8 @@ def test_a_studio_config_and_working_space_given_to_train_are_used_by_render(tmp
     # The config moved (another machine): render says so, and --ocio-config finds it again.
     shutil.move("show.ocio", "moved.ocio")
     assert fails(*render_args("run", "src", "render2")) == (
-        f"shotfit: OCIO config '{tmp_path / 'show.ocio'}' does not exist (the colour settings of run 'run'; "
-        "--ocio-config points render at another config)")
+        f"shotfit: OCIO config '{tmp_path / 'show.ocio'}' does not exist; the colour settings of run 'run' "
+        "name it: give the render another OCIO config (--ocio-config)")
     assert not Path("render2").exists()
     succeeds(*render_args("run", "src", "render2", "--ocio-config", "moved.ocio"))
     assert shots.snapshot(Path("render2")) == shots.snapshot(Path("render"))

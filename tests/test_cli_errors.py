@@ -19,6 +19,8 @@ import torch
 
 import shots
 from shots import FRAMES, KEYFRAMES, assert_unchanged, edit, fails, plate, snapshot, train_args
+from shotfit.cli.app import error_text
+from shotfit.errors import ShotfitError
 
 
 @pytest.fixture(autouse=True)
@@ -333,7 +335,8 @@ def test_train_into_a_folder_of_other_files(plates: Path):
     Path("work").mkdir()
     Path("work/notes.txt").write_text("the artist's notes")
     before = snapshot(plates)
-    assert_names(fails(*train_args("src", "keys", "work")), "--out 'work'", "not empty", "not a shotfit run")
+    assert_names(fails(*train_args("src", "keys", "work")), "output folder 'work'", "not empty", "not a shotfit run",
+                 "(--out)")
     assert_unchanged(before, plates)
 
 
@@ -451,3 +454,13 @@ def test_usage_mistakes_are_one_line_with_status_2(tmp_path: Path, args: tuple[s
     assert done.returncode == 2
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
     assert "--help" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("parameter, shown", [
+    (None, "shotfit: x is wrong"), ("resume", "shotfit: x is wrong (--resume)"),
+    ("tile_overlap", "shotfit: x is wrong (--tile-overlap)"), ("overrides", "shotfit: x is wrong (--set)"),
+    ("keyframes", "shotfit: x is wrong (--target)"),
+])
+def test_a_library_error_about_a_parameter_names_its_flag(parameter, shown):
+    assert "shotfit: " + error_text(ShotfitError("x is wrong", parameter=parameter)) == shown
+    assert error_text(ShotfitError("--set x is wrong", parameter="overrides")) == "--set x is wrong"  # said once

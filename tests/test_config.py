@@ -17,6 +17,7 @@ from shotfit.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    parse_override,
     save_config,
 )
 from shotfit.errors import ConfigError
@@ -277,3 +278,19 @@ def test_unknown_key_in_an_extra_loss_is_named(tmp_path):
         load_config(path)
     message = one_line_error(excinfo)
     assert "'loss.extra.wieght'" in message and f"'{path}'" in message
+
+
+@pytest.mark.parametrize("item, parsed", [
+    ("train.lr=0.5", ("train", "lr", 0.5)), ("train.amp=off", ("train", "amp", False)),
+    ("train.lr=3e-4", ("train", "lr", "3e-4")),  # YAML 1.1's reading; the config's check makes it a number
+    (" data.validation_frames = [1, 2]", ("data", "validation_frames", [1, 2])),
+    ("model.arch=unet", ("model", "arch", "unet")), ("colour.source=a=b", ("colour", "source", "a=b")),
+])
+def test_parse_override_reads_section_key_and_a_yaml_value(item, parsed):
+    assert parse_override(item) == parsed
+
+
+def test_a_malformed_override_names_the_overrides_parameter():
+    with pytest.raises(ConfigError) as excinfo:
+        parse_override("train.lr")
+    assert excinfo.value.parameter == "overrides"

@@ -350,21 +350,32 @@ def save_config(cfg: Config, path: str | Path) -> None:
     write_text_atomic(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """``"train.steps=500"`` -> ``("train", "steps", 500)``: the one reader of ``section.key=value``.
+
+    The value is parsed as YAML (``0.5``, ``true``, ``[1, 2]``; a bare word, and ``3e-4``, stay
+    strings, which the config's own check turns into numbers); section and key are checked against
+    the config by :func:`apply_overrides`, not here.
+    """
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=3e-4)",
+                          parameter="overrides")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {item!r}: cannot parse the value {raw!r}", parameter="overrides") from None
+    return parts[0], parts[1], value
+
+
 def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
-    """Apply ``section.key=value`` overrides; values are parsed as YAML (``3e-4``, ``true``, ``[1, 2]``)."""
+    """Apply ``section.key=value`` overrides (read by :func:`parse_override`) on top of ``cfg``."""
     data = config_to_dict(cfg)
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=3e-4)")
-        section, name = parts
+        section, name, value = parse_override(item)
         if section not in data:
             raise ConfigError(f"unknown config section {section!r} in override {item!r} "
-                              f"(known: {', '.join(data)})")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: cannot parse the value {raw!r}") from None
+                              f"(known: {', '.join(data)})", parameter="overrides")
         data[section][name] = value
     return config_from_dict(data, origin="--set")

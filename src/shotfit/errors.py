@@ -1,7 +1,9 @@
 """Errors a user can cause.
 
 Library code raises :class:`ShotfitError` with one line that names the file and what is wrong;
-the CLI prints it as ``shotfit: <message>`` and exits non-zero, never with a traceback.
+the CLI prints it as ``shotfit: <message>`` and exits non-zero, never with a traceback. An error
+about one argument of a call names it in ``parameter`` (the request field, e.g. ``"resume"``), so
+each face can point at its own spelling of it (the CLI at ``--resume``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ from pathlib import Path
 
 
 class ShotfitError(Exception):
-    """A problem with the user's input, config or files (not a bug in shotfit)."""
+    """A problem with the user's input, config or files (not a bug in shotfit).
+
+    Args:
+        message: One line that names the file or setting and what is wrong; it says no face's
+            spelling of an option (no ``--flag``).
+        parameter: The request field the error is about, when it is about one.
+    """
+
+    def __init__(self, message: str = "", *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class FrameError(ShotfitError):

@@ -21,7 +21,10 @@ import yaml
 from shots import TINY, same_weights, weights, write_graded_shot
 
 from shotfit.cli.job import EXIT_STOPPED, run_job
-from shotfit.cloud.contract import metric_definitions, parse_metric_line
+from shotfit.cloud.container import train_job
+from shotfit.cloud.contract import JobPaths, metric_definitions, parse_metric_line
+from shotfit.workflows import training
+from shotfit.workflows.requests import TrainRequest
 
 STEPS = 60
 HYPERPARAMETERS = {**dict(item.split("=", 1) for item in TINY), "steps": str(STEPS),
@@ -185,3 +188,17 @@ def test_train_without_options_outside_a_job_is_a_usage_error(tmp_path):
                           env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path / "nothing")}, timeout=120)
     assert done.returncode == 2
     assert "Missing option '--source'" in done.stderr and "hyperparameters.json does not exist" in done.stderr
+
+
+def test_a_job_asks_for_only_what_its_hyperparameters_give(tmp_path, shot, monkeypatch):
+    """Options it was not given stay None in the request, so the run's config decides them (not a
+    comparison with the defaults)."""
+    asked: list[TrainRequest] = []
+    monkeypatch.setattr(training, "run_training", lambda request, callbacks: asked.append(request) or 1 / 0)
+    base = job_tree(tmp_path / "opt_ml", shot, {"train.steps": "7", "minutes": "3", "device": "cpu"})
+    with pytest.raises(ZeroDivisionError):
+        train_job(JobPaths.from_environment({"SAGEMAKER_BASE_DIR": str(base)}), {})
+    (request,) = asked
+    assert request.overrides == ("train.steps=7",) and request.steps is None and request.minutes == 3.0
+    assert (request.device, request.first, request.colorspace, request.resume) == ("cpu", None, None, False)
+    assert request.out == base / "checkpoints" / "run"

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 
 import pytest
 
-from shotfit.cloud.contract import (CHARTED_METRICS, JobPaths, job_settings, metric_definitions, metric_line,
-                                    parse_metric_line, read_hyperparameters, to_hyperparameters)
+from shotfit.cloud.contract import (
+    CHARTED_METRICS,
+    OPTION_KEYS,
+    JobOptions,
+    JobPaths,
+    job_settings,
+    metric_definitions,
+    metric_line,
+    parse_metric_line,
+    read_hyperparameters,
+    to_hyperparameters,
+)
 from shotfit.errors import ConfigError
 
 
@@ -40,7 +51,13 @@ def test_hyperparameters_sent_by_a_launcher_are_what_the_container_reads(tmp_pat
     (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps(sent))
     settings = job_settings(read_hyperparameters(JobPaths.from_environment({"SAGEMAKER_BASE_DIR": str(tmp_path)})))
     assert settings.overrides == ("augment.hflip=true", "loss.lpips=0.5", "model.arch=nafnet")
-    assert settings.options == {"minutes": 42.5, "mask": "alpha"} and settings.export == ("onnx",)
+    assert settings.options == JobOptions(minutes=42.5, mask="alpha") and settings.export == ("onnx",)
+    assert settings.options.given() == {"minutes": 42.5, "mask": "alpha"}
+
+
+def test_every_option_key_is_a_typed_job_option():
+    assert {f.name for f in dataclasses.fields(JobOptions)} == set(OPTION_KEYS)
+    assert job_settings({"steps": "30", "first": "2"}).options == JobOptions(steps=30, first=2)
 
 
 def test_sm_hps_is_read_when_the_file_is_absent(tmp_path):

@@ -368,8 +368,9 @@ def test_a_new_run_in_a_run_folder_is_refused_and_changes_nothing(shot, referenc
     before = snapshot(reference_run)
     with pytest.raises(RunError) as excinfo:
         train_tiny(*shot, reference_run, *REFERENCE, steps=2)
-    assert str(excinfo.value) == (f"run folder '{reference_run}' already holds a run: add --resume to continue "
-                                  "it, or choose another --out")
+    assert str(excinfo.value) == (f"run folder '{reference_run}' already holds a run: resume it, or choose "
+                                  "another output folder")
+    assert excinfo.value.parameter == "resume"
     assert snapshot(reference_run) == before
 
 
@@ -378,7 +379,8 @@ def test_a_new_run_in_a_folder_of_other_files_is_refused(shot):
     Path("notes/todo.txt").write_text("grade sh010")
     with pytest.raises(RunError) as excinfo:
         train_tiny(*shot, Path("notes"), steps=2)
-    assert str(excinfo.value) == "--out 'notes' is not empty and is not a shotfit run folder"
+    assert str(excinfo.value) == "output folder 'notes' is not empty and is not a shotfit run folder"
+    assert excinfo.value.parameter == "out"
     assert names(Path("notes")) == ["todo.txt"]
 
 

@@ -16,6 +16,7 @@ from shots import write_graded_shot as write_shot
 from shotfit import api
 from shotfit.archs import ARCHS, build_network
 from shotfit.runs.folder import load_state, save_state
+from shotfit.runs.record import RunInfo
 from shotfit.errors import ExportError
 from shotfit.io import ColourPipeline, colour_of_run, read_image
 
@@ -209,8 +210,9 @@ def test_real_frame_goes_through_the_runs_colour_step(unet_run):
 
     run, source = unet_run
     info = json.loads((run / "run.json").read_text())
-    frames, checked = _check_frames(info, ModelInfo("0", "unet_attn", 3, {"colour": info["colour"]}, 8, 128, None,
-                                                    1024, "hann"))
+    frames, checked = _check_frames(RunInfo.from_dict(info, "run.json"),
+                                    ModelInfo("0", "unet_attn", 3, {"colour": info["colour"]}, 8, 128, None,
+                                              1024, "hann"))
     pixels, _ = read_image(next(p for p in sorted(source.iterdir()) if p.name.startswith("plate.0001")))
     expected = (ColourPipeline(colour_of_run(info)).to_network(pixels) + 1) / 2
     assert np.allclose(frames[0][0].transpose(1, 2, 0), expected, atol=1e-7)

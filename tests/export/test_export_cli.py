@@ -97,7 +97,7 @@ def test_missing_onnx_file(shot: Path):
 def test_run_without_an_onnx_export(shot: Path):
     before = snapshot(shot)
     assert fails(*render_onnx("--run", "run")) == (
-        "shotfit: run 'run' has no model.onnx: run 'shotfit export --run run --format onnx' first, or give --model")
+        "shotfit: run 'run' has no model.onnx: export the run as onnx first, or give the model file (--model)")
     assert_unchanged(before, shot)
 
 

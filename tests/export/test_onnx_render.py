@@ -110,8 +110,8 @@ def test_without_pytorch_the_torch_engine_says_so_in_one_line(exported, tmp_path
                            "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "shotfit: the torch engine needs PyTorch, which is not installed here: render a file made by "
-        "'shotfit export --format onnx' with --engine onnxruntime"]
+        "shotfit: the torch engine needs PyTorch, which is not installed here: render the run exported as onnx "
+        "with the onnxruntime engine (--engine)"]
     assert not (tmp_path / "x").exists()
 
 

@@ -8,9 +8,11 @@ import os
 import pytest
 import torch
 
+from shotfit import __version__
 from shotfit.config import Config, apply_overrides
-from shotfit.runs.folder import RunFolder, load_state, save_state
 from shotfit.errors import RunError
+from shotfit.runs.folder import RunFolder, load_state, save_state
+from shotfit.runs.record import RunInfo
 
 
 def state(step: int) -> dict:
@@ -21,11 +23,11 @@ def test_config_and_info_round_trip(tmp_path):
     run = RunFolder(tmp_path / "run")
     cfg = apply_overrides(Config(), ["train.steps=7", "model.width=4"])
     run.write_config(cfg)
-    run.write_info({"source": "plate/", "keyframe_frames": [1, 4]})
+    run.write_info(RunInfo("plate/", "keys/", keyframe_frames=(1, 4), channels=3))
     assert run.is_run()
     assert run.read_config() == cfg
     info = run.read_info()
-    assert info["keyframe_frames"] == [1, 4] and "shotfit" in info  # the version that wrote it
+    assert info == RunInfo("plate/", "keys/", keyframe_frames=(1, 4), channels=3, shotfit=__version__)
 
 
 def test_checkpoints_are_listed_by_step_not_by_name(tmp_path):
@@ -135,3 +137,59 @@ def test_metrics_refuse_nan_rather_than_writing_invalid_json(tmp_path):
     with pytest.raises(ValueError):
         run.write_metrics({"final": {"l1": float("nan")}})
     assert os.listdir(tmp_path) == []
+
+
+# What training wrote before run.json had a type (shotfit 0.x): every such file must still read, and
+# write back byte for byte.
+WRITTEN_BY_TRAINING = {
+    "shotfit": "0.1.0", "source": "plate/", "keyframes": "fixed/", "masks": None, "keyframe_frames": [1, 4],
+    "validation_frames": [7], "frame_size": [64, 96], "channels": 3,
+    "colour": {"config": "ocio://studio-config-v2.1.0_aces-v1.3_ocio-v2.3", "source": "sRGB - Texture",
+               "working": "sRGB - Texture"},
+    "format": {"ext": ".png", "dtype": "uint8", "channels": 3, "compression": None},
+    "tracking": {"mlflow_run_id": "abc123", "mlflow_experiment_id": "1"},
+}
+
+
+def test_a_run_json_written_before_the_record_reads_and_writes_back_unchanged(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.write_config(Config())
+    run.info_path.write_text(json.dumps(WRITTEN_BY_TRAINING, indent=2) + "\n")
+    info = run.read_info()
+    assert (info.source, info.keyframe_frames, info.validation_frames, info.channels) == ("plate/", (1, 4), (7,), 3)
+    assert info.frame_size == (64, 96) and info.dtype == "uint8" and info.mlflow_run_id == "abc123"
+    assert info.colour_record() == {k: WRITTEN_BY_TRAINING[k] for k in ("colour", "format")}
+    before = run.info_path.read_text()
+    run.write_info(info)
+    assert run.info_path.read_text() == before.replace('"0.1.0"', json.dumps(__version__))
+
+
+def test_a_run_from_before_colour_management_keeps_its_transfer_and_unknown_keys(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.write_config(Config())
+    old = {"source": "plate/", "keyframes": "fixed/", "channels": 3, "transfer": "acescct", "notes": {"by": "me"}}
+    run.info_path.write_text(json.dumps(old))
+    info = run.read_info()
+    assert info.transfer == "acescct" and info.colour is None and info.tracking == {} and info.mlflow_run_id is None
+    assert info.colour_record() == {"transfer": "acescct"}
+    assert info.extra == {"notes": {"by": "me"}}
+    assert info.to_dict("9")["notes"] == {"by": "me"}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "must hold a JSON object, not list"),
+    ('{"source": "p", "keyframes": "k", "channels": "three"}', "field 'channels' must be an integer, not 'three'"),
+    ('{"source": "p", "keyframes": "k", "keyframe_frames": [1, "x"]}',
+     "field 'keyframe_frames' must be a list of integers, not [1, 'x']"),
+    ('{"source": "p", "keyframes": "k", "tracking": []}', "field 'tracking' must be a JSON object, not []"),
+    ('{"source": 3, "keyframes": "k"}', "field 'source' must be a string, not 3"),
+    ('{"keyframes": "k"}', "lacks the field 'source'"),
+])
+def test_a_run_json_of_the_wrong_shape_is_one_line_naming_the_file_and_the_field(tmp_path, content, message):
+    run = RunFolder("run")
+    run.write_config(Config())
+    run.info_path.write_text(content)
+    with pytest.raises(RunError) as excinfo:
+        run.read_info()
+    assert str(excinfo.value).startswith("run description 'run/run.json'")
+    assert str(excinfo.value).endswith(message) and "\n" not in str(excinfo.value)

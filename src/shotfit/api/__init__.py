@@ -1,12 +1,16 @@
-"""The Python API: train, render, evaluate and benchmark. The CLI only parses arguments and calls these.
+"""The Python API: train, render, export, evaluate and benchmark. The CLI only parses arguments and calls these.
 
-Each function builds the objects its config names (network, loss, augmentation, trackers) and hands
-them to the engine; user errors surface as one-line :class:`~shotfit.errors.ShotfitError` subclasses.
+Each command takes a request (:class:`TrainRequest`, :class:`RenderRequest`, :class:`ExportRequest`,
+:class:`EvaluateRequest`: frozen, typed; what the CLI, the SageMaker container and sweep trials build),
+or, for a short call, the request's fields. User errors surface as one-line
+:class:`~shotfit.errors.ShotfitError` subclasses whose ``parameter`` names the request field at fault.
 
 Example:
     >>> from shotfit import api
-    >>> api.train("plate/", "fixed/", "runs/beauty", overrides=["train.steps=1500"])  # doctest: +SKIP
-    >>> api.render("runs/beauty", "plate/", "render/")  # doctest: +SKIP
+    >>> request = api.TrainRequest("plate/", "fixed/", "runs/beauty", overrides=("train.steps=1500",))
+    >>> summary = api.train(request)  # doctest: +SKIP
+    >>> api.render(api.RenderRequest("runs/beauty", "plate/", "render/"))  # doctest: +SKIP
+    >>> api.render("runs/beauty", "plate/", "render/")  # the same, as a short call  # doctest: +SKIP
 """
 
 
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
     from shotfit.search.results import SweepResult
     from shotfit.api.sample import DemoRequest, DemoResult, demo
     from shotfit.api.cloud import JobsRequest, LaunchRequest, LaunchResult, fetch, launch, status, stop
+    from shotfit.engine.trainer import StoppedBy
+    from shotfit.runs.record import RunInfo
+    from shotfit.workflows.requests import (EvaluateRequest, ExportRequest, RenderRequest, TrainCallbacks,
+                                            TrainRequest)
 
 # Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
 _WHERE = {
@@ -44,6 +52,10 @@ _WHERE = {
     "LaunchRequest": "shotfit.api.cloud", "LaunchResult": "shotfit.api.cloud", "JobsRequest": "shotfit.api.cloud",
     "launch": "shotfit.api.cloud", "status": "shotfit.api.cloud", "stop": "shotfit.api.cloud",
     "fetch": "shotfit.api.cloud",
+    "StoppedBy": "shotfit.engine.trainer", "RunInfo": "shotfit.runs.record",
+    "TrainRequest": "shotfit.workflows.requests", "TrainCallbacks": "shotfit.workflows.requests",
+    "RenderRequest": "shotfit.workflows.requests", "ExportRequest": "shotfit.workflows.requests",
+    "EvaluateRequest": "shotfit.workflows.requests",
 }
 
 __all__ = sorted(_WHERE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Optional
 
 import typer
@@ -22,13 +22,38 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Learn an artist's edit from a few fixed keyframes and apply it to every frame of a shot.")
 
 
+# Request fields whose option is not simply --field-name (the rest: "tile_overlap" is --tile-overlap).
+FLAGS = {"overrides": "--set", "config_file": "--config", "keyframes": "--target", "masks": "--mask",
+         "json_path": "--json"}
+
+
+def flag_for(parameter: str, flags: Mapping[str, str] | None = None) -> str:
+    """The command-line option that sets a request field: ``"resume"`` -> ``--resume``."""
+    known = {**FLAGS, **(flags or {})}
+    return known.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def error_text(err: ShotfitError, flags: Mapping[str, str] | None = None) -> str:
+    """The error's line as the CLI shows it: with the option to change when the error names a field."""
+    text = str(err)
+    if err.parameter is None:
+        return text
+    flag = flag_for(err.parameter, flags)
+    return text if flag in text else f"{text} ({flag})"
+
+
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn user-caused failures into one line and an exit status; keep tracebacks for real bugs."""
+def user_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Turn user-caused failures into one line and an exit status; keep tracebacks for real bugs.
+
+    Args:
+        flags: The command's own option for a request field where it is not ``--field-name`` or one
+            of :data:`FLAGS` (e.g. ``{"run": "--sweep"}``).
+    """
     try:
         yield
     except ShotfitError as err:
-        error_line(f"shotfit: {err}")
+        error_line(f"shotfit: {error_text(err, flags)}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         error_line("shotfit: interrupted; everything already written is kept")

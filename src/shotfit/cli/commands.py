@@ -59,23 +59,24 @@ def train(
     for value, option in ((source, "--source"), (target, "--target"), (out, "--out")):
         if value is None:
             raise UsageError(f"Missing option '{option}'.", ctx)
-    tracking = api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
-                                   tensorboard=tensorboard)
+    request = api.TrainRequest(
+        source, target, out, config_file=config, overrides=tuple(set_ or ()), steps=steps, minutes=minutes,
+        resume=resume, masks=mask, device=device, first=first, last=last, colorspace=colorspace,
+        working_space=working_space, ocio_config=ocio_config,
+        tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
+                                     tensorboard=tensorboard))
     with user_errors(), progress_display() as progress, stop_on_signals() as stop:
-        summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
-                            minutes=minutes, resume=resume, masks=mask, device=device, first=first, last=last,
-                            colorspace=colorspace, working_space=working_space, ocio_config=ocio_config,
-                            tracking=tracking, on_step=training_rows(progress), should_stop=stop)
+        summary = api.train(request, on_step=training_rows(progress), should_stop=stop)
     result = summary.result
-    if result.stopped_by == "stop":
+    if result.stopped_by is api.StoppedBy.STOP:
         error_line(f"shotfit: {stop.signal} at step {result.steps_done}: checkpoint saved; 'shotfit train "
                     f"--out {out} --resume' goes on from it")
         raise typer.Exit(143)
-    if result.stopped_by == "already done":
+    if result.stopped_by is api.StoppedBy.ALREADY_DONE:
         console.print(f"{summary.run} is already trained to step {result.steps_done}; give a larger "
                       "--steps to go on", highlight=False)
         return
-    how = "time budget reached" if result.stopped_by == "time" else "done"
+    how = "time budget reached" if result.stopped_by is api.StoppedBy.TIME else "done"
     console.print(f"trained {result.steps_done} steps in {result.elapsed_s:.0f} s ({how}); "
                   f"run folder: {summary.run}", highlight=False)
 
@@ -130,11 +131,11 @@ def render(
     """Apply a trained run to every frame of a shot (or a range)."""
     from shotfit import api  # its modules import PyTorch only when the torch engine runs
 
+    request = api.RenderRequest(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
+                                last=last, review=review, device=device, colorspace=colorspace,
+                                ocio_config=ocio_config, mask=mask, engine=engine, model=model, precision=precision)
     with user_errors(), progress_display() as progress:
-        result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
-                            last=last, review=review, device=device, colorspace=colorspace,
-                            ocio_config=ocio_config, on_frame=render_rows(progress), mask=mask, engine=engine,
-                            model=model, precision=precision)
+        result = api.render(request, on_frame=render_rows(progress))
     skipped = f", {result.skipped} already there" if result.skipped else ""
     missing = f"; {note}" if (note := result.missing_note()) else ""
     movie = f"; review movie {review}" if review is not None else ""
@@ -155,7 +156,7 @@ def export_model(
     from shotfit import api
 
     with user_errors():
-        result = api.export(run, fmt, out, tolerance=tolerance)
+        result = api.export(api.ExportRequest(run, fmt, out, tolerance=tolerance))
     console.print(f"wrote {result.path} ({result.format}); it matches the PyTorch network to "
                   f"{result.max_difference:.1e} on {result.checked}", highlight=False, markup=False, soft_wrap=True)
 
@@ -173,7 +174,7 @@ def evaluate(
     from shotfit import api
 
     with user_errors():
-        report = api.evaluate(pred, truth, source=source, json_path=json_path)
+        report = api.evaluate(api.EvaluateRequest(pred, truth, source=source, json_path=json_path))
     print_report(report, per_frame=per_frame)
 
 

@@ -17,7 +17,8 @@ from rich.console import Console
 
 from shotfit.cli.display import console, err_console
 from shotfit.cloud.container import train_job, write_failure
-from shotfit.cloud.contract import JobPaths, metric_line
+from shotfit.cloud.contract import OPTION_KEYS, JobPaths, metric_line
+from shotfit.engine.trainer import StoppedBy
 from shotfit.errors import ShotfitError, quoted
 
 EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports a process ended by it
@@ -30,7 +31,7 @@ def run_job(environ: Mapping[str, str] | None = None) -> int:
     try:
         result = train_job(paths, env, on_metrics=print_metric_line)
     except ShotfitError as err:
-        return _failed(paths, f"shotfit: {err}")
+        return _failed(paths, f"shotfit: {_job_error(err)}")
     except KeyboardInterrupt:
         _say("shotfit: interrupted; the checkpoints written so far are kept", err_console)
         return 130
@@ -38,7 +39,7 @@ def run_job(environ: Mapping[str, str] | None = None) -> int:
         traceback.print_exc()
         first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
         return _failed(paths, f"shotfit: internal error ({type(err).__name__}: {first[:300]})")
-    if result.stopped_by == "stop":
+    if result.stopped_by is StoppedBy.STOP:
         _say(f"shotfit: {result.signal} at step {result.steps_done}: checkpoint saved in {result.checkpoints} (a "
              f"restarted spot job resumes from it); the weights of step {result.steps_done} are in {result.model}",
              err_console)
@@ -50,6 +51,12 @@ def run_job(environ: Mapping[str, str] | None = None) -> int:
 def print_metric_line(step: int, numbers: Mapping[str, float]) -> None:
     """One metric line on stdout, flushed at once (CloudWatch Logs reads the stream as it grows)."""
     _say(metric_line(step, numbers))
+
+
+def _job_error(err: ShotfitError) -> str:
+    """The error's line, naming the hyperparameter to change when the error is about one."""
+    name = {"masks": "mask"}.get(err.parameter or "", err.parameter)
+    return f"{err} (hyperparameter '{name}')" if name in OPTION_KEYS else str(err)
 
 
 def _failed(paths: JobPaths, message: str) -> int:

@@ -28,7 +28,9 @@ import yaml
 from shotfit.cloud import contract
 from shotfit.cloud.shot_upload import ShotPaths
 from shotfit.config import Config, config_to_dict, load_config
-from shotfit.errors import ConfigError, quoted
+from shotfit.errors import ConfigError, RunError, quoted
+from shotfit.runs.folder import read_json
+from shotfit.runs.record import RunInfo
 from shotfit.search.results import collect, rank
 from shotfit.search.spec import METRICS
 from shotfit.search.values import apply_values, config_file_keys, read_settings
@@ -217,12 +219,13 @@ def job_word(text: str) -> str:
 def _sweep_shot(out: Path, rows: Sequence[Any], sweep_file: Mapping[str, Any]) -> ShotPaths | None:
     """The shot the trials trained on, from their run folders (absolute paths), else the sample's."""
     for row in rows:
+        path = Path(row.run) / "run.json"
         try:
-            info = json.loads((Path(row.run) / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            info = RunInfo.from_dict(read_json(path, "run description"), quoted(path))
+        except RunError:
             continue
-        if info.get("source") and info.get("keyframes"):
-            return ShotPaths(str(info["source"]), str(info["keyframes"]), info.get("masks"))
+        if info.source and info.keyframes:
+            return ShotPaths(info.source, info.keyframes, info.masks)
     if sweep_file.get("shot") == "sample" and (out / "sample" / "source").is_dir():
         return ShotPaths(str(out / "sample" / "source"), str(out / "sample" / "keyframes"))
     source, keyframes = sweep_file.get("source"), sweep_file.get("keyframes")

@@ -26,12 +26,18 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
 
 from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, read_hyperparameters
 from shotfit.runs.folder import RunFolder, load_state, model_state, save_state
 from shotfit.errors import FrameError, quoted
 from shotfit.files import write_text_atomic
+from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.io.sequence import VIDEO_EXTENSIONS
+from shotfit.workflows.requests import ExportRequest, TrainCallbacks, TrainRequest
+
+if TYPE_CHECKING:
+    from shotfit.engine.trainer import StoppedBy
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +45,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class JobResult:
     """How a job's training ended: ``stopped_by`` as :class:`~shotfit.engine.trainer.TrainResult`'s
-    ("stop" after a SIGTERM, then ``signal`` names it), and where its model and checkpoints are."""
+    (``StoppedBy.STOP`` after a SIGTERM, then ``signal`` names it), and where its model and checkpoints are."""
 
     steps_done: int
-    stopped_by: str
+    stopped_by: StoppedBy
     signal: str | None
     model: Path
     checkpoints: Path
@@ -55,18 +61,18 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
     Raises:
         ShotfitError: bad hyperparameters, a missing channel, unreadable frames... (one line each).
     """
-    from shotfit.workflows.training import train  # PyTorch is imported here
+    from shotfit.workflows.training import run_training  # PyTorch is imported here
     from shotfit.engine.stopping import stop_on_signals
-    from shotfit.engine.tracking import TrackingOptions
+    from shotfit.engine.trainer import StoppedBy
 
     settings = job_settings(read_hyperparameters(paths, environ), where=quoted(paths.hyperparameters))
     options = settings.options
     source = _channel(paths, "source", single_file=True)
     keyframes = _channel(paths, "keyframes")
-    masks = options.get("mask") or _channel(paths, "masks", required=False)
+    masks = options.mask or _channel(paths, "masks", required=False)
     run = RunFolder(paths.run)
     resume = run.is_run()
-    minutes = options.get("minutes")
+    minutes = options.minutes
     if resume and minutes is not None:
         minutes = _minutes_left(run, minutes)
     job_name = environ.get("TRAINING_JOB_NAME")
@@ -75,27 +81,28 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
              f"; ignored {', '.join(settings.ignored)}" if settings.ignored else "")
     tracking = TrackingOptions(
         uri=environ.get("MLFLOW_TRACKING_URI") or None,
-        experiment=options.get("experiment") or environ.get("MLFLOW_EXPERIMENT_NAME") or "shotfit",
+        experiment=options.experiment or environ.get("MLFLOW_EXPERIMENT_NAME") or "shotfit",
         run_name=job_name, tags={"sagemaker.training_job": job_name} if job_name else {})
+    # Only what the job was given goes in: an option left None is the run's config's to decide.
+    request = TrainRequest(source, keyframes, paths.run, overrides=settings.overrides, steps=options.steps,
+                           minutes=minutes, resume=resume, masks=masks, device=options.device,
+                           first=options.first, last=options.last, colorspace=options.colorspace,
+                           working_space=options.working_space, ocio_config=options.ocio_config,
+                           tracking=tracking)
     with stop_on_signals() as stop:
-        summary = train(source, keyframes, paths.run, overrides=settings.overrides, steps=options.get("steps"),
-                        minutes=minutes, resume=resume, masks=masks, device=options.get("device"),
-                        first=options.get("first"), last=options.get("last"),
-                        colorspace=options.get("colorspace"), working_space=options.get("working_space"),
-                        ocio_config=options.get("ocio_config"), tracking=tracking,
-                        on_metrics=on_metrics, should_stop=stop)
+        summary = run_training(request, TrainCallbacks(on_metrics=on_metrics, should_stop=stop))
     result = summary.result
     # StopTrainingJob and a spot interruption both send SIGTERM, 120 s before SIGKILL, and SageMaker
     # uploads /opt/ml/model after a stop: the weights of that step go there (without exports, which
     # may not fit in the 120 s; `shotfit export` makes them from the fetched run).
-    model = publish(paths, settings, stopped=result.stopped_by == "stop")
+    model = publish(paths, settings, stopped=result.stopped_by is StoppedBy.STOP)
     return JobResult(result.steps_done, result.stopped_by, stop.signal, model, run.checkpoints)
 
 
 def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Path:
     """The run folder, without checkpoints, as ``/opt/ml/model/run``: finished, with its exports, or
     ``stopped`` early, with the newest checkpoint's weights as its model.pt and no exports."""
-    from shotfit.workflows.exporting import export
+    from shotfit.workflows.exporting import run_export
 
     run = RunFolder(paths.run)
     target = paths.model / RUN_NAME
@@ -107,13 +114,17 @@ def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Pa
     else:
         shutil.copy2(run.model_path, staging / "model.pt")
     for fmt in () if stopped else settings.export:
-        exported = export(staging, fmt)
+        exported = run_export(ExportRequest(staging, fmt))
         log.info("exported %s (matches PyTorch to %.1e)", exported.path.name, exported.max_difference)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
 
 
+@overload
+def _channel(paths: JobPaths, name: str, *, required: Literal[True] = True, single_file: bool = False) -> str: ...
+@overload
+def _channel(paths: JobPaths, name: str, *, required: bool, single_file: bool = False) -> str | None: ...
 def _channel(paths: JobPaths, name: str, *, required: bool = True, single_file: bool = False) -> str | None:
     """The channel's folder (or, for the source, the one video file in it); None for an absent optional one."""
     folder = paths.channels[name]

@@ -30,7 +30,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -94,17 +94,38 @@ class JobPaths:
 
 
 @dataclass(frozen=True)
+class JobOptions:
+    """A job's plain hyperparameters, typed (:data:`OPTION_KEYS`); None: not given, the run's config decides."""
+
+    steps: int | None = None
+    minutes: float | None = None
+    first: int | None = None
+    last: int | None = None
+    mask: str | None = None
+    colorspace: str | None = None
+    working_space: str | None = None
+    ocio_config: str | None = None
+    experiment: str | None = None
+    export: str | None = None
+    device: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The options the job was given, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
 class JobSettings:
     """A job's hyperparameters split into config overrides and ``shotfit train`` options."""
 
     overrides: tuple[str, ...]
-    options: Mapping[str, Any]
+    options: JobOptions = JobOptions()
     ignored: tuple[str, ...] = ()
 
     @property
     def export(self) -> tuple[str, ...]:
         """Formats to export the model in (default: onnx)."""
-        text = str(self.options.get("export", "onnx"))
+        text = self.options.export if self.options.export is not None else "onnx"
         formats = tuple(f.strip() for f in text.split(",") if f.strip())
         return () if formats == ("none",) else formats
 
@@ -126,12 +147,14 @@ def read_hyperparameters(paths: JobPaths, environ: Mapping[str, str] | None = No
 
 def job_settings(hyperparameters: Mapping[str, str], where: str = "hyperparameters.json") -> JobSettings:
     """Split hyperparameters into ``section.key=value`` overrides and typed options; unknown keys are errors."""
-    overrides, options, ignored = [], {}, []
+    overrides: list[str] = []
+    options: dict[str, Any] = {}
+    ignored: list[str] = []
     for key, value in hyperparameters.items():
         if key.startswith("sagemaker_"):
             ignored.append(key)
         elif "." in key:
-            overrides.append(f"{key}={value}")
+            overrides.append(f"{key}={value}")  # read by config.parse_override, as --set is
         elif key in OPTION_KEYS:
             kind = OPTION_KEYS[key]
             try:
@@ -142,10 +165,11 @@ def job_settings(hyperparameters: Mapping[str, str], where: str = "hyperparamete
         else:
             raise ConfigError(f"{where}: unknown hyperparameter '{key}' (config keys are dotted, e.g. "
                               f"train.lr; options: {', '.join(sorted(OPTION_KEYS))})")
-    unknown = [f for f in JobSettings((), options).export if f not in EXPORT_FORMATS]
+    settings = JobSettings(tuple(sorted(overrides)), JobOptions(**options), tuple(ignored))
+    unknown = [f for f in settings.export if f not in EXPORT_FORMATS]
     if unknown:
         raise ConfigError(f"{where}: export format '{unknown[0]}' is not one of {', '.join(EXPORT_FORMATS)}")
-    return JobSettings(tuple(sorted(overrides)), options, tuple(ignored))
+    return settings
 
 
 def to_hyperparameters(overrides: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> dict[str, str]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -83,14 +84,27 @@ class StepReport:
     elapsed_s: float
 
 
+class StoppedBy(str, Enum):
+    """Why a training loop ended; the values are what metrics.json records."""
+
+    STEPS = "steps"  # reached its last step
+    TIME = "time"  # the time budget ran out (a final model is still written)
+    STOP = "stop"  # asked to stop (should_stop, e.g. on SIGTERM): checkpointed, no model.pt
+    ALREADY_DONE = "already done"  # a resumed run already at its last step
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass
 class TrainResult:
     steps_done: int
     horizon: int
     elapsed_s: float
-    # "steps", "time", "stop" (asked to stop, e.g. by SIGTERM: checkpointed, no model.pt), or
-    # "already done" (a resumed run already at its last step)
-    stopped_by: str
+    stopped_by: StoppedBy
     final_losses: dict[str, float] = field(default_factory=dict)
 
 
@@ -225,7 +239,7 @@ class Trainer:
                 first steps, so the learning rate has decayed when time runs out. Only for a fresh run.
         """
         if self.step >= max_steps and self.run.model_path.is_file():
-            return TrainResult(self.step, self.horizon, self.elapsed_before, "already done")
+            return TrainResult(self.step, self.horizon, self.elapsed_before, StoppedBy.ALREADY_DONE)
         plan_from_speed = plan_from_budget and budget_s is not None and self.step == 0
         if self.step == 0 or max_steps > self.horizon:
             # a resumed run asked to go further than planned stretches its plan to the new end
@@ -236,7 +250,7 @@ class Trainer:
         started = time.monotonic()
         window_start, window_steps, window_wait = started, 0, self.batch_wait_s
         sums: dict[str, float] = {}
-        stopped_by = "steps"
+        stopped_by = StoppedBy.STEPS
         terms: dict[str, float] = {}
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches") if self.prefetch else None
         upcoming: Future | None = None
@@ -278,10 +292,10 @@ class Trainer:
                 if self.step % self.cfg.preview_every == 0:
                     self.make_preview(f"step_{self.step:06d}")
             if out_of_time:
-                stopped_by = "time"
+                stopped_by = StoppedBy.TIME
                 break
             if self.hooks.should_stop is not None and not last and self.hooks.should_stop():
-                stopped_by = "stop"
+                stopped_by = StoppedBy.STOP
                 break
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -290,7 +304,7 @@ class Trainer:
         self.elapsed_before += elapsed
         if self.run.latest_checkpoint() != self.run.checkpoint_path(self.step):  # not just written
             self.checkpoint(0.0)
-        if stopped_by == "stop":  # quickly: a SIGTERM leaves seconds, and the run is not finished
+        if stopped_by is StoppedBy.STOP:  # quickly: a SIGTERM leaves seconds, and the run is not finished
             return TrainResult(self.step, self.horizon, self.elapsed_before, stopped_by, terms)
         self.run_validation()
         self.make_preview("final")
@@ -393,7 +407,7 @@ class Trainer:
         if self.validations:
             final.update({k: v for k, v in self.validations[-1].items() if k != "step"})
         return {
-            "steps_done": result.steps_done, "horizon": result.horizon, "stopped_by": result.stopped_by,
+            "steps_done": result.steps_done, "horizon": result.horizon, "stopped_by": result.stopped_by.value,
             "elapsed_s": round(result.elapsed_s, 3), "final": final,
             "history": self.history, "validations": self.validations, "previews": self.previews,
         }

@@ -5,5 +5,6 @@ This package sits below both :mod:`shotfit.engine` (which writes runs) and :mod:
 """
 
 from shotfit.runs.folder import RunFolder, load_state, model_state, read_json, save_state, write_json
+from shotfit.runs.record import RunInfo
 
-__all__ = ["RunFolder", "load_state", "model_state", "read_json", "save_state", "write_json"]
+__all__ = ["RunFolder", "RunInfo", "load_state", "model_state", "read_json", "save_state", "write_json"]

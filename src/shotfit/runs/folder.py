@@ -4,6 +4,7 @@
 RUN/
   config.yaml          the resolved config (every default written out)
   run.json             what it was trained on: source, keyframes, masks, frame numbers, pixel format
+                       (read and written as a typed RunInfo, shotfit.runs.record)
   checkpoints/         step_000250.pt ... (the last K; written atomically)
   model.pt             the final weights with the network's name and constructor arguments
   previews/            contact sheets: step_000500.png ... final.png
@@ -22,6 +23,7 @@ from shotfit import __version__
 from shotfit.config import Config, load_config, save_config
 from shotfit.errors import RunError, quoted
 from shotfit.files import atomic_path, write_text_atomic
+from shotfit.runs.record import RunInfo
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.pt$")
 
@@ -59,12 +61,14 @@ class RunFolder:
         self.require_run()
         return load_config(self.config_path)
 
-    def write_info(self, info: dict[str, Any]) -> None:
-        write_json(self.info_path, {"shotfit": __version__, **info})
+    def write_info(self, info: RunInfo) -> None:
+        write_json(self.info_path, info.to_dict(__version__))
 
-    def read_info(self) -> dict[str, Any]:
+    def read_info(self) -> RunInfo:
+        """run.json, checked: a wrong type or a missing field is a RunError naming the file and the field."""
         self.require_run()
-        return read_json(self.info_path, what="run description")
+        data = read_json(self.info_path, what="run description")
+        return RunInfo.from_dict(data, f"run description {quoted(self.info_path)}")
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.metrics_path, metrics)

@@ -314,7 +314,7 @@ def _settle_child_runs(tracking: TrackingOptions, parent: str | None, out: Path,
     stopped = set()
     for row in results.collect(out):
         if row.status == "stopped" and RunFolder(row.run).is_run():
-            run_id = RunFolder(row.run).read_info().get("tracking", {}).get("mlflow_run_id")
+            run_id = RunFolder(row.run).read_info().mlflow_run_id
             if run_id:
                 stopped.add(run_id)
                 end_run(tracking, run_id, "KILLED")

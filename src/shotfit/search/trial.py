@@ -157,7 +157,7 @@ def _score_unfixed_frames(setup: TrialSetup, folder: Path, run_dir: Path, tracki
     summary = report.summary(setup.held_out)
     scores = {f"test/{k}": float(summary[k]) for k in ("psnr", "ssim", "lpips", "warping_error", "hf_error")
               if summary.get(k) is not None}
-    run_id = RunFolder(run_dir).read_info().get("tracking", {}).get("mlflow_run_id")
+    run_id = RunFolder(run_dir).read_info().mlflow_run_id
     if run_id:
         log_run_metrics(tracking, run_id, scores, step)
     return scores

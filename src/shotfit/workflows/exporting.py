@@ -11,20 +11,20 @@ import numpy as np
 
 from shotfit import __version__
 from shotfit.runs.folder import RunFolder
-from shotfit.errors import ConfigError, ExportError, ShotfitError, quoted
+from shotfit.runs.record import RunInfo
+from shotfit.errors import ConfigError, ExportError, RunError, ShotfitError, quoted
 from shotfit.export import FORMATS
-from shotfit.export.metadata import COLOUR_KEYS, DEFAULT_NAMES, ModelInfo
+from shotfit.export.metadata import DEFAULT_NAMES, ModelInfo
 from shotfit.export.runtime import colour_codec, model_colour
 from shotfit.export.writers import UnitRange, load_exported, max_difference, write_onnx, write_torchscript
 from shotfit.files import atomic_path
 from shotfit.infer.predictor import load_network
 from shotfit.infer.tiling import default_overlap
 from shotfit.io import open_shot
+from shotfit.workflows.requests import ExportRequest, PathLike
 
 log = logging.getLogger(__name__)
 
-# What `shotfit export` writes when --out is not given (render --engine onnxruntime looks for the ONNX one).
-TOLERANCE = 1e-4
 # The real frame checked is cropped to this (its centre), so a 4K plate does not make export slow.
 _CHECK_CROP = 256
 
@@ -39,45 +39,57 @@ class ExportResult:
     checked: str  # which frames were compared, in words
 
 
-def export(run: str | Path, fmt: str, out: str | Path | None = None, *, tolerance: float = TOLERANCE) -> ExportResult:
-    """Write the run's network as ``fmt`` (``"torchscript"`` or ``"onnx"``) to ``out``, checked against PyTorch.
+def export(request: ExportRequest | PathLike, fmt: str | None = None, out: PathLike | None = None,
+           **options: Any) -> ExportResult:
+    """Write the run's network as TorchScript or ONNX, checked against PyTorch.
 
     The file takes (B, C, H, W) float32 in [0, 1] (the frame in the run's working colour space) and
     returns the edited frame the same way, for any H and W; its metadata holds shotfit's version,
     the architecture, the run's colour settings and how to tile it (:class:`ModelInfo`). Before the
     file appears, the exported model and the PyTorch network run on the same frames (a frame of the
     run's shot when it can be read, else a synthetic one, plus an odd size and a tiny one); if they
-    differ by more than ``tolerance`` anywhere, nothing is written.
+    differ by more than the tolerance anywhere, nothing is written.
 
     Args:
-        run: The run folder.
-        fmt: ``"torchscript"`` or ``"onnx"``.
-        out: The file to write; default ``RUN/model.torchscript.pt`` or ``RUN/model.onnx``.
-        tolerance: Largest allowed |exported - PyTorch| on [0, 1].
+        request: What to export (:class:`~shotfit.workflows.requests.ExportRequest`). For a short
+            call, give its fields instead: ``export(run, "onnx", out, tolerance=1e-4)``.
 
     Raises:
         ConfigError: an unknown format or a negative tolerance.
         RunError: no such run, no weights yet, damaged weights.
-        ExportError: the exported model differs by more than ``tolerance`` (the message says by how much).
+        ExportError: the exported model differs by more than the tolerance (the message says by how much).
     """
+    if not isinstance(request, ExportRequest):
+        if fmt is None:
+            raise TypeError("export needs an ExportRequest, or the run folder and the format")
+        request = ExportRequest(request, fmt, out, **options)
+    elif fmt is not None or out is not None or options:
+        raise TypeError("give export an ExportRequest or its fields, not both")
+    return run_export(request)
+
+
+def run_export(request: ExportRequest) -> ExportResult:
+    """Export as ``request`` says (see :func:`export`)."""
+    run, fmt, tolerance = request.run, request.format, request.tolerance
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     if not tolerance >= 0:
-        raise ConfigError(f"export tolerance must be 0 or more, got {tolerance!r}")
+        raise ConfigError(f"export tolerance must be 0 or more, got {tolerance!r}", parameter="tolerance")
     run_folder = RunFolder(run)
     cfg = run_folder.read_config()
     info = run_folder.read_info()
     network, state = load_network(run_folder)
     model = UnitRange(network.cpu())
     max_tile = getattr(network, "max_tile", None)
+    if info.channels is None:
+        raise RunError(f"run description {quoted(run_folder.info_path)} lacks the field 'channels'")
     model_info = ModelInfo(
-        version=__version__, arch=state["arch"], channels=int(info["channels"]),
-        colour={key: info[key] for key in COLOUR_KEYS if key in info},
+        version=__version__, arch=state["arch"], channels=info.channels, colour=info.colour_record(),
         size_multiple=int(getattr(network, "size_multiple", 1)),
         tile_overlap=default_overlap(network) if cfg.render.tile_overlap is None else cfg.render.tile_overlap,
         max_tile=None if max_tile is None else int(max_tile), tile=cfg.render.tile, blend=cfg.render.blend)
     frames, checked = _check_frames(info, model_info)
-    out = Path(out) if out is not None else run_folder.path / DEFAULT_NAMES[fmt]
+    out = Path(request.out) if request.out is not None else run_folder.path / DEFAULT_NAMES[fmt]
     if fmt == "onnx":
         _require_onnx()
     writer = write_onnx if fmt == "onnx" else write_torchscript
@@ -100,7 +112,7 @@ def _require_onnx() -> None:
         raise ShotfitError("ONNX export needs onnx: pip install 'shotfit[export]'") from None
 
 
-def _check_frames(info: dict[str, Any], model_info: ModelInfo) -> tuple[list[np.ndarray], str]:
+def _check_frames(info: RunInfo, model_info: ModelInfo) -> tuple[list[np.ndarray], str]:
     """(1, C, H, W) float32 frames in the exported model's input space, and which they are in words.
 
     A real frame tells more than noise (the values the network actually meets), so the run's own shot
@@ -118,14 +130,14 @@ def _check_frames(info: dict[str, Any], model_info: ModelInfo) -> tuple[list[np.
     return [first, noise(37, 53), noise(5, 7)], f"{checked}, and synthetic 53x37 and 7x5 frames"
 
 
-def _source_frame(info: dict[str, Any], model_info: ModelInfo) -> tuple[np.ndarray, str] | None:
+def _source_frame(info: RunInfo, model_info: ModelInfo) -> tuple[np.ndarray, str] | None:
     """The centre of a keyframe's source frame, through the run's colour step; None when it cannot be read."""
-    source = info.get("source")
+    source = info.source
     if not source:
         return None
     try:
         with open_shot(source) as shot:
-            frame = next((f for f in info.get("keyframe_frames", []) if f in shot), shot.frames[0])
+            frame = next((f for f in info.keyframe_frames if f in shot), shot.frames[0])
             pixels = shot.read(frame)
     except (ShotfitError, OSError) as err:
         log.info("export check uses synthetic frames: the run's source cannot be read (%s)", err)

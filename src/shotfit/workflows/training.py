@@ -16,22 +16,26 @@ import torch
 from shotfit import __version__
 from shotfit.workflows.watching import make_previewer, make_validator
 from shotfit.archs import build_network, resolve_network_args
-from shotfit.config import Config, ModelConfig, apply_overrides, config_to_dict, load_config
+from shotfit.config import Config, ModelConfig, config_to_dict
 from shotfit.data.augment import PairedAugment
 from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
 from shotfit.device import configure_threads, pick_device
 from shotfit.runs.folder import RunFolder, load_state
-from shotfit.engine.tracking import TrackingOptions, flatten_params, start_tracking
-from shotfit.engine.trainer import StepReport, Trainer, TrainHooks, TrainResult
+from shotfit.runs.record import RunInfo
+from shotfit.engine.tracking import flatten_params, start_tracking
+from shotfit.engine.tracking_options import TrackingOptions
+from shotfit.engine.trainer import StepReport, StoppedBy, Trainer, TrainHooks, TrainResult
 from shotfit.errors import ConfigError, FrameError, RunError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
 from shotfit.io.masks import open_masks
 from shotfit.losses import build_loss
+from shotfit.workflows.precedence import resolve_train_config
+from shotfit.workflows.requests import PathLike, TrainCallbacks, TrainRequest
 
 log = logging.getLogger(__name__)
 
-# With only --minutes, the loop runs until the budget; the plan is then set from measured speed.
+# With only minutes, the loop runs until the budget; the plan is then set from measured speed.
 UNBOUNDED_STEPS = 10**9
 
 
@@ -43,46 +47,47 @@ class TrainSummary:
     metrics: dict[str, Any]
 
 
-def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config: str | Path | None = None,
-          overrides: Sequence[str] = (), steps: int | None = None, minutes: float | None = None,
-          resume: bool = False, masks: str | Path | None = None, device: str | None = None,
-          first: int | None = None, last: int | None = None,
-          colorspace: str | None = None, working_space: str | None = None,
-          ocio_config: str | Path | None = None, tracking: TrackingOptions | None = None,
+def train(request: TrainRequest | PathLike, keyframes: PathLike | None = None, out: PathLike | None = None, *,
           on_step: Callable[[StepReport], None] | None = None,
           on_validate: Callable[[int, dict[str, float]], None] | None = None,
           on_metrics: Callable[[int, dict[str, float]], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainSummary:
-    """Learn the edit shown by ``keyframes`` (edited frames of ``source``) into the run folder ``out``.
+          should_stop: Callable[[], bool] | None = None, **options: Any) -> TrainSummary:
+    """Learn the edit shown by the keyframes (edited frames of the source) into the run folder.
 
     Args:
-        source: The shot: a folder of frames, a frame pattern or a video file.
-        keyframes: A folder of edited frames, paired with source frames by frame number.
-        out: The run folder (config, checkpoints, previews, metrics, final model).
-        config: A YAML config; defaults otherwise (or, with ``resume``, the run's own config).
-        overrides: ``section.key=value`` strings applied on top.
-        steps: Train up to this step (overrides ``train.steps``).
-        minutes: Stop cleanly after this many minutes.
-        resume: Continue the run in ``out`` from its newest checkpoint.
-        masks: Per-keyframe masks weighting the loss towards the painted region: a mask sequence, or
-            ``"alpha"`` for each keyframe's own alpha channel.
-        device: Overrides ``train.device``.
-        first, last: Use only this part of the shot (both included); keyframes outside it are left
-            out with a warning.
-        colorspace, working_space, ocio_config: Override ``colour.source``, ``colour.working`` and
-            ``colour.config`` (the OCIO colour space of the source and keyframes, the space the
-            network sees, and the OCIO config); see :func:`shotfit.io.resolve_colour`.
-        tracking: MLflow and TensorBoard settings (default: both on, stores beside the run).
+        request: What to train (:class:`~shotfit.workflows.requests.TrainRequest`). For a short call,
+            give its fields instead: ``train(source, keyframes, out, steps=500, ...)`` (there a
+            ``config`` that is a path means ``config_file``).
         on_step: Called after every step (progress display).
         on_validate: Called with (step, {"val/psnr", "val/ssim", "val/lpips"}) after each validation
             on ``data.validation_frames``.
         on_metrics: Called with (step, numbers) for everything tracked (loss windows, validations).
         should_stop: Asked after every step; True stops the run there with a checkpoint (``stopped_by``
-            is then "stop" and nothing final is written), so ``resume`` goes on from that step.
+            is then ``StoppedBy.STOP`` and nothing final is written), so a resume goes on from that step.
     """
-    run = RunFolder(out)
-    cfg, start_state = _prepare_run(run, config, overrides, steps, resume)
-    cfg = _with_colour_options(cfg, colorspace, working_space, ocio_config)
+    if not isinstance(request, TrainRequest):
+        if isinstance(options.get("config"), (str, Path)):
+            options["config_file"] = options.pop("config")
+        if keyframes is None or out is None:
+            raise TypeError("train needs a TrainRequest, or the source, keyframes and run folder")
+        request = TrainRequest(request, keyframes, out, **options)
+    elif keyframes is not None or out is not None or options:
+        raise TypeError("give train a TrainRequest or its fields, not both")
+    return run_training(request, TrainCallbacks(on_step=on_step, on_validate=on_validate, on_metrics=on_metrics,
+                                                should_stop=should_stop))
+
+
+def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None) -> TrainSummary:
+    """Train as ``request`` says, telling ``callbacks`` how it goes (see :func:`train`)."""
+    callbacks = callbacks or TrainCallbacks()
+    source, keyframes, masks, device = request.source, request.keyframes, request.masks, request.device
+    first, last = request.first, request.last
+    run = RunFolder(request.out)
+    if not request.resume:
+        _refuse_used_folder(run)
+    cfg = resolve_train_config(request, run)
+    latest = run.latest_checkpoint() if request.resume else None
+    start_state = load_state(latest) if latest is not None else None
     shot, keys = open_shot(source, first=first, last=last), open_shot(keyframes)
     mask_shot = open_masks(masks)
     if (warning := shot.gaps_warning()) is not None:
@@ -92,7 +97,7 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     colour = _colour(run, cfg, shot, resumed=start_state is not None)
     for spec, what in ((source, "source"), (keyframes, "keyframes")):
         if (folder := plates_folder(spec)) is not None:
-            refuse_inside(out, folder, what)
+            refuse_inside(request.out, folder, what)
     pairs = pair_keyframes(shot, keys, mask_shot)
     training_pairs, validation_pairs = _split_validation(pairs, cfg.data.validation_frames, keyframes)
     channels = model_channels(pairs[0].source.shape[2])
@@ -105,14 +110,15 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     hooks = TrainHooks(
         preview=make_previewer(run, shot, training_pairs, colour, cfg, torch_device),
         validate=make_validator(validation_pairs, colour, cfg, torch_device) if validation_pairs else None,
-        on_step=on_step, on_validate=on_validate, on_metrics=on_metrics, should_stop=should_stop)
+        on_step=callbacks.on_step, on_validate=callbacks.on_validate, on_metrics=callbacks.on_metrics,
+        should_stop=callbacks.should_stop)
     trainer = Trainer(network, {"arch": cfg.model.arch, "args": dict(cfg.model.args)}, build_loss(cfg.loss),
                       PairedAugment(cfg.augment), keyframes_to_tensors(training_pairs, colour, torch_device),
                       run, cfg.train, cfg.data, torch_device, hooks)
-    info: dict[str, Any] = {}
+    resume_id = None
     if start_state is not None:
         trainer.restore(start_state)
-        info = run.read_info()
+        resume_id = run.read_info().mlflow_run_id
         log.info("resuming %s from step %d", run.path, trainer.step)
 
     ensure_writable_folder(run.path)
@@ -121,23 +127,22 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
     tags = {"shotfit.version": __version__, "shotfit.git_commit": _git_commit(),
             "shotfit.data_hash": _keyframes_hash(pairs), "shotfit.device": str(torch_device),
             "shotfit.source": str(source)}
-    tracker, tracking_ids = start_tracking(tracking or TrackingOptions(), run.path, params, tags,
-                                           resume_id=info.get("tracking", {}).get("mlflow_run_id"))
+    tracker, tracking_ids = start_tracking(request.tracking or TrackingOptions(), run.path, params, tags,
+                                           resume_id=resume_id)
     hooks.tracker = tracker
-    run.write_info({
-        "source": str(source), "keyframes": str(keyframes), "masks": None if masks is None else str(masks),
-        "keyframe_frames": [p.frame for p in training_pairs],
-        "validation_frames": [p.frame for p in validation_pairs],
-        "frame_size": list(pairs[0].source.shape[:2]), "channels": channels,
-        "colour": colour.settings.to_dict(), "format": dataclasses.asdict(shot.format), "tracking": tracking_ids,
-    })
-    # --minutes alone means "train for that long": the plan then comes from measured speed, and a
+    run.write_info(RunInfo(
+        source=str(source), keyframes=str(keyframes), masks=None if masks is None else str(masks),
+        keyframe_frames=tuple(p.frame for p in training_pairs),
+        validation_frames=tuple(p.frame for p in validation_pairs),
+        frame_size=tuple(pairs[0].source.shape[:2]), channels=channels,
+        colour=colour.settings.to_dict(), format=dataclasses.asdict(shot.format), tracking=tracking_ids))
+    # minutes alone mean "train for that long": the plan then comes from measured speed, and a
     # resumed run keeps the plan it made.
     max_steps = cfg.train.steps
-    if minutes is not None and steps is None:
+    if request.minutes is not None and request.steps is None:
         max_steps = trainer.horizon if trainer.step else UNBOUNDED_STEPS
     try:
-        result = trainer.fit(max_steps, None if minutes is None else minutes * 60.0,
+        result = trainer.fit(max_steps, None if request.minutes is None else request.minutes * 60.0,
                              plan_from_budget=max_steps == UNBOUNDED_STEPS)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a sweep's scheduler stopping the trial
         tracker.finish(params, {}, status="KILLED")
@@ -146,10 +151,10 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
         tracker.finish(params, {}, status="FAILED")
         raise
     metrics = trainer.metrics(result)
-    if result.stopped_by == "stop":
+    if result.stopped_by is StoppedBy.STOP:
         tracker.finish(params, {}, status="KILLED")
         return TrainSummary(run.path, result, cfg, metrics)
-    if result.stopped_by != "already done":
+    if result.stopped_by is not StoppedBy.ALREADY_DONE:
         run.write_metrics(metrics)
     _log_run_files(tracker, run, trainer.network, channels, torch_device)
     tracker.finish(params, _final_metrics(metrics), status="FINISHED")
@@ -158,29 +163,18 @@ def train(source: str | Path, keyframes: str | Path, out: str | Path, *, config:
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def _prepare_run(run: RunFolder, config: str | Path | None, overrides: Sequence[str], steps: int | None,
-                 resume: bool) -> tuple[Config, dict[str, Any] | None]:
-    """The config to train with, and the checkpoint to continue from (None for a fresh run)."""
-    state = None
-    if resume:
-        base = load_config(config) if config else run.read_config()
-        latest = run.latest_checkpoint()
-        state = load_state(latest) if latest is not None else None
-    else:
-        if run.is_run():
-            raise RunError(f"run folder {quoted(run.path)} already holds a run: add --resume to continue "
-                           "it, or choose another --out")
-        if run.path.is_dir() and any(run.path.iterdir()):
-            raise RunError(f"--out {quoted(run.path)} is not empty and is not a shotfit run folder")
-        base = load_config(config) if config else Config()
-    cfg = apply_overrides(base, overrides) if overrides else base
-    if steps is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
-    return cfg, state
+def _refuse_used_folder(run: RunFolder) -> None:
+    """A fresh run goes into a new or empty folder, never over another run or foreign files."""
+    if run.is_run():
+        raise RunError(f"run folder {quoted(run.path)} already holds a run: resume it, or choose another "
+                       "output folder", parameter="resume")
+    if run.path.is_dir() and any(run.path.iterdir()):
+        raise RunError(f"output folder {quoted(run.path)} is not empty and is not a shotfit run folder",
+                       parameter="out")
 
 
 def _limit_keyframes(keys: Shot, masks: Shot | str | None, shot: Shot) -> None:
-    """Keep the keyframes (and masks) within the shot's --first/--last, saying which are left out."""
+    """Keep the keyframes (and masks) within the shot's first/last frames, saying which are left out."""
     first, last = shot.limits
     outside = [f for f in keys.frames if (first is not None and f < first) or (last is not None and f > last)]
     if len(outside) == len(keys.frames):
@@ -193,20 +187,11 @@ def _limit_keyframes(keys: Shot, masks: Shot | str | None, shot: Shot) -> None:
             limited.limit(first, last)
 
 
-def _with_colour_options(cfg: Config, colorspace: str | None, working_space: str | None,
-                         ocio_config: str | Path | None) -> Config:
-    """The config with the colour options given on the command line written in (so config.yaml shows them)."""
-    given = {"source": colorspace, "working": working_space,
-             "config": None if ocio_config is None else str(ocio_config)}
-    changes = {key: value for key, value in given.items() if value is not None}
-    return dataclasses.replace(cfg, colour=dataclasses.replace(cfg.colour, **changes)) if changes else cfg
-
-
 def _colour(run: RunFolder, cfg: Config, shot: Shot, resumed: bool) -> ColourPipeline:
     """The run's colour pipeline; a resumed run must resolve to the settings it was trained with."""
     settings = resolve_colour(shot.format, cfg.colour.source, cfg.colour.working, cfg.colour.config)
     if resumed:
-        saved = colour_of_run(run.read_info(), quoted(run.info_path))
+        saved = colour_of_run(run.read_info().colour_record(), quoted(run.info_path))
         if saved != settings:
             raise RunError(f"run folder {quoted(run.path)} was trained with colour {_describe(saved)} but "
                            f"this resume resolves to {_describe(settings)}; give the run's own colour settings")
