@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -16,7 +17,9 @@ from rich.logging import RichHandler
 
 from shotfit import __version__
 from shotfit.cli.display import console, err_console
+from shotfit.config import Config, apply_overrides, load_config
 from shotfit.errors import ShotfitError
+from shotfit.runs.folder import RunFolder
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn an artist's edit from a few fixed keyframes and apply it to every frame of a shot.")
@@ -37,6 +40,25 @@ def user_errors() -> Iterator[None]:
         where = f"'{err.filename}': " if err.filename else ""
         error_line(f"shotfit: {where}{err.strerror or err}")
         raise typer.Exit(1) from None
+
+
+def use_run_threads(run: Path, config: Path | None = None, overrides: Sequence[str] = (),
+                    saved: bool = True) -> None:
+    """Give torch the ``train.threads`` of the config a run uses: its ``config`` file, else its saved
+    config (``saved``: a resume or a render) or the defaults, with ``overrides`` on top.
+
+    Threads are the process's, so the command sets them and the library never does. A config that
+    cannot be read is left for the command itself to report.
+    """
+    try:
+        base = load_config(config) if config else RunFolder(run).read_config() if saved else Config()
+        threads = apply_overrides(base, overrides).train.threads
+    except ShotfitError:
+        return
+    if threads > 0:
+        from shotfit.device import configure_threads  # imports torch: not before a command needs it
+
+        configure_threads(threads)
 
 
 def error_line(text: str) -> None:

@@ -14,7 +14,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from shotfit.cli.app import (ColorspaceOpt, ExperimentOpt, FirstOpt, LastOpt, NoTrackOpt, OcioConfigOpt, SOURCE_HELP,
-                             SourceOpt, TrackingUriOpt, app, error_line, user_errors)
+                             SourceOpt, TrackingUriOpt, app, error_line, use_run_threads, user_errors)
 from shotfit.cli.display import (console, demo_table, fmt, print_report, progress_display, render_rows,
                                  sweep_display, sweep_table, training_rows)
 from shotfit.errors import ShotfitError
@@ -62,6 +62,7 @@ def train(
             raise UsageError(f"Missing option '{option}'.", ctx)
     tracking = api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
                                    tensorboard=tensorboard)
+    use_run_threads(out, config, set_ or (), saved=resume)
     with user_errors(), progress_display() as progress, stop_on_signals() as stop:
         summary = api.train(source, target, out, config=config, overrides=set_ or (), steps=steps,
                             minutes=minutes, resume=resume, masks=mask, device=device, first=first, last=last,
@@ -131,6 +132,8 @@ def render(
     """Apply a trained run to every frame of a shot (or a range)."""
     from shotfit import api  # its modules import PyTorch only when the torch engine runs
 
+    if engine == "torch" and run is not None:
+        use_run_threads(run)
     with user_errors(), progress_display() as progress:
         result = api.render(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
                             last=last, review=review, device=device, colorspace=colorspace,

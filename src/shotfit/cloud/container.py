@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shotfit.config import Config, apply_overrides
 from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, read_hyperparameters
 from shotfit.runs.folder import RunFolder, load_state, model_state, save_state
 from shotfit.errors import FrameError, quoted
@@ -56,6 +57,7 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
         ShotfitError: bad hyperparameters, a missing channel, unreadable frames... (one line each).
     """
     from shotfit.workflows.training import train  # PyTorch is imported here
+    from shotfit.device import configure_threads
     from shotfit.engine.stopping import stop_on_signals
     from shotfit.engine.tracking import TrackingOptions
 
@@ -77,6 +79,8 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
         uri=environ.get("MLFLOW_TRACKING_URI") or None,
         experiment=options.get("experiment") or environ.get("MLFLOW_EXPERIMENT_NAME") or "shotfit",
         run_name=job_name, tags={"sagemaker.training_job": job_name} if job_name else {})
+    # the job owns its process: its threads are set here, not by the library
+    configure_threads(apply_overrides(run.read_config() if resume else Config(), settings.overrides).train.threads)
     with stop_on_signals() as stop:
         summary = train(source, keyframes, paths.run, overrides=settings.overrides, steps=options.get("steps"),
                         minutes=minutes, resume=resume, masks=masks, device=options.get("device"),

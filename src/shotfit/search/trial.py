@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shotfit.device import configure_threads
 from shotfit.engine.tracking import TrackingOptions
 from shotfit.engine.tracking_sweep import log_run_metrics
 from shotfit.files import write_text_atomic
@@ -74,6 +75,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray import tune
 
 
+    configure_threads(setup.threads)  # the worker's process is the trial's own
     name = tune.get_context().get_trial_name()
     folder = setup.trials_dir / name
     run_dir = folder / "run"

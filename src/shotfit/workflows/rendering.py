@@ -50,7 +50,8 @@ def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile:
            first: int | None = None, last: int | None = None, review: str | Path | None = None,
            device: str = "auto", colorspace: str | None = None, ocio_config: str | Path | None = None,
            on_frame: Callable[[FrameDone], None] | None = None, mask: str | Path | None = None,
-           engine: str = "torch", model: str | Path | None = None, precision: str | None = None) -> RenderResult:
+           engine: str = "torch", model: str | Path | None = None, precision: str | None = None,
+           should_stop: Callable[[], bool] | None = None) -> RenderResult:
     """Render ``source`` through the network of the run folder ``run`` into ``out``.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
@@ -71,6 +72,8 @@ def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile:
             without importing PyTorch. The file carries the run's colour and tiling settings.
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` for the torch engine; default the run's
             ``render.precision`` (see :class:`shotfit.infer.predictor.Predictor`).
+        should_stop: Asked before each frame; True ends the render after the frame in hand
+            (``stopped`` in the result); rendering again renders the rest.
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown render engine {engine!r} (known: {', '.join(ENGINES)})")
@@ -105,7 +108,8 @@ def render(run: str | Path | None, source: str | Path, out: str | Path, *, tile:
                          f"({shot.channels} channels); give a mask sequence instead")
     predictor = trained.predictor(colour, shot.format)
     ensure_writable_folder(out)
-    result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
+    result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks,
+                         should_stop=should_stop)
     if review is not None:
         write_review(shot, result, Path(review), display=colour.to_display)
     return result
@@ -122,7 +126,7 @@ def _torch_network(run: str | Path | None, model: str | Path | None, device: str
     except ImportError:
         raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render a file made by "
                            "'shotfit export --format onnx' with --engine onnxruntime") from None
-    from shotfit.device import configure_threads, pick_device
+    from shotfit.device import pick_device
     from shotfit.infer.optimize import wants_compile
     from shotfit.infer.predictor import Predictor, load_network
 
@@ -137,7 +141,6 @@ def _torch_network(run: str | Path | None, model: str | Path | None, device: str
     def predictor(colour: ColourPipeline, fmt: PixelFormat) -> FramePredictor:
         network, _ = load_network(run_folder)
         torch_device = pick_device(device)
-        configure_threads(cfg.train.threads)
         return Predictor(network, colour, torch_device, render_cfg.tile, render_cfg.tile_overlap, render_cfg.blend,
                          render_cfg.precision, fmt, wants_compile(render_cfg.compile, torch_device))
 
