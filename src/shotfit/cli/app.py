@@ -19,6 +19,7 @@ from shotfit import __version__
 from shotfit.cli.display import console, err_console
 from shotfit.config import Config, apply_overrides, load_config
 from shotfit.errors import ShotfitError
+from shotfit.io import hold_native_output
 from shotfit.runs.folder import RunFolder
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -80,6 +81,7 @@ def main_options(
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    hold_native_output()  # the command owns stdout and stderr: a damaged file is reported in one line
 
 
 SOURCE_HELP = ("The shot: a folder of frames, a pattern (plate.####.exr, plate.@@@@.dpx, plate.%04d.png, "

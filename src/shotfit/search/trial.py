@@ -21,6 +21,7 @@ from shotfit.device import configure_threads
 from shotfit.engine.tracking import TrackingOptions
 from shotfit.engine.tracking_sweep import log_run_metrics
 from shotfit.files import write_text_atomic
+from shotfit.io import hold_native_output
 from shotfit.runs.folder import RunFolder
 from shotfit.search.plan import override_values, trial_overrides
 from shotfit.search.spec import Budget
@@ -75,7 +76,9 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray import tune
 
 
-    configure_threads(setup.threads)  # the worker's process is the trial's own
+    # the worker's process is the trial's own: its threads, and decoders' complaints held as the CLI holds them
+    configure_threads(setup.threads)
+    hold_native_output()
     name = tune.get_context().get_trial_name()
     folder = setup.trials_dir / name
     run_dir = folder / "run"
