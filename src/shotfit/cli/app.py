@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 from shotfit import __version__
 from shotfit.cli.display import console, err_console
 from shotfit.config import Config, apply_overrides, load_config
+from shotfit.engine.tracking_options import disable_mlflow_telemetry
 from shotfit.errors import ShotfitError
 from shotfit.io import hold_native_output
 from shotfit.runs.folder import RunFolder
@@ -81,7 +82,9 @@ def main_options(
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
-    hold_native_output()  # the command owns stdout and stderr: a damaged file is reported in one line
+    # the command owns its process: stdout and stderr (a damaged file is reported in one line), environment
+    hold_native_output()
+    disable_mlflow_telemetry()
 
 
 SOURCE_HELP = ("The shot: a folder of frames, a pattern (plate.####.exr, plate.@@@@.dpx, plate.%04d.png, "

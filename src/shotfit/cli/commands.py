@@ -230,9 +230,11 @@ def sweep(
     """Search loss weights and settings: train a trial per setting on Ray Tune, rank them on held-out keyframes."""
     from shotfit import api
     from shotfit.search import load_sweep
+    from shotfit.search.cluster import quiet_ray_environment
 
     with user_errors():
         spec = load_sweep(sweep_file)
+        quiet_ray_environment()  # the command owns the process's environment; set before Ray is imported
         try:
             from shotfit.search.runner import SweepOptions, run_sweep
         except ImportError as err:
