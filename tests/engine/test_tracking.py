@@ -33,8 +33,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.plugins.hparams import metadata as hparams_metadata  # noqa: E402
 
-from shotfit.engine.tracking_mlflow import RUN_HTTP, http_limits  # noqa: E402
-from shotfit.engine.tracking_options import disable_mlflow_telemetry  # noqa: E402
+from shotfit.engine.tracking_mlflow import RUN_HTTP, http_limits
+from shotfit.engine.tracking_options import disable_mlflow_telemetry
 
 TAGS = {"shotfit.data_hash": "abc123", "shotfit.version": "0.1.0", "shotfit.git_commit": "f31be9b",
         "shotfit.device": "cpu"}

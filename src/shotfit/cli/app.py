@@ -58,7 +58,8 @@ def use_run_threads(run: Path, config: Path | None = None, overrides: Sequence[s
     except ShotfitError:
         return
     if threads > 0:
-        from shotfit.device import configure_threads  # imports torch: not before a command needs it
+        # imports torch: not before a command needs it
+        from shotfit.device import configure_threads
 
         configure_threads(threads)
 
