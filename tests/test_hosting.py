@@ -98,7 +98,8 @@ def test_training_in_one_process_matches_separate_processes(module_dir, shot, al
         command = [sys.executable, "-m", "shotfit", "train", "--source", shot[0], "--target", shot[1], "--out", out,
                    "--steps", str(STEPS), "--device", "cpu", "--no-track",
                    *[arg for o in (*TINY, *QUIET, f"train.seed={seed}", "train.threads=1") for arg in ("--set", o)]]
-        done = subprocess.run([str(c) for c in command], check=False, capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run([str(c) for c in command], check=False, capture_output=True, text=True, env=env,
+                              timeout=300)
         assert done.returncode == 0, done.stderr
         assert same_weights(weights(out / "model.pt"), weights(alone[seed] / "model.pt"))
 
