@@ -55,7 +55,7 @@ def use_run_threads(run: Path, config: Path | None = None, overrides: Sequence[s
     try:
         base = load_config(config) if config else RunFolder(run).read_config() if saved else Config()
         threads = apply_overrides(base, overrides).train.threads
-    except ShotfitError:
+    except (ShotfitError, OSError, ValueError):
         return
     if threads > 0:
         # imports torch: not before a command needs it
