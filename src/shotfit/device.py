@@ -1,9 +1,12 @@
-"""Where the work runs: device choice, CPU threads and mixed precision."""
+"""Where the work runs: device choice, CPU threads, seeded construction and mixed precision."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -36,10 +39,41 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 def configure_threads(threads: int = 0) -> int:
     """Use ``threads`` CPU threads for torch; 0 keeps torch's own choice (one per core, or
-    ``OMP_NUM_THREADS`` when set, so a farm's limits are respected)."""
+    ``OMP_NUM_THREADS`` when set, so a farm's limits are respected).
+
+    The thread count is the whole process's: only entry points (the CLI, the SageMaker container, a
+    sweep's trial worker) call this, never a library call that a server might run beside others.
+    """
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+T = TypeVar("T")
+
+# torch's default generators are the process's; see seeded_build.
+_DEFAULT_GENERATORS = threading.Lock()
+
+
+def seeded_build(build: Callable[[], T], seed: int) -> T:
+    """``build()`` on the CPU as if ``torch.manual_seed(seed)`` had just run, leaving torch's default
+    generator as it was.
+
+    Networks draw their initial weights from torch's default (global) CPU generator, which
+    ``nn.Module`` constructors offer no way to replace; re-initialising with a generator of our own
+    would change every trained weight. So the default generator is forked (saved, seeded, restored),
+    and a lock keeps two threads from seeding it at once. Only the CPU generator is seeded: networks
+    are built on the CPU, and nothing after construction draws from a default generator (training
+    steps and augmentation take generators seeded by step). Code in another thread that draws from
+    the default generator meanwhile would still disturb this one, so shotfit's own code never does.
+
+    Args:
+        build: makes the object on the CPU (e.g. ``lambda: build_network(arch, **args)``).
+        seed: as for ``torch.manual_seed``.
+    """
+    with _DEFAULT_GENERATORS, torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return build()
 
 
 def cpu_has_native_bf16() -> bool:

@@ -33,6 +33,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.plugins.hparams import metadata as hparams_metadata  # noqa: E402
 
+from shotfit.engine.tracking_mlflow import RUN_HTTP, http_limits
+from shotfit.engine.tracking_options import disable_mlflow_telemetry
+
 TAGS = {"shotfit.data_hash": "abc123", "shotfit.version": "0.1.0", "shotfit.git_commit": "f31be9b",
         "shotfit.device": "cpu"}
 HISTORY = [(10, {"loss/l1": 0.5, "loss/lpips": 0.2, "loss/laplacian": 0.3, "loss/ssim": 0.4,
@@ -61,6 +64,7 @@ def clean_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No MLflow setting from the machine running the tests, and none left behind."""
     for name in [n for n in os.environ if n.startswith("MLFLOW_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")  # as the CLI sets it: the library never does
     yield
     assert mlflow.active_run() is None, "tracking left a global active MLflow run behind"
 
@@ -156,6 +160,7 @@ def test_importing_shotfit_loads_neither_mlflow_nor_tensorboard() -> None:
 # --- MLflow -------------------------------------------------------------------------------------
 
 def test_default_store_is_created_beside_the_run_folder(tmp_path: Path, params: dict) -> None:
+    environ = dict(os.environ)
     tracker, ids = start_tracking(TrackingOptions(), tmp_path / "shot" / "run1", params, TAGS)
     tracker.finish(params, {})
     store = tmp_path / "shot" / "mlflow.db"
@@ -163,8 +168,25 @@ def test_default_store_is_created_beside_the_run_folder(tmp_path: Path, params: 
     assert ids["mlflow_tracking_uri"] == f"sqlite:///{store}"
     experiment = client_for(ids).get_experiment_by_name("shotfit")
     assert experiment.artifact_location == (tmp_path / "shot" / "mlartifacts").as_uri()
-    assert not [k for k in os.environ if k.startswith("MLFLOW_HTTP_REQUEST")]  # limits were for our calls only
-    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert dict(os.environ) == environ  # the environment is the host's: no telemetry switch, no HTTP limits
+
+
+def test_http_limits_are_set_only_for_a_tracking_server() -> None:
+    for local in ("sqlite:///x/mlflow.db", "file:///x/mlruns", "x/mlruns"):
+        with http_limits(RUN_HTTP, local):
+            assert not [k for k in os.environ if k.startswith("MLFLOW_HTTP_REQUEST")]
+    with http_limits(RUN_HTTP, "http://tracking:5000"):
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert not [k for k in os.environ if k.startswith("MLFLOW_HTTP_REQUEST")]
+
+
+def test_entry_points_turn_mlflow_telemetry_off_unless_the_user_chose() -> None:
+    environ = {"MLFLOW_DISABLE_TELEMETRY": "false"}
+    disable_mlflow_telemetry(environ)
+    assert environ == {"MLFLOW_DISABLE_TELEMETRY": "false"}
+    environ.clear()
+    disable_mlflow_telemetry(environ)
+    assert environ == {"MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def test_mlflow_run_holds_params_metrics_tags_and_files(run_dir: Path, params: dict, sheet: Path) -> None:

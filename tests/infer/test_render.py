@@ -98,6 +98,19 @@ def test_frames_already_rendered_are_skipped_untouched(run, shot):
         assert ((out / name).stat().st_mtime_ns == OLD) is not rerendered
 
 
+def test_a_stopped_render_ends_after_the_frame_in_hand_and_a_rerender_completes_it(run, shot):
+    reports = []
+    result = render_tiny(run, shot, Path("out"), on_frame=reports.append, should_stop=lambda: len(reports) == 2)
+    assert result.stopped and (result.rendered, result.skipped) == (2, 0)
+    assert result.frames == (1, 2) and files(Path("out")) == ["plate.0001.png", "plate.0002.png"]
+    rest = render_tiny(run, shot, Path("out"))
+    assert not rest.stopped and (rest.rendered, rest.skipped) == (4, 2)
+    render_tiny(run, shot, Path("whole"))
+    assert files(Path("out")) == files(Path("whole")) == files(shot)
+    for name in files(shot):
+        assert (Path("out") / name).read_bytes() == (Path("whole") / name).read_bytes()
+
+
 @pytest.mark.parametrize(("frames", "expected"), [
     ("2-4", [2, 3, 4]),
     ("1-6x2", [1, 3, 5]),

@@ -10,7 +10,7 @@ import OpenEXR
 import pytest
 
 from shotfit.errors import ConfigError, FrameError, ShotfitError
-from shotfit.io import PixelFormat, read_image, write_image
+from shotfit.io import PixelFormat, hold_native_output, read_image, write_image
 
 RNG = np.random.default_rng(0)
 
@@ -258,3 +258,19 @@ def test_suffix_contradicting_format_is_a_bug():
         write_image("x.png", np.zeros((2, 2, 3)), PixelFormat(".exr", "half", 3))
     with pytest.raises(ValueError, match=r"\(H, W, 4\)"):
         write_image("x.png", np.zeros((2, 2, 3)), PixelFormat(".png", "uint8", 4))
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["library", "entry-point"])
+def test_decoders_output_is_held_only_when_an_entry_point_asks(tmp_path: Path, capfd, held: bool):
+    # libpng prints its complaint about a damaged file straight to file descriptor 2: only the process's
+    # owner (the CLI) may redirect that descriptor, so a library call in a host leaves it alone.
+    write_image("whole.png", RNG.random((64, 64, 3)).astype(np.float32), PixelFormat(".png", "uint16", 3))
+    data = Path("whole.png").read_bytes()
+    Path("cut.png").write_bytes(data[: len(data) * 49 // 50])
+    hold_native_output(held)
+    try:
+        with pytest.raises(FrameError):
+            read_image("cut.png")
+    finally:
+        hold_native_output(False)
+    assert bool(capfd.readouterr().err) is not held

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -16,7 +17,12 @@ from rich.logging import RichHandler
 
 from shotfit import __version__
 from shotfit.cli.display import console, err_console
+from shotfit.engine.tracking_options import disable_mlflow_telemetry
 from shotfit.errors import ShotfitError
+from shotfit.io import hold_native_output
+from shotfit.runs.folder import RunFolder
+from shotfit.workflows.precedence import resolve_train_config
+from shotfit.workflows.requests import TrainRequest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn an artist's edit from a few fixed keyframes and apply it to every frame of a shot.")
@@ -64,6 +70,34 @@ def user_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def use_training_threads(request: TrainRequest) -> None:
+    """Give torch the ``train.threads`` of the config this training will use (as the workflow resolves
+    it). Threads are the process's, so the command sets them and the library never does; a config
+    that cannot be read is left for the training itself to report."""
+    try:
+        threads = resolve_train_config(request, RunFolder(request.out)).train.threads
+    except (ShotfitError, OSError, ValueError):
+        return
+    _use_threads(threads)
+
+
+def use_render_threads(run: Path) -> None:
+    """Give torch the ``train.threads`` of the run being rendered (see :func:`use_training_threads`)."""
+    try:
+        threads = RunFolder(run).read_config().train.threads
+    except (ShotfitError, OSError, ValueError):
+        return
+    _use_threads(threads)
+
+
+def _use_threads(threads: int) -> None:
+    if threads > 0:
+        # imports torch: not before a command needs it
+        from shotfit.device import configure_threads
+
+        configure_threads(threads)
+
+
 def error_line(text: str) -> None:
     # soft_wrap: one line however narrow the terminal, so scripts and logs can grep it.
     err_console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -83,6 +117,9 @@ def main_options(
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    # the command owns its process: stdout and stderr (a damaged file is reported in one line), environment
+    hold_native_output()
+    disable_mlflow_telemetry()
 
 
 SOURCE_HELP = ("The shot: a folder of frames, a pattern (plate.####.exr, plate.@@@@.dpx, plate.%04d.png, "

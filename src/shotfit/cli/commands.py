@@ -14,10 +14,12 @@ import typer
 from typer._click.exceptions import UsageError
 
 from shotfit.cli.app import (ColorspaceOpt, ExperimentOpt, FirstOpt, LastOpt, NoTrackOpt, OcioConfigOpt, SOURCE_HELP,
-                             SourceOpt, TrackingUriOpt, app, error_line, user_errors)
+                             SourceOpt, TrackingUriOpt, app, error_line, use_render_threads, use_training_threads,
+                             user_errors)
 from shotfit.cli.display import (console, demo_table, fmt, print_report, progress_display, render_rows,
                                  sweep_display, sweep_table, training_rows)
 from shotfit.sample_footage import SAMPLE_KEYFRAMES
+from shotfit.search.cluster import quiet_ray_environment
 
 
 @app.command()
@@ -65,6 +67,7 @@ def train(
         working_space=working_space, ocio_config=ocio_config,
         tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
                                      tensorboard=tensorboard))
+    use_training_threads(request)
     with user_errors(), progress_display() as progress, stop_on_signals() as stop:
         summary = api.train(request, on_step=training_rows(progress), should_stop=stop)
     result = summary.result
@@ -134,6 +137,8 @@ def render(
     request = api.RenderRequest(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
                                 last=last, review=review, device=device, colorspace=colorspace,
                                 ocio_config=ocio_config, mask=mask, engine=engine, model=model, precision=precision)
+    if engine == "torch" and run is not None:
+        use_render_threads(run)
     with user_errors(), progress_display() as progress:
         result = api.render(request, on_frame=render_rows(progress))
     skipped = f", {result.skipped} already there" if result.skipped else ""
@@ -228,6 +233,7 @@ def sweep(
 
     with user_errors():
         spec = api.load_sweep(sweep_file)
+        quiet_ray_environment()  # the command owns the process's environment; set before Ray is imported
         request = api.SweepRequest(spec, out=out, address=address, resume=resume,
                                    tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri,
                                                                 experiment=experiment),

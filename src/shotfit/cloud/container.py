@@ -62,6 +62,8 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
         ShotfitError: bad hyperparameters, a missing channel, unreadable frames... (one line each).
     """
     from shotfit.workflows.training import run_training  # PyTorch is imported here
+    from shotfit.device import configure_threads
+    from shotfit.workflows.precedence import resolve_train_config
     from shotfit.engine.stopping import stop_on_signals
     from shotfit.engine.trainer import StoppedBy
 
@@ -89,6 +91,8 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
                            first=options.first, last=options.last, colorspace=options.colorspace,
                            working_space=options.working_space, ocio_config=options.ocio_config,
                            tracking=tracking)
+    # the job owns its process: its threads are set here, not by the library
+    configure_threads(resolve_train_config(request, RunFolder(paths.run)).train.threads)
     with stop_on_signals() as stop:
         summary = run_training(request, TrainCallbacks(on_metrics=on_metrics, should_stop=stop))
     result = summary.result

@@ -3,6 +3,10 @@
 The signal only sets a flag; the training loop reads it after its step, writes a checkpoint and
 returns, so nothing is cut in half and a resume goes on from that step. SageMaker leaves 120 s between
 SIGTERM and SIGKILL, far more than one step and one checkpoint take.
+
+Signal handlers are the process's: only entry points use this (the CLI's ``train``, the SageMaker
+job in :mod:`shotfit.cloud.container`); a library call takes a ``should_stop`` callable instead.
+It lives here rather than in ``cli/`` because the container, a face beside the CLI, uses it too.
 """
 
 from __future__ import annotations

@@ -56,11 +56,10 @@ class MlflowBackend:
     def start(cls, options: TrackingOptions, run_dir: Path, params: Mapping[str, Any],
               tags: Mapping[str, str], resume_id: str | None = None) -> MlflowBackend:
         """Open (or, with ``resume_id``, reopen) the run and log its params and tags."""
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
         from mlflow.tracking import MlflowClient
 
         uri = tracking_uri(options, run_dir)
-        with http_limits(START_HTTP), quiet_mlflow():
+        with http_limits(START_HTTP, uri), quiet_mlflow():
             client = MlflowClient(tracking_uri=uri)
             run = None
             if resume_id:
@@ -73,7 +72,7 @@ class MlflowBackend:
             else:
                 run = _create_run(client, options, run_dir, uri, tags)
         backend = cls(client, uri, run.info.run_id, run.info.experiment_id, run.data.params)
-        with http_limits(RUN_HTTP):
+        with http_limits(RUN_HTTP, uri):
             backend._log_tags(tags)
             backend._log_params(params)
         log.info("MLflow run %s in %s", backend.run_id, uri)
@@ -91,7 +90,7 @@ class MlflowBackend:
 
         now = int(time.time() * 1000)
         batch = [Metric(key, value, now, step) for key, value in metrics.items()]
-        with http_limits(RUN_HTTP):
+        with http_limits(RUN_HTTP, self.uri):
             for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
                 self.client.log_batch(self.run_id, metrics=batch[start:start + MAX_METRICS_PER_BATCH],
                                       synchronous=True)
@@ -101,12 +100,12 @@ class MlflowBackend:
 
     def log_image(self, key: str, image: np.ndarray, step: int) -> None:
         # keyed images get the UI's step slider; MLflow allows only a few characters in the key
-        with http_limits(RUN_HTTP):
+        with http_limits(RUN_HTTP, self.uri):
             self.client.log_image(self.run_id, image, key=IMAGE_KEY.sub("_", key), step=step,
                                   synchronous=True)
 
     def log_artifact(self, path: Path, folder: str | None) -> None:
-        with http_limits(RUN_HTTP):
+        with http_limits(RUN_HTTP, self.uri):
             if path.is_dir():
                 self.client.log_artifacts(self.run_id, str(path), folder)
             else:
@@ -125,7 +124,7 @@ class MlflowBackend:
         """
         from mlflow.entities import LoggedModelOutput
 
-        with http_limits(RUN_HTTP):
+        with http_limits(RUN_HTTP, self.uri):
             # the run's params go with the model, as mlflow.pytorch.log_model does: the UI compares by them
             model = self.client.create_logged_model(self.experiment_id, name=MODEL_NAME,
                                                     source_run_id=self.run_id, params=self.params,
@@ -145,7 +144,7 @@ class MlflowBackend:
             self.client.finalize_logged_model(model.model_id, "READY")
 
     def finish(self, params: Mapping[str, Any], final_metrics: Mapping[str, float], status: str) -> None:
-        with http_limits(RUN_HTTP):
+        with http_limits(RUN_HTTP, self.uri):
             self._log_params(params)
             # the final numbers at the run's last step, unless that very point is already there
             final = {key: value for key, value in final_metrics.items()
@@ -272,8 +271,17 @@ def _dynamic(shape: torch.Size) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def http_limits(limits: Mapping[str, str]) -> Iterator[None]:
-    """MLflow reads these at every request; set them for the call, unless the user set them."""
+def http_limits(limits: Mapping[str, str], uri: str) -> Iterator[None]:
+    """MLflow reads these at every request to a tracking server; set them for the call, unless the
+    user set them.
+
+    MLflow (3.17) takes retries and timeouts from the environment only, with no per-client setting,
+    so against a server this still writes the process's environment for the call's duration. A local
+    store (sqlite, a folder: the default) makes no HTTP request, and the environment is left alone.
+    """
+    if uri.startswith(("sqlite:", "file:")) or ("://" not in uri and not uri.startswith("databricks")):
+        yield
+        return
     added = [name for name in limits if name not in os.environ]
     for name in added:
         os.environ[name] = limits[name]

@@ -4,13 +4,24 @@ statuses, and the one warning a failing backend gets."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+def disable_mlflow_telemetry(environ: MutableMapping[str, str] = os.environ) -> None:
+    """MLflow's usage telemetry off, unless the user chose otherwise: for entry points (the CLI, a
+    sweep's trial worker), before MLflow is imported.
+
+    MLflow reads this only from the environment, which is the process's: a library call never sets
+    it, and a program that hosts shotfit decides for itself.
+    """
+    environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @dataclass(frozen=True)

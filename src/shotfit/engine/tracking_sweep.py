@@ -7,7 +7,6 @@ sweep: a store that fails is warned about once and the sweep goes on untracked.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ def start_parent_run(options: TrackingOptions, name: str, params: Mapping[str, A
 
         from shotfit.engine.tracking_mlflow import START_HTTP, find_experiment_id, http_limits, quiet_mlflow
 
-        with http_limits(START_HTTP), quiet_mlflow():
+        with http_limits(START_HTTP, options.uri or ""), quiet_mlflow():
             client = _client(options)  # a new sqlite store is created here
             if resume_id and _exists(client, resume_id):
                 client.update_run(resume_id, status="RUNNING")
@@ -73,7 +72,7 @@ def finish_parent_run(options: TrackingOptions, run_id: str | None, params: Mapp
         from shotfit.engine.tracking_mlflow import RUN_HTTP, http_limits
 
         client = _client(options)
-        with http_limits(RUN_HTTP):
+        with http_limits(RUN_HTTP, options.uri or ""):
             _log_params(client, run_id, params)
             for key, value in metrics.items():
                 client.log_metric(run_id, key, float(value))
@@ -126,7 +125,6 @@ def log_run_metrics(options: TrackingOptions, run_id: str, metrics: Mapping[str,
 # --- helpers ------------------------------------------------------------------------------------
 
 def _client(options: TrackingOptions) -> Any:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
     from mlflow.tracking import MlflowClient
 
     if not options.uri:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -30,6 +31,8 @@ PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 _DTYPES = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # what a network declares for tiling; the wrapper passes it on
 _TILING_ATTRIBUTES = ("size_multiple", "tile_overlap", "max_tile")
+# the process-wide TF32 flags, switched by strict_fp32 (an RLock: a network may nest forward passes)
+_TF32_FLAGS = threading.RLock()
 
 
 def fold_batchnorm(network: nn.Module) -> nn.Module:
@@ -93,19 +96,27 @@ class InferenceNetwork(nn.Module):
 @contextlib.contextmanager
 def strict_fp32(device: torch.device | None) -> Iterator[None]:
     """fp32 that is fp32 on CUDA: cuDNN's default TF32 convolutions keep 10 bits of mantissa, which
-    moved 16-bit renders by 140 code values on an H200."""
+    moved 16-bit renders by 140 code values on an H200.
+
+    torch (2.13) has no per-call or per-thread switch for TF32: ``allow_tf32`` and its successor
+    ``fp32_precision`` are process-wide flags. So they are turned off only around this forward pass,
+    under a lock that keeps two threads from restoring each other's values; CUDA work in another
+    thread meanwhile (a training on the same process's GPU) runs without TF32 too. On the CPU, where
+    TF32 does not exist, nothing is touched.
+    """
     if device is None or device.type != "cuda":
         yield
         return
     cudnn = torch.backends.cudnn
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                         allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
+    with _TF32_FLAGS:
+        matmul = torch.backends.cuda.matmul.allow_tf32
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                             allow_tf32=False):
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def wants_compile(setting: str, device: torch.device) -> bool:

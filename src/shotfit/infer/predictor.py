@@ -12,6 +12,7 @@ from torch import nn
 
 from shotfit.archs import build_network
 from shotfit.data.keyframes import model_channels
+from shotfit.device import seeded_build
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.errors import RunError, quoted
 from shotfit.infer.optimize import InferenceNetwork, code_difference, resolve_precision
@@ -144,7 +145,9 @@ def load_network(run: RunFolder) -> tuple[nn.Module, dict[str, Any]]:
     if state["arch"] != cfg.model.arch:
         raise RunError(f"{quoted(path)} holds a '{state['arch']}' network but {quoted(run.config_path)} "
                        f"names '{cfg.model.arch}'")
-    network = build_network(state["arch"], **state["arch_args"])
+    # the initial weights are replaced by the run's; drawn from a seeded generator of its own, they
+    # leave the process's default generator where it was
+    network = seeded_build(lambda: build_network(state["arch"], **state["arch_args"]), 0)
     try:
         network.load_state_dict(state["network"])
     except RuntimeError as err:

@@ -7,6 +7,7 @@ Any predictor will do (a PyTorch network's, an onnxruntime session's), so this m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,8 +41,9 @@ class FrameDone:
 
 @dataclass(frozen=True)
 class RenderResult:
-    """What a render did. ``missing``: frames asked for (all, or the range) that the source lacks,
-    as runs; ``frames``: the frames whose outputs now exist, ascending."""
+    """What a render did. ``rendered``: frames written by this render; ``missing``: frames asked for
+    (all, or the range) that the source lacks, as runs; ``frames``: the frames whose outputs now
+    exist, ascending; ``stopped``: ``should_stop`` ended the render early (rendering again goes on)."""
 
     rendered: int
     skipped: int
@@ -49,6 +51,7 @@ class RenderResult:
     out_dir: Path
     missing: tuple[range, ...] = ()
     frames: tuple[int, ...] = ()
+    stopped: bool = False
 
     def missing_note(self) -> str | None:
         """``"frames 1011-1012 missing from the source"`` for the summary; None when nothing is missing."""
@@ -57,7 +60,7 @@ class RenderResult:
 
 def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: Iterable[int] | None = None,
                 fmt: PixelFormat | None = None, on_frame: Callable[[FrameDone], None] | None = None,
-                masks: Shot | str | None = None) -> RenderResult:
+                masks: Shot | str | None = None, should_stop: Callable[[], bool] | None = None) -> RenderResult:
     """Render ``frames`` of ``shot`` (default: all) into ``out_dir``.
 
     ``predictor`` maps a frame as read, float32 (H, W, C), to the edited frame in the same value
@@ -71,6 +74,9 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
 
     With ``masks`` (a mask sequence, or ``"alpha"`` for the source's own alpha) the result replaces
     the source only inside the mask; outside it the source is kept as it was.
+
+    ``should_stop`` is asked before each frame; True ends the render there (the frame before it is
+    whole on disk) with ``stopped`` set in the result, and rendering again goes on from that frame.
     """
     if frames is None:
         wanted, missing = shot.frames, shot.gaps
@@ -90,23 +96,32 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
     started = time.monotonic()
     rendered = 0
     done = 0
-    reader = iter(shot.iter_with_extras(pending))
-    for frame, path, exists in todo:
-        done += 1
-        if not exists:
-            read_frame, pixels, extras = next(reader)
-            assert read_frame == frame
-            result = predictor(pixels)
-            if masks is not None:
-                result = composite_outside(result, pixels, _mask(masks, shot, frame, pixels))
-            write_image(path, result, fmt, extras)
-            rendered += 1
-        if on_frame is not None:
-            speed = rendered / max(time.monotonic() - started, 1e-9)
-            on_frame(FrameDone(frame, path, done, len(todo), exists, speed))
+    stopped = False
+    with contextlib.closing(iter(shot.iter_with_extras(pending))) as reader:  # a video decoder closes at a stop
+        for frame, path, exists in todo:
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            done += 1
+            if not exists:
+                read_frame, pixels, extras = next(reader)
+                assert read_frame == frame
+                result = predictor(pixels)
+                if masks is not None:
+                    result = composite_outside(result, pixels, _mask(masks, shot, frame, pixels))
+                write_image(path, result, fmt, extras)
+                rendered += 1
+            if on_frame is not None:
+                speed = rendered / max(time.monotonic() - started, 1e-9)
+                on_frame(FrameDone(frame, path, done, len(todo), exists, speed))
     seconds = time.monotonic() - started
-    log.info("rendered %d frames (%d already there) in %.1f s", rendered, len(todo) - len(pending), seconds)
-    return RenderResult(rendered, len(todo) - len(pending), seconds, out_dir, tuple(missing), tuple(wanted))
+    skipped = len(todo) - len(pending)
+    if stopped:
+        log.info("render stopped after %d frames (%d already there) in %.1f s", rendered, skipped, seconds)
+        written = tuple(f for f, path, exists in todo if exists or path.exists())
+        return RenderResult(rendered, skipped, seconds, out_dir, tuple(missing), written, stopped=True)
+    log.info("rendered %d frames (%d already there) in %.1f s", rendered, skipped, seconds)
+    return RenderResult(rendered, skipped, seconds, out_dir, tuple(missing), tuple(wanted))
 
 
 def write_review(shot: Shot, result: RenderResult, path: Path, fps: float | None = None,

@@ -6,6 +6,7 @@ In memory a frame is float32 (H, W, C), C in {1, 3, 4}, RGB(A) order; integer fi
 
 from shotfit.io.colour import ColourPipeline, ColourSettings, colour_of_run, override_colour, resolve_colour
 from shotfit.io.formats import IMAGE_EXTENSIONS, FrameExtras, PixelFormat, Window
+from shotfit.io._quiet import hold_native_output
 from shotfit.io.image import read_image, read_with_extras, write_image
 from shotfit.io.sequence import (VIDEO_EXTENSIONS, FrameSequence, Shot, describe_gaps, frame_number,
                                  parse_frame_range, runs)
@@ -24,6 +25,7 @@ __all__ = [
     "colour_of_run",
     "describe_gaps",
     "frame_number",
+    "hold_native_output",
     "open_shot",
     "override_colour",
     "parse_frame_range",

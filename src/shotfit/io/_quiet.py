@@ -2,6 +2,12 @@
 
 They print their own complaint before returning an error that shotfit then reports as one line naming
 the file; a user would otherwise see two or three messages, some without the file's name.
+
+libpng (inside OpenCV) and OpenEXR write straight to file descriptors 2 and 1 from C, with no log
+level or callback to silence them per call, and a descriptor is the whole process's: redirecting it
+delays every other thread's output too. So the library redirects nothing unless the entry point that
+owns the process (the ``shotfit`` command) asks for it with :func:`hold_native_output`; a server that
+hosts jobs leaves it off, and the decoders' complaints reach its stderr beside shotfit's one-line errors.
 """
 
 from __future__ import annotations
@@ -16,6 +22,17 @@ from dataclasses import dataclass
 
 # File descriptors are per process: two threads redirecting at once would restore each other's files.
 _REDIRECTING = threading.Lock()
+_holding = False  # set only by an entry point, through hold_native_output
+
+
+def hold_native_output(enabled: bool = True) -> None:
+    """From now on, hold back (``enabled``) or let through what C decoders print during a decode.
+
+    For an entry point that owns its process's stdout and stderr (the CLI): the redirection is
+    process-wide. Library calls never turn it on.
+    """
+    global _holding
+    _holding = enabled
 
 
 @dataclass
@@ -32,8 +49,12 @@ def native_output_held() -> Iterator[HeldOutput]:
     Afterwards the held output is written where it was going, unless an exception escaped or
     ``discard`` was set: a warning about a file that still decodes (or another thread's output) is
     delayed, not lost. Where stdout or stderr is no real file descriptor, nothing is redirected.
-    Decodes in several threads take turns here.
+    Decodes in several threads take turns here. Unless an entry point called
+    :func:`hold_native_output`, nothing is redirected and the decode runs as it is.
     """
+    if not _holding:
+        yield HeldOutput()
+        return
     with _REDIRECTING:
         with _held() as held:
             yield held

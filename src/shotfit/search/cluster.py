@@ -52,7 +52,12 @@ def session_folder(out: Path) -> tuple[Path, bool]:
 
 
 def quiet_ray_environment() -> None:
-    """Settings read when Ray starts: no usage reports, no progress tables of its own on the console."""
+    """Settings read when Ray starts: no usage reports, no progress tables of its own on the console.
+
+    Ray and Tune read these from the environment only (some as Ray is imported), and the environment
+    is the process's: the entry point that runs a sweep (the CLI's ``sweep``) sets them before it
+    imports Ray; :func:`ray_session` does not.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's own TensorBoard copy of each trial would sit beside shotfit's under `tensorboard --logdir OUT`
@@ -70,8 +75,7 @@ def ray_session(out: Path, address: str | None = None, cpus: int | None = None) 
         address: ``ray://head:10001`` (Ray Client) or ``host:6379`` / ``auto``: a running cluster.
         cpus: Local only: cores to give the instance.
     """
-    quiet_ray_environment()
-    import ray
+    import ray  # imported only when a sweep runs: Ray takes seconds to import
 
     temp, remove_after = None, False
     if ray.is_initialized():

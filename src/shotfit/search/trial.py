@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from shotfit.config import Config, save_config
+from shotfit.device import configure_threads
 from shotfit.engine.tracking import TrackingOptions
+from shotfit.engine.tracking_options import disable_mlflow_telemetry
 from shotfit.engine.tracking_sweep import log_run_metrics
 from shotfit.files import write_text_atomic
+from shotfit.io import hold_native_output
 from shotfit.runs.folder import RunFolder
 from shotfit.search.spec import Budget, NamedTrial
 from shotfit.search.values import apply_values, plain, settings_text
@@ -76,6 +79,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray import tune
 
 
+    # the worker's process is the trial's own: its threads, decoders' output and MLflow telemetry as the CLI has them
+    configure_threads(setup.threads)
+    hold_native_output()
+    disable_mlflow_telemetry()
     name = tune.get_context().get_trial_name()
     folder = setup.trials_dir / name
     run_dir = folder / "run"

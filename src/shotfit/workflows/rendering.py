@@ -48,7 +48,8 @@ class _Trained:
 
 
 def render(request: RenderRequest | PathLike | None, source: PathLike | None = None, out: PathLike | None = None,
-           *, on_frame: Callable[[FrameDone], None] | None = None, **options: Any) -> RenderResult:
+           *, on_frame: Callable[[FrameDone], None] | None = None,
+           should_stop: Callable[[], bool] | None = None, **options: Any) -> RenderResult:
     """Render a shot through the network of a run folder (or an exported ONNX file) into a folder.
 
     Needs nothing but the run folder: the weights carry their architecture, and run.json says how
@@ -59,6 +60,8 @@ def render(request: RenderRequest | PathLike | None, source: PathLike | None = N
         request: What to render (:class:`~shotfit.workflows.requests.RenderRequest`). For a short
             call, give its fields instead: ``render(run, source, out, tile=512, ...)``.
         on_frame: Called after every frame (progress display).
+        should_stop: Asked before each frame; True ends the render after the frame in hand
+            (``stopped`` in the result); rendering again renders the rest.
     """
     if not isinstance(request, RenderRequest):
         if source is None or out is None:
@@ -66,10 +69,11 @@ def render(request: RenderRequest | PathLike | None, source: PathLike | None = N
         request = RenderRequest(request, source, out, **options)
     elif source is not None or out is not None or options:
         raise TypeError("give render a RenderRequest or its fields, not both")
-    return run_render(request, on_frame=on_frame)
+    return run_render(request, on_frame=on_frame, should_stop=should_stop)
 
 
-def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] | None = None) -> RenderResult:
+def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> RenderResult:
     """Render as ``request`` says (see :func:`render`)."""
     source, out, review, frames = request.source, request.out, request.review, request.frames
     if request.engine not in ENGINES:
@@ -105,7 +109,8 @@ def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] 
                          f"({shot.channels} channels); give a mask sequence instead")
     predictor = trained.predictor(colour, shot.format)
     ensure_writable_folder(out)
-    result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks)
+    result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks,
+                         should_stop=should_stop)
     if review is not None:
         write_review(shot, result, Path(review), display=colour.to_display)
     return result
@@ -122,7 +127,7 @@ def _torch_network(request: RenderRequest) -> _Trained:
     except ImportError:
         raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render the run exported "
                            "as onnx with the onnxruntime engine", parameter="engine") from None
-    from shotfit.device import configure_threads, pick_device
+    from shotfit.device import pick_device
     from shotfit.infer.optimize import wants_compile
     from shotfit.infer.predictor import Predictor, load_network
 
@@ -134,7 +139,6 @@ def _torch_network(request: RenderRequest) -> _Trained:
     def predictor(colour: ColourPipeline, fmt: PixelFormat) -> FramePredictor:
         network, _ = load_network(run_folder)
         torch_device = pick_device(device)
-        configure_threads(cfg.train.threads)
         return Predictor(network, colour, torch_device, render_cfg.tile, render_cfg.tile_overlap, render_cfg.blend,
                          render_cfg.precision, fmt, wants_compile(render_cfg.compile, torch_device))
 

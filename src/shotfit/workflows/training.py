@@ -19,7 +19,7 @@ from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config, ModelConfig, config_to_dict
 from shotfit.data.augment import PairedAugment
 from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
-from shotfit.device import configure_threads, pick_device
+from shotfit.device import pick_device, seeded_build
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.runs.record import RunInfo
 from shotfit.engine.tracking import flatten_params, start_tracking
@@ -104,9 +104,7 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
     cfg = dataclasses.replace(cfg, model=_resolved_model(cfg.model, channels, run, start_state))
 
     torch_device = pick_device(device or cfg.train.device)
-    configure_threads(cfg.train.threads)
-    torch.manual_seed(cfg.train.seed)
-    network = build_network(cfg.model.arch, **cfg.model.args)
+    network = seeded_build(lambda: build_network(cfg.model.arch, **cfg.model.args), cfg.train.seed)
     hooks = TrainHooks(
         preview=make_previewer(run, shot, training_pairs, colour, cfg, torch_device),
         validate=make_validator(validation_pairs, colour, cfg, torch_device) if validation_pairs else None,
