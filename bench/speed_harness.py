@@ -111,7 +111,7 @@ def conv_peak(device: torch.device, precision: str, repeats: int = 3, scale: flo
         x = torch.randn(1, c_in, side, side, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
         w = torch.randn(c_out, c_in, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            seconds = median_seconds(lambda: F.conv2d(x, w, padding=1), device, repeats)
+            seconds = median_seconds(lambda x=x, w=w: F.conv2d(x, w, padding=1), device, repeats)
         gflops = 2 * 9 * c_in * c_out * side * side / seconds / 1e9
         if gflops > best["gflops"]:
             best = {"gflops": round(gflops, 1), "shape": f"3x3 {c_in}->{c_out} at {side}x{side}"}
@@ -198,7 +198,7 @@ def measure_render(network: nn.Module, image: np.ndarray, device: torch.device, 
         naive_seconds = None
         for name, run in variants.items():
             with torch.inference_mode():
-                seconds = median_seconds(lambda: run(x), device, repeats)
+                seconds = median_seconds(lambda run=run, x=x: run(x), device, repeats)
                 y = run(x)
             if naive_seconds is None:
                 naive_seconds = seconds

@@ -13,12 +13,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import shots
 import torch
 import yaml
-
-import shots
-from shotfit.engine import preview
 from shots import FRAMES, HEIGHT, KEYFRAMES, WIDTH, edit, plate, succeeds, train_args
+
+from shotfit.engine import preview
 
 
 @pytest.fixture(autouse=True)

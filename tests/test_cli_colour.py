@@ -9,16 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shots
 import torch
 import yaml
-
-import shots
-from shotfit.runs.folder import RunFolder
-from shotfit.infer.predictor import Predictor, load_network
-from shotfit.io import (ColourPipeline, ColourSettings, PixelFormat, open_shot, read_image, resolve_colour,
-                        write_image)
 from shots import FRAMES, KEYFRAMES, edit, fails, plate, succeeds, train_args
 from studio_config import write_studio_config
+
+from shotfit.infer.predictor import Predictor, load_network
+from shotfit.io import ColourPipeline, ColourSettings, PixelFormat, open_shot, read_image, resolve_colour, write_image
+from shotfit.runs.folder import RunFolder
 
 SRGB = "sRGB Encoded Rec.709 (sRGB)"
 BUILT_IN = resolve_colour(PixelFormat(".exr", "half", 3)).config  # the pinned built-in studio config

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-
 import shots
+import torch
 from shots import FRAMES, KEYFRAMES, assert_unchanged, edit, fails, plate, snapshot, train_args
+
 from shotfit.cli.app import error_text
 from shotfit.errors import ShotfitError
 

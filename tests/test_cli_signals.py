@@ -8,10 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from shots import TINY, write_graded_shot as write_shot
+from shots import TINY
+from shots import write_graded_shot as write_shot
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ def configure_threads(threads: int = 0) -> int:
 T = TypeVar("T")
 
 # torch's default generators are the process's; see seeded_build.
-_DEFAULT_GENERATORS = threading.Lock()
+_DEFAULT_GENERATORS = threading.RLock()  # re-entrant: a network may build a loss network inside
 
 
 def seeded_build(build: Callable[[], T], seed: int) -> T:

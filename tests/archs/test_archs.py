@@ -12,23 +12,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from arch_inputs import TINY, frames, perturbed
+from shots import write_graded_shot as write_shot
 from torch import nn
 
-from shots import write_graded_shot as write_shot
-
-from arch_inputs import TINY, frames, perturbed
 from shotfit import api
 from shotfit.archs import ARCHS, DeclaresTiling, Network, build_network, count_parameters, resolve_network_args
-from shotfit.runs.folder import load_state
 from shotfit.errors import ConfigError
 from shotfit.infer.tiling import tiled_forward
+from shotfit.runs.folder import load_state
 
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 NORMS = (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)  # a network's own LayerNorm2d subclasses nn.LayerNorm
 # Networks that cannot be scripted or exported, and why (the test then checks that it still fails,
 # so the reason is kept honest).
-NOT_SCRIPTABLE: dict[str, str] = {}
-NOT_ONNX: dict[str, str] = {}
 # Tiled vs whole-frame difference allowed at the declared overlap ([-1, 1] scale, weights perturbed by
 # 0.2): networks whose overlap covers their reach match to float rounding (1e-5); the others say why.
 TILE_TOLERANCE: dict[str, float] = {
@@ -135,10 +132,6 @@ def test_tiles_at_the_declared_overlap_match_the_whole_frame(arch):
 @pytest.mark.parametrize("arch", ARCHS.available())
 def test_torchscript_matches_eager_on_any_size(arch):
     net = perturbed(tiny(arch)).eval()
-    if arch in NOT_SCRIPTABLE:
-        with pytest.raises(Exception):
-            torch.jit.script(net)
-        pytest.skip(f"{arch} cannot be scripted: {NOT_SCRIPTABLE[arch]}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=FutureWarning)
@@ -163,10 +156,6 @@ def test_onnx_export_runs_in_onnxruntime_on_any_size(arch, tmp_path):
                               output_names=["edited"], dynamic_axes={"image": axes, "edited": axes},
                               opset_version=17)
 
-    if arch in NOT_ONNX:
-        with pytest.raises(Exception):
-            export()
-        pytest.skip(f"{arch} cannot be exported to ONNX: {NOT_ONNX[arch]}")
     export()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     # 5x7 is smaller than every network's padding multiple: the exported graph must then repeat the

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from arch_inputs import frames, perturbed, tiny_options
 from torch import nn
 
-from arch_inputs import frames, perturbed, tiny_options
 from shotfit.archs import build_network, count_parameters, resolve_network_args
 from shotfit.archs.convnext_unet import ConvNeXtBlock, receptive_radius
 from shotfit.errors import ConfigError

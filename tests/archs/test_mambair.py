@@ -8,8 +8,8 @@ import warnings
 
 import pytest
 import torch
-
 from arch_inputs import frames, perturbed, tiny_options
+
 from shotfit.archs import build_network
 from shotfit.archs.mambair import SS2D, _scan_pieces, _selective_scan_export, _selective_scan_pscan
 from shotfit.errors import ConfigError

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from arch_inputs import frames, perturbed, tiny_options
+
 from shotfit.archs import build_network, count_parameters, resolve_network_args
 from shotfit.archs.nafnet import local_mean
 from shotfit.errors import ConfigError

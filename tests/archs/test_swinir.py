@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from arch_inputs import frames, perturbed, tiny_options
+
 from shotfit.archs import build_network
 from shotfit.archs.swinir import WindowAttention, reach
 from shotfit.errors import ConfigError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from arch_inputs import frames, tiny_options
+
 from shotfit.archs import build_network, count_parameters
 from shotfit.errors import ConfigError
 

@@ -146,7 +146,7 @@ def test_launch_uploads_the_shot_once_starts_the_jobs_and_records_them(aws, shot
     assert keys[-1].endswith(f"shots/{digest}/source/plate.0006.png")
     assert f"shotfit/shots/{digest}/manifest.json" in keys
     assert sum(f"/{digest}/source/" in k for k in keys) == 6 and sum(f"/{digest}/keyframes/" in k for k in keys) == 3
-    assert f"uploaded 9 files" in first.stdout and "2 jobs started, recorded in cloud/jobs.json" in first.stdout
+    assert "uploaded 9 files" in first.stdout and "2 jobs started, recorded in cloud/jobs.json" in first.stdout
 
     job = record["jobs"][0]
     assert job["instance"] == "ml.g5.xlarge" and job["spot"] is True and job["region"] == REGION

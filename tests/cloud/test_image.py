@@ -15,10 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from shots import TINY, write_graded_shot
 
 REPO = Path(__file__).resolve().parents[2]

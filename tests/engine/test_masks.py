@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shots import HEIGHT, PNG8, WIDTH, grade, render_tiny, train_tiny
+from shots import write_graded_shot as write_shot
 
 from shotfit.errors import FrameError
 from shotfit.io import PixelFormat, open_shot, write_image
-from shots import HEIGHT, PNG8, WIDTH, grade, render_tiny, train_tiny, write_graded_shot as write_shot
 
 GREY8 = PixelFormat(".png", "uint8", 1)
 RGBA8 = PixelFormat(".png", "uint8", 4)

@@ -17,22 +17,18 @@ import time
 from pathlib import Path
 
 import cv2
+import mlflow
 import numpy as np
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch import nn
 
 from shotfit.archs import ARCHS, build_network
 from shotfit.config import Config, config_to_dict
-from shotfit.engine.tracking import (FanOutTracker, NullTracker, TrackingOptions, flatten_params,
-                                     start_tracking)
-
-mlflow = pytest.importorskip("mlflow")
-pytest.importorskip("tensorboard")
-from mlflow.tracking import MlflowClient  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from tensorboard.plugins.hparams import metadata as hparams_metadata  # noqa: E402
-
+from shotfit.engine.tracking import FanOutTracker, NullTracker, TrackingOptions, flatten_params, start_tracking
 from shotfit.engine.tracking_mlflow import RUN_HTTP, http_limits
 from shotfit.engine.tracking_options import disable_mlflow_telemetry
 

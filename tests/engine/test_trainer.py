@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from shots import HEIGHT, TINY, WIDTH, same_weights, train_tiny, weights
+from shots import write_graded_shot as write_shot
 from torch import nn
-from shots import HEIGHT, TINY, WIDTH, same_weights, train_tiny, weights, write_graded_shot as write_shot
 
 from shotfit import api
 from shotfit.archs import ARCHS

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from shots import train_tiny
+from shots import write_graded_shot as write_shot
 
 from shotfit.errors import ConfigError
-from shots import train_tiny, write_graded_shot as write_shot
 
 
 def test_validation_frames_are_held_out_and_scored(tmp_path: Path):

@@ -15,10 +15,10 @@ from shots import write_graded_shot as write_shot
 
 from shotfit import api
 from shotfit.archs import ARCHS, build_network
-from shotfit.runs.folder import load_state, save_state
-from shotfit.runs.record import RunInfo
 from shotfit.errors import ExportError
 from shotfit.io import ColourPipeline, colour_of_run, read_image
+from shotfit.runs.folder import load_state, save_state
+from shotfit.runs.record import RunInfo
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs shotfit[export]")
 
@@ -184,8 +184,8 @@ def test_a_refused_export_keeps_the_previous_file(unet_run, tmp_path):
 
 def test_frames_smaller_than_the_padding_repeat_the_edge_in_every_exported_graph(tmp_path):
     """The bug this fixes: the exported graph kept the reflect padding of its example frame."""
-    from shotfit.export.writers import UnitRange, write_onnx
     from shotfit.export.metadata import ModelInfo
+    from shotfit.export.writers import UnitRange, write_onnx
 
     torch.manual_seed(0)
     net = build_network("unet", width=4, depth=4)  # pads to multiples of 16
@@ -205,8 +205,8 @@ def test_frames_smaller_than_the_padding_repeat_the_edge_in_every_exported_graph
 
 def test_real_frame_goes_through_the_runs_colour_step(unet_run):
     """The checked frame is what a host would feed: the source frame in the working space, on [0, 1]."""
-    from shotfit.workflows.exporting import _check_frames
     from shotfit.export.metadata import ModelInfo
+    from shotfit.workflows.exporting import _check_frames
 
     run, source = unet_run
     info = json.loads((run / "run.json").read_text())

@@ -10,12 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from studio_config import write_studio_config
 
 import shotfit
 from shotfit.errors import ConfigError, RunError
-from shotfit.io import (ColourPipeline, ColourSettings, PixelFormat, colour_of_run, override_colour, read_image,
-                        resolve_colour, write_image)
-from studio_config import write_studio_config
+from shotfit.io import (
+    ColourPipeline,
+    ColourSettings,
+    PixelFormat,
+    colour_of_run,
+    override_colour,
+    read_image,
+    resolve_colour,
+    write_image,
+)
 
 SRGB = "sRGB Encoded Rec.709 (sRGB)"
 EXR_HALF = PixelFormat(".exr", "half", 3)

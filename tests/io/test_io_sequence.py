@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from shotfit.errors import ConfigError, FrameError
-from shotfit.io import (FrameSequence, PixelFormat, describe_gaps, frame_number, open_shot, parse_frame_range, runs,
-                        write_image)
+from shotfit.io import (
+    FrameSequence,
+    PixelFormat,
+    describe_gaps,
+    frame_number,
+    open_shot,
+    parse_frame_range,
+    runs,
+    write_image,
+)
 
 GREY8 = PixelFormat(".png", "uint8", 1)
 

@@ -13,7 +13,6 @@ Example:
     >>> api.render("runs/beauty", "plate/", "render/")  # the same, as a short call  # doctest: +SKIP
 """
 
-
 from __future__ import annotations
 
 import importlib
@@ -21,44 +20,80 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shotfit.api.benchmarking import ArchBenchResult, bench_archs
+    from shotfit.api.cloud import JobsRequest, LaunchRequest, LaunchResult, fetch, launch, status, stop
+    from shotfit.api.sample import DemoRequest, DemoResult, demo
+    from shotfit.api.sweeping import SweepRequest, sweep
     from shotfit.compare.archs import SAMPLE_SHOT, BenchShot
+    from shotfit.engine.tracking_options import TrackingOptions
+    from shotfit.engine.trainer import StoppedBy
+    from shotfit.infer.render import RenderResult
+    from shotfit.losses import build_loss
+    from shotfit.runs.record import RunInfo
+    from shotfit.search.results import SweepResult
+    from shotfit.search.spec import load_sweep
     from shotfit.workflows.exporting import ExportResult, export
     from shotfit.workflows.rendering import evaluate, render
+    from shotfit.workflows.requests import EvaluateRequest, ExportRequest, RenderRequest, TrainCallbacks, TrainRequest
     from shotfit.workflows.training import TrainSummary, train
-    from shotfit.losses import build_loss
-    from shotfit.engine.tracking_options import TrackingOptions
-    from shotfit.infer.render import RenderResult
-    from shotfit.api.sweeping import SweepRequest, sweep
-    from shotfit.search.spec import load_sweep
-    from shotfit.search.results import SweepResult
-    from shotfit.api.sample import DemoRequest, DemoResult, demo
-    from shotfit.api.cloud import JobsRequest, LaunchRequest, LaunchResult, fetch, launch, status, stop
-    from shotfit.engine.trainer import StoppedBy
-    from shotfit.runs.record import RunInfo
-    from shotfit.workflows.requests import (EvaluateRequest, ExportRequest, RenderRequest, TrainCallbacks,
-                                            TrainRequest)
 
-# Imported on first use, so that `render --engine onnxruntime` runs where PyTorch is not installed.
-_WHERE = {
-    "ArchBenchResult": "shotfit.api.benchmarking", "bench_archs": "shotfit.api.benchmarking",
-    "BenchShot": "shotfit.compare.archs", "SAMPLE_SHOT": "shotfit.compare.archs",
-    "ExportResult": "shotfit.workflows.exporting", "export": "shotfit.workflows.exporting",
-    "evaluate": "shotfit.workflows.rendering", "render": "shotfit.workflows.rendering",
-    "TrainSummary": "shotfit.workflows.training", "build_loss": "shotfit.losses", "train": "shotfit.workflows.training",
-    "TrackingOptions": "shotfit.engine.tracking_options", "RenderResult": "shotfit.infer.render",
-    "SweepRequest": "shotfit.api.sweeping", "sweep": "shotfit.api.sweeping", "load_sweep": "shotfit.search.spec",
-    "SweepResult": "shotfit.search.results",
-    "DemoRequest": "shotfit.api.sample", "DemoResult": "shotfit.api.sample", "demo": "shotfit.api.sample",
-    "LaunchRequest": "shotfit.api.cloud", "LaunchResult": "shotfit.api.cloud", "JobsRequest": "shotfit.api.cloud",
-    "launch": "shotfit.api.cloud", "status": "shotfit.api.cloud", "stop": "shotfit.api.cloud",
-    "fetch": "shotfit.api.cloud",
-    "StoppedBy": "shotfit.engine.trainer", "RunInfo": "shotfit.runs.record",
-    "TrainRequest": "shotfit.workflows.requests", "TrainCallbacks": "shotfit.workflows.requests",
-    "RenderRequest": "shotfit.workflows.requests", "ExportRequest": "shotfit.workflows.requests",
-    "EvaluateRequest": "shotfit.workflows.requests",
+# Each name's module, imported on first use: `render --engine onnxruntime` runs where PyTorch is not
+# installed, and the command line starts without importing it.
+_MODULES = {
+    "shotfit.workflows.requests": ('TrainRequest', 'TrainCallbacks', 'RenderRequest', 'ExportRequest', 'EvaluateRequest'),
+    "shotfit.workflows.training": ('TrainSummary', 'train'),
+    "shotfit.workflows.rendering": ('evaluate', 'render'),
+    "shotfit.workflows.exporting": ('ExportResult', 'export'),
+    "shotfit.infer.render": ('RenderResult',),
+    "shotfit.engine.trainer": ('StoppedBy',),
+    "shotfit.engine.tracking_options": ('TrackingOptions',),
+    "shotfit.runs.record": ('RunInfo',),
+    "shotfit.losses": ('build_loss',),
+    "shotfit.api.sweeping": ('SweepRequest', 'sweep'),
+    "shotfit.search.spec": ('load_sweep',),
+    "shotfit.search.results": ('SweepResult',),
+    "shotfit.api.sample": ('DemoRequest', 'DemoResult', 'demo'),
+    "shotfit.api.benchmarking": ('ArchBenchResult', 'bench_archs'),
+    "shotfit.compare.archs": ('BenchShot', 'SAMPLE_SHOT'),
+    "shotfit.api.cloud": ('LaunchRequest', 'LaunchResult', 'JobsRequest', 'launch', 'status', 'stop', 'fetch'),
 }
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ArchBenchResult",
+    "BenchShot",
+    "DemoRequest",
+    "DemoResult",
+    "EvaluateRequest",
+    "ExportRequest",
+    "ExportResult",
+    "JobsRequest",
+    "LaunchRequest",
+    "LaunchResult",
+    "RenderRequest",
+    "RenderResult",
+    "RunInfo",
+    "SAMPLE_SHOT",
+    "StoppedBy",
+    "SweepRequest",
+    "SweepResult",
+    "TrackingOptions",
+    "TrainCallbacks",
+    "TrainRequest",
+    "TrainSummary",
+    "bench_archs",
+    "build_loss",
+    "demo",
+    "evaluate",
+    "export",
+    "fetch",
+    "launch",
+    "load_sweep",
+    "render",
+    "status",
+    "stop",
+    "sweep",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from shotfit.compare.archs import (
     write_report,
 )
 from shotfit.compare.costs import measure_costs
-from shotfit.engine.tracking import TrackingOptions
+from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shotfit.engine.trainer import StepReport
 from shotfit.engine.tracking_options import TrackingOptions
+from shotfit.engine.trainer import StepReport
 from shotfit.infer.render import FrameDone
 from shotfit.io import open_shot
 from shotfit.runs.folder import RunFolder

@@ -14,7 +14,6 @@ from typing import Annotated, Optional
 import typer
 from rich.logging import RichHandler
 
-
 from shotfit import __version__
 from shotfit.cli.display import console, err_console
 from shotfit.engine.tracking_options import disable_mlflow_telemetry

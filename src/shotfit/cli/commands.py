@@ -13,11 +13,33 @@ import typer
 # typer (>= 0.29, pinned) carries its own copy of click; its usage errors are caught to print one line.
 from typer._click.exceptions import UsageError
 
-from shotfit.cli.app import (ColorspaceOpt, ExperimentOpt, FirstOpt, LastOpt, NoTrackOpt, OcioConfigOpt, SOURCE_HELP,
-                             SourceOpt, TrackingUriOpt, app, error_line, use_render_threads, use_training_threads,
-                             user_errors)
-from shotfit.cli.display import (console, demo_table, fmt, print_report, progress_display, render_rows,
-                                 sweep_display, sweep_table, training_rows)
+from shotfit.cli.app import (
+    SOURCE_HELP,
+    ColorspaceOpt,
+    ExperimentOpt,
+    FirstOpt,
+    LastOpt,
+    NoTrackOpt,
+    OcioConfigOpt,
+    SourceOpt,
+    TrackingUriOpt,
+    app,
+    error_line,
+    use_render_threads,
+    use_training_threads,
+    user_errors,
+)
+from shotfit.cli.display import (
+    console,
+    demo_table,
+    fmt,
+    print_report,
+    progress_display,
+    render_rows,
+    sweep_display,
+    sweep_table,
+    training_rows,
+)
 from shotfit.sample_footage import SAMPLE_KEYFRAMES
 from shotfit.search.cluster import quiet_ray_environment
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
 from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, read_hyperparameters
-from shotfit.runs.folder import RunFolder, load_state, model_state, save_state
+from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.errors import FrameError, quoted
 from shotfit.files import write_text_atomic
-from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.io.sequence import VIDEO_EXTENSIONS
+from shotfit.runs.folder import RunFolder, load_state, model_state, save_state
 from shotfit.workflows.requests import ExportRequest, TrainCallbacks, TrainRequest
 
 if TYPE_CHECKING:
@@ -61,11 +61,11 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
     Raises:
         ShotfitError: bad hyperparameters, a missing channel, unreadable frames... (one line each).
     """
-    from shotfit.workflows.training import run_training  # PyTorch is imported here
     from shotfit.device import configure_threads
-    from shotfit.workflows.precedence import resolve_train_config
     from shotfit.engine.stopping import stop_on_signals
     from shotfit.engine.trainer import StoppedBy
+    from shotfit.workflows.precedence import resolve_train_config
+    from shotfit.workflows.training import run_training  # PyTorch is imported here
 
     settings = job_settings(read_hyperparameters(paths, environ), where=quoted(paths.hyperparameters))
     options = settings.options

@@ -50,7 +50,7 @@ EXPORT_FORMATS = ("onnx", "torchscript", "none")
 
 METRIC_PREFIX = "shotfit-metrics:"
 # what a launched job asks SageMaker to chart (at most 40 are allowed per job)
-CHARTED_METRICS = ("loss/total", "loss/l1", "loss/lpips", "loss/laplacian", "loss/ssim", "lr",
+CHARTED_METRICS = ("loss/total", "loss/l1", "loss/mse", "loss/lpips", "loss/laplacian", "loss/ssim", "lr",
                    "speed/steps_per_s", "val/psnr", "val/ssim", "val/lpips", "step")
 _NUMBER = r"[-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|nan|inf)"
 _PAIR = re.compile(r"(\S+?)=(" + _NUMBER + r")(?=\s|$)")

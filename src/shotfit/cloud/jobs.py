@@ -29,8 +29,15 @@ from shotfit.cloud.aws import Clients, CloudError, S3Location, aws_errors
 from shotfit.cloud.candidates import Candidate, job_word
 from shotfit.cloud.prices import CostEstimate, HourlyPrice
 from shotfit.cloud.records import add_job, add_launch
-from shotfit.cloud.shot_upload import (ShotContent, ShotInS3, ShotPaths, check_bucket, describe_size, shot_location,
-                                       upload_shot)
+from shotfit.cloud.shot_upload import (
+    ShotContent,
+    ShotInS3,
+    ShotPaths,
+    check_bucket,
+    describe_size,
+    shot_location,
+    upload_shot,
+)
 from shotfit.errors import ConfigError
 
 MIN_MINUTES = 5.0

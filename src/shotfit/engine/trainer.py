@@ -23,10 +23,10 @@ from shotfit import __version__
 from shotfit.config import DataConfig, TrainConfig
 from shotfit.data.keyframes import Keyframes
 from shotfit.device import autocast, autocast_dtype
-from shotfit.runs.folder import RunFolder, model_state, save_state
 from shotfit.engine.schedule import warmup_cosine
 from shotfit.errors import ShotfitError
 from shotfit.losses.registry import TOTAL
+from shotfit.runs.folder import RunFolder, model_state, save_state
 
 if TYPE_CHECKING:
     from shotfit.engine.tracking import Tracker

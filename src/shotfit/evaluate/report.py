@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class ShotLike(Protocol):
     def read(self, frame: int) -> np.ndarray: ...
 
 
-Frames = Union[ShotLike, Mapping[int, np.ndarray], Iterable[tuple[int, np.ndarray]]]
+Frames = ShotLike | Mapping[int, np.ndarray] | Iterable[tuple[int, np.ndarray]]
 
 
 @dataclass(frozen=True)

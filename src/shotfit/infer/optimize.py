@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from shotfit.errors import ConfigError
+from shotfit.infer.tiling import declared_tiling
 from shotfit.io import PixelFormat
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 # tf32: fp32 tensors, but CUDA convolutions and matrix products round their inputs to 10-bit mantissas
 _DTYPES = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # what a network declares for tiling; the wrapper passes it on
-_TILING_ATTRIBUTES = ("size_multiple", "tile_overlap", "max_tile")
 # the process-wide TF32 flags, switched by strict_fp32 (an RLock: a network may nest forward passes)
 _TF32_FLAGS = threading.RLock()
 
@@ -74,9 +74,7 @@ class InferenceNetwork(nn.Module):
         super().__init__()
         if precision not in _DTYPES:
             raise ConfigError(f"render precision {precision!r} is not one of {', '.join(_DTYPES)}")
-        for name in _TILING_ATTRIBUTES:
-            if hasattr(network, name):
-                setattr(self, name, getattr(network, name))
+        self.size_multiple, self.tile_overlap, self.max_tile = declared_tiling(network)
         body = fold_batchnorm(network)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.body = body.to(memory_format=self.memory_format)

@@ -13,12 +13,12 @@ from torch import nn
 from shotfit.archs import build_network
 from shotfit.data.keyframes import model_channels
 from shotfit.device import seeded_build
-from shotfit.runs.folder import RunFolder, load_state
 from shotfit.errors import RunError, quoted
 from shotfit.infer.optimize import InferenceNetwork, code_difference, resolve_precision
 from shotfit.infer.tile_plan import default_tile
 from shotfit.infer.tiling import default_overlap, tiled_forward
 from shotfit.io import ColourPipeline, PixelFormat
+from shotfit.runs.folder import RunFolder, load_state
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from shotfit.errors import RunError
 import shotfit.io.ocio as ocio
+from shotfit.errors import RunError
 from shotfit.io.formats import PixelFormat
 from shotfit.io.ocio import AUTO, BUILTIN_CONFIG
 

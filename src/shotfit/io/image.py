@@ -19,8 +19,14 @@ from shotfit.errors import FrameError, quoted
 from shotfit.files import write_bytes_atomic
 from shotfit.io._quiet import native_output_held
 from shotfit.io.exr import encode_exr, read_exr
-from shotfit.io.formats import (FrameExtras, PixelFormat, canonical_ext, float_to_integer, integer_to_float,
-                                supported_list)
+from shotfit.io.formats import (
+    FrameExtras,
+    PixelFormat,
+    canonical_ext,
+    float_to_integer,
+    integer_to_float,
+    supported_list,
+)
 
 JPEG_QUALITY = 95
 

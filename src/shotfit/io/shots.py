@@ -7,8 +7,7 @@ from typing import NoReturn
 
 from shotfit.errors import ConfigError, FrameError, quoted
 from shotfit.io.formats import canonical_ext, supported_list
-from shotfit.io.sequence import (VIDEO_EXTENSIONS, Shot, display_path, frames_span, is_pattern, open_folder,
-                                 open_pattern)
+from shotfit.io.sequence import VIDEO_EXTENSIONS, Shot, display_path, frames_span, is_pattern, open_folder, open_pattern
 from shotfit.io.video import VideoShot
 
 

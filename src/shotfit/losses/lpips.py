@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shotfit.config import LossConfig
+from shotfit.device import seeded_build
 from shotfit.errors import ShotfitError
 from shotfit.losses._common import check_pair, check_weight, weighted_mean
 from shotfit.losses.registry import register_loss_term
@@ -255,7 +256,8 @@ def load_lpips(input_range: tuple[float, float] = (-1.0, 1.0), spatial: bool = F
     Each call returns its own module (cheap to build, about 2.5 M parameters), so one caller moving it to a
     GPU or changing its dtype never affects another.
     """
-    return LPIPS(input_range=input_range, spatial=spatial)
+    # built seeded so the random start its layers draw (then overwritten) leaves the default generator alone
+    return seeded_build(lambda: LPIPS(input_range=input_range, spatial=spatial), 0)
 
 
 def lpips_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, *,

@@ -1,9 +1,9 @@
 """Sweeps: find the loss weights and settings that make a shot look right, and see why.
 
 A sweep file (:mod:`shotfit.search.spec`) names a shot, the settings to search and a metric on
-keyframes held out of training; :func:`~shotfit.search.runner.run_sweep` (which imports Ray) trains every trial on Ray Tune (locally or on a
-cluster), nested under one MLflow run, and writes a ranked table, ``best.yaml`` and a plot
-(:mod:`shotfit.search.results`).
+keyframes held out of training; :func:`~shotfit.search.runner.run_sweep` (which imports Ray) trains
+every trial on Ray Tune (locally or on a cluster), nested under one MLflow run, and writes a ranked
+table, ``best.yaml`` and a plot (:mod:`shotfit.search.results`).
 
 Example:
     >>> from shotfit.search import load_sweep

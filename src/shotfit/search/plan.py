@@ -8,15 +8,21 @@ keyframe or leaves none to train on.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config, apply_overrides, load_config
+from shotfit.data.keyframes import pair_keyframes
+from shotfit.device import seeded_build
 from shotfit.errors import ConfigError, ShotfitError, quoted
 from shotfit.infer.tile_plan import default_tile
+from shotfit.io import open_shot
+from shotfit.sample_footage import prepare_sample
 from shotfit.search.spec import Budget, Dimension, SweepSpec
 from shotfit.search.values import apply_values, config_file_keys, read_settings
 
@@ -134,12 +140,7 @@ def estimate_trial_memory(spec: SweepSpec, base: Config, shot: ShotFolders) -> i
 # --- helpers ------------------------------------------------------------------------------------
 
 def _shot_folders(spec: SweepSpec, out: Path) -> ShotFolders:
-    from shotfit.data.keyframes import pair_keyframes
-    from shotfit.io import open_shot
-
     if spec.shot == "sample":
-        from shotfit.sample_footage import prepare_sample
-
         folders = prepare_sample(out / "sample")
         source, keyframes, masks, truth = folders["source"], folders["keyframes"], None, folders["truth"]
     else:
@@ -191,10 +192,9 @@ def _build(spec: SweepSpec, where: str, base: Config, values: Mapping[str, Any])
 
 def _check_network(spec: SweepSpec, where: str, cfg: Config) -> Config:
     """Model options are only checked by the architecture's constructor: build the network once."""
-    from shotfit.archs import build_network
-
     try:
-        build_network(cfg.model.arch, **{"in_channels": 3, "out_channels": 3, **cfg.model.args})
+        seeded_build(lambda: build_network(cfg.model.arch, **{"in_channels": 3, "out_channels": 3, **cfg.model.args}),
+                     0)
     except ShotfitError as err:
         raise _error(spec, where, str(err)) from None
     except (TypeError, ValueError) as err:  # a constructor refusing a value of the wrong kind
@@ -206,8 +206,6 @@ def _check_network(spec: SweepSpec, where: str, cfg: Config) -> Config:
 def _current_value(spec: SweepSpec, base: Config, key: str) -> Any:
     section, name = key.split(".")
     if section == "model":
-        from shotfit.archs import resolve_network_args
-
         try:
             return resolve_network_args(base.model.arch, {"in_channels": 3, "out_channels": 3,
                                                           **base.model.args}).get(name)
@@ -224,7 +222,6 @@ def _product_size(values: list[tuple[Any, ...]]) -> int:
 
 
 def _product(keys: list[str], values: list[tuple[Any, ...]]) -> Iterable[dict[str, Any]]:
-    import itertools
 
     for combination in itertools.product(*values):
         yield dict(zip(keys, combination, strict=True))

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from shotfit.config import save_config
-from shotfit.engine.tracking import TrackingOptions
+from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.errors import RunError, ShotfitError, quoted
 from shotfit.files import write_text_atomic
 from shotfit.search import results
@@ -308,8 +308,8 @@ def _settle_child_runs(tracking: TrackingOptions, parent: str | None, out: Path,
     (FAILED: it died with its process; KILLED: the sweep was interrupted)."""
     if parent is None:
         return
-    from shotfit.runs.folder import RunFolder
     from shotfit.engine.tracking_sweep import child_runs, end_run
+    from shotfit.runs.folder import RunFolder
 
     stopped = set()
     for row in results.collect(out):

@@ -11,25 +11,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shotfit.config import Config, save_config
+from shotfit.config import Config
 from shotfit.device import configure_threads
-from shotfit.engine.tracking import TrackingOptions
-from shotfit.engine.tracking_options import disable_mlflow_telemetry
+from shotfit.engine.tracking_options import TrackingOptions, disable_mlflow_telemetry
 from shotfit.engine.tracking_sweep import log_run_metrics
+from shotfit.engine.trainer import loss_metrics
 from shotfit.files import write_text_atomic
 from shotfit.io import hold_native_output
 from shotfit.runs.folder import RunFolder
 from shotfit.search.spec import Budget, NamedTrial
 from shotfit.search.values import apply_values, plain, settings_text
 from shotfit.workflows.rendering import evaluate, render
-from shotfit.workflows.training import TrainSummary, train
+from shotfit.workflows.requests import TrainCallbacks, TrainRequest
+from shotfit.workflows.training import TrainSummary, run_training
 
 # Each ranking metric's stand-in while a trial trains: the scheduler compares trials on it at every
 # rung, and on the metric itself once a trial has finished (test/* exists only then).
@@ -110,8 +110,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         cfg = apply_values(setup.base, {**params, "train.threads": setup.threads})
         summary = _train(setup, cfg, run_dir, resume, tracking, on_validate)
         numbers = {k: v for k, v in summary.metrics["final"].items() if k.startswith("val/")}
-        numbers.update({f"loss/{k}": v for k, v in summary.metrics["final"].items()
-                        if "/" not in k and k not in ("lr", "steps_per_s")})
+        numbers.update(loss_metrics(summary.metrics["final"]))
         steps = summary.result.steps_done
         scoring_started = time.monotonic()
         if setup.truth is not None:
@@ -131,13 +130,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
 def _train(setup: TrialSetup, cfg: Config, run_dir: Path, resume: bool, tracking: TrackingOptions,
            on_validate: Callable[[int, dict[str, float]], None]) -> TrainSummary:
-    # The training workflow takes its config as a file (until it takes a Config): the trial's, written
-    # losslessly to a folder of its own that goes when training ends.
-    with tempfile.TemporaryDirectory(prefix="shotfit-trial-") as folder:
-        save_config(cfg, Path(folder) / "config.yaml")
-        return train(setup.source, setup.keyframes, run_dir, config=Path(folder) / "config.yaml",
-                     steps=setup.budget.steps, minutes=setup.budget.minutes, resume=resume, masks=setup.masks,
-                     device=setup.device, tracking=tracking, on_validate=on_validate)
+    request = TrainRequest(setup.source, setup.keyframes, run_dir, config=cfg, steps=setup.budget.steps,
+                           minutes=setup.budget.minutes, resume=resume, masks=setup.masks, device=setup.device,
+                           tracking=tracking)
+    return run_training(request, TrainCallbacks(on_validate=on_validate))
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:

@@ -10,8 +10,6 @@ from typing import Any
 import numpy as np
 
 from shotfit import __version__
-from shotfit.runs.folder import RunFolder
-from shotfit.runs.record import RunInfo
 from shotfit.errors import ConfigError, ExportError, RunError, ShotfitError, quoted
 from shotfit.export import FORMATS
 from shotfit.export.metadata import DEFAULT_NAMES, ModelInfo
@@ -19,8 +17,10 @@ from shotfit.export.runtime import colour_codec, model_colour
 from shotfit.export.writers import UnitRange, load_exported, max_difference, write_onnx, write_torchscript
 from shotfit.files import atomic_path
 from shotfit.infer.predictor import load_network
-from shotfit.infer.tiling import default_overlap
+from shotfit.infer.tiling import declared_tiling
 from shotfit.io import open_shot
+from shotfit.runs.folder import RunFolder
+from shotfit.runs.record import RunInfo
 from shotfit.workflows.requests import ExportRequest, PathLike
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,13 @@ def run_export(request: ExportRequest) -> ExportResult:
     info = run_folder.read_info()
     network, state = load_network(run_folder)
     model = UnitRange(network.cpu())
-    max_tile = getattr(network, "max_tile", None)
+    size_multiple, reach, max_tile = declared_tiling(network)
     if info.channels is None:
         raise RunError(f"run description {quoted(run_folder.info_path)} lacks the field 'channels'")
     model_info = ModelInfo(
         version=__version__, arch=state["arch"], channels=info.channels, colour=info.colour_record(),
-        size_multiple=int(getattr(network, "size_multiple", 1)),
-        tile_overlap=default_overlap(network) if cfg.render.tile_overlap is None else cfg.render.tile_overlap,
-        max_tile=None if max_tile is None else int(max_tile), tile=cfg.render.tile, blend=cfg.render.blend)
+        size_multiple=size_multiple, tile_overlap=reach if cfg.render.tile_overlap is None else cfg.render.tile_overlap,
+        max_tile=max_tile, tile=cfg.render.tile, blend=cfg.render.blend)
     frames, checked = _check_frames(info, model_info)
     out = Path(request.out) if request.out is not None else run_folder.path / DEFAULT_NAMES[fmt]
     if fmt == "onnx":

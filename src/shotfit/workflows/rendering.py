@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shotfit.runs.folder import RunFolder, write_json
 from shotfit.errors import ConfigError, FrameError, RunError, ShotfitError, quoted
 from shotfit.export.metadata import DEFAULT_NAMES
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.render import FrameDone, FramePredictor, RenderResult, render_shot, write_review
 from shotfit.io import ColourPipeline, PixelFormat, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.io.masks import ALPHA, open_masks
+from shotfit.runs.folder import RunFolder, write_json
 from shotfit.workflows.precedence import resolve_render_config
 from shotfit.workflows.requests import EvaluateRequest, PathLike, RenderRequest
 

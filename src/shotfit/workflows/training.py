@@ -14,24 +14,24 @@ from typing import Any
 import torch
 
 from shotfit import __version__
-from shotfit.workflows.watching import make_previewer, make_validator
 from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config, ModelConfig, config_to_dict
 from shotfit.data.augment import PairedAugment
 from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
 from shotfit.device import pick_device, seeded_build
-from shotfit.runs.folder import RunFolder, load_state
-from shotfit.runs.record import RunInfo
 from shotfit.engine.tracking import flatten_params, start_tracking
 from shotfit.engine.tracking_options import TrackingOptions
-from shotfit.engine.trainer import StepReport, StoppedBy, Trainer, TrainHooks, TrainResult
+from shotfit.engine.trainer import StepReport, StoppedBy, Trainer, TrainHooks, TrainResult, loss_metrics
 from shotfit.errors import ConfigError, FrameError, RunError, quoted
 from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
 from shotfit.io.masks import open_masks
 from shotfit.losses import build_loss
+from shotfit.runs.folder import RunFolder, load_state
+from shotfit.runs.record import RunInfo
 from shotfit.workflows.precedence import resolve_train_config
 from shotfit.workflows.requests import PathLike, TrainCallbacks, TrainRequest
+from shotfit.workflows.watching import make_previewer, make_validator
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def _git_commit() -> str:
 def _final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The last loss window and validation under the names the tracker logged them by step."""
     last = metrics["history"][-1] if metrics["history"] else {}
-    final = {f"loss/{k}": float(v) for k, v in last.items() if k not in ("step", "lr", "steps_per_s")}
+    final = loss_metrics(last)
     if metrics["validations"]:
         final.update({k: float(v) for k, v in metrics["validations"][-1].items() if k != "step"})
     return final

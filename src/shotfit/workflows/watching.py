@@ -17,11 +17,11 @@ import torch
 from shotfit.config import Config
 from shotfit.data.keyframes import KeyframePair
 from shotfit.engine.preview import SheetRow, save_contact_sheet
-from shotfit.runs.folder import RunFolder
 from shotfit.evaluate.metrics import lpips, psnr, ssim
 from shotfit.infer.predictor import Predictor
 from shotfit.io import ColourPipeline, Shot
 from shotfit.losses import load_lpips
+from shotfit.runs.folder import RunFolder
 
 Preview = Callable[[torch.nn.Module, str], tuple[Path, dict[str, float]]]
 Validate = Callable[[torch.nn.Module], dict[str, float]]
