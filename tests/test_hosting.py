@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch._dynamo  # before any run: see process_state
-from tiny_runs import TINY, render_tiny, same_weights, train_tiny, weights, write_shot
+from shots import TINY, render_tiny, same_weights, train_tiny, weights
+from shots import write_graded_shot as write_shot
 
 import shotfit
 from shotfit import api

@@ -91,9 +91,10 @@ def use_render_threads(run: Path) -> None:
 
 def _use_threads(threads: int) -> None:
     if threads > 0:
-        # imports torch: not before a command needs it
-        from shotfit.device import configure_threads
-
+        try:  # imports torch: not before a command needs it
+            from shotfit.device import configure_threads
+        except ImportError:  # no PyTorch here: the torch engine says so in its own line
+            return
         configure_threads(threads)
 
 

@@ -97,7 +97,7 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
     rendered = 0
     done = 0
     stopped = False
-    with contextlib.closing(iter(shot.iter_with_extras(pending))) as reader:  # a video decoder closes at a stop
+    with contextlib.closing(shot.iter_with_extras(pending)) as reader:  # a video decoder closes at a stop
         for frame, path, exists in todo:
             if should_stop is not None and should_stop():
                 stopped = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -161,7 +161,7 @@ class Shot:
             yield frame, pixels
 
     def iter_with_extras(self, frames: Iterable[int] | None = None
-                         ) -> Iterator[tuple[int, np.ndarray, FrameExtras]]:
+                         ) -> Generator[tuple[int, np.ndarray, FrameExtras], None, None]:
         """Yield ``(frame, pixels, extras)`` in ascending frame order, for all frames or those given."""
         for frame in self._selection(frames):
             yield frame, *self.read_with_extras(frame)

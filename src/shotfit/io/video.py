@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -107,7 +107,7 @@ class VideoShot(Shot):
         return pixels.copy()
 
     def iter_with_extras(self, frames: Iterable[int] | None = None
-                         ) -> Iterator[tuple[int, np.ndarray, FrameExtras]]:
+                         ) -> Generator[tuple[int, np.ndarray, FrameExtras], None, None]:
         for frame, pixels in self.iter_frames(frames):
             yield frame, pixels, FrameExtras()
 
