@@ -275,7 +275,7 @@ def test_render_first_last_and_a_review_movie(shot: Path):
 def test_render_first_after_last_is_one_line(shot: Path):
     line = shots.fails("render", "--run", "run", "--source", "src", "--out", "render", "--first", "1005",
                        "--last", "1002", "--device", "cpu")
-    assert line == "shotfit: --last 1002 is before --first 1005"
+    assert line == "shotfit: the last frame 1002 is before the first frame 1005 (--last)"
     assert not Path("render").exists()
 
 

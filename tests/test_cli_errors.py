@@ -351,7 +351,8 @@ def test_train_into_a_folder_of_other_files(plates: Path):
 def test_render_never_writes_among_the_plates(shot: Path, source: str, out: str):
     before = snapshot(shot)
     line = fails(*render_args("run", source, out))
-    assert_names(line, f"--out '{Path(out)}'", "inside the source folder 'src/'", "never writes among the plates")
+    assert_names(line, f"output folder '{Path(out)}'", "inside the source folder 'src/'", "never writes among the plates",
+                 "(--out)")
     assert_unchanged(before, shot)
     assert not Path("src/render").exists() and not Path("src/v2").exists()
 
@@ -360,7 +361,7 @@ def test_render_never_writes_among_the_plates(shot: Path, source: str, out: str)
 def test_train_never_writes_among_the_plates(plates: Path, out: str, what: str):
     before = snapshot(plates)
     line = fails(*train_args("src", "keys", out))
-    assert_names(line, f"--out '{out}'", f"inside the {what} folder")
+    assert_names(line, f"output folder '{out}'", f"inside the {what} folder", "(--out)")
     assert_unchanged(before, plates)
     assert not Path(out).exists()
 

@@ -95,8 +95,9 @@ def test_output_inside_or_equal_to_the_plates_is_refused(tmp_path, out):
     with pytest.raises(ShotfitError) as excinfo:
         refuse_inside(out, "plate")
     message = str(excinfo.value)
-    assert message == (f"--out '{out}' is inside the source folder 'plate/': choose another folder "
+    assert message == (f"output folder '{out}' is inside the source folder 'plate/': choose another folder "
                        "(shotfit never writes among the plates)")
+    assert excinfo.value.parameter == "out"
 
 
 def test_the_refusal_names_what_the_folder_holds(tmp_path):

@@ -161,3 +161,41 @@ def test_layers_import_only_downward() -> None:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def imports_in_functions_without_a_reason(src: Path) -> list[str]:
+    """``path:line`` of every import of the package's own modules made inside a function with no comment
+    on its line or the line above saying why (an optional dependency, or start-up time)."""
+    found = []
+    for path in sorted((src / "shotfit").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for function in ast.walk(ast.parse(text, filename=str(path))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                own = (isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("shotfit"))
+                       or isinstance(node, ast.Import) and any(a.name.startswith("shotfit") for a in node.names))
+                if not own:
+                    continue
+                above = node.lineno - 2  # the line above the block of imports this one belongs to
+                while above >= 0 and lines[above].strip().startswith(("from ", "import ")):
+                    above -= 1
+                said = "#" in lines[above] or any("#" in line for line in lines[node.lineno - 1:node.end_lineno])
+                if not said:
+                    found.append(f"{path.relative_to(src)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return found
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """The graph a reader sees at the top of a module is the one that runs, unless a comment says otherwise."""
+    unexplained = imports_in_functions_without_a_reason(SRC)
+    assert not unexplained, "imports inside functions with no reason given:\n" + "\n".join(unexplained)
+
+
+def test_the_reason_finder_sees_an_unexplained_import(tmp_path: Path) -> None:
+    package = tmp_path / "shotfit"
+    package.mkdir()
+    (package / "a.py").write_text("def f():\n    from shotfit import b\n\n\ndef g():\n"
+                                  "    # optional dependency\n    from shotfit import c\n", encoding="utf-8")
+    assert imports_in_functions_without_a_reason(tmp_path) == ["shotfit/a.py:2: from shotfit import b"]

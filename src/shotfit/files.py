@@ -65,19 +65,24 @@ def ensure_writable_folder(folder: str | Path) -> Path:
     return folder
 
 
-def refuse_inside(out: str | Path, plates: str | Path, what: str = "source", option: str = "--out") -> None:
+# How the outputs a request names are called in messages.
+_OUTPUTS = {"out": "output folder", "review": "review movie"}
+
+
+def refuse_inside(out: str | Path, plates: str | Path, what: str = "source", parameter: str = "out") -> None:
     """Refuse an output folder equal to or inside the folder that holds plates.
 
     Args:
         out: The folder about to be written.
         plates: The folder of the source frames (for a pattern, the folder it lives in).
         what: How the plates are named in the message.
-        option: The option that named ``out``, for the message.
+        parameter: The request field that named ``out`` (the error carries it; each face names its option).
     """
     out_abs, plates_abs = Path(out).resolve(), Path(plates).resolve()
     if out_abs == plates_abs or plates_abs in out_abs.parents:
-        raise ShotfitError(f"{option} {quoted(out)} is inside the {what} folder {_folder_name(plates)}: "
-                           "choose another folder (shotfit never writes among the plates)")
+        raise ShotfitError(f"{_OUTPUTS.get(parameter, parameter)} {quoted(out)} is inside the {what} folder "
+                           f"{_folder_name(plates)}: choose another folder (shotfit never writes among the plates)",
+                           parameter=parameter)
 
 
 def _folder_name(folder: str | Path) -> str:

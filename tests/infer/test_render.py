@@ -303,6 +303,6 @@ def test_a_review_movie_that_is_not_mp4_is_refused_before_rendering(run, shot):
 
 
 def test_a_review_movie_among_the_plates_is_refused_before_rendering(run, shot):
-    with pytest.raises(ShotfitError, match=r"^--review '.*review\.mp4' is inside the source folder"):
+    with pytest.raises(ShotfitError, match=r"^review movie '.*review\.mp4' is inside the source folder"):
         render_tiny(run, shot, Path("out"), review=shot / "review.mp4")
     assert not Path("out").exists() and not (shot / "review.mp4").exists()

@@ -269,7 +269,7 @@ def test_first_and_last_that_select_nothing_are_one_line():
     make_frames("plate", ["p.0001.png", "p.0002.png"])
     with pytest.raises(FrameError, match=r"^'plate/' has no frames from 5 \(it holds frames 1-2\)$"):
         open_shot("plate", first=5)
-    with pytest.raises(ConfigError, match=r"^--last 1 is before --first 2$"):
+    with pytest.raises(ConfigError, match=r"^the last frame 1 is before the first frame 2$"):
         open_shot("plate", first=2, last=1)
 
 

@@ -69,7 +69,7 @@ def bench_archs(shot: BenchShot, out: str | Path, archs: Sequence[str] | None = 
     budgets = [b for b in (BenchBudget(steps=steps) if steps else None,
                            BenchBudget(minutes=minutes) if minutes else None) if b is not None]
     if not budgets:
-        raise ConfigError("give a step budget (--steps), a wall-clock budget (--minutes), or both")
+        raise ConfigError("give a step budget, a wall-clock budget (minutes), or both", parameter="steps")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = bench_config(overrides)  # checks the overrides before anything trains

@@ -14,6 +14,7 @@ from rich.table import Table
 from shotfit import api
 from shotfit.cli.app import app, user_errors
 from shotfit.cli.display import console, err_console, fmt, progress_display
+from shotfit.cloud.prices import PRICE_PAGE, PRICES, PRICES_CHECKED, PRICES_REGION
 from shotfit.errors import ShotfitError
 
 cloud_app = typer.Typer(no_args_is_help=True, help="Train on AWS SageMaker (needs the aws extra): launch the "
@@ -224,8 +225,6 @@ def fetch(jobs: JobsArg = None, out: OutOpt = Path("cloud")) -> None:
 @cloud_app.command("prices")
 def prices() -> None:
     """The built-in price table the cost estimate uses (check the AWS price page)."""
-    from shotfit.cloud.prices import PRICE_PAGE, PRICES, PRICES_CHECKED, PRICES_REGION
-
     table = Table(title=f"SageMaker training ({PRICES_REGION}, {PRICES_CHECKED})")
     table.add_column("instance type")
     table.add_column("USD / hour", justify="right")

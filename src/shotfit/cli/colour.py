@@ -9,6 +9,8 @@ from rich.table import Table
 from shotfit.cli.app import OcioConfigOpt, app, user_errors
 from shotfit.cli.display import console
 from shotfit.errors import ConfigError
+from shotfit.io import PixelFormat, resolve_colour
+from shotfit.io.ocio import load_config, resolve_config
 
 if TYPE_CHECKING:
     from shotfit.io import PixelFormat
@@ -17,9 +19,6 @@ if TYPE_CHECKING:
 @app.command("colorspaces")
 def list_colorspaces(ocio_config: OcioConfigOpt = None) -> None:
     """The colour spaces (with their aliases) and roles of the OCIO config, for --colorspace and --working-space."""
-    from shotfit.io import PixelFormat
-    from shotfit.io.ocio import load_config, resolve_config
-
     with user_errors():
         name = resolve_config(ocio_config)
         config = load_config(name)
@@ -44,8 +43,6 @@ def list_colorspaces(ocio_config: OcioConfigOpt = None) -> None:
 
 def _default(config: str, fmt: PixelFormat) -> str:
     """What shotfit picks for ``fmt`` in this config: ``'ACEScg' -> working 'ACEScct'``, or why nothing."""
-    from shotfit.io import resolve_colour
-
     try:
         settings = resolve_colour(fmt, ocio_config=config)
     except ConfigError as err:

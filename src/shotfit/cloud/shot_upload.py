@@ -25,6 +25,8 @@ from pathlib import Path
 from shotfit.cloud.aws import CloudError, S3Location, aws_errors, cloud_error, not_found
 from shotfit.cloud.contract import REQUIRED_CHANNELS
 from shotfit.errors import FrameError, quoted
+from shotfit.io import FrameSequence, open_shot
+from shotfit.io.masks import ALPHA, open_masks
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +98,7 @@ def read_shot(shot: ShotPaths, on_file: Callable[[int, int], None] | None = None
     Raises:
         ShotfitError: one line naming the file at fault.
     """
-    from shotfit.data.keyframes import pair_keyframes
-    from shotfit.io import open_shot
-    from shotfit.io.masks import ALPHA, open_masks
+    from shotfit.data.keyframes import pair_keyframes  # imports PyTorch: only when a launch checks its shot
 
     source, keyframes = open_shot(shot.source), open_shot(shot.keyframes)
     try:
@@ -112,8 +112,6 @@ def read_shot(shot: ShotPaths, on_file: Callable[[int, int], None] | None = None
 
 def channel_files(spec: str | Path) -> list[Path]:
     """The files of one channel: a folder's or a pattern's frames (nothing else in the folder), or a video."""
-    from shotfit.io import FrameSequence, open_shot
-
     shot = open_shot(spec)
     try:
         if isinstance(shot, FrameSequence):

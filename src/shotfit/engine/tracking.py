@@ -164,6 +164,7 @@ def start_tracking(options: TrackingOptions, run_dir: Path, params: Mapping[str,
     backends: list[Backend] = []
     ids: dict[str, str] = {}
     try:
+        # imports mlflow (seconds): only when a run is tracked
         from shotfit.engine.tracking_mlflow import MlflowBackend
 
         mlflow_backend = MlflowBackend.start(options, run_dir, params, all_tags, resume_id)
@@ -172,7 +173,7 @@ def start_tracking(options: TrackingOptions, run_dir: Path, params: Mapping[str,
     except Exception as err:
         warn_failed("MLflow", err)
     try:
-        from shotfit.engine.tracking_tensorboard import TensorBoardBackend
+        from shotfit.engine.tracking_tensorboard import TensorBoardBackend  # imports tensorboard: likewise
 
         backends.append(TensorBoardBackend.start(options.tensorboard or run_dir / "tensorboard"))
     except Exception as err:

@@ -30,7 +30,7 @@ class ChildRun:
 
 def sweep_tracking_uri(options: TrackingOptions, out: Path) -> str:
     """The store every trial of the sweep in ``out`` shares (default ``sqlite:///OUT/mlflow.db``)."""
-    from shotfit.engine.tracking_mlflow import tracking_uri
+    from shotfit.engine.tracking_mlflow import tracking_uri  # mlflow: only when a sweep is tracked
 
     return tracking_uri(options, Path(out) / "trials")  # its parent, OUT, holds the default store
 
@@ -43,6 +43,7 @@ def start_parent_run(options: TrackingOptions, name: str, params: Mapping[str, A
     try:
         import mlflow  # noqa: F401  # before quiet_mlflow: importing mlflow sets its own log levels
 
+        # mlflow: only when a sweep is tracked
         from shotfit.engine.tracking_mlflow import START_HTTP, find_experiment_id, http_limits, quiet_mlflow
 
         with http_limits(START_HTTP, options.uri or ""), quiet_mlflow():
@@ -69,7 +70,7 @@ def finish_parent_run(options: TrackingOptions, run_id: str | None, params: Mapp
     if status not in STATUSES:
         raise ValueError(f"tracking status {status!r} is not one of {', '.join(STATUSES)}")
     try:
-        from shotfit.engine.tracking_mlflow import RUN_HTTP, http_limits
+        from shotfit.engine.tracking_mlflow import RUN_HTTP, http_limits  # mlflow: only when tracked
 
         client = _client(options)
         with http_limits(RUN_HTTP, options.uri or ""):
@@ -133,7 +134,7 @@ def _client(options: TrackingOptions) -> Any:
 
 
 def _exists(client: Any, run_id: str) -> bool:
-    from shotfit.engine.tracking_mlflow import find_run
+    from shotfit.engine.tracking_mlflow import find_run  # mlflow: only when tracked
 
     return find_run(client, run_id) is not None
 

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from kornia.geometry.transform import pyrdown, pyrup
 from kornia.metrics import ssim as kornia_ssim
 
+from shotfit.losses.lpips import load_lpips
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -80,8 +82,6 @@ def lpips(pred: np.ndarray, truth: np.ndarray, net: nn.Module | None = None) -> 
     """
     _check_pair(pred, truth)
     if net is None:
-        from shotfit.losses.lpips import load_lpips
-
         net = load_lpips()
     parameter = next(net.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")

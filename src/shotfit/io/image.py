@@ -121,6 +121,7 @@ def write_image(path: str | Path, pixels: np.ndarray, fmt: PixelFormat, extras: 
     if not np.isfinite(pixels).all():
         raise FrameError(f"refusing to write NaN/Inf values to {quoted(path)}")
     if fmt.ext in (".dpx", ".tif"):
+        # OpenImageIO loads in a second or so: only for the formats that need it
         from shotfit.io.oiio_image import write_oiio
 
         write_oiio(path, pixels, fmt, extras)

@@ -30,7 +30,7 @@ def open_shot(spec: str | Path, *, first: int | None = None, last: int | None = 
         ConfigError: ``last`` before ``first``.
     """
     if first is not None and last is not None and last < first:
-        raise ConfigError(f"--last {last} is before --first {first}")
+        raise ConfigError(f"the last frame {last} is before the first frame {first}", parameter="last")
     path = Path(spec)
     if path.is_dir():
         shot: Shot = open_folder(path)

@@ -18,6 +18,7 @@ from typing import Any
 
 from shotfit.config import Config, config_to_dict
 from shotfit.files import write_bytes_atomic, write_text_atomic
+from shotfit.runs.folder import RunFolder
 from shotfit.search.spec import Budget, SweepSpec
 from shotfit.search.values import apply_values
 
@@ -146,8 +147,6 @@ def best_config_yaml(best: TrialRow, spec: SweepSpec, budget: Budget, base: Conf
     """The best trial's full config, ready for ``shotfit train --config``: every keyframe trains (the
     hold-out is dropped), the sweep's CPU share is dropped, steps are the budget that earned the score."""
     import yaml
-
-    from shotfit.runs.folder import RunFolder
 
     try:
         cfg = RunFolder(best.run).read_config()  # as resolved by the trial, model options written out

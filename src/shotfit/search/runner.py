@@ -23,11 +23,13 @@ import yaml
 
 from shotfit.config import save_config
 from shotfit.engine.tracking_options import TrackingOptions
+from shotfit.engine.tracking_sweep import child_runs, end_run, finish_parent_run, start_parent_run, sweep_tracking_uri
 from shotfit.errors import RunError, ShotfitError, quoted
 from shotfit.files import write_text_atomic
+from shotfit.runs.folder import RunFolder
 from shotfit.search import results
 from shotfit.search.cluster import Capacity, concurrency, quiet_ray_environment, ray_session
-from shotfit.search.plan import SweepPlan, plan_sweep
+from shotfit.search.plan import SweepPlan, describe_dimension, plan_sweep
 from shotfit.search.spec import Budget, NamedTrial, SweepSpec
 from shotfit.search.trial import TrialSetup, read_record, run_trial, trial_name
 
@@ -89,7 +91,6 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None
     plan = plan_sweep(spec, out)
     save_config(plan.base, out / "base.yaml")
     tracking = _sweep_tracking(options.tracking, out)
-    from shotfit.engine.tracking_sweep import start_parent_run
 
     parent = start_parent_run(tracking, spec.name, _sweep_params(spec, plan), {"shotfit.sweep": spec.name},
                               resume_id=state.get("parent_run_id"))
@@ -113,7 +114,6 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None
 
 def _conclude(plan: SweepPlan, tracking: TrackingOptions, parent: str | None, status: str) -> results.SweepResult:
     """Settle the trials' MLflow runs, write the results and end the parent run with ``status``."""
-    from shotfit.engine.tracking_sweep import finish_parent_run
 
     _settle_child_runs(tracking, parent, plan.out, "FAILED" if status == "FINISHED" else status)
     summary = results.write_results(plan.out, plan.spec, plan.budget, plan.base)
@@ -136,7 +136,8 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
     at_once, cpus = concurrency(capacity, trials, plan.memory_per_trial, options.cpus_per_trial,
                                 options.gpus_per_trial, options.max_concurrent)
     if cpus > capacity.cpus:
-        raise ShotfitError(f"cpus_per_trial {cpus} is more than the {capacity.cpus} CPUs Ray has")
+        raise ShotfitError(f"cpus_per_trial {cpus} is more than the {capacity.cpus} CPUs Ray has",
+                           parameter="cpus_per_trial")
     setup = TrialSetup(plan.shot.source, plan.shot.keyframes, plan.shot.masks, plan.shot.truth,
                        plan.shot.held_out, plan.base, out / "trials", phase, budget,
                        plan.base.train.validate_every, spec.metric, cpus, tracking, named, options.device)
@@ -274,7 +275,7 @@ def _check_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
     if not resume:
         if path.exists() or (out / "tune").exists():
             raise RunError(f"{quoted(out)} already holds a sweep: resume it to continue, or choose another "
-                           "folder for the sweep")
+                           "folder for the sweep", parameter="resume")
         return {"name": spec.name, "sweep_file": sweep_file}
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -308,8 +309,6 @@ def _settle_child_runs(tracking: TrackingOptions, parent: str | None, out: Path,
     (FAILED: it died with its process; KILLED: the sweep was interrupted)."""
     if parent is None:
         return
-    from shotfit.engine.tracking_sweep import child_runs, end_run
-    from shotfit.runs.folder import RunFolder
 
     stopped = set()
     for row in results.collect(out):
@@ -327,13 +326,11 @@ def _sweep_tracking(options: TrackingOptions, out: Path) -> TrackingOptions:
     """Every trial logs into one store: the given URI, else ``sqlite:///OUT/mlflow.db``."""
     if not options.enabled:
         return options
-    from shotfit.engine.tracking_sweep import sweep_tracking_uri
 
     return dataclasses.replace(options, uri=sweep_tracking_uri(options, out))
 
 
 def _sweep_params(spec: SweepSpec, plan: SweepPlan) -> dict[str, Any]:
-    from shotfit.search.plan import describe_dimension
 
     params: dict[str, Any] = {"sweep.strategy": spec.strategy, "sweep.metric": spec.metric,
                               "sweep.mode": spec.mode, "sweep.samples": spec.samples,

@@ -88,7 +88,7 @@ def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] 
     if (folder := plates_folder(source)) is not None:
         refuse_inside(out, folder)
         if review is not None:
-            refuse_inside(review, folder, option="--review")
+            refuse_inside(review, folder, parameter="review")
     trained_dtype = trained.colour.get("format", {}).get("dtype")
     if shot.format.is_float != (trained_dtype in ("half", "float")):
         raise FrameError(f"source {quoted(source)} holds {shot.format.dtype} frames but {trained.name} "
@@ -127,6 +127,7 @@ def _torch_network(request: RenderRequest) -> _Trained:
     except ImportError:
         raise ShotfitError("the torch engine needs PyTorch, which is not installed here: render the run exported "
                            "as onnx with the onnxruntime engine", parameter="engine") from None
+    # PyTorch: only for the torch engine (onnxruntime renders where it is not installed)
     from shotfit.device import pick_device
     from shotfit.infer.optimize import wants_compile
     from shotfit.infer.predictor import Predictor, load_network
@@ -147,7 +148,7 @@ def _torch_network(request: RenderRequest) -> _Trained:
 
 def _onnx_network(request: RenderRequest) -> _Trained:
     """An ONNX file made by ``shotfit export`` (``model``, or ``RUN/model.onnx``), run by onnxruntime."""
-    from shotfit.export.runtime import OnnxModel, OnnxPredictor
+    from shotfit.export.runtime import OnnxModel, OnnxPredictor  # onnxruntime: only for that engine
 
     run, model, tile, tile_overlap = request.run, request.model, request.tile, request.tile_overlap
     if run is not None:
@@ -199,6 +200,7 @@ def evaluate(request: EvaluateRequest | PathLike, truth: PathLike | None = None,
         request = EvaluateRequest(request, truth, **options)
     elif truth is not None or options:
         raise TypeError("give evaluate an EvaluateRequest or its fields, not both")
+    # PyTorch: scoring needs it, rendering through onnxruntime does not
     from shotfit.evaluate import evaluate_frames
     from shotfit.losses import load_lpips
 
