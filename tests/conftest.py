@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 # Tiny test networks gain nothing from a thread pool, and on a shared 2-core machine two pools fight:
@@ -51,3 +54,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared footage not found at {SHARED_DATA} (non-commercial clips stay outside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def module_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder for runs shared by the tests of one module, made with HOME and the caches inside it."""
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(folder / "home"))
+        mp.setenv("XDG_CACHE_HOME", str(folder / "home" / ".cache"))
+        mp.setenv("TORCH_HOME", str(folder / "home" / ".cache" / "torch"))
+        yield folder
+
+
+@pytest.fixture
+def ray_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Ray's session folder: short (Unix socket paths), and removed after the test."""
+    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)

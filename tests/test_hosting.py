@@ -64,15 +64,6 @@ def in_threads(*jobs: Callable[[], object]) -> list[object]:
 
 
 @pytest.fixture(scope="module")
-def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hosting")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(folder / "home"))
-        mp.setenv("TORCH_HOME", str(folder / "home" / ".cache" / "torch"))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def shot(module_dir: Path) -> tuple[Path, Path]:
     return write_shot(module_dir / "shot")
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,16 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--set", "model.width=4", "--set", "model.depth=2", "--set", "augment.patch_size=32",
         "--set", "data.batch_size=2", "--set", "loss.lpips=0", "--set", "train.validate_every=2",
         "--set", "train.warmup_steps=0")
-
-
-@pytest.fixture
-def ray_tmpdir(monkeypatch):
-    """Ray's session folder: short (Unix socket paths), and removed after the test."""
-    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", folder)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield Path(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def tiny_shot(folder: Path) -> tuple[Path, Path, Path]:

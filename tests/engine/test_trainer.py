@@ -45,17 +45,6 @@ def names(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder for runs shared by the tests of this module, trained with HOME pointed inside it."""
-    folder = tmp_path_factory.mktemp("trainer")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(folder / "home"))
-        mp.setenv("XDG_CACHE_HOME", str(folder / "home" / ".cache"))
-        mp.setenv("TORCH_HOME", str(folder / "home" / ".cache" / "torch"))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def shot(module_dir: Path) -> tuple[Path, Path]:
     return write_shot(module_dir)
 

@@ -23,15 +23,6 @@ OLD = 1_000_000_000  # a modification time (2001) that no render of today can le
 
 
 @pytest.fixture(scope="module")
-def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("render")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(folder / "home"))
-        mp.setenv("TORCH_HOME", str(folder / "home" / ".cache" / "torch"))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def shot(module_dir) -> Path:
     source, _ = write_shot(module_dir / "shot")
     return source

@@ -8,8 +8,6 @@ the first rung there are better numbers recorded there, and ASHA stops at least 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,16 +33,6 @@ space:
   loss.l1: [0.5, 1.0]
   train.lr: [0.01, 0.00001]
 """
-
-
-@pytest.fixture
-def ray_tmpdir(monkeypatch):
-    """Ray's session folder: short (Unix socket paths), and removed after the test."""
-    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", folder)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield Path(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_sweep_ranks_tracks_resumes_and_hands_over_a_config_that_trains(tmp_path, ray_tmpdir, isolated_home):
