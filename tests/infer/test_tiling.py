@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 from itertools import pairwise
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from shotfit.archs import ARCHS, build_network
 from shotfit.errors import ConfigError
 from shotfit.infer.optimize import InferenceNetwork
+from shotfit.infer.tile_plan import plan_tiles, resolve_tiling
 from shotfit.infer.tiling import declared_tiling, default_overlap, tiled_forward
 
 
@@ -165,3 +169,24 @@ def test_training_mode_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="shotfit.infer.tiling"):
         tiled_forward(net, coordinates(40, 40), tile=32, overlap=8)
     assert "training mode" in caplog.text
+
+
+@settings(max_examples=200, deadline=None)
+@given(length=st.integers(1, 700), tile=st.integers(32, 300), overlap_share=st.floats(0.0, 0.5),
+       multiple=st.sampled_from([1, 2, 4, 8, 16, 32]), blend=st.sampled_from(["hann", "linear"]))
+def test_any_valid_tiling_covers_every_pixel_once_in_weight(length, tile, overlap_share, multiple, blend):
+    """Whatever the frame, tile, overlap and grid: tiles start on the grid, stay within the tile size and
+    the frame, reach its last pixel, and every pixel gets weight (one in all, where tiles overlap)."""
+    overlap = int(tile * overlap_share)
+    try:
+        tile, overlap = resolve_tiling(tile, overlap, blend, multiple)
+    except ConfigError:
+        assume(False)  # a request the CLI refuses in one line; the property is about the accepted ones
+    plan = plan_tiles(length, length + 3, tile, overlap, multiple, blend)
+    for spans, size in ((plan.rows, length), (plan.cols, length + 3)):
+        assert spans[0][0] == 0 and spans[-1][1] == size
+        assert all(start % multiple == 0 and 0 < end - start <= tile for start, end in spans)
+        assert all(next_start <= end for (_, end), (next_start, _) in pairwise(spans))  # no gap between tiles
+    assert (plan.total() > 0).all()  # the blend divides by it: every pixel has some tile's weight
+    if overlap > 0:  # with room to feather, the weights already sum to one
+        np.testing.assert_allclose(plan.total(), 1.0, rtol=0, atol=1e-9)
