@@ -160,6 +160,8 @@ class TrainConfig(_Section):
                     "native bf16 (AVX-512-BF16, AMX), else fp32")
     threads: int = _opt(0, low=0, doc="CPU threads; 0 leaves torch its default (OMP_NUM_THREADS or one per core)")
     checkpoint_every: int = _opt(250, low=1)
+    checkpoint_minutes: float = _opt(1.0, low=0.0, high=1440.0, doc="also checkpoint when this many minutes "
+                                     "have passed since the last checkpoint, so a kill loses at most that; 0: off")
     keep_checkpoints: int = _opt(3, low=1)
     preview_every: int = _opt(500, low=1)
     validate_every: int = _opt(100, low=1, doc="steps between validations on data.validation_frames")

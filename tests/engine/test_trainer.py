@@ -275,6 +275,71 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_bit_identica
     assert same_weights(weights(out / "model.pt"), weights(reference_run / "model.pt"))
 
 
+class FakeClock:
+    """The trainer's clock (its module's ``time``): a step takes ``step_s`` seconds, a checkpoint ``write_s``."""
+
+    def __init__(self, step_s: float, write_s: float = 0.0) -> None:
+        self.now, self.step_s, self.write_s = 1000.0, step_s, write_s
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def train_on_clock(monkeypatch, clock, shot, out, *overrides, stop_at=None, **kwargs):
+    """Train with the trainer's clock replaced; ``stop_at``: Ctrl-C in the report of that step."""
+    monkeypatch.setattr(trainer_module, "time", clock)
+    save, draw = trainer_module.RunFolder.save_checkpoint, trainer_module.Trainer.draw_batch
+
+    def slow_save(self, *args, **kw):
+        clock.now += clock.write_s
+        return save(self, *args, **kw)
+
+    def slow_draw(self, step):
+        clock.now += clock.step_s
+        return draw(self, step)
+
+    def on_step(report):
+        if report.step == stop_at:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.RunFolder, "save_checkpoint", slow_save)
+    monkeypatch.setattr(trainer_module.Trainer, "draw_batch", slow_draw)
+    try:
+        return train_tiny(*shot, out, *REFERENCE, *overrides, on_step=on_step, **kwargs)
+    finally:
+        monkeypatch.undo()
+
+
+def test_a_checkpoint_comes_every_minute_and_a_kill_resumes_bit_identical(module_dir, shot, reference_run,
+                                                                          monkeypatch):
+    out = module_dir / "by_time"
+    # 25 s a step: 60 s have passed after steps 3 and 6, far before checkpoint_every (1000)
+    with pytest.raises(KeyboardInterrupt):
+        train_on_clock(monkeypatch, FakeClock(step_s=25.0), shot, out, "train.keep_checkpoints=1",
+                       steps=REFERENCE_STEPS, stop_at=7)
+    # a kill at step 7 loses one step; the older time checkpoint (step 3) was pruned
+    assert names(out / "checkpoints") == ["step_000006.pt"] and not (out / "model.pt").exists()
+    summary = train_tiny(*shot, out, *REFERENCE, steps=REFERENCE_STEPS, resume=True)
+    assert summary.result.steps_done == REFERENCE_STEPS
+    assert same_weights(weights(out / "model.pt"), weights(reference_run / "model.pt"))
+
+
+@pytest.mark.parametrize(("overrides", "write_s", "expected"), [
+    ((), 0.0, ["step_000003.pt", "step_000006.pt", "step_000008.pt"]),
+    (("train.checkpoint_minutes=2",), 0.0, ["step_000005.pt", "step_000008.pt"]),
+    (("train.checkpoint_minutes=0",), 0.0, ["step_000008.pt"]),  # 0: by steps only
+    # a write of 2 s: checkpoints at most 2% of the time, so 100 s apart after the first
+    ((), 2.0, ["step_000003.pt", "step_000007.pt", "step_000008.pt"]),
+    # a step checkpoint restarts the minute
+    (("train.checkpoint_every=2",), 0.0, [f"step_00000{s}.pt" for s in (2, 4, 6, 8)]),
+])
+def test_checkpoints_by_time_follow_the_setting(monkeypatch, tmp_path, shot, overrides, write_s, expected):
+    clock = FakeClock(step_s=25.0, write_s=write_s)
+    train_on_clock(monkeypatch, clock, shot, tmp_path / "run", "train.keep_checkpoints=10", *overrides,
+                   steps=REFERENCE_STEPS)
+    assert names(tmp_path / "run" / "checkpoints") == expected
+
+
 def test_a_run_stopped_by_its_time_budget_resumes_bit_identical(module_dir, shot, reference_run):
     out = module_dir / "budget"
     first = train_tiny(*shot, out, *REFERENCE, steps=REFERENCE_STEPS, minutes=1e-6)

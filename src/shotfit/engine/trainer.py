@@ -40,6 +40,9 @@ LOG_EVERY = 10
 # kernels (18% of a step on an H200) that overlap the GPU's work; on the CPU it would only compete
 # for the cores (there it is under 1% of a step).
 PREFETCH_DEVICES = ("cuda",)
+# Checkpoints by wall time take at most this share of the training time: where one write is slow (a
+# large network, a network disk), they come further apart than train.checkpoint_minutes.
+CHECKPOINT_SHARE = 0.02
 # A history row (metrics.json) holds these beside the loss terms, which go by their config names and TOTAL.
 HISTORY_COLUMNS = ("step", "lr", "steps_per_s")
 
@@ -203,6 +206,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.previews: list[dict[str, float]] = []
         self.validations: list[dict[str, float]] = []
+        self.last_checkpoint_at = time.monotonic()  # when the newest checkpoint was written (or training began)
+        self.checkpoint_write_s = 0.0  # how long the newest checkpoint took to write
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -248,6 +253,7 @@ class Trainer:
             self.horizon = max_steps
         first_step = self.step
         started = time.monotonic()
+        self.last_checkpoint_at = started
         window_start, window_steps, window_wait = started, 0, self.batch_wait_s
         sums: dict[str, float] = {}
         stopped_by = StoppedBy.STEPS
@@ -285,7 +291,9 @@ class Trainer:
                                               (self.step - first_step) / max(elapsed, 1e-9),
                                               self.elapsed_before + elapsed))
             if not last:
-                if self.step % self.cfg.checkpoint_every == 0:
+                # no time checkpoint before the plan is set: it would save a plan of UNBOUNDED steps
+                if self.step % self.cfg.checkpoint_every == 0 or (
+                        self.checkpoint_time_due(now) and not (plan_from_speed and self.step < CALIBRATION_STEPS)):
                     self.checkpoint(elapsed)
                 if self.step % self.cfg.validate_every == 0:
                     self.run_validation()
@@ -354,11 +362,22 @@ class Trainer:
 
     # --- outputs -------------------------------------------------------------------------------
 
+    def checkpoint_time_due(self, now: float) -> bool:
+        """Whether ``train.checkpoint_minutes`` have passed since the newest checkpoint (or the start of
+        training), stretched so that writing checkpoints takes at most :data:`CHECKPOINT_SHARE` of the time."""
+        if self.cfg.checkpoint_minutes <= 0:
+            return False
+        interval_s = max(self.cfg.checkpoint_minutes * 60.0, self.checkpoint_write_s / CHECKPOINT_SHARE)
+        return now - self.last_checkpoint_at >= interval_s
+
     def checkpoint(self, elapsed_in_call: float) -> None:
+        writing = time.monotonic()
         state = self.state()
         state["elapsed_s"] = self.elapsed_before + elapsed_in_call
         path = self.run.save_checkpoint(state, self.step, self.cfg.keep_checkpoints)
-        log.info("checkpoint %s", path)
+        self.last_checkpoint_at = time.monotonic()
+        self.checkpoint_write_s = self.last_checkpoint_at - writing
+        log.info("checkpoint %s (%.2f s)", path, self.checkpoint_write_s)
 
     def log_window(self, losses: dict[str, float], steps_per_s: float, batch_share: float = 0.0) -> None:
         """The mean loss terms of the last steps, into the history and the tracker.
