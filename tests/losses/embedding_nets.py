@@ -57,6 +57,10 @@ def raises() -> nn.Module:
     raise FileNotFoundError("age_model.pt not found\n(looked in /studio/models)")
 
 
+def interrupts() -> nn.Module:
+    raise KeyboardInterrupt("licence check")
+
+
 def not_a_module() -> object:
     return {"weights": 1}
 

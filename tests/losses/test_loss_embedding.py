@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from shotfit.config import ExtraLossConfig, LossConfig
 from shotfit.errors import ConfigError
-from shotfit.losses import EmbeddingLoss, embedding_distance, load_embedding_network
+from shotfit.losses import EmbeddingLoss, build_loss, embedding_distance, load_embedding_network
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +77,8 @@ def test_several_outputs_are_summed(images, spec):
     ("embedding_nets:NOT_CALLABLE", "'NOT_CALLABLE' is a int, not a callable"),
     ("embedding_nets:raises", "calling raises() raised FileNotFoundError: age_model.pt not found (looked in"),
     ("embedding_nets:not_a_module", "not_a_module() returned a dict, not a torch.nn.Module"),
+    ("sys:exit", "calling exit() raised SystemExit"),
+    ("embedding_nets:interrupts", "calling interrupts() raised KeyboardInterrupt: licence check"),
 ])
 def test_bad_specs_are_one_line_config_errors(spec, message):
     with pytest.raises(ConfigError) as caught:
@@ -89,6 +92,29 @@ def test_a_module_that_fails_while_importing(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match=r"cannot import 'studio_broken_age' \(RuntimeError: licence server down\)"):
         load_embedding_network("studio_broken_age:build")
+
+
+def test_a_module_that_exits_while_importing(tmp_path, monkeypatch):
+    (tmp_path / "studio_exits.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"cannot import 'studio_exits' \(SystemExit: 3\)"):
+        load_embedding_network("studio_exits:build")
+
+
+def test_a_plugin_the_caller_did_not_allow_is_refused_before_it_is_imported(tmp_path, monkeypatch):
+    (tmp_path / "studio_marker_net.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('imported').write_text('x')\n"
+        "from embedding_nets import tiny as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = LossConfig(extra=(ExtraLossConfig(network="studio_marker_net:build", weight=0.5),))
+    for plugins in (set(), {"embedding_nets:tiny"}):
+        with pytest.raises(ConfigError) as caught:
+            build_loss(cfg, plugins=plugins)
+        assert str(caught.value).startswith("loss.extra names the plug-in 'studio_marker_net:build', which was "
+                                            "not allowed to run (allowed: ")
+    assert not (tmp_path / "imported").exists()
+    assert build_loss(cfg, plugins={"studio_marker_net:build"}).term_names[-1] == "build"
+    assert (tmp_path / "imported").exists()
 
 
 def test_bad_distance_and_bad_outputs(images):

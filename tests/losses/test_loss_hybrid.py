@@ -86,7 +86,7 @@ def test_build_loss_adds_the_weighted_embedding_terms_under_their_names(pair, mo
         # never imported: a zero weight costs nothing
         ExtraLossConfig(network="no_such_studio_package.nets:identity", weight=0.0),
     ))
-    total, values = build_loss(cfg)(*pair)
+    total, values = build_loss(cfg, plugins={"embedding_nets:tiny", "embedding_nets:two_level"})(*pair)
     assert list(values) == ["l1", "tiny", "age"]
     expected = pair[0].new_zeros(()) + 1.0 * values["l1"] + 0.5 * values["tiny"] + 0.25 * values["age"]
     assert torch.equal(total.detach(), expected)

@@ -45,7 +45,7 @@ def test_a_term_keeps_its_config_name_from_the_loss_to_the_tracker(batch, monkey
                      extra=(ExtraLossConfig(network="embedding_nets:tiny", weight=0.2, name="age"),))
     weighted = [name for name, weight in cfg.term_weights().items() if weight > 0]
     tracker = Recorder()
-    trainer = trainer_with(build_loss(cfg), tracker)
+    trainer = trainer_with(build_loss(cfg, plugins={"embedding_nets:tiny"}), tracker)
     values = trainer.train_step(batch)
     assert list(values) == [*weighted, "age", TOTAL] == ["l1", "mse", "laplacian", "ssim", "age", "total"]
     trainer.step = 1

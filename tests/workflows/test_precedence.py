@@ -10,7 +10,7 @@ import pytest
 from shotfit.config import Config, RenderConfig, apply_overrides, save_config
 from shotfit.errors import ConfigError
 from shotfit.runs.folder import RunFolder
-from shotfit.workflows.precedence import resolve_render_config, resolve_train_config
+from shotfit.workflows.precedence import allowed_plugins, resolve_render_config, resolve_train_config
 from shotfit.workflows.requests import RenderRequest, TrainRequest
 
 
@@ -63,3 +63,48 @@ def test_a_render_takes_the_request_over_the_runs_render_settings(fields, expect
     saved = RenderConfig(tile=1024, tile_overlap=16, blend="linear")
     resolved = resolve_render_config(RenderRequest("run", "plate", "out", **fields), saved)
     assert (resolved.tile, resolved.tile_overlap, resolved.precision) == expected and resolved.blend == "linear"
+
+
+# --- loss plug-ins: code runs only when this request names it -------------------------------------
+
+PLUGIN = "[{network: 'studio.age:net', weight: 0.5}]"
+
+
+@pytest.fixture
+def run_naming_a_plugin(tmp_path: Path) -> RunFolder:
+    run = RunFolder(tmp_path / "received")
+    run.write_config(apply_overrides(Config(), [f"loss.extra={PLUGIN}"]))
+    return run
+
+
+def test_a_plugin_only_the_saved_config_names_is_refused_naming_how_to_allow_it(run_naming_a_plugin):
+    request = TrainRequest("plate", "kf", run_naming_a_plugin.path, resume=True, overrides=("train.seed=9",))
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_train_config(request, run_naming_a_plugin)
+    assert str(excinfo.value).startswith(f"'{run_naming_a_plugin.config_path}' names the loss plug-in "
+                                         "'studio.age:net' (loss.extra)")
+    assert excinfo.value.parameter == "allowed_plugins"
+
+
+@pytest.mark.parametrize("fields", [
+    {"allowed_plugins": "studio.age:net"},
+    {"overrides": (f"loss.extra={PLUGIN}",)},
+    {"config": apply_overrides(Config(), [f"loss.extra={PLUGIN}"])},
+])
+def test_a_plugin_this_request_names_is_allowed(run_naming_a_plugin, fields):
+    request = TrainRequest("plate", "kf", run_naming_a_plugin.path, resume=True, **fields)
+    cfg = resolve_train_config(request, run_naming_a_plugin)
+    assert allowed_plugins(request, cfg) == {"studio.age:net"}
+
+
+def test_a_config_file_naming_a_plugin_allows_it_and_a_zero_weight_needs_no_allowing(run_naming_a_plugin,
+                                                                                    tmp_path):
+    save_config(apply_overrides(Config(), [f"loss.extra={PLUGIN}"]), tmp_path / "shot.yaml")
+    request = TrainRequest("plate", "kf", run_naming_a_plugin.path, resume=True, config_file=tmp_path / "shot.yaml")
+    assert allowed_plugins(request, resolve_train_config(request, run_naming_a_plugin)) == {"studio.age:net"}
+    # a saved term weighted 0 is never imported: nothing to refuse
+    run_naming_a_plugin.write_config(apply_overrides(Config(), ["loss.extra=[{network: 'studio.age:net', weight: 0}]"]))
+    off = TrainRequest("plate", "kf", run_naming_a_plugin.path, resume=True)
+    assert resolve_train_config(off, run_naming_a_plugin).loss.extra[0].weight == 0
+    unnamed = TrainRequest("plate", "kf", run_naming_a_plugin.path, resume=True)
+    assert allowed_plugins(unnamed, run_naming_a_plugin.read_config()) == frozenset()

@@ -29,7 +29,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 # Request fields whose option is not simply --field-name (the rest: "tile_overlap" is --tile-overlap).
 FLAGS = {"overrides": "--set", "config_file": "--config", "keyframes": "--target", "masks": "--mask",
-         "json_path": "--json"}
+         "json_path": "--json", "allowed_plugins": "--allow-plugin"}
 
 
 def flag_for(parameter: str, flags: Mapping[str, str] | None = None) -> str:

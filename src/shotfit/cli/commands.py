@@ -76,6 +76,10 @@ def train(
     experiment: ExperimentOpt = "shotfit",
     tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="TensorBoard log folder "
                                                         "(default: RUN/tensorboard).")] = None,
+    allow_plugin: Annotated[Optional[list[str]], typer.Option(
+        "--allow-plugin", envvar="SHOTFIT_ALLOWED_PLUGINS",
+        help="A loss plug-in (loss.extra network, 'package.module:callable') this run may import although "
+        "only the run folder's saved config names it; repeat for more (the variable: separated by spaces).")] = None,
 ) -> None:
     """Learn the edit shown by the keyframes (with no options inside a SageMaker job: its hyperparameters)."""
 
@@ -87,7 +91,7 @@ def train(
     request = api.TrainRequest(
         source, target, out, config_file=config, overrides=tuple(set_ or ()), steps=steps, minutes=minutes,
         resume=resume, masks=mask, device=device, first=first, last=last, colorspace=colorspace,
-        working_space=working_space, ocio_config=ocio_config,
+        working_space=working_space, ocio_config=ocio_config, allowed_plugins=tuple(allow_plugin or ()),
         tracking=api.TrackingOptions(enabled=not no_track, uri=tracking_uri, experiment=experiment,
                                      tensorboard=tensorboard))
     use_training_threads(request)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from shotfit.config import LossConfig
 from shotfit.losses.hybrid import HybridLoss
 
 
-def build_loss(cfg: LossConfig) -> HybridLoss:
-    """The hybrid loss of the config: only the terms weighted above 0 are built (or imported, for embeddings)."""
-    return HybridLoss(cfg)
+def build_loss(cfg: LossConfig, plugins: Collection[str] = frozenset()) -> HybridLoss:
+    """The hybrid loss of the config: only the terms weighted above 0 are built (or imported, for embeddings).
+
+    ``plugins``: the ``loss.extra`` network specs the caller allows to run (default none); a weighted
+    extra term naming another is a ConfigError, raised before anything is imported.
+    """
+    return HybridLoss(cfg, plugins=plugins)

@@ -15,13 +15,18 @@ That module is then:
 
 Gradients flow through the network into the prediction, so its ``forward`` must be differentiable
 (no ``.numpy()``, no ``torch.no_grad()``).
+
+A spec is code to run, so :func:`embedding_terms` imports only the specs its caller allows: those the
+user named for this run (the workflow decides which: never one that only a run folder's saved config
+names). Whatever the module or the callable raises, ``SystemExit`` and ``KeyboardInterrupt``
+included, becomes one :class:`~shotfit.errors.ConfigError` line naming the spec.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -56,9 +61,9 @@ def load_embedding_network(spec: str) -> nn.Module:
         raise ConfigError(f"embedding network {spec!r} must be written 'package.module:callable'")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # a studio module may fail in any way while importing
+    except BaseException as exc:  # a studio module may fail in any way while importing, sys.exit included
         raise ConfigError(f"embedding network {spec!r}: cannot import {module_name!r} "
-                          f"({type(exc).__name__}: {_one_line(exc)})") from None
+                          f"({_describe_exception(exc)})") from None
     factory = getattr(module, attr_name, None)
     if factory is None:
         raise ConfigError(f"embedding network {spec!r}: module {module_name!r} has no attribute {attr_name!r}")
@@ -67,9 +72,9 @@ def load_embedding_network(spec: str) -> nn.Module:
                           "not a callable returning an nn.Module")
     try:
         network = factory()
-    except Exception as exc:  # studio code: report its failure in one line
+    except BaseException as exc:  # studio code: any failure (SystemExit, KeyboardInterrupt too) is one line
         raise ConfigError(f"embedding network {spec!r}: calling {attr_name}() raised "
-                          f"{type(exc).__name__}: {_one_line(exc)}") from None
+                          f"{_describe_exception(exc)}") from None
     if not isinstance(network, nn.Module):
         raise ConfigError(f"embedding network {spec!r}: {attr_name}() returned a {type(network).__name__}, "
                           "not a torch.nn.Module")
@@ -159,12 +164,26 @@ class EmbeddingLoss(nn.Module):
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-def embedding_terms(extra: Sequence[ExtraLossConfig]) -> list[tuple[str, EmbeddingLoss, float]]:
+def embedding_terms(extra: Sequence[ExtraLossConfig], plugins: Collection[str] = frozenset()
+                    ) -> list[tuple[str, EmbeddingLoss, float]]:
     """The ``(name, module, weight)`` terms of a config's ``loss.extra`` section, for :class:`HybridLoss`.
 
     A term weighted 0 is skipped before its network is imported. A term's name is its ``name``, or else
     the callable's name (``"my_studio.age:age_features"`` is logged as ``loss/age_features``).
+
+    Args:
+        extra: the config's ``loss.extra`` terms.
+        plugins: the network specs the caller allows to be imported (code runs on import and on the
+            call); a weighted term naming another is refused before anything is imported.
+
+    Raises:
+        ConfigError: a weighted term names a spec not in ``plugins``, or its network fails to load.
     """
+    for term in extra:
+        if term.weight > 0 and term.network not in plugins:
+            allowed = ", ".join(repr(name) for name in sorted(plugins)) or "none"
+            raise ConfigError(f"loss.extra names the plug-in {term.network!r}, which was not allowed to run "
+                              f"(allowed: {allowed})")
     terms = []
     for term in extra:
         if term.weight > 0:
@@ -198,6 +217,11 @@ def _describe(outputs: Any) -> str:
 
 def _is_dotted_name(name: str) -> bool:
     return bool(name) and all(part.isidentifier() for part in name.split("."))
+
+
+def _describe_exception(exc: BaseException) -> str:
+    text = _one_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _one_line(exc: BaseException) -> str:

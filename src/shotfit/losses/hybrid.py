@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import nn
@@ -34,10 +34,12 @@ class HybridLoss(nn.Module):
             ``module(pred, target)`` and returning a scalar, e.g. ``("age", EmbeddingLoss(...), 0.1)``.
             Names (these and the config's extra names) are letters, digits, ``_`` or ``-`` and must not
             repeat a registered term's name nor be ``total``.
+        plugins: the ``cfg.extra`` network specs allowed to be imported (they run code); a weighted
+            term naming another is refused. The caller decides: only what the user named for this run.
 
     Raises:
         ConfigError: a weight is negative or not finite, every weight is 0, a weight names no registered
-            term, or an extra name is invalid or repeated.
+            term, an extra name is invalid or repeated, or an extra network is not in ``plugins``.
 
     Shape:
         - pred, target: (B, C, H, W) in [-1, 1], C = 1 or 3; H, W >= 21 when LPIPS is on.
@@ -56,12 +58,13 @@ class HybridLoss(nn.Module):
         ['l1', 'laplacian']
     """
 
-    def __init__(self, cfg: LossConfig, extra: Sequence[tuple[str, nn.Module, float]] = ()) -> None:
+    def __init__(self, cfg: LossConfig, extra: Sequence[tuple[str, nn.Module, float]] = (),
+                 plugins: Collection[str] = frozenset()) -> None:
         super().__init__()
         weights = dict(cfg.term_weights())
         # a weight without a registered term is a ConfigError naming the known ones
         registered = {name: LOSS_TERMS.get(name) for name in weights}
-        extras = _checked_extras([*embedding_terms(cfg.extra), *extra])
+        extras = _checked_extras([*embedding_terms(cfg.extra, plugins), *extra])
         for name, _, weight in extras:
             weights[name] = weight
         for name, weight in weights.items():

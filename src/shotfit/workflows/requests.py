@@ -46,6 +46,9 @@ class TrainRequest:
         colorspace, working_space, ocio_config: Win over ``colour.source``, ``colour.working`` and
             ``colour.config``; see :func:`shotfit.io.resolve_colour`.
         tracking: MLflow and TensorBoard settings (default: both on, stores beside the run).
+        allowed_plugins: Loss plug-ins (``loss.extra`` networks, ``"package.module:callable"``) this run
+            may import although neither its config nor its overrides name them: a resumed run's saved
+            config alone never runs code.
     """
 
     source: PathLike
@@ -65,11 +68,13 @@ class TrainRequest:
     working_space: str | None = None
     ocio_config: PathLike | None = None
     tracking: TrackingOptions | None = None
+    allowed_plugins: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        # a lone string would be read as one override per character
-        overrides = (self.overrides,) if isinstance(self.overrides, str) else tuple(self.overrides)
-        object.__setattr__(self, "overrides", overrides)
+        # a lone string would be read as one item per character
+        for name in ("overrides", "allowed_plugins"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from shotfit.io.masks import open_masks
 from shotfit.losses import build_loss
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.runs.record import RunInfo
-from shotfit.workflows.precedence import resolve_train_config
+from shotfit.workflows.precedence import allowed_plugins, resolve_train_config
 from shotfit.workflows.requests import PathLike, TrainCallbacks, TrainRequest
 from shotfit.workflows.watching import make_previewer, make_validator
 
@@ -110,7 +110,8 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
         validate=make_validator(validation_pairs, colour, cfg, torch_device) if validation_pairs else None,
         on_step=callbacks.on_step, on_validate=callbacks.on_validate, on_metrics=callbacks.on_metrics,
         should_stop=callbacks.should_stop)
-    trainer = Trainer(network, {"arch": cfg.model.arch, "args": dict(cfg.model.args)}, build_loss(cfg.loss),
+    loss = build_loss(cfg.loss, allowed_plugins(request, cfg))  # plug-ins: only those this request names
+    trainer = Trainer(network, {"arch": cfg.model.arch, "args": dict(cfg.model.args)}, loss,
                       PairedAugment(cfg.augment), keyframes_to_tensors(training_pairs, colour, torch_device),
                       run, cfg.train, cfg.data, torch_device, hooks)
     resume_id = None
