@@ -69,7 +69,9 @@ def measure_costs(arch: str, cfg: Config, render_size: tuple[int, int] = (720, 1
         torch.manual_seed(0)
         net = build_network(arch, **dict(options or {}))
     net = net.to(device)
-    step_s = _train_step_seconds(net, cfg, build_loss(cfg.loss).to(device), repeats, device)
+    # the config is this command's own (its --set), so the plug-ins it names are the user's to run
+    loss = build_loss(cfg.loss, plugins={term.network for term in cfg.loss.extra})
+    step_s = _train_step_seconds(net, cfg, loss.to(device), repeats, device)
     net.eval()
     flops = flops_per_pixel(net, device)
     render_s = _render_seconds(net, cfg, render_size, repeats, device)
