@@ -101,6 +101,13 @@ def test_unreadable_frame_stops_the_render_and_keeps_the_frames_before(shot: Pat
     assert sorted(p.name for p in Path("render").iterdir()) == ["plate.1001.png", "plate.1002.png"]
 
 
+def test_empty_frame_stops_the_render_naming_it(shot: Path):
+    Path("src/plate.1003.png").write_bytes(b"")  # a copy that died before its first byte
+    before = snapshot(shot)
+    assert fails(*render_args()) == "shotfit: 'src/plate.1003.png' is empty (0 bytes)"
+    assert_unchanged(before, shot, allowed_new=["render/plate.1001.png", "render/plate.1002.png"])
+
+
 @pytest.mark.parametrize(("ext", "kind"), [(".png", "PNG"), (".jpg", "JPEG")])
 def test_truncated_keyframe(plates: Path, ext: str, kind: str):
     for frame in KEYFRAMES:
