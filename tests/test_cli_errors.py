@@ -184,6 +184,7 @@ def test_nan_or_inf_in_an_exr(tmp_path: Path, bad: float):
     ("train.lr=5", ["train.lr = 5", "out of range", "<= 1.0", "--set"]),
     ("augment.patch_size=8", ["augment.patch_size = 8", "out of range", ">= 16", "--set"]),
     ("model.width=0", ["width", "integer of at least 1", "0"]),
+    ("data.batch_size=1e12", ["data.batch_size = 1000000000000", "out of range", "<= 1024", "--set"]),
     ("train.steps", ["'train.steps'", "section.key=value"]),
 ])
 def test_bad_override(plates: Path, override: str, fragments: list[str]):
@@ -202,6 +203,14 @@ def test_bad_config_file(plates: Path, yaml_text: str, fragments: list[str]):
     Path("shot.yaml").write_text(yaml_text)
     before = snapshot(plates)
     assert_names(fails(*train_args("src", "keys", "run", "--config", "shot.yaml")), *fragments)
+    assert_unchanged(before, plates)
+
+
+def test_config_file_of_random_bytes(plates: Path):
+    Path("shot.yaml").write_bytes(np.random.default_rng(0).bytes(300))
+    before = snapshot(plates)
+    assert fails(*train_args("src", "keys", "run", "--config", "shot.yaml")) == \
+        "shotfit: config 'shot.yaml' is not a YAML text file (not UTF-8 at byte 1)"
     assert_unchanged(before, plates)
 
 
