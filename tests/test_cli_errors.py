@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import shots
 import torch
-from shots import FRAMES, KEYFRAMES, assert_unchanged, edit, fails, plate, snapshot, train_args
+from shots import FRAMES, KEYFRAMES, assert_unchanged, edit, fails, plate, snapshot, succeeds, train_args
 
 from shotfit.cli.app import error_text
 from shotfit.errors import ShotfitError
@@ -240,6 +241,20 @@ def test_frame_range_outside_the_shot(shot: Path):
     assert fails(*render_args("run", "src", "render", "--frames", "101-106")) == \
         "shotfit: frames '101-106' select no frame of 'src' (it holds frames 1001-1006)"
     assert_unchanged(before, shot)
+
+
+@pytest.mark.parametrize(("frames", "rendered"), [
+    ("1-2000000000", ["plate.1001.png", "plate.1002.png", "plate.1003.png", "plate.1004.png", "plate.1005.png",
+                      "plate.1006.png"]),
+    ("1-2000000000x2", ["plate.1001.png", "plate.1003.png", "plate.1005.png"]),
+])
+def test_a_frame_range_far_past_the_shot_renders_the_shots_frames_at_once(shot: Path, frames: str,
+                                                                           rendered: list[str]):
+    # the range was once listed frame by frame: a MemoryError after half a minute
+    started = time.monotonic()
+    succeeds(*render_args("run", "src", "render", "--frames", frames))
+    assert sorted(p.name for p in Path("render").iterdir()) == rendered
+    assert time.monotonic() - started < 60
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
