@@ -184,7 +184,8 @@ def test_nan_or_inf_in_an_exr(tmp_path: Path, bad: float):
     ("model.widht=8", ["'widht'", "unknown option", "unet_attn", "width"]),
     ("train.lr=5", ["train.lr = 5", "out of range", "<= 1.0", "--set"]),
     ("augment.patch_size=8", ["augment.patch_size = 8", "out of range", ">= 16", "--set"]),
-    ("model.width=0", ["width", "integer of at least 1", "0"]),
+    ("model.width=0", ["width", "integer from 1 to 1024", "0"]),
+    ("model.width=100000", ["width", "integer from 1 to 1024", "100000"]),
     ("data.batch_size=1e12", ["data.batch_size = 1000000000000", "out of range", "<= 1024", "--set"]),
     ("train.steps", ["'train.steps'", "section.key=value"]),
 ])
