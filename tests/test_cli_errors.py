@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import shots
 import torch
-from shots import FRAMES, KEYFRAMES, assert_unchanged, edit, fails, plate, snapshot, train_args
+from shots import FRAMES, KEYFRAMES, assert_unchanged, edit, fails, plate, snapshot, succeeds, train_args
 
 from shotfit.cli.app import error_text
 from shotfit.errors import ShotfitError
@@ -101,6 +102,13 @@ def test_unreadable_frame_stops_the_render_and_keeps_the_frames_before(shot: Pat
     assert sorted(p.name for p in Path("render").iterdir()) == ["plate.1001.png", "plate.1002.png"]
 
 
+def test_empty_frame_stops_the_render_naming_it(shot: Path):
+    Path("src/plate.1003.png").write_bytes(b"")  # a copy that died before its first byte
+    before = snapshot(shot)
+    assert fails(*render_args()) == "shotfit: 'src/plate.1003.png' is empty (0 bytes)"
+    assert_unchanged(before, shot, allowed_new=["render/plate.1001.png", "render/plate.1002.png"])
+
+
 @pytest.mark.parametrize(("ext", "kind"), [(".png", "PNG"), (".jpg", "JPEG")])
 def test_truncated_keyframe(plates: Path, ext: str, kind: str):
     for frame in KEYFRAMES:
@@ -176,7 +184,9 @@ def test_nan_or_inf_in_an_exr(tmp_path: Path, bad: float):
     ("model.widht=8", ["'widht'", "unknown option", "unet_attn", "width"]),
     ("train.lr=5", ["train.lr = 5", "out of range", "<= 1.0", "--set"]),
     ("augment.patch_size=8", ["augment.patch_size = 8", "out of range", ">= 16", "--set"]),
-    ("model.width=0", ["width", "integer of at least 1", "0"]),
+    ("model.width=0", ["width", "integer from 1 to 1024", "0"]),
+    ("model.width=100000", ["width", "integer from 1 to 1024", "100000"]),
+    ("data.batch_size=1e12", ["data.batch_size = 1000000000000", "out of range", "<= 1024", "--set"]),
     ("train.steps", ["'train.steps'", "section.key=value"]),
 ])
 def test_bad_override(plates: Path, override: str, fragments: list[str]):
@@ -195,6 +205,14 @@ def test_bad_config_file(plates: Path, yaml_text: str, fragments: list[str]):
     Path("shot.yaml").write_text(yaml_text)
     before = snapshot(plates)
     assert_names(fails(*train_args("src", "keys", "run", "--config", "shot.yaml")), *fragments)
+    assert_unchanged(before, plates)
+
+
+def test_config_file_of_random_bytes(plates: Path):
+    Path("shot.yaml").write_bytes(np.random.default_rng(0).bytes(300))
+    before = snapshot(plates)
+    assert fails(*train_args("src", "keys", "run", "--config", "shot.yaml")) == \
+        "shotfit: config 'shot.yaml' is not a YAML text file (not UTF-8 at byte 1)"
     assert_unchanged(before, plates)
 
 
@@ -224,6 +242,20 @@ def test_frame_range_outside_the_shot(shot: Path):
     assert fails(*render_args("run", "src", "render", "--frames", "101-106")) == \
         "shotfit: frames '101-106' select no frame of 'src' (it holds frames 1001-1006)"
     assert_unchanged(before, shot)
+
+
+@pytest.mark.parametrize(("frames", "rendered"), [
+    ("1-2000000000", ["plate.1001.png", "plate.1002.png", "plate.1003.png", "plate.1004.png", "plate.1005.png",
+                      "plate.1006.png"]),
+    ("1-2000000000x2", ["plate.1001.png", "plate.1003.png", "plate.1005.png"]),
+])
+def test_a_frame_range_far_past_the_shot_renders_the_shots_frames_at_once(shot: Path, frames: str,
+                                                                           rendered: list[str]):
+    # the range was once listed frame by frame: a MemoryError after half a minute
+    started = time.monotonic()
+    succeeds(*render_args("run", "src", "render", "--frames", frames))
+    assert sorted(p.name for p in Path("render").iterdir()) == rendered
+    assert time.monotonic() - started < 60
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

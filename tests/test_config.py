@@ -158,6 +158,10 @@ def test_unknown_key_names_it_and_the_file(tmp_path):
     ("train:\n  lr: 2.0\n", "train.lr = 2.0 is out of range (must be <= 1.0)"),
     ("train:\n  steps: 0\n", "train.steps = 0 is out of range (must be >= 1)"),
     ("augment:\n  patch_size: 8\n", "augment.patch_size = 8 is out of range (must be >= 16)"),
+    # values that would ask the allocator for terabytes, or the OS for a million threads
+    ("data:\n  batch_size: 1e12\n", "data.batch_size = 1000000000000 is out of range (must be <= 1024)"),
+    ("augment:\n  patch_size: 100000\n", "augment.patch_size = 100000 is out of range (must be <= 16384)"),
+    ("train:\n  threads: 1000000\n", "train.threads = 1000000 is out of range (must be <= 1024)"),
     ("data:\n  mask_outside_weight: -0.5\n", "data.mask_outside_weight = -0.5 is out of range (must be >= 0.0)"),
     ("train:\n  amp: fp8\n", "train.amp = 'fp8' is not one of auto, off, bf16, fp16"),
     ("render:\n  tile: 16\n", "render.tile = 16 is out of range (must be >= 32, or 0 for the device's default)"),
@@ -214,6 +218,25 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path, text, line):
     with pytest.raises(ConfigError) as excinfo:
         load_config(path)
     assert one_line_error(excinfo) == f"config '{path}' is not valid YAML at line {line}"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (bytes(range(128, 256)) * 3, "is not a YAML text file (not UTF-8 at byte 0)"),
+    (b"train:\n  lr: 0.1\n# caf\xe9\n", "is not a YAML text file (not UTF-8 at byte 22)"),
+    (b"[" * 20000, "is nested too deeply to be a shotfit config"),
+])
+def test_a_config_that_is_not_yaml_text_is_one_line_naming_it(tmp_path, content, expected):
+    path = tmp_path / "shot.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert one_line_error(excinfo) == f"config '{path}' {expected}"
+
+
+def test_an_override_nested_too_deeply_is_one_line():
+    with pytest.raises(ConfigError) as excinfo:
+        parse_override("data.validation_frames=" + "[" * 20000)
+    assert one_line_error(excinfo).startswith("override 'data.validation_frames=[[[")
 
 
 def test_missing_config_file_is_named():

@@ -119,7 +119,7 @@ class LossConfig(_Section):
 class AugmentConfig(_Section):
     """Paired augmentation, identical on source, target and mask (colour never on the mask)."""
 
-    patch_size: int = _opt(128, low=16, doc="square training patches (the frame, if smaller)")
+    patch_size: int = _opt(128, low=16, high=16384, doc="square training patches (the frame, if smaller)")
     flip_p: float = _opt(0.5, low=0.0, high=1.0)
     rot90_p: float = _opt(0.0, low=0.0, high=1.0, doc="off by default: faces and plates have an up")
     affine_p: float = _opt(0.3, low=0.0, high=1.0)
@@ -138,7 +138,9 @@ class AugmentConfig(_Section):
 class DataConfig(_Section):
     """How keyframes become batches."""
 
-    batch_size: int = _opt(8, low=1)
+    # Upper bound: far above what any device trains with, far below a value that asks the allocator
+    # for terabytes (1e12 read as a batch size).
+    batch_size: int = _opt(8, low=1, high=1024)
     validation_frames: tuple[int, ...] = _opt((), doc="keyframes held out of training to validate on")
     mask_outside_weight: float = _opt(0.1, low=0.0, high=1.0,
                                       doc="loss weight outside an artist's mask (inside is 1)")
@@ -158,7 +160,7 @@ class TrainConfig(_Section):
     device: str = _opt("auto", doc="auto, cpu, cuda, cuda:N or mps")
     amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA and on CPUs with "
                     "native bf16 (AVX-512-BF16, AMX), else fp32")
-    threads: int = _opt(0, low=0, doc="CPU threads; 0 leaves torch its default (OMP_NUM_THREADS or one per core)")
+    threads: int = _opt(0, low=0, high=1024, doc="CPU threads; 0 leaves torch its default (OMP_NUM_THREADS or one per core)")
     checkpoint_every: int = _opt(250, low=1)
     checkpoint_minutes: float = _opt(1.0, low=0.0, high=1440.0, doc="also checkpoint when this many minutes "
                                      "have passed since the last checkpoint, so a kill loses at most that; 0: off")
@@ -334,6 +336,8 @@ def load_config(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config {quoted(path)} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {quoted(path)} is not a YAML text file (not UTF-8 at byte {err.start})") from None
     except OSError as err:
         raise ConfigError(f"config {quoted(path)} cannot be read ({err.strerror})") from None
     try:
@@ -342,6 +346,8 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config {quoted(path)} is not valid YAML{where}") from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise ConfigError(f"config {quoted(path)} is nested too deeply to be a shotfit config") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"config {quoted(path)} must hold a mapping of sections")
     return config_from_dict(data, origin=quoted(path))
@@ -366,7 +372,7 @@ def parse_override(item: str) -> tuple[str, str, Any]:
                           parameter="overrides")
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         raise ConfigError(f"override {item!r}: cannot parse the value {raw!r}", parameter="overrides") from None
     return parts[0], parts[1], value
 

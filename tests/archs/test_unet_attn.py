@@ -80,7 +80,7 @@ def test_max_width_caps_the_coarse_levels():
         ({"upsample": "transposed"}, r"upsample 'transposed' is not one of bilinear, nearest"),
         ({"downsample": "stride"}, r"downsample 'stride' is not one of max, avg"),
         ({"depth": -1}, r"depth must be an integer from 0 to 8, got -1"),
-        ({"width": 0}, r"width must be an integer of at least 1, got 0"),
+        ({"width": 0}, r"width must be an integer from 1 to 1024, got 0"),
     ],
 )
 def test_bad_options_are_one_line_errors(options, message):

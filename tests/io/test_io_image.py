@@ -155,6 +155,21 @@ def test_not_an_image(tmp_path: Path, ext: str):
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".exr", ".dpx"])
+def test_an_empty_file_is_named_as_empty(tmp_path: Path, ext: str):
+    Path(f"frame{ext}").write_bytes(b"")
+    with pytest.raises(FrameError) as error:
+        read_image(f"frame{ext}")
+    assert_one_line_naming(error, f"frame{ext}", "is empty (0 bytes)")
+
+
+def test_jpeg_that_is_not_jpeg_data_says_so_without_python_objects(tmp_path: Path):
+    Path("frame.jpg").write_text("not pixels")
+    with pytest.raises(FrameError) as error:
+        read_image("frame.jpg")
+    assert str(error.value) == "'frame.jpg' is not a readable JPEG image (corrupt or truncated)"
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".exr", ".dpx"])
 @pytest.mark.parametrize("keep", [0.5, 0.98])
 def test_truncated_files_are_rejected(tmp_path: Path, ext: str, keep: float):
     noise = RNG.random((64, 64, 3)).astype(np.float32)

@@ -18,6 +18,7 @@ from shotfit.io import (
     runs,
     write_image,
 )
+from shotfit.io.sequence import clip_range
 
 GREY8 = PixelFormat(".png", "uint8", 1)
 
@@ -184,6 +185,21 @@ def test_frame_with_other_channels_fails_when_read():
 )
 def test_frame_ranges_include_both_ends(text: str, frames: range):
     assert parse_frame_range(text) == frames
+
+
+@pytest.mark.parametrize(("frames", "first", "last", "clipped"), [
+    (range(1, 2_000_000_001), 1001, 1006, range(1001, 1007)),
+    (range(1, 2_000_000_001, 2), 1001, 1006, range(1001, 1007, 2)),
+    (range(0, 2_000_000_001, 2), 1001, 1006, range(1002, 1007, 2)),
+    (range(1003, 1005), 1001, 1006, range(1003, 1005)),
+    (range(1, 50), 1001, 1006, range(1001, 1001)),
+    (range(2000, 3000), 1001, 1006, range(2000, 2000)),
+    (range(1010, 990, -3), 1001, 1006, range(1001, 1007, 3)),
+])
+def test_a_frame_range_is_clipped_to_the_shot_without_listing_it(frames, first, last, clipped):
+    result = clip_range(frames, first, last)
+    assert list(result) == list(clipped)
+    assert list(result) == sorted(f for f in (frames if len(frames) < 10**4 else clipped) if first <= f <= last)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,23 @@ def test_a_run_json_of_the_wrong_shape_is_one_line_naming_the_file_and_the_field
         run.read_info()
     assert str(excinfo.value).startswith("run description 'run/run.json'")
     assert str(excinfo.value).endswith(message) and "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize(("failure", "message"), [
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),
+     "the write failed; is the disk full? ([enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598)"),
+    (OSError(28, "No space left on device"), "the disk is full (No space left on device)"),
+])
+def test_a_full_disk_is_one_line_naming_the_checkpoint_and_keeps_no_temporary(tmp_path, monkeypatch, failure, message):
+    run = RunFolder(tmp_path)
+    run.save_checkpoint(state(5), 5, keep=3)
+
+    def full_disk(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK")  # a few bytes got out before the disk filled
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RunError) as error:
+        run.save_checkpoint(state(10), 10, keep=3)
+    assert str(error.value) == f"cannot write '{run.checkpoint_path(10)}': {message}"
+    assert sorted(os.listdir(run.checkpoints)) == ["step_000005.pt"]

@@ -86,8 +86,9 @@ class UNetBase(Network):
         downsample: str = "max",
     ) -> None:
         arch = self.arch_name
-        check_int(arch, "width", width)
-        check_int(arch, "max_width", max_width)
+        # Upper bounds far above any useful network, far below one whose weights alone exhaust memory.
+        check_int(arch, "width", width, high=1024)
+        check_int(arch, "max_width", max_width, high=4096)
         check_int(arch, "depth", depth, low=0, high=8)
         check_choice(arch, "upsample", upsample, UPSAMPLE_MODES)
         check_choice(arch, "downsample", downsample, DOWNSAMPLE_MODES)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from shotfit.errors import FrameError, quoted
 from shotfit.files import write_bytes_atomic
@@ -72,6 +72,12 @@ def read_with_extras(path: str | Path) -> tuple[np.ndarray, PixelFormat, FrameEx
         raise FrameError(f"{quoted(path)} does not exist")
     if path.is_dir():
         raise FrameError(f"{quoted(path)} is a folder, not an image")
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as err:
+        raise FrameError(f"cannot read {quoted(path)} ({err.strerror})") from None
+    if empty:  # a render or copy that died before writing a byte; some decoders assert on it
+        raise FrameError(f"{quoted(path)} is empty (0 bytes)")
     if ext == ".exr":
         return read_exr(path)
     if ext in (".dpx", ".tif"):
@@ -136,7 +142,10 @@ def write_image(path: str | Path, pixels: np.ndarray, fmt: PixelFormat, extras: 
 def _decode_with_opencv(path: Path, data: bytes) -> np.ndarray:
     # imdecode rather than imread: it rejects truncated files that imread half-decodes with a warning.
     with native_output_held() as held:
-        codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        try:
+            codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:  # OpenCV asserts on some inputs (an empty buffer) instead of returning None
+            codes = None
         held.discard = codes is None  # OpenCV's and libpng's complaints: the FrameError says it in one line
     if codes is None:
         raise FrameError(f"{quoted(path)} is not a readable PNG image (corrupt or truncated)")
@@ -154,6 +163,8 @@ def _decode_jpeg(path: Path, data: bytes) -> np.ndarray:
             if image.mode not in ("L", "RGB"):
                 image = image.convert("RGB")
             return np.asarray(image)
+    except UnidentifiedImageError:
+        raise FrameError(f"{quoted(path)} is not a readable JPEG image (corrupt or truncated)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise FrameError(f"{quoted(path)} is not a readable JPEG image (corrupt or truncated: {err})") from None
 

@@ -65,6 +65,21 @@ def parse_frame_range(text: str) -> range:
     return range(first, last + 1, step)
 
 
+def clip_range(frames: range, first: int, last: int) -> range:
+    """The frames of ``frames`` from ``first`` to ``last`` (both included), ascending, as a range.
+
+    Worked out from the ends, never frame by frame: ``1-2000000000`` on a shot of 1001-1006 is
+    ``range(1001, 1007)`` at once, not two billion numbers in memory.
+    """
+    if frames.step < 0:
+        frames = frames[::-1]
+    start, step = frames.start, frames.step
+    if start < first:
+        start += -(-(first - start) // step) * step  # the first frame of the range at or after `first`
+    stop = min(frames.stop, last + 1)
+    return range(start, max(start, stop), step)
+
+
 def runs(frames: Iterable[int]) -> list[range]:
     """Consecutive runs of frame numbers: ``[1011, 1012, 1015]`` -> ``[range(1011, 1013), range(1015, 1016)]``."""
     result: list[range] = []

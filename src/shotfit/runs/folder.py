@@ -14,6 +14,7 @@ RUN/
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -122,7 +123,15 @@ def save_state(state: dict[str, Any], path: Path) -> None:
     import torch  # here, not above: rendering through onnxruntime reads run folders without PyTorch
 
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RunError(f"cannot write {quoted(path)}: the disk is full ({err.strerror})") from None
+            raise
+        except RuntimeError as err:  # torch's zip writer reports a failed write (a full disk) as "unexpected pos"
+            detail = str(err).splitlines()[0][:120] if str(err) else "write failed"
+            raise RunError(f"cannot write {quoted(path)}: the write failed; is the disk full? ({detail})") from None
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
 from shotfit.infer.render import FrameDone, FramePredictor, RenderResult, render_shot, write_review
 from shotfit.io import ColourPipeline, PixelFormat, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.io.masks import ALPHA, open_masks
+from shotfit.io.sequence import clip_range
 from shotfit.runs.folder import RunFolder, write_json
 from shotfit.workflows.precedence import resolve_render_config
 from shotfit.workflows.requests import EvaluateRequest, PathLike, RenderRequest
@@ -98,8 +99,10 @@ def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] 
         raise FrameError(f"source {quoted(source)} has {shot.channels} channels but {trained.name} "
                          f"was trained on {trained.channels}")
     wanted = parse_frame_range(frames) if isinstance(frames, str) else frames
+    if isinstance(wanted, range):  # within the shot's span, so '1-2000000000' costs nothing; holes stay in
+        wanted = clip_range(wanted, shot.frames[0], shot.frames[-1])
     if wanted is not None and not any(frame in wanted for frame in shot.frames):
-        raise FrameError(f"frames {frames if isinstance(frames, str) else list(wanted)!r} select no frame of "
+        raise FrameError(f"frames {frames if isinstance(frames, (str, range)) else list(wanted)!r} select no frame of "
                          f"{quoted(source)} (it holds frames {shot.frames[0]}-{shot.frames[-1]})")
     masks = open_masks(request.mask)
     if isinstance(masks, Shot):
