@@ -155,7 +155,7 @@ REVIEW_COMMENT = "shotfit review movie"
 
 KINDS = {
     "onnx": OutputKind("ONNX model", (".onnx",), _holds_bytes(b"shotfit.version")),
-    "torchscript": OutputKind("TorchScript model", (".pt",), _torchscript_of_shotfit),
+    "torchscript": OutputKind("TorchScript model", (".pt", ".pth", ".torchscript"), _torchscript_of_shotfit),
     "json": OutputKind("JSON report", (".json",), _report_of_shotfit),
     "review": OutputKind("review movie", (".mp4",), _holds_bytes(REVIEW_COMMENT.encode())),
     "tensorboard": OutputKind("TensorBoard folder", ()),
