@@ -1,11 +1,16 @@
-"""File-system habits every writer in shotfit shares: atomic writes and never writing among plates."""
+"""File-system habits every writer in shotfit shares: atomic writes, and one guard (:func:`guard_output`)
+that every output path passes: never among the plates, never over a file shotfit did not make."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import mmap
 import os
 import secrets
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from shotfit.errors import ShotfitError, quoted
@@ -102,3 +107,123 @@ def plates_folder(spec: str | Path) -> Path | None:
     if path.is_file():
         return None
     return path.parent
+
+
+# --- the one guard every output path goes through -----------------------------------------------
+
+@dataclass(frozen=True)
+class OutputKind:
+    """A kind of file shotfit writes: how messages call it, the suffixes it must end in (none for a
+    folder), and how to recognise one shotfit made (so that one may be replaced)."""
+
+    label: str
+    suffixes: tuple[str, ...]
+    made_by_shotfit: Callable[[Path], bool] | None = None
+
+
+def _holds_bytes(marker: bytes) -> Callable[[Path], bool]:
+    def check(path: Path) -> bool:
+        try:
+            with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(marker) >= 0
+        except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+            return False
+    return check
+
+
+def _torchscript_of_shotfit(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/extra/" + TORCHSCRIPT_MARK) for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _report_of_shotfit(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and set(REPORT_KEYS) <= set(data)
+
+
+# The extra file TorchScript exports carry, the metadata key prefix ONNX exports carry, the keys of an
+# evaluation report and the comment of a review movie: what marks a file as shotfit's own.
+TORCHSCRIPT_MARK = "shotfit.json"
+REPORT_KEYS = ("compared", "flow_from", "summary", "frames")
+REVIEW_COMMENT = "shotfit review movie"
+
+KINDS = {
+    "onnx": OutputKind("ONNX model", (".onnx",), _holds_bytes(b"shotfit.version")),
+    "torchscript": OutputKind("TorchScript model", (".pt", ".pth", ".torchscript"), _torchscript_of_shotfit),
+    "json": OutputKind("JSON report", (".json",), _report_of_shotfit),
+    "review": OutputKind("review movie", (".mp4",), _holds_bytes(REVIEW_COMMENT.encode())),
+    "tensorboard": OutputKind("TensorBoard folder", ()),
+}
+
+# A frame pattern names files that do not exist under its own name (plate.####.png, plate.%04d.png, $F4, @@@@).
+_PATTERN_SIGNS = ("#", "%", "$", "@")
+
+# What shotfit's own run folders hold: files in one may be replaced (a re-export, new metrics).
+_RUN_FILES = ("config.yaml", "run.json")
+
+
+def guard_output(path: str | Path, kind: str, *, protected: Sequence[tuple[str, str | Path]] = (),
+                 parameter: str = "out") -> Path:
+    """Check a path shotfit is about to write, before anything is written; return it as a Path.
+
+    Refused, each with a one-line error carrying ``parameter``:
+
+    - a path equal to or inside a protected folder (the plates, keyframes, truth, masks), or a
+      protected video file itself: shotfit never writes among what the user gave it to read;
+    - a file whose suffix is not its kind's (``.onnx``, ``.pt``, ``.json``, ``.mp4``);
+    - a folder where a file goes, or a file where a folder goes;
+    - an existing file shotfit did not make. The rule: an existing file is replaced only when it lies
+      in a shotfit run folder (its folder holds ``config.yaml`` and ``run.json``), or when it carries
+      shotfit's mark for its kind (an ONNX export's ``shotfit.*`` metadata, a TorchScript export's
+      ``shotfit.json``, an evaluation report's keys, a review movie's comment). Anything else at that
+      path is the user's, and stays.
+
+    Args:
+        path: The file or folder about to be written.
+        kind: A key of :data:`KINDS` (one without suffixes is a folder that receives new files, as TensorBoard's).
+        protected: (what, spec) pairs: how the input is named in messages, and its folder, frame
+            pattern or video file.
+        parameter: The request field that named ``path`` (each face names its own option).
+    """
+    path, about = Path(path), KINDS[kind]
+    target = path.resolve()
+    for what, spec in protected:
+        if not Path(spec).exists() and not any(sign in Path(spec).name for sign in _PATTERN_SIGNS):
+            continue  # nothing there to protect (a run's source read from another folder, say)
+        folder = plates_folder(spec)
+        if folder is None:  # a video file: only the file itself is the user's
+            if target == Path(spec).resolve():
+                raise ShotfitError(f"{about.label} {quoted(path)} is the {what} {quoted(spec)} itself: choose "
+                                   "another path (shotfit never writes over its inputs)", parameter=parameter)
+            continue
+        folder_abs = folder.resolve()
+        if target == folder_abs or folder_abs in target.parents:
+            raise ShotfitError(f"{about.label} {quoted(path)} is inside the {what} folder {_folder_name(folder)}: "
+                               "choose another path (shotfit never writes among the plates)", parameter=parameter)
+    if not about.suffixes:
+        if path.exists() and not path.is_dir():
+            raise ShotfitError(f"{about.label} {quoted(path)} is a file, not a folder", parameter=parameter)
+        return path
+    if path.suffix.lower() not in about.suffixes:
+        raise ShotfitError(f"{about.label} {quoted(path)} must end in {' or '.join(about.suffixes)}",
+                           parameter=parameter)
+    if path.is_dir():
+        raise ShotfitError(f"{about.label} {quoted(path)} is a folder, not a file", parameter=parameter)
+    if path.exists() and not _replaceable(path, about):
+        raise ShotfitError(f"{quoted(path)} already exists and was not made by shotfit: choose another path "
+                           "(shotfit never replaces a file it did not write)", parameter=parameter)
+    return path
+
+
+def _replaceable(path: Path, about: OutputKind) -> bool:
+    if path.is_symlink() or not path.is_file():  # a link may point at anything; a FIFO or device is not ours
+        return False
+    if all((path.parent / name).is_file() for name in _RUN_FILES):
+        return True
+    return about.made_by_shotfit is not None and about.made_by_shotfit(path)

@@ -173,10 +173,10 @@ def test_a_file_that_differs_more_than_the_tolerance_is_refused_and_not_written(
 def test_a_refused_export_keeps_the_previous_file(unet_run, tmp_path):
     run, _ = unet_run
     out = tmp_path / "beauty.onnx"
-    out.write_bytes(b"the previous export")
+    out.write_bytes(b"the previous export, shotfit.version 0.1")  # marked as shotfit's: it may be replaced
     with pytest.raises(ExportError):
         api.export(run, "onnx", out, tolerance=0.0)
-    assert out.read_bytes() == b"the previous export"
+    assert out.read_bytes() == b"the previous export, shotfit.version 0.1"
     assert leftovers(tmp_path) == []
 
 

@@ -288,7 +288,7 @@ def test_review_movie_of_a_render(run, shot):
 
 
 def test_a_review_movie_that_is_not_mp4_is_refused_before_rendering(run, shot):
-    with pytest.raises(ShotfitError, match=r"^review movie 'review\.mov' must be an \.mp4 file"):
+    with pytest.raises(ShotfitError, match=r"^review movie 'review\.mov' must end in \.mp4"):
         render_tiny(run, shot, Path("out"), review=Path("review.mov"))
     assert not Path("out").exists()
 

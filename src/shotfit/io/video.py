@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 from shotfit.errors import FrameError, quoted
-from shotfit.files import atomic_path
+from shotfit.files import REVIEW_COMMENT, atomic_path
 from shotfit.io.exr import to_display_window
 from shotfit.io.formats import FrameExtras, PixelFormat, float_to_integer, integer_to_float
 from shotfit.io.sequence import Shot
@@ -217,6 +217,7 @@ def write_review_movie(frames: Iterable[np.ndarray], path: str | Path, fps: floa
     written = 0
     with atomic_path(path) as temp:
         with av.open(str(temp), "w", format="mp4") as container:
+            container.metadata["comment"] = REVIEW_COMMENT  # marks the movie as shotfit's: a later render may replace it
             stream = container.add_stream("libx264", rate=rate, options={"crf": str(REVIEW_CRF)})
             stream.pix_fmt = "yuv420p"
             context = stream.codec_context

@@ -15,10 +15,11 @@ from shotfit.export import FORMATS
 from shotfit.export.metadata import DEFAULT_NAMES, ModelInfo
 from shotfit.export.runtime import colour_codec, model_colour
 from shotfit.export.writers import UnitRange, load_exported, max_difference, write_onnx, write_torchscript
-from shotfit.files import atomic_path
+from shotfit.files import atomic_path, guard_output
 from shotfit.infer.predictor import load_network
 from shotfit.infer.tiling import declared_tiling
 from shotfit.io import open_shot
+from shotfit.io.masks import ALPHA
 from shotfit.runs.folder import RunFolder
 from shotfit.runs.record import RunInfo
 from shotfit.workflows.requests import ExportRequest, PathLike
@@ -88,7 +89,8 @@ def run_export(request: ExportRequest) -> ExportResult:
         size_multiple=size_multiple, tile_overlap=reach if cfg.render.tile_overlap is None else cfg.render.tile_overlap,
         max_tile=max_tile, tile=cfg.render.tile, blend=cfg.render.blend)
     frames, checked = _check_frames(info, model_info)
-    out = Path(request.out) if request.out is not None else run_folder.path / DEFAULT_NAMES[fmt]
+    out = guard_output(request.out if request.out is not None else run_folder.path / DEFAULT_NAMES[fmt], fmt,
+                       protected=_inputs_of(info, run_folder))
     if fmt == "onnx":
         _require_onnx()
     writer = write_onnx if fmt == "onnx" else write_torchscript
@@ -102,6 +104,18 @@ def run_export(request: ExportRequest) -> ExportResult:
                               f"{quoted(out)}")
     log.info("exported %s to %s: max difference %.2e on %s", run_folder.path, out, difference, checked)
     return ExportResult(out, fmt, difference, checked)
+
+
+def _inputs_of(info: RunInfo, run_folder: RunFolder) -> list[tuple[str, PathLike]]:
+    """What an export must never write over: the run's shot, keyframes and masks, its model and checkpoints."""
+    inputs: list[tuple[str, PathLike]] = [
+        (what, spec) for what, spec in (("source", info.source), ("keyframes", info.keyframes), ("masks", info.masks))
+        if spec and spec != ALPHA]
+    if run_folder.model_path.is_file():
+        inputs.append(("trained model", run_folder.model_path))
+    if run_folder.checkpoints.is_dir():
+        inputs.append(("checkpoints", run_folder.checkpoints))
+    return inputs
 
 
 def _require_onnx() -> None:

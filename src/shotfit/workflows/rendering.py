@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from shotfit.errors import ConfigError, FrameError, RunError, ShotfitError, quoted
 from shotfit.export.metadata import DEFAULT_NAMES
-from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
+from shotfit.files import ensure_writable_folder, guard_output, plates_folder, refuse_inside
 from shotfit.infer.render import FrameDone, FramePredictor, RenderResult, render_shot, write_review
 from shotfit.io import ColourPipeline, PixelFormat, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.io.masks import ALPHA, open_masks
@@ -79,17 +79,15 @@ def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] 
     source, out, review, frames = request.source, request.out, request.review, request.frames
     if request.engine not in ENGINES:
         raise ConfigError(f"unknown render engine {request.engine!r} (known: {', '.join(ENGINES)})")
-    if review is not None and Path(review).suffix.lower() != ".mp4":
-        raise ConfigError(f"review movie {quoted(review)} must be an .mp4 file (the review movie is H.264 MP4)",
-                          parameter="review")
+    if review is not None:  # checked before the network loads: nothing is written over the inputs or a foreign file
+        inputs = [("source", source)] + ([("masks", request.mask)] if request.mask not in (None, ALPHA) else [])
+        guard_output(review, "review", protected=inputs, parameter="review")
     trained = _onnx_network(request) if request.engine == "onnxruntime" else _torch_network(request)
     shot = open_shot(source, first=request.first, last=request.last)
     if (warning := shot.gaps_warning()) is not None:
         log.warning(warning)
     if (folder := plates_folder(source)) is not None:
         refuse_inside(out, folder)
-        if review is not None:
-            refuse_inside(review, folder, parameter="review")
     trained_dtype = trained.colour.get("format", {}).get("dtype")
     if shot.format.is_float != (trained_dtype in ("half", "float")):
         raise FrameError(f"source {quoted(source)} holds {shot.format.dtype} frames but {trained.name} "
@@ -208,6 +206,9 @@ def evaluate(request: EvaluateRequest | PathLike, truth: PathLike | None = None,
     from shotfit.losses import load_lpips
 
     source = request.source
+    if request.json_path is not None:  # checked before the scoring, which takes a while
+        inputs = [("truth", request.truth)] + ([("source", source)] if source is not None else [])
+        guard_output(request.json_path, "json", protected=inputs, parameter="json_path")
     report = evaluate_frames(open_shot(request.pred), open_shot(request.truth),
                              None if source is None else open_shot(source), lpips_net=load_lpips())
     if request.json_path is not None:

@@ -23,9 +23,9 @@ from shotfit.engine.tracking import flatten_params, start_tracking
 from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.engine.trainer import StepReport, StoppedBy, Trainer, TrainHooks, TrainResult, loss_metrics
 from shotfit.errors import ConfigError, FrameError, RunError, quoted
-from shotfit.files import ensure_writable_folder, plates_folder, refuse_inside
+from shotfit.files import ensure_writable_folder, guard_output, plates_folder, refuse_inside
 from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
-from shotfit.io.masks import open_masks
+from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import build_loss
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.runs.record import RunInfo
@@ -87,6 +87,8 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
         _refuse_used_folder(run)
     cfg = resolve_train_config(request, run)
     latest = run.latest_checkpoint() if request.resume else None
+    if request.resume and latest is None:
+        _refuse_restart_over_model(run)
     start_state = load_state(latest) if latest is not None else None
     shot, keys = open_shot(source, first=first, last=last), open_shot(keyframes)
     mask_shot = open_masks(masks)
@@ -98,6 +100,11 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
     for spec, what in ((source, "source"), (keyframes, "keyframes")):
         if (folder := plates_folder(spec)) is not None:
             refuse_inside(request.out, folder, what)
+    tracking = request.tracking or TrackingOptions()
+    if tracking.tensorboard is not None:  # refused even untracked: the option names a place to write
+        inputs = [("source", source), ("keyframes", keyframes)] + ([("masks", masks)] if masks not in (None, ALPHA)
+                                                                    else [])
+        guard_output(tracking.tensorboard, "tensorboard", protected=inputs, parameter="tensorboard")
     pairs = pair_keyframes(shot, keys, mask_shot)
     training_pairs, validation_pairs = _split_validation(pairs, cfg.data.validation_frames, keyframes)
     channels = model_channels(pairs[0].source.shape[2])
@@ -126,7 +133,7 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
     tags = {"shotfit.version": __version__, "shotfit.git_commit": _git_commit(),
             "shotfit.data_hash": _keyframes_hash(pairs), "shotfit.device": str(torch_device),
             "shotfit.source": str(source)}
-    tracker, tracking_ids = start_tracking(request.tracking or TrackingOptions(), run.path, params, tags,
+    tracker, tracking_ids = start_tracking(tracking, run.path, params, tags,
                                            resume_id=resume_id)
     hooks.tracker = tracker
     run.write_info(RunInfo(
@@ -170,6 +177,14 @@ def _refuse_used_folder(run: RunFolder) -> None:
     if run.path.is_dir() and any(run.path.iterdir()):
         raise RunError(f"output folder {quoted(run.path)} is not empty and is not a shotfit run folder",
                        parameter="out")
+
+
+def _refuse_restart_over_model(run: RunFolder) -> None:
+    """A resume with no checkpoint would start from step 0 and replace a finished model: the user must ask."""
+    if run.model_path.is_file():
+        raise RunError(f"run folder {quoted(run.path)} holds a finished model but no checkpoint to resume from: "
+                       f"remove {quoted(run.model_path)} to train it again from the start, or train into another "
+                       "folder", parameter="resume")
 
 
 def _limit_keyframes(keys: Shot, masks: Shot | str | None, shot: Shot) -> None:
