@@ -26,9 +26,10 @@ def _process_state():
 
 @pytest.fixture
 def shot(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
-    """src/, keys/, truth/ and a trained run/ in the test's folder (the current directory), the run
-    recording these src/ and keys/ as what it was trained on (as a run trained here would)."""
+    """src/, keys/, truth/, pred/ (frames to score) and a trained run/ in the test's folder (the current
+    directory), the run recording these src/ and keys/ as what it was trained on (as a run trained here would)."""
     shots.copy_trained(tmp_path_factory, tmp_path)
+    shutil.copytree("truth", "pred")  # frames as a render would have left them, for eval --pred
     info = json.loads(Path("run/run.json").read_text())
     Path("run/run.json").write_text(json.dumps({**info, "source": "src", "keyframes": "keys"}))
     return tmp_path
@@ -177,13 +178,18 @@ def _outputs(target: str) -> dict[str, list[str]]:
                             "--review", target],
         "export onnx --out": ["export", "--run", "run", "--format", "onnx", "--out", target],
         "export torchscript --out": ["export", "--run", "run", "--format", "torchscript", "--out", target],
-        "eval --json": ["eval", "--pred", "src", "--truth", "truth", "--source", "src", "--json", target],
+        "eval --json": ["eval", "--pred", "pred", "--truth", "truth", "--source", "src", "--json", target],
     }
 
 
-# Each input folder, as a plate of it and as a new file of the option's own kind inside it.
-TARGETS = [f"{folder}/{name}" for folder in ("src", "keys", "truth")
-           for name in (PLATE, "new.onnx", "new.pt", "new.json", "new.mp4", "new")] + ["src", "keys/", "truth"]
+# Each input folder, as a plate of it and as a new file of the option's own kind inside it; the run's own files.
+TARGETS = [f"{folder}/{name}" for folder in ("src", "keys", "truth", "pred")
+           for name in (PLATE, "new.onnx", "new.pt", "new.json", "new.mp4", "new")] + [
+    "src", "keys/", "truth", "pred", "run/model.pt", "run/checkpoints", "run/checkpoints/new"]
+
+# Which inputs each command reads (a render or an export reads the run, which names its source and keyframes).
+READS = {"train": ("src", "keys"), "render": ("src", "keys", "run"), "export": ("src", "keys", "run"),
+         "eval": ("src", "truth", "pred")}
 
 
 # What a refusal says: among the inputs, over an input, the wrong kind of file, or over files not shotfit's.
@@ -197,10 +203,8 @@ KIND_NAMES = {"train --out": "run", "train --tensorboard": "tb", "render --out":
 @pytest.mark.parametrize("option", list(_outputs("x")))
 def test_no_output_option_writes_among_the_inputs(shot: Path, option: str):
     for target in TARGETS:
-        if target.startswith("keys") and option.startswith(("render", "eval")):
-            continue  # render and eval do not read the keyframes
-        if target.startswith("truth") and not option.startswith("eval"):
-            continue  # only eval reads the truth
+        if not target.startswith(READS[option.split()[0]]):
+            continue  # not an input of this command
         before = snapshot(shot)
         line = fails(*_outputs(target)[option])
         assert any(reason in line for reason in REFUSALS), (option, target, line)
