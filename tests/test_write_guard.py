@@ -30,6 +30,8 @@ def shot(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     directory), the run recording these src/ and keys/ as what it was trained on (as a run trained here would)."""
     shots.copy_trained(tmp_path_factory, tmp_path)
     shutil.copytree("truth", "pred")  # frames as a render would have left them, for eval --pred
+    Path("sweep.yaml").write_text("name: tiny\nsource: src\nkeyframes: keys\ntruth: truth\n"
+                                  "set: [model.width=4, model.depth=2]\nspace: {loss.l1: [1]}\n")
     info = json.loads(Path("run/run.json").read_text())
     Path("run/run.json").write_text(json.dumps({**info, "source": "src", "keyframes": "keys"}))
     return tmp_path
@@ -179,7 +181,16 @@ def _outputs(target: str) -> dict[str, list[str]]:
         "export onnx --out": ["export", "--run", "run", "--format", "onnx", "--out", target],
         "export torchscript --out": ["export", "--run", "run", "--format", "torchscript", "--out", target],
         "eval --json": ["eval", "--pred", "pred", "--truth", "truth", "--source", "src", "--json", target],
+        "sweep --out": ["sweep", "sweep.yaml", "--out", target, "--no-track"],
+        "bench archs --out": [*BENCH, "--out", target],
+        "bench archs --report": [*BENCH, "--out", "bench", "--report", target],
+        "cloud launch --out": ["cloud", "launch", "--config", "run/config.yaml", "--source", "src", "--target", "keys",
+                               "--dry-run", "--out", target],
     }
+
+
+BENCH = ["bench", "archs", "--source", "src", "--target", "keys", "--truth", "truth", "--archs", "unet_attn",
+         "--steps", "1", "--seeds", "1", "--no-track"]
 
 
 # Each input folder, as a plate of it and as a new file of the option's own kind inside it; the run's own files.
@@ -189,7 +200,8 @@ TARGETS = [f"{folder}/{name}" for folder in ("src", "keys", "truth", "pred")
 
 # Which inputs each command reads (a render or an export reads the run, which names its source and keyframes).
 READS = {"train": ("src", "keys"), "render": ("src", "keys", "run"), "export": ("src", "keys", "run"),
-         "eval": ("src", "truth", "pred")}
+         "eval": ("src", "truth", "pred"), "sweep": ("src", "keys", "truth"), "bench": ("src", "keys", "truth"),
+         "cloud": ("src", "keys")}
 
 
 # What a refusal says: among the inputs, over an input, the wrong kind of file, or over files not shotfit's.
@@ -197,7 +209,8 @@ REFUSALS = ("is inside the", "itself", "must end in", "is not empty and is not a
             "is a file, not a folder")
 KIND_NAMES = {"train --out": "run", "train --tensorboard": "tb", "render --out": "render",
               "render --review": "review.mp4", "export onnx --out": "model.onnx",
-              "export torchscript --out": "model.pt", "eval --json": "report.json"}
+              "export torchscript --out": "model.pt", "eval --json": "report.json", "sweep --out": "sweep",
+              "bench archs --out": "bench", "bench archs --report": "report", "cloud launch --out": "cloud"}
 
 
 @pytest.mark.parametrize("option", list(_outputs("x")))
@@ -211,7 +224,9 @@ def test_no_output_option_writes_among_the_inputs(shot: Path, option: str):
         assert_unchanged(before, shot)
     # a name of the option's own kind inside a folder of inputs is refused for being there, not for its name
     before = snapshot(shot)
-    assert "inside the source folder 'src/'" in fails(*_outputs("src/" + KIND_NAMES[option])[option]), option
+    line = fails(*_outputs("src/" + KIND_NAMES[option])[option])
+    # a sweep file's paths and bench's are resolved (the shot is read from anywhere): the folder is named in full
+    assert "inside the source folder '" in line and "src/'" in line, (option, line)
     assert_unchanged(before, shot)
 
 

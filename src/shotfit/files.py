@@ -269,6 +269,9 @@ KINDS = {
     "review": OutputKind("review movie", (".mp4",), _holds_bytes(REVIEW_COMMENT.encode())),
     "tensorboard": OutputKind("TensorBoard folder", ()),
     "frames": OutputKind("output folder", ()),
+    "sweep": OutputKind("sweep folder", ()),
+    "bench": OutputKind("benchmark folder", ()),
+    "launch": OutputKind("launch folder", ()),
 }
 
 # A frame pattern names files that do not exist under its own name (plate.####.png, plate.%04d.png, $F4, @@@@).
