@@ -217,3 +217,19 @@ def test_a_killed_trainings_temporary_checkpoint_is_removed_on_resume(shot: Path
     succeeds(*train_args("src", "keys", "run", "--resume", steps=4))
     assert not stale.exists()
     assert not [p for p in Path("run").rglob("*") if ".partial" in p.name]
+
+
+@pytest.mark.slow
+def test_two_renders_into_one_folder_at_once_both_finish_with_the_same_frames(shot: Path):
+    frames = range(1001, 1031)
+    shots.write_shot(Path("long"), frames)
+    args = [sys.executable, "-m", "shotfit", "render", "--run", "run", "--source", "long", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    renders = [subprocess.Popen([*args, "--out", "both"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    errors = [render.communicate(timeout=300)[1] for render in renders]
+    assert [render.returncode for render in renders] == [0, 0], errors
+    succeeds(*render(source="long", out="alone"))
+    assert sorted(os.listdir("both")) == sorted(os.listdir("alone")) == [name(frame) for frame in frames]
+    for frame in frames:
+        assert Path("both", name(frame)).read_bytes() == Path("alone", name(frame)).read_bytes()
