@@ -52,26 +52,33 @@ def name(frame: int) -> str:
 def fifo(path: Path) -> Iterator[dict[str, bool]]:
     """A FIFO at ``path`` with a writer waiting on it: ``opened`` says whether anything opened it to read.
 
-    Were shotfit to open it, the writer lets it go at once (end of file) instead of the test hanging;
-    at the end the test opens it itself to release the writer.
+    Were shotfit to open it, the writer lets it go at once (end of file) instead of the test hanging. The
+    writer waits on a second name of the same FIFO (a hard link beside the test's files), which stays
+    when a render replaces ``path`` by a frame; at the end the test opens that name itself to release it.
     """
-    os.mkfifo(path)
+    handle = Path(".fifo-" + path.name)
+    os.mkfifo(handle)
+    os.link(handle, path)
     state = {"opened": False, "released": False}
 
     def writer() -> None:
-        with open(path, "wb"):  # blocks until a reader opens the FIFO
+        with open(handle, "wb"):  # blocks until a reader opens the FIFO
             state["opened"] = not state["released"]
 
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=writer, daemon=True)  # daemon: a hang here can never hold up pytest's exit
     thread.start()
     try:
         yield state
     finally:
         state["released"] = True
-        if thread.is_alive():
-            with contextlib.suppress(OSError):
-                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
-        thread.join(timeout=10)
+        for _ in range(200):  # the writer may not have reached its open yet: hold a reader until it has
+            if not thread.is_alive():
+                break
+            descriptor = os.open(handle, os.O_RDONLY | os.O_NONBLOCK)
+            thread.join(timeout=0.05)
+            os.close(descriptor)
+        handle.unlink()
+        assert not thread.is_alive(), "the FIFO's writer was never released"
 
 
 # --- bit depths ----------------------------------------------------------------------------------
