@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from shotfit.errors import FrameError, quoted
-from shotfit.evaluate.metrics import high_frequency_error, lpips, psnr, ssim
+from shotfit.evaluate.metrics import edited_region, high_frequency_error, lpips, psnr, psnr_in, ssim
 from shotfit.evaluate.warping import flow_between, pair_warping_error
 from shotfit.io.colour import ColourPipeline, ColourSettings, resolve_colour
 from shotfit.io.sequence import display_path
@@ -53,13 +53,17 @@ Frames = ShotLike | Mapping[int, np.ndarray] | Iterable[tuple[int, np.ndarray]]
 @dataclass(frozen=True)
 class FrameScores:
     """Scores of one frame: PSNR in dB (``inf`` if identical), SSIM in [-1, 1], LPIPS >= 0 or None,
-    and the high-frequency error (>= 0; see :func:`~shotfit.evaluate.metrics.high_frequency_error`)."""
+    the high-frequency error (>= 0; see :func:`~shotfit.evaluate.metrics.high_frequency_error`), and
+    PSNR inside the edited region (where the truth differs from the source plate; None without a source
+    or where the edit left the frame as it was) with that region's share of the frame."""
 
     frame: int
     psnr: float
     ssim: float
     lpips: float | None
     hf_error: float
+    psnr_edited: float | None = None
+    edited_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class EvalReport:
 
         Returns:
             ``{"frames": frames compared in the subset, "psnr", "ssim", "lpips" (None without LPIPS), "hf_error",
+            "psnr_edited" (None without a source, or when no frame's truth differs from its source),
             "warping_error" (prediction), "warping_error_truth" (None without truth),
             "pairs": pairs averaged, "flow_from"}``.
         """
@@ -116,6 +121,8 @@ class EvalReport:
             "ssim": _mean(r.ssim for r in rows),
             "lpips": _mean(r.lpips for r in rows) if has_lpips else None,
             "hf_error": _mean(r.hf_error for r in rows),
+            "psnr_edited": _mean(r.psnr_edited for r in rows if r.psnr_edited is not None)
+            if any(r.psnr_edited is not None for r in rows) else None,
             "warping_error": _mean(p.prediction for p in usable),
             "warping_error_truth": _mean(p.truth for p in usable) if has_truth else None,
             "pairs": len(usable),
@@ -218,8 +225,11 @@ def evaluate_frames(
                              f"{pred_frames.where(frame)} has {predicted.shape}")
         if target is not None:
             distance = None if lpips_net is None else lpips(predicted, target, lpips_net)
+            region = None if source_frames is None else edited_region(target, plate)
             rows.append(FrameScores(frame, psnr(predicted, target), ssim(predicted, target), distance,
-                                    high_frequency_error(predicted, target)))
+                                    high_frequency_error(predicted, target),
+                                    None if region is None else psnr_in(predicted, target, region),
+                                    None if region is None else float(region.mean())))
         if previous is not None:
             pairs.append(_score_pair(previous, (frame, predicted, target, plate), flow_preset, occlusion))
         previous = (frame, predicted, target, plate)
