@@ -326,7 +326,7 @@ def test_render_of_a_damaged_model_file(shot: Path):
     whole = Path("run/model.pt").read_bytes()
     Path("run/model.pt").write_bytes(whole[: len(whole) // 2])
     before = snapshot(shot)
-    assert_names(fails(*render_args()), "checkpoint 'run/model.pt' cannot be read")
+    assert_names(fails(*render_args()), "'run/model.pt' is not a shotfit model file")
     assert_unchanged(before, shot)
 
 
@@ -335,7 +335,7 @@ def test_resume_from_a_damaged_checkpoint(shot: Path):
     checkpoint.write_bytes(b"PK\x03\x04 not the rest of a torch checkpoint")
     before = snapshot(shot)
     line = fails("train", "--no-track", "--source", "src", "--target", "keys", "--out", "run", "--resume", "--steps", "5")
-    assert_names(line, "checkpoint 'run/checkpoints/step_000003.pt' cannot be read")
+    assert_names(line, "'run/checkpoints/step_000003.pt' is not a shotfit checkpoint")
     assert_unchanged(before, shot)
 
 
@@ -401,7 +401,7 @@ def test_train_never_writes_among_the_plates(plates: Path, out: str, what: str):
 def test_render_out_that_is_a_file(shot: Path):
     Path("render").write_text("an artist's notes, where the render was to go")
     before = snapshot(shot)
-    assert fails(*render_args()) == "shotfit: output folder 'render/' is a file, not a folder"
+    assert fails(*render_args()) == "shotfit: output folder 'render' is a file, not a folder (--out)"
     assert_unchanged(before, shot)
 
 

@@ -19,7 +19,6 @@ from shotfit.files import atomic_path, guard_output
 from shotfit.infer.predictor import load_network
 from shotfit.infer.tiling import declared_tiling
 from shotfit.io import open_shot
-from shotfit.io.masks import ALPHA
 from shotfit.runs.folder import RunFolder
 from shotfit.runs.record import RunInfo
 from shotfit.workflows.requests import ExportRequest, PathLike
@@ -90,7 +89,7 @@ def run_export(request: ExportRequest) -> ExportResult:
         max_tile=max_tile, tile=cfg.render.tile, blend=cfg.render.blend)
     frames, checked = _check_frames(info, model_info)
     out = guard_output(request.out if request.out is not None else run_folder.path / DEFAULT_NAMES[fmt], fmt,
-                       protected=_inputs_of(info, run_folder))
+                       protected=run_folder.inputs(info))
     if fmt == "onnx":
         _require_onnx()
     writer = write_onnx if fmt == "onnx" else write_torchscript
@@ -104,18 +103,6 @@ def run_export(request: ExportRequest) -> ExportResult:
                               f"{quoted(out)}")
     log.info("exported %s to %s: max difference %.2e on %s", run_folder.path, out, difference, checked)
     return ExportResult(out, fmt, difference, checked)
-
-
-def _inputs_of(info: RunInfo, run_folder: RunFolder) -> list[tuple[str, PathLike]]:
-    """What an export must never write over: the run's shot, keyframes and masks, its model and checkpoints."""
-    inputs: list[tuple[str, PathLike]] = [
-        (what, spec) for what, spec in (("source", info.source), ("keyframes", info.keyframes), ("masks", info.masks))
-        if spec and spec != ALPHA]
-    if run_folder.model_path.is_file():
-        inputs.append(("trained model", run_folder.model_path))
-    if run_folder.checkpoints.is_dir():
-        inputs.append(("checkpoints", run_folder.checkpoints))
-    return inputs
 
 
 def _require_onnx() -> None:

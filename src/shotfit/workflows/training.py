@@ -23,7 +23,7 @@ from shotfit.engine.tracking import flatten_params, start_tracking
 from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.engine.trainer import StepReport, StoppedBy, Trainer, TrainHooks, TrainResult, loss_metrics
 from shotfit.errors import ConfigError, FrameError, RunError, quoted
-from shotfit.files import ensure_writable_folder, guard_output, plates_folder, refuse_inside
+from shotfit.files import ensure_writable_folder, guard_output, plates_folder, refuse_inside, remove_stale_partials
 from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import build_loss
@@ -105,6 +105,9 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
         inputs = [("source", source), ("keyframes", keyframes)] + ([("masks", masks)] if masks not in (None, ALPHA)
                                                                     else [])
         guard_output(tracking.tensorboard, "tensorboard", protected=inputs, parameter="tensorboard")
+    for folder in (run.path, run.checkpoints, run.previews):  # what a killed training was writing
+        for stale in remove_stale_partials(folder):
+            log.info("removed %s, left by a training that was killed", quoted(stale))
     pairs = pair_keyframes(shot, keys, mask_shot)
     training_pairs, validation_pairs = _split_validation(pairs, cfg.data.validation_frames, keyframes)
     channels = model_channels(pairs[0].source.shape[2])
