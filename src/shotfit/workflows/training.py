@@ -29,6 +29,7 @@ from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import build_loss
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.runs.record import RunInfo
+from shotfit.workflows.memory import out_of_memory_as_error
 from shotfit.workflows.precedence import allowed_plugins, resolve_train_config
 from shotfit.workflows.requests import PathLike, TrainCallbacks, TrainRequest
 from shotfit.workflows.watching import make_previewer, make_validator
@@ -80,12 +81,18 @@ def train(request: TrainRequest | PathLike, keyframes: PathLike | None = None, o
 def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None) -> TrainSummary:
     """Train as ``request`` says, telling ``callbacks`` how it goes (see :func:`train`)."""
     callbacks = callbacks or TrainCallbacks()
-    source, keyframes, masks, device = request.source, request.keyframes, request.masks, request.device
-    first, last = request.first, request.last
     run = RunFolder(request.out)
     if not request.resume:
         _refuse_used_folder(run)
     cfg = resolve_train_config(request, run)
+    with out_of_memory_as_error("training", lambda: _memory_advice(cfg)):
+        return _train(request, callbacks, run, cfg)
+
+
+def _train(request: TrainRequest, callbacks: TrainCallbacks, run: RunFolder, cfg: Config) -> TrainSummary:
+    """The training itself, once the run folder is known to be this request's and the config is resolved."""
+    source, keyframes, masks, device = request.source, request.keyframes, request.masks, request.device
+    first, last = request.first, request.last
     latest = run.latest_checkpoint() if request.resume else None
     if request.resume and latest is None:
         _refuse_restart_over_model(run)
@@ -168,6 +175,17 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+def _memory_advice(cfg: Config) -> str:
+    """What to lower when training runs out of memory: the settings that size a step, with their values."""
+    advice = f"lower data.batch_size (now {cfg.data.batch_size}), augment.patch_size (now {cfg.augment.patch_size})"
+    try:
+        args = resolve_network_args(cfg.model.arch, cfg.model.args)
+    except ConfigError:  # an unknown option fails before any memory is used; this is for the message only
+        args = dict(cfg.model.args)
+    size = next((key for key in ("width", "embed_dim") if key in args), None)
+    return advice + (f" or model.{size} (now {args[size]})" if size else " or the network's size")
+
 
 def _refuse_used_folder(run: RunFolder) -> None:
     """A fresh run goes into a new or empty folder, never over another run or foreign files."""
