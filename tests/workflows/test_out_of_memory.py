@@ -112,7 +112,7 @@ def test_training_whose_first_step_needs_more_than_the_machine(tmp_path: Path):
     assert lines[0].startswith("shotfit: training ran out of memory (an allocation of ")
     assert lines[0].endswith("GiB failed): lower data.batch_size (now 1024), augment.patch_size (now 128) or "
                              "model.width (now 1024)")
-    assert seconds < 120 and peak < 3 * 2**30, (seconds, peak)  # refused at once, not swapped towards
+    assert seconds < 240 and peak < 3 * 2**30, (seconds, peak)  # refused at once (minutes only on a busy box)
 
 
 @pytest.mark.slow
@@ -129,5 +129,5 @@ def test_rendering_a_frame_larger_than_the_machine_can_hold_whole(tmp_path: Path
     assert status == 1
     assert lines == ["shotfit: rendering ran out of memory (an allocation of 64.0 GiB failed): render in smaller "
                      "tiles (render.tile, e.g. 512) or on a device with more memory (--tile)"]
-    assert seconds < 120 and peak < 3 * 2**30, (seconds, peak)
+    assert seconds < 240 and peak < 3 * 2**30, (seconds, peak)
     assert not Path("out").exists() or not any(Path("out").iterdir())

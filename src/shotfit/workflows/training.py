@@ -27,6 +27,7 @@ from shotfit.files import ensure_writable_folder, guard_output, plates_folder, r
 from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import build_loss
+from shotfit.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.runs.record import RunInfo
 from shotfit.workflows.memory import out_of_memory_as_error
@@ -113,6 +114,7 @@ def _train(request: TrainRequest, callbacks: TrainCallbacks, run: RunFolder, cfg
                                                                     else [])
         guard_output(tracking.tensorboard, "tensorboard", protected=inputs, parameter="tensorboard")
     pairs = pair_keyframes(shot, keys, mask_shot)
+    _check_perceptual_size(cfg, pairs[0], keys)
     training_pairs, validation_pairs = _split_validation(pairs, cfg.data.validation_frames, keyframes)
     channels = model_channels(pairs[0].source.shape[2])
     cfg = dataclasses.replace(cfg, model=_resolved_model(cfg.model, channels, run, start_state))
@@ -232,6 +234,21 @@ def _colour(run: RunFolder, cfg: Config, shot: Shot, resumed: bool) -> ColourPip
 
 def _describe(settings: ColourSettings) -> str:
     return f"'{settings.source}' -> '{settings.working}' ({settings.config})"
+
+
+def _check_perceptual_size(cfg: Config, pair: KeyframePair, keys: Shot) -> None:
+    """The LPIPS loss sees patches of at least LPIPS_MIN_SIZE a side: too small a keyframe or patch is said
+    here, in the user's words, rather than by LPIPS at the first step."""
+    if cfg.loss.lpips <= 0:
+        return
+    height, width = pair.target.shape[:2]
+    need = f"the {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels the LPIPS loss needs"
+    if min(height, width) < LPIPS_MIN_SIZE:
+        raise FrameError(f"keyframe {quoted(keys.describe(pair.frame))} is {width}x{height}, smaller than {need}: "
+                         "set loss.lpips to 0 to train on frames this small")
+    if cfg.augment.patch_size < LPIPS_MIN_SIZE:
+        raise ConfigError(f"augment.patch_size = {cfg.augment.patch_size} is smaller than {need}: raise it to "
+                          f"at least {LPIPS_MIN_SIZE}, or set loss.lpips to 0")
 
 
 def _split_validation(pairs: list[KeyframePair], frames: Sequence[int], keyframes: str | Path
