@@ -196,6 +196,27 @@ def test_bad_override(plates: Path, override: str, fragments: list[str]):
     assert_unchanged(before, plates)
 
 
+@pytest.mark.parametrize(("overrides", "line"), [
+    (["model.arch=nafnet", "model.width=100000"], "architecture 'nafnet': width must be an integer from 1 to 1024, "
+     "got 100000"),
+    (["model.arch=convnext_unet", "model.width=100000"], "architecture 'convnext_unet': width must be an integer "
+     "from 1 to 1024, got 100000"),
+    (["model.arch=mambair", "model.embed_dim=100000"], "architecture 'mambair': embed_dim must be an integer from 1 "
+     "to 1024, got 100000"),
+    (["model.arch=swinir", "model.embed_dim=100000"], "architecture 'swinir': embed_dim must be an integer from 1 "
+     "to 1024, got 100000"),
+    (["model.width=1024", "model.max_width=4096", "model.depth=8"], "architecture 'unet_attn': these options make a "
+     "network of 6,232M parameters, more than the 1,000M shotfit builds: lower some of width=1024, max_width=4096, "
+     "depth=8"),
+])
+def test_a_network_that_would_exhaust_the_machine(plates: Path, overrides: list[str], line: str):
+    before = snapshot(plates)
+    sets = [arg for override in overrides for arg in ("--set", override)]  # not the tiny U-Net's options
+    assert fails("train", "--source", "src", "--target", "keys", "--out", "run", "--steps", "1", "--device", "cpu",
+                 "--no-track", *sets) == f"shotfit: {line}"
+    assert_unchanged(before, plates)
+
+
 @pytest.mark.parametrize(("yaml_text", "fragments"), [
     ("train:\n  learning_rate: 0.001\n", ["'train.learning_rate'", "unknown config key", "'shot.yaml'"]),
     ("train:\n  lr: -1\n", ["train.lr = -1", "out of range", "'shot.yaml'"]),
