@@ -188,6 +188,10 @@ def test_nan_or_inf_in_an_exr(tmp_path: Path, bad: float):
     ("model.width=0", ["width", "integer from 1 to 1024", "0"]),
     ("model.width=100000", ["width", "integer from 1 to 1024", "100000"]),
     ("data.batch_size=1e12", ["data.batch_size = 1000000000000", "out of range", "<= 1024", "--set"]),
+    ("train.seed=1e30", ["train.seed = 1000000000000000019884624838656", "out of range",
+                         "<= 18446744073709551615", "--set"]),
+    ("train.weight_decay=.inf", ["train.weight_decay = inf", "must be a finite number", "--set"]),
+    ("train.grad_clip=.nan", ["train.grad_clip = nan", "must be a finite number", "--set"]),
     ("train.steps", ["'train.steps'", "section.key=value"]),
 ])
 def test_bad_override(plates: Path, override: str, fragments: list[str]):

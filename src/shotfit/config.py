@@ -12,6 +12,7 @@ is built, and the resolved values are saved with every run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class _Section:
             kind = int if hint == int | None else hint
             if kind in _TYPE_WORDS and not _is_a(value, kind):
                 raise ConfigError(f"{where} must be {_TYPE_WORDS[kind]}")
+            if kind is float and not math.isfinite(value):  # no setting means anything at inf or NaN
+                raise ConfigError(f"{where} must be a finite number")
             low, high, choices = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{where} is not one of {', '.join(choices)}")
@@ -156,7 +159,7 @@ class TrainConfig(_Section):
     weight_decay: float = _opt(1e-4, low=0.0)
     warmup_steps: int = _opt(100, low=0)
     grad_clip: float = _opt(1.0, low=0.0, doc="max gradient norm; 0 turns clipping off")
-    seed: int = _opt(0, low=0)
+    seed: int = _opt(0, low=0, high=2**64 - 1, doc="as torch.manual_seed takes it")
     device: str = _opt("auto", doc="auto, cpu, cuda, cuda:N or mps")
     amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA and on CPUs with "
                     "native bf16 (AVX-512-BF16, AMX), else fp32")
