@@ -176,9 +176,11 @@ class TrainConfig(_Section):
 class RenderConfig(_Section):
     """Full-resolution inference."""
 
-    tile: int = _opt(0, low=0, doc="frames larger than this are rendered in overlapping tiles; 0: by device "
-                     "(CPU: frames up to 2K whole, larger in 1216 tiles, 4K under 2 GB; CUDA: 4096)")
-    tile_overlap: int | None = _opt(None, low=0, doc="unset: the network's reach, so seams cannot show")
+    # Upper bounds: a tile side of a million pixels is past any frame (a larger one would render it whole all the
+    # same), so a larger value is a slip of the hand, said at once rather than by the tiling mid-render.
+    tile: int = _opt(0, low=0, high=2**20, doc="frames larger than this are rendered in overlapping tiles; 0: by "
+                     "device (CPU: frames up to 2K whole, larger in 1216 tiles, 4K under 2 GB; CUDA: 4096)")
+    tile_overlap: int | None = _opt(None, low=0, high=2**19, doc="unset: the network's reach, so seams cannot show")
     blend: str = _opt("hann", choices=("hann", "linear"))
     precision: str = _opt("auto", choices=("auto", "fp32", "tf32", "bf16", "fp16"),
                           doc="auto: fp16 on CUDA for 8-bit outputs (checked against fp32 on the first "
