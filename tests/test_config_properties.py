@@ -140,13 +140,16 @@ def any_value(name: str, setting: dataclasses.Field) -> st.SearchStrategy[Any]:
     return field_value(hint, setting) | st.sampled_from(EXTREMES + tuple(edges))
 
 
-# The tiny U-Net's own numeric options (tests.shots.TINY sets width 4, depth 2) and their bounds.
-MODEL_OPTIONS = {"width": (1, 1024), "depth": (0, 8), "max_width": (1, 4096)}
+# The tiny U-Net's own numeric options (tests.shots.TINY sets width 4, depth 2): their bounds, and the
+# largest value drawn within them. A 1024-wide network at its bounds trains with gigabytes (tests/archs
+# checks those bounds without memory); here the widths stay small enough for a shared machine.
+MODEL_OPTIONS = {"width": (1, 1024, 16), "depth": (0, 8, 8), "max_width": (1, 4096, 64)}
 
 
 def any_option_value(option: str) -> st.SearchStrategy[Any]:
-    low, high = MODEL_OPTIONS[option]
-    return st.integers(low, high) | st.sampled_from(EXTREMES + (low, low - 1, high, high + 1))
+    low, high, drawn = MODEL_OPTIONS[option]
+    past = tuple(v for v in EXTREMES if not (isinstance(v, int) and drawn < v <= high))
+    return st.integers(low, drawn) | st.sampled_from(past + (low, low - 1, high + 1))
 
 
 @st.composite
@@ -172,7 +175,6 @@ def tiny_shot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @example(overrides=["train.weight_decay=.inf", "loss.l1=1.0e+300"])
 @example(overrides=["train.steps=1000000000000", "render.tile_overlap=1000000000000"])
 @example(overrides=["model.depth=8"])
-@example(overrides=["model.width=1024", "model.max_width=4096", "model.depth=8"])
 def test_any_numeric_setting_trains_and_renders_a_tiny_shot_or_is_one_line(
         overrides: list[str], tiny_shot: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
     source, keys = tiny_shot
