@@ -11,6 +11,7 @@ import pytest
 
 from shotfit.errors import FrameError
 from shotfit.evaluate import evaluate_frames, psnr
+from shotfit.losses import load_lpips
 
 FIRST = 1001
 
@@ -177,3 +178,23 @@ def test_without_a_source_or_an_edit_there_is_no_edited_region(shot):
     untouched = evaluate_frames(pred, source, source)
     assert untouched.frames[1].psnr_edited is None and untouched.frames[1].edited_fraction == 0.0
     assert json.loads(json.dumps(untouched.to_dict()))["summary"]["psnr_edited"] is None
+
+
+def test_frames_too_small_for_lpips_are_scored_without_it_and_say_so(pan, caplog):
+    # 16x16 frames: LPIPS's trunk needs 21 a side; PSNR, SSIM and the warping error still apply
+    frames = dict(enumerate(pan(3, size=16), start=FIRST))
+    with caplog.at_level("WARNING", logger="shotfit"):
+        report = evaluate_frames(frames, frames, lpips_net=load_lpips())
+    assert [row.lpips for row in report.frames] == [None, None, None]
+    assert [row.ssim for row in report.frames] == [1.0, 1.0, 1.0]
+    note = "LPIPS is not scored: the frames are 16x16, smaller than the 21x21 pixels LPIPS needs"
+    assert report.notes == (note,)
+    assert [r.getMessage() for r in caplog.records] == [note]  # said once, not once a frame
+    data = report.to_dict()
+    assert data["summary"]["lpips"] is None and data["notes"] == [note]
+
+
+def test_frames_just_large_enough_for_lpips_get_a_score(pan):
+    frames = dict(enumerate(pan(2, size=21), start=FIRST))
+    report = evaluate_frames(frames, frames, lpips_net=load_lpips())
+    assert [row.lpips for row in report.frames] == [0.0, 0.0] and report.notes == ()

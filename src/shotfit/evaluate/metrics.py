@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from kornia.geometry.transform import pyrdown, pyrup
 from kornia.metrics import ssim as kornia_ssim
 
+from shotfit.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from shotfit.losses.lpips import load_lpips
 
 if TYPE_CHECKING:
@@ -134,6 +135,18 @@ def lpips(pred: np.ndarray, truth: np.ndarray, net: nn.Module | None = None) -> 
     with torch.no_grad():
         distance = net(tensors[0], tensors[1])
     return float(distance.reshape(-1)[0])
+
+
+def lpips_skipped(shape: tuple[int, ...]) -> str | None:
+    """Why frames of ``shape`` (H, W, ...) get no LPIPS score, in words; None when they can be scored.
+
+    LPIPS's trunk needs :data:`~shotfit.losses.lpips.MIN_SIZE` pixels a side. Scores of smaller frames
+    are left out (None) with this note rather than failing the whole evaluation or validation.
+    """
+    height, width = shape[:2]
+    if min(height, width) >= LPIPS_MIN_SIZE:
+        return None
+    return f"the frames are {width}x{height}, smaller than the {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels LPIPS needs"
 
 
 def high_frequency_error(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from shotfit.errors import FrameError, quoted
-from shotfit.evaluate.metrics import edited_region, high_frequency_error, lpips, psnr, psnr_in, ssim
+from shotfit.evaluate.metrics import edited_region, high_frequency_error, lpips, lpips_skipped, psnr, psnr_in, ssim
 from shotfit.evaluate.warping import flow_between, pair_warping_error
 from shotfit.io.colour import ColourPipeline, ColourSettings, resolve_colour
 from shotfit.io.sequence import display_path
@@ -89,12 +89,14 @@ class EvalReport:
         frames: per-frame scores in frame order (empty when no ground truth was given).
         pairs: per-pair warping errors in frame order.
         flow_from: ``"source"`` or ``"truth"``: whose optical flow the warping errors follow.
+        notes: what was not scored and why, in words (LPIPS on frames too small for it).
     """
 
     compared: tuple[int, ...]
     frames: tuple[FrameScores, ...]
     pairs: tuple[PairScores, ...]
     flow_from: str
+    notes: tuple[str, ...] = ()
 
     def summary(self, frames: Iterable[int] | None = None) -> dict[str, Any]:
         """Means over all compared frames, or over the subset ``frames`` (e.g. the held-out frames).
@@ -140,7 +142,7 @@ class EvalReport:
 
         Returns:
             ``{"compared": number of frames, "flow_from", "summary", "subsets": {name: summary},
-            "frames": [per-frame scores], "pairs": [per-pair warping errors]}``.
+            "frames": [per-frame scores], "pairs": [per-pair warping errors], "notes": [what was not scored]}``.
         """
         return _json_safe({
             "compared": len(self.compared),
@@ -149,6 +151,7 @@ class EvalReport:
             "subsets": {name: self.summary(frames) for name, frames in (subsets or {}).items()},
             "frames": [asdict(r) for r in self.frames],
             "pairs": [asdict(p) for p in self.pairs],
+            "notes": list(self.notes),
         })
 
 
@@ -177,7 +180,9 @@ def evaluate_frames(
             error (then a source is needed for the flow).
         source: the plate the prediction was made from, any scale, same (H, W); its flow drives the warping
             error. Without it the flow comes from the ground truth.
-        lpips_net: an LPIPS module (``shotfit.losses.lpips.load_lpips()``); None skips LPIPS.
+        lpips_net: an LPIPS module (``shotfit.losses.lpips.load_lpips()``); None skips LPIPS. Frames too
+            small for LPIPS (:func:`~shotfit.evaluate.metrics.lpips_skipped`) are scored without it, with
+            a warning and a note in the report.
         flow_preset, occlusion: passed to :func:`shotfit.evaluate.warping.flow_between`.
         colour: how float shots are brought to [0, 1]: their source space and the working space they
             are scored in; default ``resolve_colour(format)`` (the OCIO config's scene_linear ->
@@ -212,6 +217,7 @@ def evaluate_frames(
 
     rows: list[FrameScores] = []
     pairs: list[PairScores] = []
+    notes: list[str] = []
     previous = None
     for frame in pred_frames.numbers:
         predicted = pred_frames.read(frame, check_range=True)
@@ -224,7 +230,11 @@ def evaluate_frames(
             raise FrameError(f"{source_frames.where(frame)} has shape {plate.shape}, "
                              f"{pred_frames.where(frame)} has {predicted.shape}")
         if target is not None:
-            distance = None if lpips_net is None else lpips(predicted, target, lpips_net)
+            skipped = None if lpips_net is None else lpips_skipped(predicted.shape)
+            if skipped is not None and f"LPIPS is not scored: {skipped}" not in notes:
+                notes.append(f"LPIPS is not scored: {skipped}")
+                logger.warning("%s", notes[-1])
+            distance = None if lpips_net is None or skipped else lpips(predicted, target, lpips_net)
             region = None if source_frames is None else edited_region(target, plate)
             rows.append(FrameScores(frame, psnr(predicted, target), ssim(predicted, target), distance,
                                     high_frequency_error(predicted, target),
@@ -237,7 +247,7 @@ def evaluate_frames(
     logger.info("compared %d frames; warping error along the %s's flow over %d pairs",
                 len(pred_frames.numbers), flow_from, len(pairs))
     return EvalReport(compared=tuple(pred_frames.numbers), frames=tuple(rows), pairs=tuple(pairs),
-                      flow_from=flow_from)
+                      flow_from=flow_from, notes=tuple(notes))
 
 
 class _FrameAccess:
