@@ -21,6 +21,7 @@ from shotfit.infer.tiling import declared_tiling
 from shotfit.io import open_shot
 from shotfit.runs.folder import RunFolder
 from shotfit.runs.record import RunInfo
+from shotfit.workflows.memory import out_of_memory_as_error
 from shotfit.workflows.requests import ExportRequest, PathLike
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ def export(request: ExportRequest | PathLike, fmt: str | None = None, out: PathL
 
 def run_export(request: ExportRequest) -> ExportResult:
     """Export as ``request`` says (see :func:`export`)."""
+    with out_of_memory_as_error("export", lambda: "the run's network is too large to export on this machine"):
+        return _export(request)
+
+
+def _export(request: ExportRequest) -> ExportResult:
     run, fmt, tolerance = request.run, request.format, request.tolerance
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")

@@ -21,6 +21,7 @@ from shotfit.io import ColourPipeline, PixelFormat, Shot, colour_of_run, open_sh
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.io.sequence import clip_range
 from shotfit.runs.folder import RunFolder, write_json
+from shotfit.workflows.memory import out_of_memory_as_error
 from shotfit.workflows.precedence import resolve_render_config
 from shotfit.workflows.requests import EvaluateRequest, PathLike, RenderRequest
 
@@ -78,6 +79,16 @@ def render(request: RenderRequest | PathLike | None, source: PathLike | None = N
 def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> RenderResult:
     """Render as ``request`` says (see :func:`render`)."""
+    with out_of_memory_as_error("rendering", _render_memory_advice, parameter="tile"):
+        return _render(request, on_frame, should_stop)
+
+
+def _render_memory_advice() -> str:
+    return "render in smaller tiles (render.tile, e.g. 512) or on a device with more memory"
+
+
+def _render(request: RenderRequest, on_frame: Callable[[FrameDone], None] | None,
+            should_stop: Callable[[], bool] | None) -> RenderResult:
     source, out, review, frames = request.source, request.out, request.review, request.frames
     if request.engine not in ENGINES:
         raise ConfigError(f"unknown render engine {request.engine!r} (known: {', '.join(ENGINES)})")
@@ -223,8 +234,9 @@ def evaluate(request: EvaluateRequest | PathLike, truth: PathLike | None = None,
         inputs = [("rendered frames", request.pred), ("truth", request.truth),
                   *([("source", source)] if source is not None else [])]
         guard_output(request.json_path, "json", protected=inputs, parameter="json_path")
-    report = evaluate_frames(open_shot(request.pred), open_shot(request.truth),
-                             None if source is None else open_shot(source), lpips_net=load_lpips())
+    with out_of_memory_as_error("scoring", lambda: "the frames are too large to score on this machine"):
+        report = evaluate_frames(open_shot(request.pred), open_shot(request.truth),
+                                 None if source is None else open_shot(source), lpips_net=load_lpips())
     if request.json_path is not None:
         subsets = {"held_out": request.held_out} if request.held_out is not None else None
         write_json(Path(request.json_path), report.to_dict(subsets))
