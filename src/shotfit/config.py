@@ -163,7 +163,8 @@ class TrainConfig(_Section):
     device: str = _opt("auto", doc="auto, cpu, cuda, cuda:N or mps")
     amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA and on CPUs with "
                     "native bf16 (AVX-512-BF16, AMX), else fp32")
-    threads: int = _opt(0, low=0, high=1024, doc="CPU threads; 0 leaves torch its default (OMP_NUM_THREADS or one per core)")
+    threads: int = _opt(0, low=0, high=1024, doc="CPU threads; 0: OMP_NUM_THREADS when set, else the cores this "
+                      "process may use (CPU affinity, cgroup quota)")
     checkpoint_every: int = _opt(250, low=1)
     checkpoint_minutes: float = _opt(1.0, low=0.0, high=1440.0, doc="also checkpoint when this many minutes "
                                      "have passed since the last checkpoint, so a kill loses at most that; 0: off")
