@@ -32,12 +32,30 @@ def test_a_static_shot_with_flicker_has_no_cut():
 
 
 def test_every_segment_gets_its_most_typical_frame_first():
-    picks = choose_frames(two_scenes(), find_cuts(two_scenes()), 3)
-    # the longer segment first, each at its middle, then the best addition
-    assert [p.index for p in picks[:2]] == [5, 15]
-    assert "cut segment 1" in picks[0].reason and "cut segment 2" in picks[1].reason
-    assert picks[2].index not in (5, 15)
-    assert picks[2].mean_distance < picks[1].mean_distance
+    distances = two_scenes()
+    picks = choose_frames(distances, find_cuts(distances), 2)
+    # a segment's only frame would cost the most to lose: each at its segment's middle
+    assert [p.index for p in picks] == [5, 15]
+    assert "cut segment 1 (frames 0-11)" in picks[0].reason and "cut segment 2 (frames 12-19)" in picks[1].reason
+    assert picks[0].gain == picks[1].gain == float("inf")
+
+
+def test_a_segment_with_two_frames_has_them_spread():
+    distances = two_scenes()
+    picks = choose_frames(distances, find_cuts(distances), 3)
+    assert picks[0].index == 15 and "cut segment 2" in picks[0].reason
+    first, second = sorted(p.index for p in picks[1:])
+    assert first in (2, 3) and second in (8, 9)  # the drift split in halves, one frame in the middle of each
+    assert all(0 < p.gain < 1 and "without it the mean distance to a painted frame rises" in p.reason
+               for p in picks[1:])
+
+
+def test_swaps_spread_what_greedy_clusters():
+    # two equal clumps and a lone frame between: greedy takes the middle first and keeps it; the swap moves
+    # it into a clump, and the two picks sit one in each clump
+    positions = [0.0, 0.05, 0.1, 0.15, 0.2, 1.0, 1.8, 1.85, 1.9, 1.95, 2.0]
+    picks = choose_frames(line_distances(positions), [Segment(0, 11)], 2)
+    assert sorted(p.index for p in picks) == [2, 7]  # each clump's median (the lone frame joins the nearer)
 
 
 def test_painted_frames_are_never_chosen_and_count_as_cover():

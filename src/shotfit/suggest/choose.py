@@ -1,11 +1,11 @@
 """Which frames to paint, from the frames' appearance distances alone (numpy; no network).
 
 A keyframe teaches the network about the frames that look like it, so the chosen set should leave no
-frame far from a painted one. The chooser is greedy on that cover: every cut segment first gets its most
-typical frame (a keyframe never teaches across a cut), then each further frame is the one that lowers the
-shot's mean distance to the nearest painted frame the most (the k-medoids objective; a farthest-point
-k-center is the ``"farthest"`` strategy). Frames already painted start the set. Ties go to the earlier
-frame, so the same shot always gives the same answer.
+frame far from a painted one. Every cut segment first gets its most typical frame (a keyframe never
+teaches across a cut); each further frame is the one that lowers the shot's mean distance to the nearest
+painted frame the most, and then single swaps improve the set while one does (the k-medoids objective;
+a farthest-point k-center is the ``"farthest"`` strategy). Frames already painted start the set and stay.
+Ties go to the earlier frame, so the same shot always gives the same answer.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Pick:
-    """One chosen frame: its index in the shot's frame list, why, and the mean distance after it."""
+    """One chosen frame: its index in the shot's frame list, why, how much worse the cover would be without it
+    (inf: the only frame of its segment), and the cover's mean (or largest) distance with every pick."""
 
     index: int
     reason: str
@@ -79,12 +80,12 @@ def choose_frames(distances: np.ndarray, segments: Sequence[Segment], count: int
         segments: From :func:`find_cuts`.
         count: Frames to choose (at most the frames not in ``have``).
         have: Indices already painted.
-        strategy: ``"cover"`` (lowest mean distance to a painted frame) or ``"farthest"`` (lowest
-            largest distance).
+        strategy: ``"cover"`` (lowest mean distance to a painted frame: greedy, then single swaps while
+            one lowers it, as k-medoids does) or ``"farthest"`` (lowest largest distance: greedy k-center).
         labels: Frame numbers for the reasons (default: the indices).
 
     Returns:
-        The picks in the order chosen, each with its reason.
+        The picks, the one whose loss would cost the most first, each with its reason.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
@@ -95,24 +96,72 @@ def choose_frames(distances: np.ndarray, segments: Sequence[Segment], count: int
     # a keyframe teaches nothing across a cut: covering another segment costs more than any distance within one
     cover = distances + (distances.max() + 1.0) * (segment_of[:, None] != segment_of[None, :])
     chosen = list(have)
-    nearest = cover[:, chosen].min(axis=1) if chosen else np.full(len(distances), np.inf)
-    picks: list[Pick] = []
     for number in _uncovered_segments(segments, segment_of, chosen)[:count]:
         segment = segments[number]
         block = distances[segment.start:segment.stop, segment.start:segment.stop]
-        index = segment.start + int(np.argmin(_settled(block.sum(axis=0))))
-        nearest = np.minimum(nearest, cover[:, index])
-        chosen.append(index)
-        where = "" if len(segments) == 1 else f" of cut segment {number + 1} ({_span(labels, segment)})"
-        picks.append(Pick(index, f"the most typical frame{where}, which no painted frame covers", float("nan"),
-                          _finite_mean(nearest)))
-    while len(picks) < count:
-        index, gain = _best_addition(cover, nearest, chosen, strategy)
-        before = nearest
-        nearest = np.minimum(nearest, cover[:, index])
-        chosen.append(index)
-        picks.append(Pick(index, _cover_reason(before, nearest, labels, strategy), gain, _finite_mean(nearest)))
+        chosen.append(segment.start + int(np.argmin(_settled(block.sum(axis=0)))))
+    while len(chosen) < len(have) + count:
+        chosen.append(_best_addition(cover, _nearest(cover, chosen), chosen, strategy))
+    picks = chosen[len(have):]
+    if strategy == "cover":
+        picks = _swap_until_settled(cover, segment_of, list(have), picks)
+    return _explain(cover, segment_of, segments, list(have), picks, labels, strategy)
+
+
+def _nearest(cover: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
+    return cover[:, list(chosen)].min(axis=1) if chosen else np.full(len(cover), np.inf)
+
+
+def _swap_until_settled(cover: np.ndarray, segment_of: np.ndarray, have: list[int], picks: list[int],
+                        rounds: int = 20) -> list[int]:
+    """Replace one pick at a time by the frame that lowers the total distance most, while one does (k-medoids'
+    swap step); a swap never leaves a segment bare that was covered. Greedy alone clusters its picks."""
+    for _ in range(rounds):
+        improved = False
+        for slot in range(len(picks)):
+            others = have + picks[:slot] + picks[slot + 1:]
+            without = _nearest(cover, others)
+            totals = np.minimum(without[:, None], cover).sum(axis=0)
+            if _bare_if_moved(segment_of, others, picks[slot]):
+                totals = np.where(segment_of == segment_of[picks[slot]], totals, np.inf)
+            totals[others] = np.inf
+            best = int(np.argmin(_settled(totals)))
+            if _settled(totals[best]) < _settled(totals[picks[slot]]):
+                picks[slot], improved = best, True
+        if not improved:
+            break
     return picks
+
+
+def _bare_if_moved(segment_of: np.ndarray, others: Sequence[int], index: int) -> bool:
+    return int(segment_of[index]) not in {int(segment_of[i]) for i in others}
+
+
+def _explain(cover: np.ndarray, segment_of: np.ndarray, segments: Sequence[Segment], have: list[int],
+             picks: list[int], labels: Sequence[int], strategy: str) -> list[Pick]:
+    """Each pick's reason and what losing it would cost; the costliest first (earlier frame among equals)."""
+    everything = have + picks
+    final = _nearest(cover, everything)
+    score = (lambda values: float(values.max())) if strategy == "farthest" else (lambda values: float(values.mean()))
+    explained = []
+    for index in picks:
+        others = [i for i in everything if i != index]
+        without = _nearest(cover, others)
+        served = np.flatnonzero(cover[:, index] <= final) if others else np.arange(len(cover))
+        served = served[segment_of[served] == segment_of[index]]
+        number = int(segment_of[index])
+        if _bare_if_moved(segment_of, others, index):
+            where = "" if len(segments) == 1 else f" of cut segment {number + 1} ({_span(labels, segments[number])})"
+            reason = f"the most typical frame{where}, which no other painted frame covers"
+            loss = float("inf")
+        else:
+            what = "largest" if strategy == "farthest" else "mean"
+            reason = (f"nearest painted frame for {len(served)} frames ({_frames_text(labels, served)}); without it "
+                      f"the {what} distance to a painted frame rises {score(final):.3f} -> {score(without):.3f}")
+            loss = score(without) - score(final)
+        explained.append((loss, index, reason))
+    explained.sort(key=lambda item: (-_settled(np.array(item[0])), item[1]))
+    return [Pick(index, reason, loss, score(final)) for loss, index, reason in explained]
 
 
 def _uncovered_segments(segments: Sequence[Segment], segment_of: np.ndarray, chosen: Sequence[int]) -> list[int]:
@@ -122,37 +171,18 @@ def _uncovered_segments(segments: Sequence[Segment], segment_of: np.ndarray, cho
     return sorted(open_, key=lambda n: (-len(segments[n]), n))
 
 
-def _best_addition(cover: np.ndarray, nearest: np.ndarray, chosen: Sequence[int], strategy: str) -> tuple[int, float]:
+def _best_addition(cover: np.ndarray, nearest: np.ndarray, chosen: Sequence[int], strategy: str) -> int:
     candidates = np.ones(len(cover), dtype=bool)
     candidates[list(chosen)] = False
     if strategy == "farthest":
-        worst = np.where(candidates, _settled(nearest), -np.inf)
-        index = int(np.argmax(worst))
-        return index, float(nearest[index])
+        return int(np.argmax(np.where(candidates, _settled(nearest), -np.inf)))
     gains = np.maximum(nearest[:, None] - cover, 0.0).sum(axis=0)
-    gains = np.where(candidates, _settled(gains), -np.inf)
-    index = int(np.argmax(gains))
-    return index, float(gains[index] / len(cover))
+    return int(np.argmax(np.where(candidates, _settled(gains), -np.inf)))
 
 
 def _settled(values: np.ndarray) -> np.ndarray:
     """Values rounded to 1e-9, so sums equal but for rounding tie, and the earlier frame wins everywhere."""
     return np.round(values, 9)
-
-
-def _cover_reason(before: np.ndarray, after: np.ndarray, labels: Sequence[int], strategy: str) -> str:
-    moved = np.flatnonzero(after < before)
-    served = f"{len(moved)} frames ({_frames_text(labels, moved)})" if len(moved) else "no frame"
-    if strategy == "farthest":
-        return (f"the frame farthest from every painted frame; nearest for {served}; largest distance "
-                f"{before.max():.3f} -> {after.max():.3f}")
-    return (f"nearest painted frame for {served}; mean distance to a painted frame "
-            f"{before.mean():.3f} -> {after.mean():.3f}")
-
-
-def _finite_mean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else float("nan")
 
 
 def _span(labels: Sequence[int], segment: Segment) -> str:

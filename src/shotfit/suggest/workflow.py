@@ -89,7 +89,7 @@ def choose_before(appearance: Appearance, painted: Sequence[int], count: int,
         chosen.append(pick.index)
         suggestions.append(SuggestedFrame(appearance.frames[pick.index], rank, pick.reason,
                                           appearance.segment_of(pick.index), distance))
-    return suggestions, picks[-1].mean_distance if picks else _mean_nearest(appearance, have)
+    return suggestions, _mean_nearest(appearance, chosen)
 
 
 def _mean_nearest(appearance: Appearance, painted: Sequence[int]) -> float:
