@@ -1,7 +1,7 @@
 """Every path shotfit writes passes one guard: never among the plates, keyframes or truth, never over a
 file shotfit did not make, always with its kind's extension; a finished model is never replaced unasked.
 
-The property across commands: every output option of train, render, export and eval, pointed at a plate
+The property across commands: every output option of train, render, export, eval and suggest, pointed at a plate
 (or a new name inside a folder of inputs), is refused in one line, and every input's bytes stay as they were.
 """
 
@@ -178,6 +178,9 @@ def _outputs(target: str) -> dict[str, list[str]]:
         "export onnx --out": ["export", "--run", "run", "--format", "onnx", "--out", target],
         "export torchscript --out": ["export", "--run", "run", "--format", "torchscript", "--out", target],
         "eval --json": ["eval", "--pred", "src", "--truth", "truth", "--source", "src", "--json", target],
+        "suggest --json": ["suggest", "--source", "src", "--count", "2", "--have", "keys", "--device", "cpu",
+                           "--json", target],
+        "suggest --sheet": ["suggest", "--source", "src", "--run", "run", "--device", "cpu", "--sheet", target],
     }
 
 
@@ -191,7 +194,8 @@ REFUSALS = ("is inside the", "itself", "must end in", "is not empty and is not a
             "is a file, not a folder")
 KIND_NAMES = {"train --out": "run", "train --tensorboard": "tb", "render --out": "render",
               "render --review": "review.mp4", "export onnx --out": "model.onnx",
-              "export torchscript --out": "model.pt", "eval --json": "report.json"}
+              "export torchscript --out": "model.pt", "eval --json": "report.json", "suggest --json": "picks.json",
+              "suggest --sheet": "worst.png"}
 
 
 @pytest.mark.parametrize("option", list(_outputs("x")))
@@ -219,6 +223,16 @@ def test_render_again_replaces_its_own_review_movie_but_not_a_foreign_one(shot: 
     line = fails(*render, "--review", "cut.mp4")
     assert "'cut.mp4' already exists and was not made by shotfit" in line and line.endswith("(--review)"), line
     assert Path("cut.mp4").read_bytes() == b"the editor's cut"
+
+
+def test_suggest_again_replaces_its_own_sheet_but_not_a_foreign_picture(shot: Path):
+    suggest = ["suggest", "--source", "src", "--run", "run", "--device", "cpu"]
+    succeeds(*suggest, "--sheet", "worst.png")
+    succeeds(*suggest, "--sheet", "worst.png")
+    Path("board.png").write_bytes(b"the artist's mood board")
+    line = fails(*suggest, "--sheet", "board.png")
+    assert "'board.png' already exists and was not made by shotfit" in line and line.endswith("(--sheet)"), line
+    assert Path("board.png").read_bytes() == b"the artist's mood board"
 
 
 def test_eval_again_replaces_its_own_report(shot: Path):
