@@ -72,11 +72,12 @@ def _table(result: SuggestResult) -> Table:
     title = ("unpainted frames, worst predicted first" if after
              else f"frames to paint ({len(result.segments)} cut segment{'s' if len(result.segments) != 1 else ''})")
     table = Table(title=title)
-    for column in ("#", "frame", "segment", "distance", *(("predicted", "flips") if after else ()), "why"):
+    for column in ("#", "frame", "segment", "distance", *(("score", "flips") if after else ()), "why"):
         table.add_column(column, justify="left" if column == "why" else "right",
                          overflow="fold" if column == "why" else "ellipsis")
     for item in result.frames:
-        extra = (fmt(item.predicted_error, 2), fmt(item.disagreement, 4)) if after else ()
+        extra = (fmt(item.predicted_error, 2), "-" if item.disagreement is None else f"{item.disagreement:.3g}") \
+            if after else ()
         table.add_row(str(item.rank), str(item.frame), str(item.segment), fmt(item.distance, 3), *extra, item.reason)
     return table
 

@@ -62,8 +62,8 @@ class SuggestedFrame:
         segment: The cut segment it lies in (1 for the first).
         distance: Its appearance distance to the nearest painted frame (before painting: painted or
             suggested before it; None when there was none).
-        predicted_error: After a run: its predicted error relative to the shot's typical unpainted frame
-            (1.0); the mean of the two ratios below.
+        predicted_error: After a run: its predicted error as a score, 0 for the shot's typical unpainted
+            frame, 1 for an interquartile range worse (see :func:`~shotfit.suggest.confidence.predicted_error`).
         disagreement: After a run: the mean LPIPS between its render and its mirrored render mirrored back.
     """
 

@@ -20,7 +20,7 @@ from shotfit.io import ColourPipeline, Shot, colour_of_run, resolve_colour
 from shotfit.losses.lpips import load_lpips
 from shotfit.runs.folder import RunFolder
 from shotfit.suggest.choose import Segment, choose_frames, find_cuts
-from shotfit.suggest.confidence import flip_check, predicted_error
+from shotfit.suggest.confidence import flip_check, predicted_error, relative
 from shotfit.suggest.features import pairwise_distances, shot_features
 from shotfit.suggest.request import SuggestedFrame
 from shotfit.suggest.sheet import SheetRow, save_heat_sheet
@@ -135,21 +135,15 @@ def rank_after(appearance: Appearance, shot: Shot, trained: TrainedRun, painted:
         if on_progress is not None:
             on_progress(SuggestProgress("flips", done, len(unpainted)))
     predicted = predicted_error(disagreement, distance)
-    order = sorted(range(len(unpainted)), key=lambda k: (-predicted[k], unpainted[k]))
-    typical_u, typical_d = float(np.median(disagreement)), float(np.median(distance))
+    order = sorted(range(len(unpainted)), key=lambda k: (-round(float(predicted[k]), 9), unpainted[k]))
     ranked = []
     for rank, k in enumerate(order[:count], start=1):
         index = unpainted[k]
-        reason = (f"predicted error {predicted[k]:.2f}x the shot's typical unpainted frame: its flips disagree "
-                  f"{_ratio(disagreement[k], typical_u)}, it lies {_ratio(float(distance[k]), typical_d)} "
-                  "as far from a keyframe")
+        reason = (f"its flips disagree {relative(disagreement[k], disagreement):.2f}x as much as the typical "
+                  f"unpainted frame's; it lies {relative(float(distance[k]), distance):.2f}x as far from a keyframe")
         ranked.append(SuggestedFrame(appearance.frames[index], rank, reason, appearance.segment_of(index),
                                      float(distance[k]), float(predicted[k]), disagreement[k]))
     return ranked, _mean_nearest(appearance, painted_idx)
-
-
-def _ratio(value: float, typical: float) -> str:
-    return f"{value / typical:.2f}x" if typical > 0 else "-"
 
 
 def write_sheet(shot: Shot, trained: TrainedRun, ranked: Sequence[SuggestedFrame], rows: int, path: Path,
@@ -160,7 +154,7 @@ def write_sheet(shot: Shot, trained: TrainedRun, ranked: Sequence[SuggestedFrame
     worst = ranked[:rows]
     for done, item in enumerate(worst, start=1):
         check = flip_check(trained.predictor, shot.read(item.frame), lpips)
-        label = f"#{item.rank}  frame {item.frame}  predicted {item.predicted_error or 0:.2f}x"
+        label = f"#{item.rank}  frame {item.frame}  score {item.predicted_error or 0:+.2f}"
         sheet_rows.append(SheetRow(label, check.source, check.render, check.disagreement))
         if on_progress is not None:
             on_progress(SuggestProgress("sheet", done, len(worst)))
