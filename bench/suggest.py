@@ -3,7 +3,7 @@
 frames that are really worst? On tasks with a truth on every frame (bench.quality_tasks).
 
     python bench/suggest.py [--tasks sample] [--counts 3,5] [--steps 150] [--seeds 0] [--threads 1]
-                            [--max-scored N] [--out bench-suggest]
+                            [--max-scored N] [--set model.width=16 ...] [--out bench-suggest]
 
 For each task and seed:
 
@@ -67,8 +67,10 @@ def spread(frames: list[int], count: int | None) -> list[int]:
 class Bench:
     """One task, one seed: trains from keyframe sets (cached by name) and scores them."""
 
-    def __init__(self, task: Task, folder: Path, steps: int, seed: int, threads: int, max_scored: int | None):
+    def __init__(self, task: Task, folder: Path, steps: int, seed: int, threads: int, max_scored: int | None,
+                 overrides: tuple[str, ...] = ()):
         self.task, self.folder, self.steps, self.seed, self.threads = task, folder, steps, seed, threads
+        self.overrides = overrides
         with open_shot(task.source) as shot:
             self.frames = shot.frames
         self.pool = spread(self.frames, max_scored)
@@ -88,7 +90,8 @@ class Bench:
         with open_shot(self.task.truth) as truth:
             for frame in keyframes:
                 shutil.copy(truth.file(frame), keys / truth.file(frame).name)
-        overrides = (*SAMPLE_OVERRIDES, *BOOKKEEPING, f"train.threads={self.threads}", f"train.seed={self.seed}")
+        overrides = (*SAMPLE_OVERRIDES, *BOOKKEEPING, f"train.threads={self.threads}", f"train.seed={self.seed}",
+                     *self.overrides)
         started = time.monotonic()
         api.train(self.task.source, keys, run, overrides=overrides, steps=self.steps, device="cpu",
                   tracking=api.TrackingOptions(enabled=False))
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-scored", type=int, default=None, help="held-out pool: this many frames, spread")
     parser.add_argument("--out", type=Path, default=Path("bench-suggest"))
     parser.add_argument("--shared-data", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], help="a config override on top of the sample's recipe")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)  # an entry point: the process is ours
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         task = prepare_task(name, args.out.resolve(), args.shared_data)
         for seed in (int(s) for s in args.seeds.split(",")):
             bench = Bench(task, args.out.resolve() / "runs" / name / f"seed{seed}", args.steps, seed, args.threads,
-                          args.max_scored)
+                          args.max_scored, tuple(args.set))
             result: dict[str, Any] = {"task": name, "seed": seed, "frames": len(bench.frames)}
             for count in counts:
                 result[f"k{count}"] = bench.keyframes(count)
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s seed %d: %s", name, seed, result)
             results.append(result)
     combined = {"settings": {"steps": args.steps, "counts": counts, "threads": args.threads,
-                             "recipe": list(SAMPLE_OVERRIDES), "max_scored": args.max_scored,
+                             "recipe": [*SAMPLE_OVERRIDES, *args.set], "max_scored": args.max_scored,
                              "even": "centre of each of K equal stretches"},
                 "machine": {"cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
                             "load_average_after": [round(x, 2) for x in os.getloadavg()],

@@ -71,7 +71,10 @@ def suggest(request: SuggestRequest, on_progress: Progress | None = None) -> Sug
                                                on_progress)
             assert sheet is not None  # a run always has one
             write_sheet(shot, trained, frames, request.sheet_frames, sheet, device, on_progress)
-    chosen = {f.segment for f in frames} | {appearance.segment_of(appearance.frames.index(f)) for f in painted}
+    index_of = {frame: i for i, frame in enumerate(appearance.frames)}
+    chosen = {appearance.segment_of(index_of[f]) for f in painted}
+    if trained is None:  # after a run the ranked frames are not painted yet
+        chosen |= {f.segment for f in frames}
     uncovered = tuple(n for n in range(1, len(appearance.segments) + 1) if n not in chosen)
     result = SuggestResult(request.mode, str(request.source), tuple(frames), painted, appearance.spans(), uncovered,
                            mean_distance, None if request.json_path is None else Path(request.json_path), sheet)

@@ -88,7 +88,10 @@ def _notes(result: SuggestResult) -> list[str]:
         lines.append(f"cuts before frames {', '.join(map(str, result.cuts))}")
     if result.uncovered:
         spans = ", ".join(f"{result.segments[n - 1][0]}-{result.segments[n - 1][1]}" for n in result.uncovered)
-        lines.append(f"no frame painted or suggested in segments {spans}: a larger count would cover them")
+        if result.mode == "after":
+            lines.append(f"no keyframe in segments {spans}: paint one frame of each")
+        else:
+            lines.append(f"no frame painted or suggested in segments {spans}: a larger count would cover them")
     if result.sheet is not None:
         lines.append(f"contact sheet: {result.sheet}")
     if result.json_path is not None:

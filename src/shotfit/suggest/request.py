@@ -91,7 +91,8 @@ class SuggestResult:
         frames: The suggestions, first to paint first.
         painted: Frames painted already (``have``, and after a run its keyframes).
         segments: Each cut segment's first and last frame number, in order.
-        uncovered: Segments (numbered from 1) left without a painted or suggested frame (count too small).
+        uncovered: Segments (numbered from 1) left without a painted frame, or before painting without a
+            painted or suggested one (the count too small).
         mean_distance: Mean appearance distance from a frame to the nearest painted or suggested frame
             (before painting), or to the nearest painted frame (after a run).
         json_path, sheet: What was written.

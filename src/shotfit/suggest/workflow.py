@@ -136,6 +136,8 @@ def rank_after(appearance: Appearance, shot: Shot, trained: TrainedRun, painted:
             on_progress(SuggestProgress("flips", done, len(unpainted)))
     predicted = predicted_error(disagreement, distance)
     order = sorted(range(len(unpainted)), key=lambda k: (-round(float(predicted[k]), 9), unpainted[k]))
+    order = _spread_out(order, [unpainted[k] for k in range(len(unpainted))], appearance.distances,
+                        float(np.median(distance)) * SPACING)
     ranked = []
     for rank, k in enumerate(order[:count], start=1):
         index = unpainted[k]
@@ -144,6 +146,21 @@ def rank_after(appearance: Appearance, shot: Shot, trained: TrainedRun, painted:
         ranked.append(SuggestedFrame(appearance.frames[index], rank, reason, appearance.segment_of(index),
                                      float(distance[k]), float(predicted[k]), disagreement[k]))
     return ranked, _mean_nearest(appearance, painted_idx)
+
+
+#: After a run, a frame within this fraction of the typical distance to a keyframe from a frame ranked above
+#: it waits until the frames unlike any ranked one: painting one frame teaches its look-alikes too.
+SPACING = 0.5
+
+
+def _spread_out(order: list[int], indices: list[int], distances: np.ndarray, spacing: float) -> list[int]:
+    """``order`` with each frame that looks like one already taken moved behind those that do not."""
+    first: list[int] = []
+    later: list[int] = []
+    for k in order:
+        near = any(distances[indices[k], indices[j]] < spacing for j in first)
+        (later if near else first).append(k)
+    return first + later
 
 
 def write_sheet(shot: Shot, trained: TrainedRun, ranked: Sequence[SuggestedFrame], rows: int, path: Path,
