@@ -136,8 +136,7 @@ def rank_after(appearance: Appearance, shot: Shot, trained: TrainedRun, painted:
             on_progress(SuggestProgress("flips", done, len(unpainted)))
     predicted = predicted_error(disagreement, distance)
     order = sorted(range(len(unpainted)), key=lambda k: (-round(float(predicted[k]), 9), unpainted[k]))
-    order = _spread_out(order, [unpainted[k] for k in range(len(unpainted))], appearance.distances,
-                        float(np.median(distance)) * SPACING)
+    order = _spread_out(order, unpainted, appearance.distances, distance)
     ranked = []
     for rank, k in enumerate(order[:count], start=1):
         index = unpainted[k]
@@ -148,17 +147,13 @@ def rank_after(appearance: Appearance, shot: Shot, trained: TrainedRun, painted:
     return ranked, _mean_nearest(appearance, painted_idx)
 
 
-#: After a run, a frame within this fraction of the typical distance to a keyframe from a frame ranked above
-#: it waits until the frames unlike any ranked one: painting one frame teaches its look-alikes too.
-SPACING = 0.5
-
-
-def _spread_out(order: list[int], indices: list[int], distances: np.ndarray, spacing: float) -> list[int]:
-    """``order`` with each frame that looks like one already taken moved behind those that do not."""
+def _spread_out(order: list[int], indices: list[int], distances: np.ndarray, to_keyframe: np.ndarray) -> list[int]:
+    """``order`` with each frame that a frame taken before it would teach (it lies nearer to that frame than to
+    its nearest keyframe, so painting that frame would teach it too) moved behind those no taken frame would."""
     first: list[int] = []
     later: list[int] = []
     for k in order:
-        near = any(distances[indices[k], indices[j]] < spacing for j in first)
+        near = any(distances[indices[k], indices[j]] < to_keyframe[k] for j in first)
         (later if near else first).append(k)
     return first + later
 
