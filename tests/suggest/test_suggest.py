@@ -135,6 +135,10 @@ def test_after_a_run_the_cli_writes_the_sheet_in_the_run_and_a_count_keeps_the_w
     assert f"contact sheet: {local / 'suggest.png'}" in result.stdout
     shown = api.suggest(api.SuggestRequest(plate, run=local, count=2, device="cpu"))
     assert suggested(shown)[0] == BROKEN and len(shown.frames) == 2
+    # painted since the run: counted with its keyframes, never ranked
+    fixed = write_shot(tmp_path / "fixed", [BROKEN], make=lambda f: shots.grade(broken_shot(f)))
+    later = api.suggest(api.SuggestRequest(plate, run=local, have=fixed, device="cpu"))
+    assert later.painted == (1, BROKEN, 10) and sorted(suggested(later)) == [2, 3, 4, 5, 7, 8, 9]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -164,3 +168,5 @@ def test_an_empty_folder_and_a_painted_frame_outside_the_shot_are_one_line(plate
     write_shot(Path("fixed"), [1004, 2001, 2002], make=two_scenes)
     assert fails("suggest", "--source", plate, "--count", "2", "--have", "fixed") == (
         f"shotfit: painted frames 'fixed' hold frames 2001, 2002 that '{plate}' lacks (--have)")
+    assert fails("suggest", "--source", plate, "--count", "2", "--have", "gone") == (
+        "shotfit: 'gone' does not exist (--have)")

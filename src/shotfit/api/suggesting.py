@@ -119,8 +119,11 @@ def _guard_outputs(request: SuggestRequest, sheet: Path | None) -> None:
 def _painted(request: SuggestRequest, shot: Shot) -> tuple[int, ...]:
     if request.have is None:
         return ()
-    with open_shot(request.have) as have:
-        frames = have.frames
+    try:
+        with open_shot(request.have) as have:
+            frames = have.frames
+    except FrameError as err:  # about the painted frames, not the shot: say which option
+        raise FrameError(str(err), parameter="have") from None
     missing = [f for f in frames if f not in shot]
     if missing:
         raise FrameError(f"painted frames {quoted(request.have)} hold frames {frames_text(missing)} that "
