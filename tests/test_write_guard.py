@@ -1,7 +1,7 @@
 """Every path shotfit writes passes one guard: never among the plates, keyframes or truth, never over a
 file shotfit did not make, always with its kind's extension; a finished model is never replaced unasked.
 
-The property across commands: every output option of train, render, export and eval, pointed at a plate
+The property across commands: every output option of train, render, export, eval and suggest, pointed at a plate
 (or a new name inside a folder of inputs), is refused in one line, and every input's bytes stay as they were.
 """
 
@@ -186,6 +186,9 @@ def _outputs(target: str) -> dict[str, list[str]]:
         "bench archs --report": [*BENCH, "--out", "bench", "--report", target],
         "cloud launch --out": ["cloud", "launch", "--config", "run/config.yaml", "--source", "src", "--target", "keys",
                                "--dry-run", "--out", target],
+        "suggest --json": ["suggest", "--source", "src", "--count", "2", "--have", "keys", "--device", "cpu",
+                           "--json", target],
+        "suggest --sheet": ["suggest", "--source", "src", "--run", "run", "--device", "cpu", "--sheet", target],
     }
 
 
@@ -201,7 +204,7 @@ TARGETS = [f"{folder}/{name}" for folder in ("src", "keys", "truth", "pred")
 # Which inputs each command reads (a render or an export reads the run, which names its source and keyframes).
 READS = {"train": ("src", "keys"), "render": ("src", "keys", "run"), "export": ("src", "keys", "run"),
          "eval": ("src", "truth", "pred"), "sweep": ("src", "keys", "truth"), "bench": ("src", "keys", "truth"),
-         "cloud": ("src", "keys")}
+         "cloud": ("src", "keys"), "suggest": ("src", "keys", "run")}
 
 
 # What a refusal says: among the inputs, over an input, the wrong kind of file, or over files not shotfit's.
@@ -210,7 +213,8 @@ REFUSALS = ("is inside the", "itself", "must end in", "is not empty and is not a
 KIND_NAMES = {"train --out": "run", "train --tensorboard": "tb", "render --out": "render",
               "render --review": "review.mp4", "export onnx --out": "model.onnx",
               "export torchscript --out": "model.pt", "eval --json": "report.json", "sweep --out": "sweep",
-              "bench archs --out": "bench", "bench archs --report": "report", "cloud launch --out": "cloud"}
+              "bench archs --out": "bench", "bench archs --report": "report", "cloud launch --out": "cloud",
+              "suggest --json": "picks.json", "suggest --sheet": "worst.png"}
 
 
 @pytest.mark.parametrize("option", list(_outputs("x")))
@@ -238,6 +242,16 @@ def test_render_again_replaces_its_own_review_movie_but_not_a_foreign_one(shot: 
     line = fails(*render, "--review", "cut.mp4")
     assert "'cut.mp4' already exists and was not made by shotfit" in line and line.endswith("(--review)"), line
     assert Path("cut.mp4").read_bytes() == b"the editor's cut"
+
+
+def test_suggest_again_replaces_its_own_sheet_but_not_a_foreign_picture(shot: Path):
+    suggest = ["suggest", "--source", "src", "--run", "run", "--device", "cpu"]
+    succeeds(*suggest, "--sheet", "worst.png")
+    succeeds(*suggest, "--sheet", "worst.png")
+    Path("board.png").write_bytes(b"the artist's mood board")
+    line = fails(*suggest, "--sheet", "board.png")
+    assert "'board.png' already exists and was not made by shotfit" in line and line.endswith("(--sheet)"), line
+    assert Path("board.png").read_bytes() == b"the artist's mood board"
 
 
 def test_eval_again_replaces_its_own_report(shot: Path):

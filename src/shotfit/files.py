@@ -248,12 +248,14 @@ def _torchscript_of_shotfit(path: Path) -> bool:
         return False
 
 
-def _report_of_shotfit(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and set(REPORT_KEYS) <= set(data)
+def _json_with_keys(keys: Sequence[str]) -> Callable[[Path], bool]:
+    def check(path: Path) -> bool:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and set(keys) <= set(data)
+    return check
 
 
 # The extra file TorchScript exports carry, the metadata key prefix ONNX exports carry, the keys of an
@@ -261,11 +263,16 @@ def _report_of_shotfit(path: Path) -> bool:
 TORCHSCRIPT_MARK = "shotfit.json"
 REPORT_KEYS = ("compared", "flow_from", "summary", "frames")
 REVIEW_COMMENT = "shotfit review movie"
+# The keys of a suggest list and the PNG text a suggest contact sheet carries.
+SUGGEST_KEYS = ("suggest", "frames", "cuts")
+SHEET_MARK = "shotfit suggest contact sheet"
 
 KINDS = {
     "onnx": OutputKind("ONNX model", (".onnx",), _holds_bytes(b"shotfit.version")),
     "torchscript": OutputKind("TorchScript model", (".pt", ".pth", ".torchscript"), _torchscript_of_shotfit),
-    "json": OutputKind("JSON report", (".json",), _report_of_shotfit),
+    "json": OutputKind("JSON report", (".json",), _json_with_keys(REPORT_KEYS)),
+    "suggestions": OutputKind("suggestion list", (".json",), _json_with_keys(SUGGEST_KEYS)),
+    "sheet": OutputKind("contact sheet", (".png",), _holds_bytes(SHEET_MARK.encode())),
     "review": OutputKind("review movie", (".mp4",), _holds_bytes(REVIEW_COMMENT.encode())),
     "tensorboard": OutputKind("TensorBoard folder", ()),
     "frames": OutputKind("output folder", ()),
@@ -289,12 +296,13 @@ def guard_output(path: str | Path, kind: str, *, protected: Sequence[tuple[str, 
 
     - a path equal to or inside a protected folder (the plates, keyframes, truth, masks), or a
       protected video file itself: shotfit never writes among what the user gave it to read;
-    - a file whose suffix is not its kind's (``.onnx``, ``.pt``, ``.json``, ``.mp4``);
+    - a file whose suffix is not its kind's (``.onnx``, ``.pt``, ``.json``, ``.mp4``, ``.png``);
     - a folder where a file goes, or a file where a folder goes;
     - an existing file shotfit did not make. The rule: an existing file is replaced only when it lies
       in a shotfit run folder (its folder holds ``config.yaml`` and ``run.json``), or when it carries
       shotfit's mark for its kind (an ONNX export's ``shotfit.*`` metadata, a TorchScript export's
-      ``shotfit.json``, an evaluation report's keys, a review movie's comment). Anything else at that
+      ``shotfit.json``, an evaluation report's or a suggest list's keys, a review movie's comment, a
+      suggest contact sheet's PNG text). Anything else at that
       path is the user's, and stays.
 
     Args:
