@@ -2,14 +2,15 @@
 
 ``serve`` owns its process as every entry point does: the environment Ray reads, Ray itself (started
 locally, or joined with ``--ray-address``), one torch thread in the server (jobs run in Ray workers,
-which set their own), and uvicorn's signal handlers (Ctrl-C or SIGTERM stop it cleanly; jobs that
-were running resume on the next start).
+which set their own), and the signal handlers (Ctrl-C or SIGTERM stop it cleanly: uvicorn finishes
+the requests in hand, Ray is shut down; jobs that were running resume on the next start).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -71,10 +72,17 @@ def serve(
         if workers:
             stack.enter_context(ray_session(settings.storage, ray_address))
             runner = RayRunner(settings)
+        signal.signal(signal.SIGTERM, _stop)  # after Ray, which installs its own
         application = create_app(settings, runner)
         console.print(f"shotfit serving on http://{host}:{port} (store: {_safe_url(settings.db_url)}, "
                       f"files: {settings.storage})", markup=False, highlight=False, soft_wrap=True)
         uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM, once uvicorn has shut down gracefully (it raises the signal again): leave through every
+    ``finally`` (Ray is shut down) with status 0."""
+    raise SystemExit(0)
 
 
 def _use_one_thread() -> None:

@@ -3,8 +3,9 @@ worker is gone.
 
 Claiming is one ``UPDATE jobs SET state='running', attempt=attempt+1 ... WHERE id=? AND state='queued'``
 whose row count says who won, so two servers on one store never run a job twice. A running job tells
-the store it is alive every few seconds (its heartbeat); one silent for ``stale_s``, or claimed by
-this server before it restarted, is queued again, and its next attempt resumes from what the last
+the store it is alive every few seconds (its heartbeat); the server whose runner holds the job vouches for it too (a
+worker may take seconds to start). One silent for ``stale_s`` (its server is gone), one whose worker
+died, or one claimed by this server before it restarted, is queued again, and its next attempt resumes from what the last
 one wrote (the run's checkpoint, the frames on disk). A worker whose attempt was taken over stops.
 """
 
@@ -44,6 +45,8 @@ class JobRunner(Protocol):
 
     def submit(self, assignment: Assignment) -> Handle: ...
 
+    def warm(self) -> None: ...
+
 
 def server_id(port: int | None = None) -> str:
     """This server's name in the store (host, and port when known): the prefix of the jobs it claims."""
@@ -74,6 +77,19 @@ def requeue(store: Store, job_id: str, attempt: int, why: str) -> bool:
     return done.rowcount == 1
 
 
+def vouch(store: Store, jobs: list[tuple[str, int]]) -> None:
+    """Heartbeats for the attempts this server's runner still holds alive (a worker starting up, which may
+    take a while to import PyTorch, or one busy in a long step): a job goes stale only when its server
+    is gone; a dead worker is noticed through its runner's handle."""
+    if not jobs:
+        return
+    stamp = now()
+    with store.session() as session:
+        for job_id, attempt in jobs:
+            session.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.state == "running")
+                            .values(heartbeat=stamp).execution_options(synchronize_session=False))
+
+
 def requeue_stale(store: Store, stale_s: float) -> list[str]:
     """Queue again every running job whose heartbeat is older than ``stale_s``; their ids."""
     cutoff = now() - timedelta(seconds=stale_s)
@@ -102,6 +118,7 @@ class Dispatcher:
 
     def start(self) -> None:
         requeue_own(self.store, self.server)
+        self.runner.warm()
         self._thread.start()
 
     def stop(self) -> None:
@@ -118,11 +135,15 @@ class Dispatcher:
 
     def tick(self) -> None:
         """One round: forget finished handles (queueing again the lost), queue stale jobs, claim new ones."""
+        alive = []
         for job_id, (attempt, handle) in list(self.running.items()):
             if handle.done():
                 del self.running[job_id]
                 if handle.lost():
                     requeue(self.store, job_id, attempt, "its worker died")
+            else:
+                alive.append((job_id, attempt))
+        vouch(self.store, alive)
         requeue_stale(self.store, self.settings.stale_s)
         free = self.runner.capacity - len(self.running)
         if free <= 0:
@@ -151,15 +172,22 @@ class RayRunner:
     def __init__(self, settings: ServiceSettings, work: Callable[[Assignment], str] | None = None) -> None:
         import ray  # Ray is the service's engine, imported when jobs are run (seconds to import)
 
-        from shotfit.service.worker import run_assignment  # the task: it imports the library's heavy layers
+        # the task imports the library's heavy layers (PyTorch): only a server that runs jobs loads them
+        from shotfit.service.worker import run_assignment, warm_worker
 
         self._ray = ray
         self.capacity = settings.workers
         self._task = ray.remote(num_cpus=settings.cpus_per_job, num_gpus=settings.gpus_per_job,
                                 max_retries=0)(work or run_assignment)
+        self._warm = ray.remote(num_cpus=settings.cpus_per_job, num_gpus=settings.gpus_per_job)(warm_worker)
 
     def submit(self, assignment: Assignment) -> Handle:
         return _RayHandle(self._ray, self._task.remote(assignment))
+
+    def warm(self) -> None:
+        """Start the workers' processes and their imports now, so a first job waits for neither."""
+        for _ in range(self.capacity):
+            self._warm.remote()
 
 
 class _RayHandle:

@@ -44,6 +44,13 @@ def run_assignment(assignment: Assignment) -> str:
         store.close()
 
 
+def warm_worker() -> None:
+    """Import what a job needs (PyTorch, the trainer, the renderer) in a worker process before any job comes."""
+    _own_process(0)
+    # start-up time is the point: these are what a first job would otherwise wait for
+    from shotfit.workflows import exporting, rendering, training  # noqa: F401
+
+
 def _own_process(threads: int) -> None:
     """What a worker process may set and a library call may not: torch's threads, MLflow's telemetry."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
