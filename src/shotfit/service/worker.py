@@ -206,8 +206,8 @@ class Attempt:
             with self._only_attempt(work):
                 stopped = self._do(kind, folders, settings) if not self.should_stop() else True
             state, error = ("cancelled" if stopped else "succeeded"), None
-        except ShotfitError as err:
-            state, error = "failed", str(err)
+        except ShotfitError as err:  # the CLI's line, with the server's own folders left out
+            state, error = "failed", str(err).replace(f"{folders.work.parent.parent}/", "")
         except Exception as err:  # a bug: the traceback to the worker's log, one line to the job
             traceback.print_exc()
             first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
