@@ -155,7 +155,7 @@ def test_too_many_requests_a_minute_is_429_with_retry_after(tmp_path: Path) -> N
     ({"kind": "render"}, 422, "run_id"),
     ({"kind": "export", "run_id": "job_0000000000000000"}, 404, "run not found"),
     ({"kind": "train", "run_id": "job_0000000000000000"}, 422, "no run_id"),
-    ({"kind": "sweep"}, 422, "sweep"),
+    ({"kind": "sweep"}, 422, "kind"),
     ({"kind": "paint"}, 422, "kind"),
     ({"kind": "train", "settings": {"train.steps": {"a": 1}}}, 422, "settings"),
 ])
