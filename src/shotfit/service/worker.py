@@ -249,7 +249,9 @@ class Attempt:
         """Run the job's kind; True when it stopped early (cancelled, or taken over)."""
         folders.work.mkdir(parents=True, exist_ok=True)
         if kind == "train":
-            tracking = api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id)
+            # one experiment per studio in the service's store
+            tracking = api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id,
+                                           experiment=f"shotfit {folders.work.parent.parent.name}")
             summary = jobwork.train(folders, settings, tracking, api.TrainCallbacks(
                 on_step=self._on_step, should_stop=self.should_stop))
             return summary.result.stopped_by is api.StoppedBy.STOP
