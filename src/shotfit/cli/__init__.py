@@ -13,7 +13,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 # Each module registers its commands on ``app`` when imported.
-from shotfit.cli import bench, cloud, colour, commands  # noqa: F401
+from shotfit.cli import bench, cloud, colour, commands, serve  # noqa: F401
 from shotfit.cli.app import app, error_line
 from shotfit.cli.display import console
 

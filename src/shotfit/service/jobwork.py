@@ -1,0 +1,167 @@
+"""What a job does, given its folders: the settings a job may carry, checked when it is submitted, and the
+:mod:`shotfit.api` call each kind makes (never the CLI's).
+
+A job's settings are config overrides (``"train.steps": 200``) plus a few request fields
+(``render.frames``, ``render.review``, ``export.format``, ``export.tolerance``). Nothing in a job
+record decides which code runs: settings that would import code or read files on the server
+(``loss.extra``, a ``colour.config`` file) are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shotfit import api
+from shotfit.config import Config, apply_overrides
+from shotfit.errors import ConfigError
+from shotfit.infer.render import FrameDone
+from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from shotfit.runs.folder import RunFolder
+
+# Request fields a job may set beside the config's own keys, by kind (and their checks).
+RENDER_FIELDS = {"render.frames": (str, list), "render.review": (bool,), "render.evaluate": (bool,)}
+EXPORT_FIELDS = {"export.format": (str,), "export.tolerance": (int, float)}
+EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+
+
+@dataclass(frozen=True)
+class JobFolders:
+    """Where a job reads and writes: the shot's role folders, the training run, and its own folder."""
+
+    source: Path
+    keyframes: Path
+    truth: Path
+    run: Path | None  # the train job's run folder (render/export), or this train job's
+    work: Path  # this job's folder
+
+    def source_spec(self) -> Path:
+        """The source as shotfit opens it: the folder of frames, or the one video file in it."""
+        videos = [p for p in self.source.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS] if self.source.is_dir() else []
+        return videos[0] if len(videos) == 1 else self.source
+
+
+def _override_text(key: str, value: Any) -> str:
+    """``"train.steps", 200`` -> ``"train.steps=200"``: the value as JSON, which YAML reads back as it was
+    (a JSON string stays a string: no surprises from ``yes`` or ``1e3``)."""
+    return f"{key}={json.dumps(value)}"
+
+
+def config_overrides(settings: Mapping[str, Any], fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The settings that are config keys, as ``section.key=value`` strings (request fields left out)."""
+    return tuple(_override_text(key, value) for key, value in sorted(settings.items()) if key not in fields)
+
+
+def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
+    """Refuse settings a job of ``kind`` cannot take, in one line (:class:`ConfigError`)."""
+    if kind == "sweep":
+        raise ConfigError("sweep jobs are not run by this server yet", parameter="kind")
+    fields = {"render": RENDER_FIELDS, "export": EXPORT_FIELDS}.get(kind, {})
+    for key, value in settings.items():
+        section, _, name = key.partition(".")
+        if not name:
+            raise ConfigError(f"setting {key!r} must look like section.key (e.g. train.steps)", parameter="settings")
+        if section == "loss" and name.startswith("extra"):
+            raise ConfigError(f"setting {key!r}: loss plug-ins run code and cannot be set through the service",
+                              parameter="settings")
+        if key == "colour.config" and not (isinstance(value, str) and (value == "auto" or value.startswith("ocio://"))):
+            raise ConfigError("setting 'colour.config' may only name a built-in config (ocio://...) or 'auto' on "
+                              "the service", parameter="settings")
+        if section in ("render", "export") and key in fields:
+            if not isinstance(value, fields[key]):
+                raise ConfigError(f"setting {key!r} has the wrong type ({type(value).__name__})", parameter="settings")
+        elif section == "export":
+            raise ConfigError(f"unknown setting {key!r} (known: {', '.join(EXPORT_FIELDS)})", parameter="settings")
+    if kind == "export" and settings.get("export.format", "onnx") not in EXPORT_FORMATS:
+        raise ConfigError(f"setting 'export.format' must be one of {', '.join(EXPORT_FORMATS)}", parameter="settings")
+    apply_overrides(Config(), config_overrides(settings, fields))  # unknown keys and bad values, in one line
+
+
+def train(folders: JobFolders, settings: Mapping[str, Any], tracking: api.TrackingOptions,
+          callbacks: api.TrainCallbacks) -> api.TrainSummary:
+    """Train into the job's run folder; a run already there (an earlier attempt) is resumed, never restarted."""
+    assert folders.run is not None
+    run = RunFolder(folders.run)
+    resume = run.is_run()
+    if not resume and folders.run.exists():  # an attempt that died before writing its run: ours to clear
+        shutil.rmtree(folders.run)
+    request = api.TrainRequest(folders.source_spec(), folders.keyframes, folders.run, resume=resume,
+                               overrides=config_overrides(settings, {}), tracking=tracking)
+    return api.train(request, on_step=callbacks.on_step, on_metrics=callbacks.on_metrics,
+                     should_stop=callbacks.should_stop)
+
+
+def render(folders: JobFolders, settings: Mapping[str, Any], on_frame: Callable[[FrameDone], None],
+           should_stop: Callable[[], bool]) -> api.RenderResult:
+    """Render the shot into ``frames/`` (frames already there, from an earlier attempt, are skipped), the
+    review movie, and with truth frames, ``eval.json``."""
+    assert folders.run is not None
+    frames = settings.get("render.frames")
+    review = folders.work / "review.mp4" if settings.get("render.review", True) else None
+    request = api.RenderRequest(
+        folders.run, folders.source_spec(), folders.work / "frames", review=None,
+        tile=settings.get("render.tile"), tile_overlap=settings.get("render.tile_overlap"),
+        precision=settings.get("render.precision"), frames=frames if frames is None or isinstance(frames, str)
+        else tuple(int(f) for f in frames))
+    result = api.render(request, on_frame=on_frame, should_stop=should_stop)
+    if result.stopped:
+        return result
+    if review is not None:  # once every frame is there: a resumed render's movie holds them all
+        api.render(_with_review(request, review))
+    if settings.get("render.evaluate", True) and _holds_frames(folders.truth):
+        api.evaluate(api.EvaluateRequest(folders.work / "frames", folders.truth, source=folders.source_spec(),
+                                         json_path=folders.work / "eval.json"))
+    return result
+
+
+def _with_review(request: api.RenderRequest, review: Path) -> api.RenderRequest:
+    fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
+    return api.RenderRequest(**{**fields, "review": review})
+
+
+def _holds_frames(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+
+
+def export(folders: JobFolders, settings: Mapping[str, Any]) -> api.ExportResult:
+    assert folders.run is not None
+    fmt = str(settings.get("export.format", "onnx"))
+    return api.export(api.ExportRequest(folders.run, fmt, folders.work / EXPORT_NAMES[fmt],
+                                        tolerance=float(settings.get("export.tolerance", 1e-4))))
+
+
+def results(kind: str, work: Path) -> dict[str, Path]:
+    """A job's downloadable files by name (flat names; a URL's name is looked up here, never joined to a path)."""
+    found: dict[str, Path] = {}
+    if kind == "train":
+        run = work / "run"
+        for name in ("model.pt", "metrics.json", "config.yaml"):
+            if (run / name).is_file():
+                found[name] = run / name
+        for sheet in sorted((run / "previews").glob("*.png")):
+            found[f"preview_{sheet.name}"] = sheet
+    elif kind == "render":
+        frames = work / "frames"
+        if frames.is_dir():
+            for path in sorted(frames.iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    found[path.name] = path
+        for name in ("review.mp4", "eval.json"):
+            if (work / name).is_file():
+                found[name] = work / name
+    elif kind == "export":
+        for name in EXPORT_NAMES.values():
+            if (work / name).is_file():
+                found[name] = work / name
+    return found
+
+
+def latest_preview(work: Path) -> Path | None:
+    """The newest contact sheet of a training job (the final one once there)."""
+    sheets = sorted((work / "run" / "previews").glob("*.png"), key=lambda p: (p.name == "final.png", p.name))
+    return sheets[-1] if sheets else None

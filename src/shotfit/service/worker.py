@@ -1,0 +1,200 @@
+"""A job's worker: the entry point a Ray task runs. It owns its process (threads, environment), runs the
+job through :mod:`shotfit.service.jobwork` (that is, :mod:`shotfit.api`), and reports to the store:
+progress, a heartbeat, the final state and a one-line error.
+
+It writes only while the job is still at its own attempt: a worker that was thought lost, and
+replaced, finds so at its next heartbeat and stops without touching the job's record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from shotfit import api
+from shotfit.errors import ShotfitError
+from shotfit.infer.render import FrameDone
+from shotfit.runs.folder import RunFolder
+from shotfit.service import jobwork
+from shotfit.service.assignment import Assignment
+from shotfit.service.storage import StudioStorage
+from shotfit.service.store import Job, JobFrame, Store, open_store
+from shotfit.service.store.models import now
+from shotfit.service.webhooks import enqueue
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.5  # the store hears of progress at most this often (and at the end)
+
+
+def run_assignment(assignment: Assignment) -> str:
+    """Run one attempt of a job; the state it ended in (``superseded`` when another attempt took it over)."""
+    _own_process(assignment.threads)
+    store = open_store(assignment.db_url, migrate=False)
+    try:
+        return Attempt(store, assignment).run()
+    finally:
+        store.close()
+
+
+def warm_worker() -> None:
+    """Import what a job needs (PyTorch, the trainer, the renderer) in a worker process before any job comes."""
+    _own_process(0)
+    # start-up time is the point: these are what a first job would otherwise wait for
+    from shotfit.workflows import exporting, rendering, training  # noqa: F401
+
+
+def _own_process(threads: int) -> None:
+    """What a worker process may set and a library call may not: torch's threads, MLflow's telemetry."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import torch  # the worker's own setting; torch is loaded by the job anyway
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+class Attempt:
+    """One attempt of one job, and its reports to the store."""
+
+    def __init__(self, store: Store, assignment: Assignment) -> None:
+        self.store, self.assignment = store, assignment
+        self.job_id, self.attempt = assignment.job_id, assignment.attempt
+        self.cancelled = threading.Event()
+        self.superseded = threading.Event()
+        self._progress: dict[str, Any] = {}
+        self._dirty = False
+        self._last_write = 0.0
+        self._lock = threading.Lock()
+        self._beating = threading.Event()
+        self._mlflow_seen = False
+        self._run = Path()
+
+    # --- reports -----------------------------------------------------------------------------------
+
+    def _mine(self) -> Any:
+        return (Job.id == self.job_id) & (Job.attempt == self.attempt) & (Job.state == "running")
+
+    def _write(self, **values: Any) -> bool:
+        with self.store.session() as session:
+            done = session.execute(update(Job).where(self._mine()).values(updated=now(), **values)
+                                   .execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            self.superseded.set()
+        return done.rowcount == 1
+
+    def heartbeat(self) -> None:
+        """Tell the store this attempt lives (with any progress not yet written), and hear of a cancel."""
+        with self._lock:
+            values: dict[str, Any] = {"heartbeat": now()}
+            if self._dirty:
+                values["progress"], self._dirty, self._last_write = dict(self._progress), False, time.monotonic()
+        if not self._write(**values):
+            return
+        with self.store.session() as session:
+            if session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
+                self.cancelled.set()
+
+    def _beat(self) -> None:
+        while not self._beating.wait(self.assignment.heartbeat_s):
+            try:
+                self.heartbeat()
+            except Exception:  # the store away for a moment: the next beat tries again
+                log.exception("heartbeat of job %s failed", self.job_id)
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set() or self.superseded.is_set()
+
+    def report(self, **progress: Any) -> None:
+        with self._lock:
+            self._progress.update(progress)
+            self._dirty = True
+            due = time.monotonic() - self._last_write >= PROGRESS_EVERY_S
+        if due:
+            self.heartbeat()
+
+    # --- the work ----------------------------------------------------------------------------------
+
+    def run(self) -> str:
+        with self.store.session() as session:
+            job = session.get(Job, self.job_id)
+            if job is None or job.attempt != self.attempt or job.state != "running":
+                return "superseded"
+            kind, settings, shot_id, run_id, studio_id = job.kind, dict(job.settings), job.shot_id, job.run_id, \
+                job.studio_id
+        storage = StudioStorage(Path(self.assignment.storage), studio_id)
+        work = storage.job(self.job_id)
+        folders = jobwork.JobFolders(
+            source=storage.shot_role(shot_id, "source"), keyframes=storage.shot_role(shot_id, "keyframes"),
+            truth=storage.shot_role(shot_id, "truth"), work=work,
+            run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
+        self._run = folders.run or work
+        beat = threading.Thread(target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True)
+        beat.start()
+        try:
+            stopped = self._do(kind, folders, settings)
+            state, error = ("cancelled" if stopped else "succeeded"), None
+        except ShotfitError as err:
+            state, error = "failed", str(err)
+        except Exception as err:  # a bug: the traceback to the worker's log, one line to the job
+            traceback.print_exc()
+            first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
+            state, error = "failed", f"internal error ({type(err).__name__}: {first[:300]})"
+        finally:
+            self._beating.set()
+            beat.join()
+        if self.superseded.is_set() and not self.cancelled.is_set():
+            return "superseded"
+        with self._lock:
+            progress = dict(self._progress)
+        if not self._write(state=state, error=error, finished=now(), progress=progress):
+            return "superseded"
+        enqueue(self.store, self.job_id, f"job.{state}")
+        return state
+
+    def _do(self, kind: str, folders: jobwork.JobFolders, settings: dict[str, Any]) -> bool:
+        """Run the job's kind; True when it stopped early (cancelled, or taken over)."""
+        folders.work.mkdir(parents=True, exist_ok=True)
+        if kind == "train":
+            tracking = api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id)
+            summary = jobwork.train(folders, settings, tracking, api.TrainCallbacks(
+                on_step=self._on_step, should_stop=self.should_stop))
+            return summary.result.stopped_by is api.StoppedBy.STOP
+        if kind == "render":
+            return jobwork.render(folders, settings, self._on_frame, self.should_stop).stopped
+        if kind == "export":
+            jobwork.export(folders, settings)
+            return False
+        raise ShotfitError(f"job kind {kind!r} is not run by this server")
+
+    def _on_step(self, report: Any) -> None:
+        if not self._mlflow_seen:
+            self._note_mlflow()
+        left = max(report.horizon - report.step, 0)
+        self.report(step=report.step, steps=report.horizon, losses={k: float(v) for k, v in report.losses.items()},
+                    eta_s=left / report.steps_per_s if report.steps_per_s > 0 else None)
+
+    def _note_mlflow(self) -> None:
+        """The MLflow run id, from run.json once training wrote it."""
+        try:
+            info = RunFolder(self._run).read_info()
+        except (ShotfitError, OSError):
+            return
+        self._mlflow_seen = True
+        if info.mlflow_run_id:
+            self._write(mlflow_run_id=info.mlflow_run_id)
+
+    def _on_frame(self, done: FrameDone) -> None:
+        if not done.skipped:
+            with self.store.session() as session:
+                session.add(JobFrame(job_id=self.job_id, frame=done.frame, attempt=self.attempt))
+        left = done.total - done.done
+        self.report(frames_done=done.done, frames_total=done.total, fps=done.frames_per_s,
+                    eta_s=left / done.frames_per_s if done.frames_per_s > 0 else None)
