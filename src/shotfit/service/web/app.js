@@ -266,7 +266,7 @@ async function update(job) {
   $("render").hidden = !(job.kind === "train" && job.state === "succeeded");
   if (changed) await loadJobs();
   if (job.state === "succeeded" && job.kind === "train") await showPreview(`v1/jobs/${job.id}/previews/latest.png`);
-  if (job.state === "succeeded" && job.kind !== "train") await loadResults(job);
+  if (job.state === "succeeded") await loadResults(job);
 }
 
 async function poll(job, signal) {
@@ -310,6 +310,12 @@ async function loadResults(job) {
     button.addEventListener("click", guarded(() => download(file.url, file.name)));
     return el("li", {}, button, el("span", { className: "muted", textContent: ` ${formatSize(file.size)}` }));
   }));
+  $("results-title").textContent = job.kind === "render" ? "Rendered shot" : `Results of ${job.kind} job ${job.id}`;
+  $("results").hidden = false;
+  if (job.kind !== "render") {
+    $("viewer").hidden = $("viewer-note").hidden = true;
+    return;
+  }
   const plates = await call("GET", `v1/shots/${job.shot_id}/files?role=source`);
   const local = state.localFiles.get(job.shot_id) || new Map();
   const byNumber = new Map(plates.filter((p) => p.url && showable(p.name)).map((p) => [frameNumber(p.name), p.url]));
@@ -319,7 +325,6 @@ async function loadResults(job) {
       const plate = byNumber.get(n) ?? (showable(local.get(n)?.name || "") ? local.get(n) : null);
       return { name: f.name, after: f.url, before: plate };
     });
-  $("results").hidden = false;
   $("viewer").hidden = !frames.length;
   const note = !frames.length ? "The rendered frames are in a format a browser cannot show (EXR, DPX, TIFF): download them to view."
     : frames.some((f) => !f.before) ? "Plates this tab did not upload, or that a browser cannot show, are left out of the before side." : "";

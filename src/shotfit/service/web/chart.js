@@ -1,5 +1,6 @@
 // Loss curves drawn on a canvas: one line per loss term, step on x, log10 of the loss on y.
-const COLOURS = ["#f2a541", "#4fc3f7", "#9ccc65", "#ef5350", "#ba68c8", "#ffee58", "#26a69a", "#8d6e63"];
+const TOTAL = "#f2a541"; // the total loss: the page's accent colour, drawn thicker and listed first
+const COLOURS = ["#4fc3f7", "#9ccc65", "#ef5350", "#ba68c8", "#ffee58", "#26a69a", "#8d6e63", "#90a4ae"];
 const PAD = { left: 52, right: 12, top: 12, bottom: 28 };
 
 export class LossChart {
@@ -73,8 +74,10 @@ export class LossChart {
 
     let i = 0;
     g.textAlign = "left";
-    for (const [term, points] of this.series) {
-      const colour = COLOURS[i % COLOURS.length];
+    const terms = [...this.series.keys()].sort((a, b) => (b === "total") - (a === "total") || a.localeCompare(b));
+    for (const term of terms) {
+      const points = this.series.get(term);
+      const colour = term === "total" ? TOTAL : COLOURS[(i - (this.series.has("total") ? 1 : 0)) % COLOURS.length];
       g.strokeStyle = g.fillStyle = colour;
       g.lineWidth = term === "total" ? 2 : 1.25;
       g.beginPath();
