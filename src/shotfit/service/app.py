@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from shotfit import __version__
 from shotfit.service import routes_jobs, routes_shots, schemas, webhooks
-from shotfit.service.deps import CallerDep, RateWindow
+from shotfit.service.deps import CallerDep, RateWindow, errors
 from shotfit.service.dispatch import Dispatcher, JobRunner
 from shotfit.service.settings import ServiceSettings
 from shotfit.service.store import open_store
@@ -65,7 +65,7 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
     def health() -> schemas.Health:
         return schemas.Health(version=__version__)
 
-    @app.get("/v1/me", response_model=schemas.Me, tags=["service"])
+    @app.get("/v1/me", response_model=schemas.Me, tags=["service"], responses=errors(401, 429))
     def me(caller: CallerDep) -> schemas.Me:
         return schemas.Me(studio=caller.studio_name, key_id=caller.key_id)
 

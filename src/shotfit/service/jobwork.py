@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shotfit import api
-from shotfit.config import Config, apply_overrides
+from shotfit.config import Config, config_from_dict, config_to_dict, parse_override
 from shotfit.errors import ConfigError
 from shotfit.infer.render import FrameDone
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -79,7 +79,20 @@ def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"unknown setting {key!r} (known: {', '.join(EXPORT_FIELDS)})", parameter="settings")
     if kind == "export" and settings.get("export.format", "onnx") not in EXPORT_FORMATS:
         raise ConfigError(f"setting 'export.format' must be one of {', '.join(EXPORT_FORMATS)}", parameter="settings")
-    apply_overrides(Config(), config_overrides(settings, fields))  # unknown keys and bad values, in one line
+    _check_config(config_overrides(settings, fields))
+
+
+def _check_config(overrides: tuple[str, ...]) -> None:
+    """Unknown keys and bad values, in one line that names the job's settings (as apply_overrides does, but
+    its message names the CLI's --set)."""
+    data = config_to_dict(Config())
+    for item in overrides:
+        section, name, value = parse_override(item)
+        if section not in data:
+            raise ConfigError(f"unknown config section {section!r} in setting {item.partition('=')[0]!r} "
+                              f"(known: {', '.join(data)})", parameter="settings")
+        data[section][name] = value
+    config_from_dict(data, origin="the job's settings")
 
 
 def train(folders: JobFolders, settings: Mapping[str, Any], tracking: api.TrackingOptions,

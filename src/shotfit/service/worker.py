@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import traceback
@@ -136,6 +137,9 @@ class Attempt:
             truth=storage.shot_role(shot_id, "truth"), work=work,
             run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
         self._run = folders.run or work
+        # not shown by the API: which process runs this attempt (operators, and the tests' kill -9), from where
+        self._progress.update(worker_pid=os.getpid(), worker_host=socket.gethostname(), attempt=self.attempt)
+        self.heartbeat()
         beat = threading.Thread(target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True)
         beat.start()
         try:
@@ -177,6 +181,8 @@ class Attempt:
     def _on_step(self, report: Any) -> None:
         if not self._mlflow_seen:
             self._note_mlflow()
+        if "first_step" not in self._progress:  # a resumed attempt starts after its checkpoint, never at 1
+            self._progress["first_step"] = report.step
         left = max(report.horizon - report.step, 0)
         self.report(step=report.step, steps=report.horizon, losses={k: float(v) for k, v in report.losses.items()},
                     eta_s=left / report.steps_per_s if report.steps_per_s > 0 else None)
