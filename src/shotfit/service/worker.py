@@ -8,12 +8,15 @@ replaced, finds so at its next heartbeat and stops without touching the job's re
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import socket
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +107,12 @@ class Attempt:
                 self.cancelled.set()
 
     def _beat(self) -> None:
+        parent = os.getppid()
         while not self._beating.wait(self.assignment.heartbeat_s):
+            if os.getppid() != parent:  # Ray's node process died (its server was killed): this attempt is orphaned
+                log.warning("job %s: the worker's Ray node is gone; stopping", self.job_id)
+                self.superseded.set()
+                return
             try:
                 self.heartbeat()
             except Exception:  # the store away for a moment: the next beat tries again
@@ -143,7 +151,8 @@ class Attempt:
         beat = threading.Thread(target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True)
         beat.start()
         try:
-            stopped = self._do(kind, folders, settings)
+            with self._only_attempt(work):
+                stopped = self._do(kind, folders, settings) if not self.should_stop() else True
             state, error = ("cancelled" if stopped else "succeeded"), None
         except ShotfitError as err:
             state, error = "failed", str(err)
@@ -162,6 +171,27 @@ class Attempt:
             return "superseded"
         enqueue(self.store, self.job_id, f"job.{state}")
         return state
+
+    @contextlib.contextmanager
+    def _only_attempt(self, work: Path) -> Iterator[None]:
+        """Hold the job folder's lock while working: an earlier attempt whose worker outlived its server (it
+        notices within a heartbeat and stops) finishes its last write before this one reads or writes.
+        The kernel drops the lock when a process dies, kill -9 included."""
+        work.mkdir(parents=True, exist_ok=True)
+        fd = os.open(work / ".attempt.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self.should_stop():
+                        yield
+                        return
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)
 
     def _do(self, kind: str, folders: jobwork.JobFolders, settings: dict[str, Any]) -> bool:
         """Run the job's kind; True when it stopped early (cancelled, or taken over)."""
