@@ -115,11 +115,30 @@ def test_train_render_export_through_the_service_equal_the_library(served, tmp_p
         assert client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content == direct
     assert "summary" in json.loads(archive.read("eval.json"))
 
+    served["trained"] = (train["id"], tmp_path / "direct")
     export = _submit(served, "export", {"export.format": "onnx"}, run_id=train["id"])
     exported = wait_for(client, studio, export["id"])
     assert exported["state"] == "succeeded", exported["error"]
     onnx = client.get(f"/v1/jobs/{export['id']}/results/model.onnx", headers=studio.headers)
     assert onnx.status_code == 200 and b"shotfit.version" in onnx.content
+
+
+def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_bytes(served) -> None:
+    client, studio = served["client"], served["studio"]
+    if "trained" not in served:
+        pytest.skip("needs the run of test_train_render_export_through_the_service_equal_the_library")
+    run_id, direct = served["trained"]
+    render = _submit(served, "render", {"render.workers": 2, "render.evaluate": False}, run_id=run_id)
+    done = wait_for(client, studio, render["id"])
+    assert done["state"] == "succeeded", done["error"]
+    assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
+    for frame in range(1001, 1007):
+        name = f"plate.{frame}.png"
+        got = client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content
+        assert got == (direct / name).read_bytes(), name
+    with served["app"].state.store.session() as session:
+        frames = sorted(row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"]))
+    assert frames == list(range(1001, 1007))
 
 
 def test_a_cancelled_training_stops_within_10_s_with_a_checkpoint(served) -> None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, select, update
 
-from shotfit.service.dispatch import claim, requeue, requeue_own, requeue_stale, vouch
+from shotfit.service.claims import claim, requeue, requeue_own, requeue_stale, vouch
 from shotfit.service.keys import authenticate, create_key, list_keys, revoke_key
 from shotfit.service.store import Job, Shot, Store, Studio, open_store
 from shotfit.service.store.models import new_id, now

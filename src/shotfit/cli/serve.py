@@ -52,6 +52,13 @@ def serve(
                                            "a running job is taken as lost and resumes elsewhere.")] = 30.0,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", envvar="SHOTFIT_TRACKING_URI",
                             help="MLflow store for training jobs (default: sqlite beside each job's run).")] = None,
+    retention_days: Annotated[Optional[float], typer.Option(
+        "--retention-days", min=0, help="Delete uploads and results this many days old (a studio's own setting "
+        "wins); default: keep them.")] = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate "
+                                                         "(PEM); default: plain HTTP, for behind a TLS proxy.")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="The certificate's private key (PEM).")]
+    = None,
 ) -> None:
     """Run the HTTP service: the API under /v1, the web page at /, jobs on Ray."""
     import uvicorn  # start-up time: uvicorn, FastAPI and Ray take seconds to import; other commands need not wait
@@ -63,7 +70,8 @@ def serve(
 
     settings = ServiceSettings(storage=storage.resolve(), db=db, ray_address=ray_address, workers=workers,
                                cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, stale_s=stale_s,
-                               tracking_uri=tracking_uri, server=server_id(port))
+                               tracking_uri=tracking_uri, server=server_id(port),
+                               retention_days=retention_days)
     with user_errors(), contextlib.ExitStack() as stack:
         storage.mkdir(parents=True, exist_ok=True)
         _use_one_thread()
@@ -74,9 +82,12 @@ def serve(
             runner = RayRunner(settings)
         signal.signal(signal.SIGTERM, _stop)  # after Ray, which installs its own
         application = create_app(settings, runner)
-        console.print(f"shotfit serving on http://{host}:{port} (store: {_safe_url(settings.db_url)}, "
+        scheme = "https" if ssl_certfile else "http"
+        console.print(f"shotfit serving on {scheme}://{host}:{port} (store: {_safe_url(settings.db_url)}, "
                       f"files: {settings.storage})", markup=False, highlight=False, soft_wrap=True)
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True,
+                    ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
 
 
 def _stop(signum: int, frame: object) -> None:

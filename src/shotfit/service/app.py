@@ -17,13 +17,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
 
 from shotfit import __version__
 from shotfit.service import routes_jobs, routes_shots, schemas, webhooks
 from shotfit.service.deps import CallerDep, RateWindow, errors
 from shotfit.service.dispatch import Dispatcher, JobRunner
+from shotfit.service.retention import Housekeeper
 from shotfit.service.settings import ServiceSettings
-from shotfit.service.store import open_store
+from shotfit.service.store import Store, Studio, open_store
 
 WEB = Path(__file__).with_name("web")
 
@@ -43,14 +45,16 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sender = webhooks.Sender(store) if send_webhooks else None
         dispatcher = Dispatcher(store, settings, runner) if runner is not None else None
-        for part in (sender, dispatcher):
+        housekeeper = Housekeeper(store, settings) if settings.retention_days is not None or _any_retention(store) \
+            else None
+        for part in (sender, dispatcher, housekeeper):
             if part is not None:
                 part.start()
         app.state.dispatcher = dispatcher
         try:
             yield
         finally:
-            for part in (dispatcher, sender):
+            for part in (housekeeper, dispatcher, sender):
                 if part is not None:
                     part.stop()
             store.close()
@@ -76,6 +80,11 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
     if WEB.is_dir():
         app.mount("/", StaticFiles(directory=WEB, html=True), name="web")
     return app
+
+
+def _any_retention(store: Store) -> bool:
+    with store.session() as session:
+        return session.scalar(select(Studio.id).where(Studio.retention_days.is_not(None)).limit(1)) is not None
 
 
 async def _one_line_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,8 @@
 :mod:`shotfit.api` call each kind makes (never the CLI's).
 
 A job's settings are config overrides (``"train.steps": 200``) plus a few request fields
-(``render.frames``, ``render.review``, ``export.format``, ``export.tolerance``). Nothing in a job
+(``render.frames``, ``render.review``, ``render.evaluate``, ``render.workers``: Ray workers sharing the
+frames; ``export.format``, ``export.tolerance``). Nothing in a job
 record decides which code runs: settings that would import code or read files on the server
 (``loss.extra``, a ``colour.config`` file) are refused.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ from shotfit import api
 from shotfit.config import Config, config_from_dict, config_to_dict, parse_override
 from shotfit.errors import ConfigError
 from shotfit.infer.render import FrameDone
-from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
 from shotfit.runs.folder import RunFolder
 
 # Request fields a job may set beside the config's own keys, by kind (and their checks).
-RENDER_FIELDS = {"render.frames": (str, list), "render.review": (bool,), "render.evaluate": (bool,)}
+RENDER_FIELDS = {"render.frames": (str, list), "render.review": (bool,), "render.evaluate": (bool,),
+                 "render.workers": (int,)}
 EXPORT_FIELDS = {"export.format": (str,), "export.tolerance": (int, float)}
 EXPORT_FORMATS = ("onnx", "torchscript")
 EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -77,6 +79,9 @@ def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
                 raise ConfigError(f"setting {key!r} has the wrong type ({type(value).__name__})", parameter="settings")
         elif section == "export":
             raise ConfigError(f"unknown setting {key!r} (known: {', '.join(EXPORT_FIELDS)})", parameter="settings")
+    workers = settings.get("render.workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 256:
+        raise ConfigError("setting 'render.workers' must be a whole number from 1 to 256", parameter="settings")
     if kind == "export" and settings.get("export.format", "onnx") not in EXPORT_FORMATS:
         raise ConfigError(f"setting 'export.format' must be one of {', '.join(EXPORT_FORMATS)}", parameter="settings")
     _check_config(config_overrides(settings, fields))
@@ -109,27 +114,58 @@ def train(folders: JobFolders, settings: Mapping[str, Any], tracking: api.Tracki
                      should_stop=callbacks.should_stop)
 
 
-def render(folders: JobFolders, settings: Mapping[str, Any], on_frame: Callable[[FrameDone], None],
-           should_stop: Callable[[], bool]) -> api.RenderResult:
-    """Render the shot into ``frames/`` (frames already there, from an earlier attempt, are skipped), the
-    review movie, and with truth frames, ``eval.json``."""
+def render_request(folders: JobFolders, settings: Mapping[str, Any],
+                   frames: Sequence[int] | None = None) -> api.RenderRequest:
+    """The render a job asks for: its frames (``render.frames``, or the chunk ``frames``) into ``frames/``."""
     assert folders.run is not None
-    frames = settings.get("render.frames")
-    review = folders.work / "review.mp4" if settings.get("render.review", True) else None
-    request = api.RenderRequest(
-        folders.run, folders.source_spec(), folders.work / "frames", review=None,
+    asked = settings.get("render.frames") if frames is None else tuple(frames)
+    return api.RenderRequest(
+        folders.run, folders.source_spec(), folders.work / "frames",
         tile=settings.get("render.tile"), tile_overlap=settings.get("render.tile_overlap"),
-        precision=settings.get("render.precision"), frames=frames if frames is None or isinstance(frames, str)
-        else tuple(int(f) for f in frames))
-    result = api.render(request, on_frame=on_frame, should_stop=should_stop)
-    if result.stopped:
-        return result
-    if review is not None:  # once every frame is there: a resumed render's movie holds them all
-        api.render(_with_review(request, review))
+        precision=settings.get("render.precision"),
+        frames=asked if asked is None or isinstance(asked, str) else tuple(int(f) for f in asked))
+
+
+def render(folders: JobFolders, settings: Mapping[str, Any], on_frame: Callable[[FrameDone], None],
+           should_stop: Callable[[], bool], frames: Sequence[int] | None = None) -> api.RenderResult:
+    """Render the job's frames (or the chunk ``frames``) into ``frames/``; frames already there, from an
+    earlier attempt or another chunk, are skipped."""
+    return api.render(render_request(folders, settings, frames), on_frame=on_frame, should_stop=should_stop)
+
+
+def finish_render(folders: JobFolders, settings: Mapping[str, Any]) -> None:
+    """Once every frame is there: the review movie (a resumed render's holds them all) and, with truth
+    frames, ``eval.json``."""
+    if settings.get("render.review", True):
+        api.render(_with_review(render_request(folders, settings), folders.work / "review.mp4"))
     if settings.get("render.evaluate", True) and _holds_frames(folders.truth):
         api.evaluate(api.EvaluateRequest(folders.work / "frames", folders.truth, source=folders.source_spec(),
                                          json_path=folders.work / "eval.json"))
-    return result
+
+
+def pending_frames(folders: JobFolders, settings: Mapping[str, Any]) -> tuple[list[int], int]:
+    """(the frames still to render, how many the job renders in all): what chunks share out."""
+    shot = open_shot(folders.source_spec())
+    asked = settings.get("render.frames")
+    wanted: Any = shot.frames
+    if isinstance(asked, str):
+        wanted = [f for f in shot.frames if f in parse_frame_range(asked)]
+    elif asked is not None:
+        wanted = [f for f in shot.frames if f in {int(f) for f in asked}]
+    out = folders.work / "frames"
+    return [f for f in wanted if not (out / shot.output_name(f)).exists()], len(wanted)
+
+
+def chunks(frames: Sequence[int], count: int) -> list[list[int]]:
+    """``frames`` in ``count`` runs of neighbours, as even as can be (a video decodes each run in one pass)."""
+    count = max(1, min(count, len(frames)))
+    size, extra = divmod(len(frames), count)
+    out, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        out.append(list(frames[start:end]))
+        start = end
+    return [chunk for chunk in out if chunk]
 
 
 def _with_review(request: api.RenderRequest, review: Path) -> api.RenderRequest:

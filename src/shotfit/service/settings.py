@@ -45,6 +45,7 @@ class ServiceSettings:
         poll_s: How often the dispatcher looks for queued jobs.
         server: This server's name in the store (default: host and process id; ``shotfit serve`` uses host:port,
             so a restarted server knows the jobs it had claimed and queues them again at once).
+        retention_days: Delete uploads and results this many days old (a studio's own setting wins); None: keep.
         tracking_uri: MLflow tracking store for every training job (None: an sqlite store beside each job's run).
         limits: Per-studio and per-key limits.
     """
@@ -59,6 +60,7 @@ class ServiceSettings:
     stale_s: float = 30.0
     poll_s: float = 0.5
     tracking_uri: str | None = None
+    retention_days: float | None = None
     server: str | None = None
     limits: Limits = field(default_factory=Limits)
 

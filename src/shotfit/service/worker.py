@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from shotfit import api
 from shotfit.errors import ShotfitError
@@ -28,6 +28,7 @@ from shotfit.infer.render import FrameDone
 from shotfit.runs.folder import RunFolder
 from shotfit.service import jobwork
 from shotfit.service.assignment import Assignment
+from shotfit.service.claims import requeue
 from shotfit.service.storage import StudioStorage
 from shotfit.service.store import Job, JobFrame, Store, open_store
 from shotfit.service.store.models import now
@@ -46,6 +47,61 @@ def run_assignment(assignment: Assignment) -> str:
         return Attempt(store, assignment).run()
     finally:
         store.close()
+
+
+def job_folders(assignment: Assignment, studio_id: str, kind: str, shot_id: str, run_id: str | None
+                ) -> jobwork.JobFolders:
+    """Where a job reads and writes (its run: its own for training, the train job's for render and export)."""
+    storage = StudioStorage(Path(assignment.storage), studio_id)
+    work = storage.job(assignment.job_id)
+    return jobwork.JobFolders(
+        source=storage.shot_role(shot_id, "source"), keyframes=storage.shot_role(shot_id, "keyframes"),
+        truth=storage.shot_role(shot_id, "truth"), work=work,
+        run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
+
+
+def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
+    """A Ray task: render ``frames`` of a render job into its folder (frames there already are skipped),
+    recording each frame written; True when it stopped early (cancelled, or the attempt is over)."""
+    _own_process(assignment.threads)
+    store = open_store(assignment.db_url, migrate=False)
+    try:
+        with store.session() as session:
+            job = session.get(Job, assignment.job_id)
+            if job is None:
+                return True
+            folders = job_folders(assignment, job.studio_id, job.kind, job.shot_id, job.run_id)
+            settings = dict(job.settings)
+        watch = _ChunkWatch(store, assignment)
+
+        def written(done: FrameDone) -> None:
+            if not done.skipped:
+                with store.session() as session:
+                    session.add(JobFrame(job_id=assignment.job_id, frame=done.frame, attempt=assignment.attempt))
+
+        return jobwork.render(folders, settings, written, watch.should_stop, frames=frames).stopped
+    finally:
+        store.close()
+
+
+class _ChunkWatch:
+    """A chunk's ``should_stop``: the job cancelled, its attempt over, or this worker's Ray node gone
+    (the store is asked at most once a heartbeat)."""
+
+    def __init__(self, store: Store, assignment: Assignment) -> None:
+        self.store, self.assignment = store, assignment
+        self.parent, self.asked, self.stop = os.getppid(), 0.0, False
+
+    def should_stop(self) -> bool:
+        if self.stop or os.getppid() != self.parent:
+            return True
+        if time.monotonic() - self.asked >= self.assignment.heartbeat_s:
+            self.asked = time.monotonic()
+            with self.store.session() as session:
+                job = session.get(Job, self.assignment.job_id)
+                self.stop = (job is None or job.cancel_requested or job.attempt != self.assignment.attempt
+                             or job.state != "running")
+        return self.stop
 
 
 def warm_worker() -> None:
@@ -138,12 +194,8 @@ class Attempt:
                 return "superseded"
             kind, settings, shot_id, run_id, studio_id = job.kind, dict(job.settings), job.shot_id, job.run_id, \
                 job.studio_id
-        storage = StudioStorage(Path(self.assignment.storage), studio_id)
-        work = storage.job(self.job_id)
-        folders = jobwork.JobFolders(
-            source=storage.shot_role(shot_id, "source"), keyframes=storage.shot_role(shot_id, "keyframes"),
-            truth=storage.shot_role(shot_id, "truth"), work=work,
-            run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
+        folders = job_folders(self.assignment, studio_id, kind, shot_id, run_id)
+        work = folders.work
         self._run = folders.run or work
         # not shown by the API: which process runs this attempt (operators, and the tests' kill -9), from where
         self._progress.update(worker_pid=os.getpid(), worker_host=socket.gethostname(), attempt=self.attempt)
@@ -202,11 +254,55 @@ class Attempt:
                 on_step=self._on_step, should_stop=self.should_stop))
             return summary.result.stopped_by is api.StoppedBy.STOP
         if kind == "render":
-            return jobwork.render(folders, settings, self._on_frame, self.should_stop).stopped
+            workers = int(settings.get("render.workers", 1))
+            if workers > 1:
+                stopped = self._render_in_chunks(folders, settings, workers)
+            else:
+                stopped = jobwork.render(folders, settings, self._on_frame, self.should_stop).stopped
+            if not stopped:
+                jobwork.finish_render(folders, settings)
+            return stopped
         if kind == "export":
             jobwork.export(folders, settings)
             return False
         raise ShotfitError(f"job kind {kind!r} is not run by this server")
+
+    def _render_in_chunks(self, folders: jobwork.JobFolders, settings: dict[str, Any], workers: int) -> bool:
+        """The frames still to render, shared out in ``workers`` runs rendered by Ray tasks at once (frames are
+        independent and deterministic); True when stopped early. A chunk whose worker died makes the job
+        queue again: the next attempt renders only what is missing."""
+        import ray  # the worker's engine: chunks run as Ray tasks beside this one (this process is a Ray worker)
+
+        pending, total = jobwork.pending_frames(folders, settings)
+        before, started = total - len(pending), time.monotonic()
+        task = ray.remote(num_cpus=max(self.assignment.threads, 1), max_retries=0)(render_chunk)
+        refs = [task.remote(self.assignment, chunk) for chunk in jobwork.chunks(pending, workers)]
+        stopped = False
+        try:
+            while refs:
+                ready, refs = ray.wait(refs, num_returns=1, timeout=1.0)
+                for ref in ready:
+                    stopped = ray.get(ref) or stopped
+                written = self._frames_written()
+                speed = written / max(time.monotonic() - started, 1e-6)
+                self.report(frames_done=before + written, frames_total=total, fps=speed,
+                            eta_s=(len(pending) - written) / speed if speed > 0 else None)
+        except ray.exceptions.RayTaskError as err:  # a chunk's own error (a ShotfitError, say): the job's
+            raise err.cause from None
+        except ray.exceptions.RayError as err:  # a chunk's worker died: queue the job again
+            log.warning("job %s: a render chunk was lost (%s)", self.job_id, type(err).__name__)
+            requeue(self.store, self.job_id, self.attempt, "a render chunk's worker died")
+            self.superseded.set()
+            return True
+        finally:
+            for ref in refs:
+                ray.cancel(ref)
+        return stopped or self.should_stop()
+
+    def _frames_written(self) -> int:
+        with self.store.session() as session:
+            return session.scalar(select(func.count()).select_from(JobFrame).where(
+                JobFrame.job_id == self.job_id, JobFrame.attempt == self.attempt)) or 0
 
     def _on_step(self, report: Any) -> None:
         if not self._mlflow_seen:
