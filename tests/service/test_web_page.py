@@ -5,6 +5,7 @@ tiny shot, asserted on what the user sees; screenshots of each stage are kept in
 
 from __future__ import annotations
 
+import base64
 import shutil
 import time
 import zipfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import requests
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium (the test extra)")
 
@@ -24,7 +26,9 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from service_helpers import TINY_SETTINGS  # noqa: E402
-from shots import write_graded_shot  # noqa: E402
+from shots import PNG8, disc_plate, grade, write_graded_shot  # noqa: E402
+
+from shotfit.io import write_image  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +130,38 @@ def wait_download(folder: Path, name: str, timeout: float = 30.0) -> Path:
     return path
 
 
+def half_upload(server: LiveServer, shot_id: str, path: Path) -> str:
+    """Announce ``path`` and send its first half, as a page closed mid-upload would have; the upload's id."""
+    data = path.read_bytes()
+    made = requests.post(f"{server.url}/v1/shots/{shot_id}/uploads", headers=server.headers, timeout=30,
+                         json={"role": "source", "name": path.name, "size": len(data)}).json()
+    sent = requests.patch(f"{server.url}/v1/uploads/{made['id']}", data=data[: len(data) // 2], timeout=30,
+                          headers={**server.headers, "Upload-Offset": "0",
+                                   "Content-Type": "application/offset+octet-stream"})
+    assert sent.json()["offset"] == len(data) // 2, sent.text
+    return made["id"]
+
+
+def upload_memo(shot_id: str, role: str, path: Path) -> str:
+    """The key under which the page remembers an upload of this file (upload.js: name, size, modification ms)."""
+    stat = path.stat()
+    return f"shotfit.upload.{shot_id}.{role}.{path.name}.{stat.st_size}.{stat.st_mtime_ns // 1_000_000}"
+
+
+def drop_file(browser: webdriver.Chrome, zone: str, path: Path, pixels: np.ndarray) -> None:
+    """Drop a PNG of ``pixels`` on a drop zone, as a file dragged from the desktop arrives (a DataTransfer)."""
+    write_image(path, pixels, PNG8)
+    browser.execute_script("""
+        const [zone, name, b64] = arguments;
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "image/png" }));
+        const target = document.querySelector(zone);
+        for (const type of ["dragenter", "dragover", "drop"])
+          target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        """, zone, path.name, base64.b64encode(path.read_bytes()).decode())
+
+
 def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
         server: LiveServer, browser: webdriver.Chrome, tmp_path: Path):
     plates, keyframes = write_graded_shot(tmp_path / "shot")  # plate.0001-0006.png; keyframes 1 and 4
@@ -141,12 +177,20 @@ def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
 
     page("#shot-name").send_keys("sh010_grade", Keys.ENTER)
     page.wait_text("#shot-title", "sh010_grade")
+    [shot] = requests.get(f"{server.url}/v1/shots", headers=server.headers, timeout=30).json()
+    half_sent = half_upload(server, shot["id"], plates / "plate.0001.png")
+    browser.execute_script("localStorage.setItem(arguments[0], arguments[1])",  # as a tab that was closed mid-way
+                           upload_memo(shot["id"], "source", plates / "plate.0001.png"), half_sent)
     page("input[type=file][data-role=source]").send_keys("\n".join(str(p) for p in sorted(plates.iterdir())))
     page.wait_text("#shot-counts", "6 plates")
+    resumed = requests.get(f"{server.url}/v1/uploads/{half_sent}", headers=server.headers, timeout=30).json()
+    assert resumed["complete"], resumed  # the page carried on with the upload begun before, from its offset
     page("input[type=file][data-role=keyframes]").send_keys("\n".join(str(p) for p in sorted(keyframes.iterdir())))
     page.wait_text("#shot-counts", "6 plates · 2 keyframes · 0 ground truth")
+    drop_file(browser, ".drop[data-role=truth]", tmp_path / "truth" / "plate.0002.png", grade(disc_plate(2)))
+    page.wait_text("#shot-counts", "6 plates · 2 keyframes · 1 ground truth")
     rows = page.text("#uploads").splitlines()
-    assert sum("uploaded" in row for row in rows) == 8, rows
+    assert sum("uploaded" in row for row in rows) == 9, rows
     page.screenshot("uploaded")
 
     steps = page("#steps")
