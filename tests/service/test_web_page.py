@@ -104,6 +104,11 @@ class Page:
         return cv2.cvtColor(codes, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
 
 
+def finished(status: str) -> str:
+    """The job's status line once it names a final state ("train · succeeded · step 30 / 30 ..."), else ''."""
+    return status if any(f" · {state}" in status for state in ("succeeded", "failed", "cancelled")) else ""
+
+
 def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
 
@@ -148,18 +153,19 @@ def upload_memo(shot_id: str, role: str, path: Path) -> str:
     return f"shotfit.upload.{shot_id}.{role}.{path.name}.{stat.st_size}.{stat.st_mtime_ns // 1_000_000}"
 
 
-def drop_file(browser: webdriver.Chrome, zone: str, path: Path, pixels: np.ndarray) -> None:
-    """Drop a PNG of ``pixels`` on a drop zone, as a file dragged from the desktop arrives (a DataTransfer)."""
-    write_image(path, pixels, PNG8)
+def drop_files(browser: webdriver.Chrome, zone: str, paths: list[Path]) -> None:
+    """Drop PNG files on a drop zone, as files dragged from the desktop arrive (one DataTransfer)."""
     browser.execute_script("""
-        const [zone, name, b64] = arguments;
-        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const [zone, files] = arguments;
         const transfer = new DataTransfer();
-        transfer.items.add(new File([bytes], name, { type: "image/png" }));
+        for (const [name, b64] of files) {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          transfer.items.add(new File([bytes], name, { type: "image/png" }));
+        }
         const target = document.querySelector(zone);
         for (const type of ["dragenter", "dragover", "drop"])
           target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
-        """, zone, path.name, base64.b64encode(path.read_bytes()).decode())
+        """, zone, [[p.name, base64.b64encode(p.read_bytes()).decode()] for p in paths])
 
 
 def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
@@ -187,10 +193,13 @@ def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
     assert resumed["complete"], resumed  # the page carried on with the upload begun before, from its offset
     page("input[type=file][data-role=keyframes]").send_keys("\n".join(str(p) for p in sorted(keyframes.iterdir())))
     page.wait_text("#shot-counts", "6 plates · 2 keyframes · 0 ground truth")
-    drop_file(browser, ".drop[data-role=truth]", tmp_path / "truth" / "plate.0002.png", grade(disc_plate(2)))
-    page.wait_text("#shot-counts", "6 plates · 2 keyframes · 1 ground truth")
+    truth = tmp_path / "truth"
+    for frame in range(1, 7):
+        write_image(truth / f"plate.{frame:04d}.png", grade(disc_plate(frame)), PNG8)
+    drop_files(browser, ".drop[data-role=truth]", sorted(truth.iterdir()))
+    page.wait_text("#shot-counts", "6 plates · 2 keyframes · 6 ground truth")
     rows = page.text("#uploads").splitlines()
-    assert sum("uploaded" in row for row in rows) == 9, rows
+    assert sum("uploaded" in row for row in rows) == 14, rows
     page.screenshot("uploaded")
 
     steps = page("#steps")
@@ -201,16 +210,16 @@ def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
     page.wait_text("#job-title", "Training job")
     page.wait(lambda: curve_pixels(page) > 20, 240, "a loss curve on the chart")  # drawn live, from the events
     page.screenshot("training")
-    status = page.wait_text("#job-status", "succeeded", 300)
-    assert f"step {STEPS} / {STEPS}" in status, status
+    status = page.wait(lambda: finished(page.text("#job-status")), 300, "the training job to end")
+    assert "succeeded" in status and f"step {STEPS} / {STEPS}" in status, (status, page.text("#job-error"))
     assert "loss " in status and curve_pixels(page) > 20, status
     page.wait(lambda: page("#preview").get_attribute("naturalWidth") not in (None, "0"), 30, "the preview")
     page.screenshot("trained")
 
     page("#render").click()
     page.wait_text("#job-title", "Render job")
-    status = page.wait_text("#job-status", "succeeded", 300)
-    assert "6 / 6 frames" in status, status
+    status = page.wait(lambda: finished(page.text("#job-status")), 300, "the render job to end")
+    assert "succeeded" in status and "6 / 6 frames" in status, (status, page.text("#job-error"))
     render_id = page.text("#job-title").split()[-1]
     frames = server.job_folder(render_id) / "frames"
     page.wait_text("#frame-label", "Frame 1 / 6 · plate.0001.png")
@@ -244,6 +253,7 @@ def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
     with zipfile.ZipFile(wait_download(downloads, f"sh010_grade-{render_id}.zip")) as archive:
         names = sorted(n for n in archive.namelist() if n.endswith(".png"))
         assert names == [f"plate.{n:04d}.png" for n in range(1, 7)]
+        assert "eval.json" in archive.namelist()  # scored against the ground truth dropped on the page
         for name in names:
             assert archive.read(name) == (frames / name).read_bytes(), name
     [button] = [b for b in browser.find_elements(By.CSS_SELECTOR, "#result-files button") if b.text == "plate.0003.png"]
