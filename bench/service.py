@@ -6,7 +6,9 @@
     python bench/service.py --skip render         # parts: poll, upload, first_step, render
 
 Parts:
-- poll: GET /v1/jobs/{id} latency (p50/p99) with --clients concurrent clients, each polling --polls times;
+- poll: GET /v1/jobs/{id} latency (p50/p99) with --clients concurrent clients, each polling --polls times,
+  once every --interval seconds (as a page or a pipeline watches its jobs), then back to back (the server's
+  capacity: with 50 requests always in flight, latency is mostly their queue);
 - upload: a sequence of half-float RGB EXR frames (4K unless --upload-frame) of --upload-mb in all (uncompressed random pixels, so
   nothing compresses), sent through the resumable upload API in --chunk-mb chunks: MB/s from the first
   request to the last file checked and placed;
@@ -15,6 +17,9 @@ Parts:
 - render: a render job of --render-frames frames on servers with 1 and 2 jobs' worth of Ray workers, frames/s
   of each and their ratio. The service renders a job in one Ray task until it splits renders into frame
   chunks, so the ratio shows whether a second worker helps one render.
+
+The poll and upload parts also report the CPU milliseconds the server process and this client spent per
+request and per MB: on a busy machine those stretch far less than wall-clock latency does.
 
 Loopback only; every request has a timeout and each part is bounded in count. The server runs in its own
 process (its own session folder under a temporary directory, removed afterwards); this process is the client,
@@ -73,8 +78,8 @@ def _environment(folder: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve(folder: Path, workers: int) -> Iterator[tuple[str, dict[str, str]]]:
-    """``shotfit serve --workers N`` on a free loopback port; yields its URL and a key's headers."""
+def serve(folder: Path, workers: int) -> Iterator[tuple[str, dict[str, str], int]]:
+    """``shotfit serve --workers N`` on a free loopback port; yields its URL, a key's headers and its pid."""
     folder.mkdir(parents=True)
     env, storage = _environment(folder), folder / "storage"
     made = subprocess.run([sys.executable, "-m", "shotfit", "keys", "create", "--studio", "bench", "--storage",
@@ -97,7 +102,7 @@ def serve(folder: Path, workers: int) -> Iterator[tuple[str, dict[str, str]]]:
             if time.monotonic() > deadline:
                 raise RuntimeError("shotfit serve did not answer in 180 s")
             time.sleep(0.3)
-        yield url, headers
+        yield url, headers, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -184,54 +189,87 @@ def wait(client: httpx.Client, job_id: str, until, timeout: float, poll: float =
         time.sleep(poll)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc (None elsewhere than Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def cpu_cost(pid: int, into: dict, per: str) -> Iterator[None]:
+    """Adds the server's and this client's CPU milliseconds (per ``into[per]`` when set, else in all): figures
+    that a busy machine stretches less than wall-clock latency."""
+    server, client = cpu_seconds(pid), time.process_time()
+    yield
+    after = cpu_seconds(pid)
+    count = into.get(per) or 1
+    if server is not None and after is not None:
+        into[f"server_cpu_ms_per_{per}"] = round(1000 * (after - server) / count, 3)
+    into[f"client_cpu_ms_per_{per}"] = round(1000 * (time.process_time() - client) / count, 3)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-async def _poll_clients(url: str, headers: dict, job_id: str, clients: int, polls: int) -> tuple[list[float], int]:
+async def _poll_clients(url: str, headers: dict, job_id: str, clients: int, polls: int,
+                        interval: float) -> tuple[list[float], int]:
+    """Each client polls ``polls`` times, one request every ``interval`` s (starts spread over one interval;
+    0: back to back, the server's capacity)."""
     latencies: list[float] = []
     failures = 0
 
-    async def one() -> None:
+    async def one(index: int) -> None:
         nonlocal failures
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=TIMEOUT) as client:
+            await asyncio.sleep(interval * index / clients)
             for _ in range(polls):
                 start = time.perf_counter()
                 answer = await client.get(f"/v1/jobs/{job_id}")
                 latencies.append(time.perf_counter() - start)
                 failures += answer.status_code != 200
+                await asyncio.sleep(max(0.0, interval - (time.perf_counter() - start)))
 
-    await asyncio.gather(*(one() for _ in range(clients)))
+    await asyncio.gather(*(one(i) for i in range(clients)))
     return latencies, failures
 
 
 # --- the parts --------------------------------------------------------------------------------------
 
-def measure_poll(url: str, headers: dict, job_id: str, clients: int, polls: int) -> dict:
-    asyncio.run(_poll_clients(url, headers, job_id, clients, 2))  # connections opened, routes warm
-    start = time.perf_counter()
-    latencies, failures = asyncio.run(_poll_clients(url, headers, job_id, clients, polls))
-    wall = time.perf_counter() - start
-    return {"clients": clients, "requests": len(latencies), "non_200": failures,
+def measure_poll(url: str, headers: dict, pid: int, job_id: str, clients: int, polls: int, interval: float) -> dict:
+    asyncio.run(_poll_clients(url, headers, job_id, clients, 2, 0))  # connections opened, routes warm
+    result: dict = {"clients": clients, "interval_s": interval, "request": clients * polls}
+    with cpu_cost(pid, result, "request"):
+        start = time.perf_counter()
+        latencies, failures = asyncio.run(_poll_clients(url, headers, job_id, clients, polls, interval))
+        wall = time.perf_counter() - start
+    del result["request"]
+    return {**result, "requests": len(latencies), "non_200": failures,
             "p50_ms": round(1000 * statistics.median(latencies), 2), "p99_ms": round(1000 * percentile(latencies, 99), 2),
             "max_ms": round(1000 * max(latencies), 2), "requests_per_s": round(len(latencies) / wall, 1)}
 
 
-def measure_upload(client: httpx.Client, folder: Path, total_mb: float, frame: str, chunk_mb: float,
+def measure_upload(client: httpx.Client, pid: int, folder: Path, total_mb: float, frame: str, chunk_mb: float,
                    parallel: int) -> dict:
     width, height = (int(n) for n in frame.lower().split("x"))
     frames = write_exr_sequence(folder / "exr", total_mb, width, height)
     size = sum(p.stat().st_size for p in frames)
     shot_id = new_shot(client, "bench-upload")
-    start = time.perf_counter()
-    with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda p: upload(client, shot_id, "source", p, int(chunk_mb * MB)), frames))
-    wall = time.perf_counter() - start
+    cost: dict = {"mb": size / MB}
+    with cpu_cost(pid, cost, "mb"):
+        start = time.perf_counter()
+        with ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(lambda p: upload(client, shot_id, "source", p, int(chunk_mb * MB)), frames))
+        wall = time.perf_counter() - start
     shutil.rmtree(folder / "exr")
+    del cost["mb"]
     return {"frames": len(frames), "frame": f"{width}x{height} half RGB, uncompressed", "bytes": size,
             "chunk_mb": chunk_mb, "parallel_files": parallel, "seconds": round(wall, 2),
-            "mb_per_s": round(size / MB / wall, 1)}
+            "mb_per_s": round(size / MB / wall, 1), **cost}
 
 
 def measure_first_step(client: httpx.Client, shot_id: str) -> dict:
@@ -248,7 +286,7 @@ def measure_first_step(client: httpx.Client, shot_id: str) -> dict:
 
 
 def measure_render(folder: Path, plates: list[Path], keys: list[Path], workers: int) -> dict:
-    with serve(folder, workers) as (url, headers), httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
+    with serve(folder, workers) as (url, headers, _), httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
         shot_id = new_shot(client, "bench-render")
         for path in plates:
             upload(client, shot_id, "source", path, 8 * MB)
@@ -269,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50, help="concurrent status pollers")
     parser.add_argument("--polls", type=int, default=20, help="requests each poller sends")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between one poller's requests (the "
+                        "paced measurement; a back-to-back one follows)")
     parser.add_argument("--upload-mb", type=float, default=256, help="size of the EXR sequence to upload (MB); the "
                         "issue's figure is 1024, which takes minutes on 2 cores")
     parser.add_argument("--upload-frame", default="3840x2160", help="WIDTHxHEIGHT of each EXR frame")
@@ -286,10 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plates, keys = write_png_shot(work / "shot", args.render_frames, args.render_size)
         if skip != {"poll", "upload", "first_step"}:
-            with serve(work / "server", 1) as (url, headers), \
+            with serve(work / "server", 1) as (url, headers, pid), \
                     httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
                 if "upload" not in skip:
-                    result["upload"] = measure_upload(client, work, args.upload_mb, args.upload_frame, args.chunk_mb,
+                    result["upload"] = measure_upload(client, pid, work, args.upload_mb, args.upload_frame, args.chunk_mb,
                                                       args.parallel)
                 shot_id = new_shot(client, "bench")
                 for path in plates[:6]:
@@ -300,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "poll" not in skip:
                     job = submit(client, {"kind": "train", "shot_id": shot_id, "settings": {**TINY, "train.steps": 1}})
                     wait(client, job["id"], lambda j: j["state"] == "succeeded", 300, 0.2)  # no training meanwhile
-                    result["status_poll"] = measure_poll(url, headers, job["id"], args.clients, args.polls)
+                    result["status_poll"] = {
+                        "paced": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, args.interval),
+                        "back_to_back": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, 0)}
         if "render" not in skip:
             runs = [measure_render(work / f"render-{n}", plates, keys, n) for n in (1, 2)]
             result["render"] = {"one_worker": runs[0], "two_workers": runs[1],
