@@ -16,10 +16,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from postgres import postgres_bin, postgres_server  # noqa: E402
-from service_helpers import Studio, new_studio  # noqa: E402
+from service_helpers import SMALL_LIMITS, Studio, new_studio  # noqa: E402
 
 from shotfit.service.app import create_app  # noqa: E402
-from shotfit.service.settings import Limits, ServiceSettings  # noqa: E402
+from shotfit.service.settings import ServiceSettings  # noqa: E402
 
 _SKIP_PG = "PostgreSQL is not installed here (scripts/ci-services.sh installs Debian's postgresql)"
 
@@ -48,10 +48,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return _fresh_database(request.getfixturevalue("postgres_url"))
-
-
-SMALL_LIMITS = Limits(max_file_bytes=200_000, max_files=8, max_storage_bytes=2_000_000, max_concurrent_jobs=3,
-                      requests_per_minute=0, max_pixels=256 * 256)
 
 
 @pytest.fixture

@@ -9,12 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from shotfit.service.keys import create_key
+from shotfit.service.settings import Limits
 from shotfit.service.store import Store
 
 # A tiny network (see tests/shots.py: TINY) as job settings; checkpoints often, so a resume has one.
 TINY_SETTINGS: dict[str, Any] = {
     "model.width": 4, "model.depth": 2, "augment.patch_size": 32, "data.batch_size": 2, "loss.lpips": 0,
     "train.warmup_steps": 0, "train.lr": 0.01, "train.threads": 1, "train.device": "cpu"}
+
+
+# Limits small enough for tests to reach: 200 kB files, 8 a role, 2 MB a studio, 3 jobs a key, 256x256 frames
+SMALL_LIMITS = Limits(max_file_bytes=200_000, max_files=8, max_storage_bytes=2_000_000, max_concurrent_jobs=3,
+                      requests_per_minute=0, max_pixels=256 * 256)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from service_helpers import TINY_SETTINGS, Studio, upload, upload_folder
+from service_helpers import SMALL_LIMITS, TINY_SETTINGS, Studio, upload, upload_folder
 from shots import KEYFRAMES, edit, plate, write_shot
 from sqlalchemy import update
 
@@ -14,6 +14,12 @@ from shotfit.service.app import create_app
 from shotfit.service.keys import revoke_key
 from shotfit.service.settings import Limits, ServiceSettings
 from shotfit.service.store import Job
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> ServiceSettings:
+    """This module's tests run on SQLite and on the real PostgreSQL (conftest's ``db_url``)."""
+    return ServiceSettings(storage=tmp_path / "storage", db=db_url, limits=SMALL_LIMITS)
 
 
 @pytest.fixture
@@ -155,7 +161,7 @@ def test_too_many_requests_a_minute_is_429_with_retry_after(tmp_path: Path) -> N
     ({"kind": "render"}, 422, "run_id"),
     ({"kind": "export", "run_id": "job_0000000000000000"}, 404, "run not found"),
     ({"kind": "train", "run_id": "job_0000000000000000"}, 422, "no run_id"),
-    ({"kind": "sweep"}, 422, "sweep"),
+    ({"kind": "sweep"}, 422, "kind"),
     ({"kind": "paint"}, 422, "kind"),
     ({"kind": "train", "settings": {"train.steps": {"a": 1}}}, 422, "settings"),
 ])

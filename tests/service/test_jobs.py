@@ -141,6 +141,16 @@ def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_
     assert frames == list(range(1001, 1007))
 
 
+def test_a_job_that_fails_says_why_in_one_line_without_the_servers_folders(served) -> None:
+    client, studio = served["client"], served["studio"]
+    job = _submit(served, "train", {**TINY_SETTINGS, "data.validation_frames": [1002]})
+    failed = wait_for(client, studio, job["id"])
+    assert failed["state"] == "failed" and failed["finished"] is not None
+    error = failed["error"]
+    assert "data.validation_frames names frame 1002" in error and "\n" not in error
+    assert str(Path(served["settings"].storage).resolve()) not in error and "studios/" not in error
+
+
 def test_a_cancelled_training_stops_within_10_s_with_a_checkpoint(served) -> None:
     client, studio = served["client"], served["studio"]
     job = _submit(served, "train", {**TINY_SETTINGS, "train.steps": 100000, "train.checkpoint_every": 50})

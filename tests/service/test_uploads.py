@@ -125,4 +125,4 @@ def test_limits_on_size_count_pixels_and_chunks_are_clear_4xx(client, studios, s
     huge = upload(client, acme, shot_id, "keyframes", "huge.png", (tmp_path / "huge.png").read_bytes())
     assert huge.status_code == 413 and "pixels" in huge.json()["detail"]
     bad_offset = client.patch(f"/v1/uploads/{made['id']}", content=b"x", headers={**acme.headers, "Upload-Offset": "-1"})
-    assert bad_offset.status_code == 400
+    assert bad_offset.status_code == 422 and "upload-offset" in bad_offset.json()["detail"]

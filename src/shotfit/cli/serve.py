@@ -51,7 +51,7 @@ def serve(
     stale_s: Annotated[float, typer.Option("--stale-after", min=1, help="Seconds without a heartbeat after which "
                                            "a running job is taken as lost and resumes elsewhere.")] = 30.0,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", envvar="SHOTFIT_TRACKING_URI",
-                            help="MLflow store for training jobs (default: sqlite beside each job's run).")] = None,
+                            help="MLflow store for training jobs (default: sqlite in the storage folder).")] = None,
     retention_days: Annotated[Optional[float], typer.Option(
         "--retention-days", min=0, help="Delete uploads and results this many days old (a studio's own setting "
         "wins); default: keep them.")] = None,

@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shotfit import __version__
 from shotfit.service import routes_jobs, routes_shots, schemas, webhooks
@@ -25,6 +29,8 @@ from shotfit.service.deps import CallerDep, RateWindow, errors
 from shotfit.service.dispatch import Dispatcher, JobRunner
 from shotfit.service.retention import Housekeeper
 from shotfit.service.settings import ServiceSettings
+from shotfit.service.settings_schema import settings_json_schema
+from shotfit.service.storage import UploadRefused, check_name
 from shotfit.service.store import Store, Studio, open_store
 
 WEB = Path(__file__).with_name("web")
@@ -64,12 +70,13 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
                               "a shot, as a service for studios.")
     app.state.store, app.state.settings, app.state.rates = store, settings, RateWindow()
     app.add_exception_handler(RequestValidationError, _one_line_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.get("/v1/health", response_model=schemas.Health, tags=["service"])
     def health() -> schemas.Health:
         return schemas.Health(version=__version__)
 
-    @app.get("/v1/me", response_model=schemas.Me, tags=["service"], responses=errors(401, 429))
+    @app.get("/v1/me", response_model=schemas.Me, tags=["service"], responses=errors(400, 401, 429))
     def me(caller: CallerDep) -> schemas.Me:
         return schemas.Me(studio=caller.studio_name, key_id=caller.key_id)
 
@@ -80,6 +87,20 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
     if WEB.is_dir():
         app.mount("/", StaticFiles(directory=WEB, html=True), name="web")
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's errors as they are, except 405, whose ``Allow`` names every method of the path (Starlette
+    names only those of the first route that matched it)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 405:
+        return await http_exception_handler(request, exc)
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+            allowed |= route.methods
+    return JSONResponse(status_code=405, content={"detail": f"method {request.method} not allowed here"},
+                        headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def _any_retention(store: Store) -> bool:
@@ -93,8 +114,18 @@ async def _one_line_validation(request: Request, exc: Exception) -> JSONResponse
     problems = exc.errors()
     first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
+    if first.get("type") == "string_pattern_mismatch":  # the schema's regex says little to a person
+        return JSONResponse(status_code=422, content={"detail": f"{where}: {_pattern_reason(first.get('input'))}"})
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return JSONResponse(status_code=422, content={"detail": f"{where}: {first.get('msg', 'invalid')}{more}"})
+
+
+def _pattern_reason(value: Any) -> str:
+    try:
+        check_name(str(value))
+    except UploadRefused as err:
+        return str(err)
+    return f"{value!r} does not have the allowed form"
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -106,5 +137,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             found["HTTPValidationError"] = {"title": "HTTPValidationError", "type": "object", "required": ["detail"],
                                             "properties": {"detail": {"type": "string", "title": "Detail"}}}
             found.pop("ValidationError", None)
+        if "JobCreate" in found:  # every settable key, its type and range, from the config's dataclasses
+            found["JobCreate"]["properties"]["settings"] = settings_json_schema()
         app.openapi_schema = document
     return app.openapi_schema

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from shotfit.service.store import Job, Store
 from shotfit.service.store.models import now
@@ -24,7 +24,7 @@ def claim(store: Store, job_id: str, worker: str) -> int | None:
         stamp = now()
         done = session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(
             state="running", attempt=Job.attempt + 1, worker=worker, heartbeat=stamp, updated=stamp,
-            started=stamp).execution_options(synchronize_session=False))
+            started=func.coalesce(Job.started, stamp)).execution_options(synchronize_session=False))
         if done.rowcount != 1:
             return None
         attempt = session.scalar(select(Job.attempt).where(Job.id == job_id))

@@ -105,7 +105,7 @@ class Dispatcher:
                 continue
             enqueue(self.store, job_id, "job.running")
             assignment = Assignment(job_id, attempt, self.store.url, str(self.settings.storage),
-                                    self.settings.heartbeat_s, self.settings.cpus_per_job, self.settings.tracking_uri)
+                                    self.settings.heartbeat_s, self.settings.cpus_per_job, self.settings.tracking_store)
             self.running[job_id] = (attempt, self.runner.submit(assignment))
             free -= 1
 
@@ -123,6 +123,7 @@ class RayRunner:
 
         self._ray = ray
         self.capacity = settings.workers
+        self._tracking = settings.tracking_store
         self._task = ray.remote(num_cpus=settings.cpus_per_job, num_gpus=settings.gpus_per_job,
                                 max_retries=0)(work or run_assignment)
         self._warm = ray.remote(num_cpus=settings.cpus_per_job, num_gpus=settings.gpus_per_job)(warm_worker)
@@ -132,8 +133,20 @@ class RayRunner:
 
     def warm(self) -> None:
         """Start the workers' processes and their imports now, so a first job waits for neither."""
+        prepare_tracking(self._tracking)
         for _ in range(self.capacity):
             self._warm.remote()
+
+
+def prepare_tracking(uri: str) -> None:
+    """Make the MLflow store before any job: a new SQLite store takes seconds (tables, migrations), and two
+    jobs making it at once would leave one untracked."""
+    try:
+        import mlflow  # the jobs' tracking store: only a server that runs jobs prepares it
+
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as err:  # an unreachable tracking server: each job reports it in its own words
+        log.warning("MLflow store %s is not ready: %s", uri, str(err).splitlines()[0] if str(err) else err)
 
 
 class _RayHandle:

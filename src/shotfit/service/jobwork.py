@@ -23,12 +23,8 @@ from shotfit.errors import ConfigError
 from shotfit.infer.render import FrameDone
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
 from shotfit.runs.folder import RunFolder
+from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
 
-# Request fields a job may set beside the config's own keys, by kind (and their checks).
-RENDER_FIELDS = {"render.frames": (str, list), "render.review": (bool,), "render.evaluate": (bool,),
-                 "render.workers": (int,)}
-EXPORT_FIELDS = {"export.format": (str,), "export.tolerance": (int, float)}
-EXPORT_FORMATS = ("onnx", "torchscript")
 EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 
 
@@ -60,31 +56,16 @@ def config_overrides(settings: Mapping[str, Any], fields: Mapping[str, Any]) -> 
 
 
 def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
-    """Refuse settings a job of ``kind`` cannot take, in one line (:class:`ConfigError`)."""
+    """Refuse settings a job cannot take, in one line (:class:`ConfigError`): unknown keys, wrong types,
+    keys that would run code or read the server's files, values out of the config's ranges."""
     if kind == "sweep":
         raise ConfigError("sweep jobs are not run by this server yet", parameter="kind")
-    fields = {"render": RENDER_FIELDS, "export": EXPORT_FIELDS}.get(kind, {})
-    for key, value in settings.items():
-        section, _, name = key.partition(".")
-        if not name:
-            raise ConfigError(f"setting {key!r} must look like section.key (e.g. train.steps)", parameter="settings")
-        if section == "loss" and name.startswith("extra"):
-            raise ConfigError(f"setting {key!r}: loss plug-ins run code and cannot be set through the service",
-                              parameter="settings")
-        if key == "colour.config" and not (isinstance(value, str) and (value == "auto" or value.startswith("ocio://"))):
-            raise ConfigError("setting 'colour.config' may only name a built-in config (ocio://...) or 'auto' on "
-                              "the service", parameter="settings")
-        if section in ("render", "export") and key in fields:
-            if not isinstance(value, fields[key]):
-                raise ConfigError(f"setting {key!r} has the wrong type ({type(value).__name__})", parameter="settings")
-        elif section == "export":
-            raise ConfigError(f"unknown setting {key!r} (known: {', '.join(EXPORT_FIELDS)})", parameter="settings")
-    workers = settings.get("render.workers", 1)
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 256:
-        raise ConfigError("setting 'render.workers' must be a whole number from 1 to 256", parameter="settings")
-    if kind == "export" and settings.get("export.format", "onnx") not in EXPORT_FORMATS:
-        raise ConfigError(f"setting 'export.format' must be one of {', '.join(EXPORT_FORMATS)}", parameter="settings")
-    _check_config(config_overrides(settings, fields))
+    check_types(settings)
+    colour = settings.get("colour.config", "auto")
+    if not (isinstance(colour, str) and (colour == "auto" or colour.startswith("ocio://"))):
+        raise ConfigError("setting 'colour.config' may only name a built-in config (ocio://...) or 'auto' on "
+                          "the service", parameter="settings")
+    _check_config(config_overrides(settings, REQUEST_FIELDS))
 
 
 def _check_config(overrides: tuple[str, ...]) -> None:
@@ -109,7 +90,7 @@ def train(folders: JobFolders, settings: Mapping[str, Any], tracking: api.Tracki
     if not resume and folders.run.exists():  # an attempt that died before writing its run: ours to clear
         shutil.rmtree(folders.run)
     request = api.TrainRequest(folders.source_spec(), folders.keyframes, folders.run, resume=resume,
-                               overrides=config_overrides(settings, {}), tracking=tracking)
+                               overrides=config_overrides(settings, REQUEST_FIELDS), tracking=tracking)
     return api.train(request, on_step=callbacks.on_step, on_metrics=callbacks.on_metrics,
                      should_stop=callbacks.should_stop)
 

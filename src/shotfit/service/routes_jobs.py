@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +28,7 @@ from shotfit.service.views import job_body
 from shotfit.service.webhooks import enqueue
 from shotfit.service.zipstream import zip_chunks
 
-router = APIRouter(prefix="/v1", responses=errors(401, 404, 429))
+router = APIRouter(prefix="/v1", responses=errors(400, 401, 404, 429))
 
 RETRY_BUSY_S = 5  # what Retry-After says when a key has too many jobs
 
@@ -129,7 +129,8 @@ def _check_busy(session: Session, caller: Caller, settings: ServiceSettings) -> 
 
 
 @router.get("/jobs", response_model=list[schemas.Job])
-def list_jobs(caller: CallerDep, store: StoreDep, state: schemas.JobState | None = None) -> list[schemas.Job]:
+def list_jobs(caller: CallerDep, store: StoreDep, query: Annotated[schemas.JobsQuery, Query()]) -> list[schemas.Job]:
+    state = query.state
     with store.session() as session:
         query = select(Job).where(Job.studio_id == caller.studio_id)
         if state is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +21,7 @@ from shotfit.service.storage import StudioStorage, UploadRefused, check_name, sn
 from shotfit.service.store import Shot, ShotFile, Store, Studio, Upload
 from shotfit.service.store.models import ROLES, new_id, now
 
-router = APIRouter(prefix="/v1", responses=errors(401, 404, 429))
+router = APIRouter(prefix="/v1", responses=errors(400, 401, 404, 429))
 
 
 def shot_body(session: Session, shot: Shot) -> schemas.Shot:
@@ -66,7 +67,8 @@ def get_shot(shot_id: str, caller: CallerDep, store: StoreDep) -> schemas.Shot:
 
 @router.get("/shots/{shot_id}/files", response_model=list[schemas.ShotFile])
 def list_files(shot_id: str, caller: CallerDep, store: StoreDep,
-               role: schemas.Role | None = None) -> list[schemas.ShotFile]:
+               query: Annotated[schemas.FilesQuery, Query()]) -> list[schemas.ShotFile]:
+    role = query.role
     with store.session() as session:
         own_shot(session, caller, shot_id)
         query = select(ShotFile).where(ShotFile.shot_id == shot_id)
@@ -144,15 +146,15 @@ def get_upload(upload_id: str, caller: CallerDep, store: StoreDep, response: Res
               responses={**errors(400, 409, 413, 415, 422),
                          200: {"description": "the bytes were kept; the upload's new offset"}},
               openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+                  "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def patch_upload(upload_id: str, request: Request, caller: CallerDep, store: StoreDep,
-                       settings: SettingsDep, response: Response) -> schemas.Upload:
+                       settings: SettingsDep, response: Response,
+                       upload_offset: Annotated[int, Header(ge=0, description="the byte this chunk starts at")]
+                       ) -> schemas.Upload:
     """Append the body at ``Upload-Offset``, which must be the upload's offset (else 409 with it). The last
     byte checks the file (type from its bytes, decoded size) and places it in the shot."""
-    offset_text = request.headers.get("upload-offset")
-    if offset_text is None or not offset_text.isdigit():
-        raise HTTPException(400, "missing or malformed Upload-Offset header (the byte offset this chunk starts at)")
-    offset = int(offset_text)
+    offset = upload_offset
     with store.session() as session:
         upload = own_upload(session, caller, upload_id)
     if upload.complete:

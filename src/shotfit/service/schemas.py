@@ -7,11 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
 Role = Literal["source", "keyframes", "truth"]
-JobKind = Literal["train", "render", "export", "sweep"]
+JobKind = Literal["train", "render", "export"]  # sweep: not run by the service yet
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 EventName = Literal["job.queued", "job.running", "job.succeeded", "job.failed", "job.cancelled", "job.progress"]
-SettingValue = str | int | float | bool | list[str | int | float | bool] | None
+SettingValue = str | int | float | bool | list[str | int | float | bool] | None  # checked by settings_schema
 
 
 class Strict(BaseModel):
@@ -45,9 +47,20 @@ class Shot(BaseModel):
     files: FileCounts
 
 
+def _either_case(text: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in text)
+
+
+# One plain name with a known frame or video extension (the extension in either case)
+FILE_NAME = (r"^[A-Za-z0-9][A-Za-z0-9._+-]*\.(" + "|".join(_either_case(ext[1:]) for ext in
+                                                      (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS)) + ")$")
+
+
 class UploadCreate(Strict):
     role: Role
-    name: str = Field(min_length=1, max_length=255, description="the file's name: data, never a path")
+    name: str = Field(min_length=1, max_length=255, pattern=FILE_NAME,
+                      description="the file's name: data, never a path (letters, digits and ._+-, a frame or "
+                                  "video extension)")
     size: int = Field(ge=1, description="bytes the file will have")
 
 
@@ -78,6 +91,14 @@ class JobCreate(Strict):
                                description="render/export: the id of a finished train job")
     settings: dict[str, SettingValue] = Field(default_factory=dict,
                                               description='config overrides, "section.key": value')
+
+
+class FilesQuery(Strict):
+    role: Role | None = None
+
+
+class JobsQuery(Strict):
+    state: JobState | None = None
 
 
 class Progress(BaseModel):

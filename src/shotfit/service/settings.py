@@ -46,7 +46,8 @@ class ServiceSettings:
         server: This server's name in the store (default: host and process id; ``shotfit serve`` uses host:port,
             so a restarted server knows the jobs it had claimed and queues them again at once).
         retention_days: Delete uploads and results this many days old (a studio's own setting wins); None: keep.
-        tracking_uri: MLflow tracking store for every training job (None: an sqlite store beside each job's run).
+        tracking_uri: MLflow tracking store for every training job (None: ``sqlite:///STORAGE/mlflow.db``, made
+            once, so a job does not wait seconds for a new store; artifacts in ``STORAGE/mlartifacts``).
         limits: Per-studio and per-key limits.
     """
 
@@ -63,6 +64,10 @@ class ServiceSettings:
     retention_days: float | None = None
     server: str | None = None
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def tracking_store(self) -> str:
+        return self.tracking_uri or f"sqlite:///{Path(self.storage).resolve() / 'mlflow.db'}"
 
     @property
     def db_url(self) -> str:

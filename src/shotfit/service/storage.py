@@ -6,9 +6,10 @@ Layout under the storage folder (every path built from ids the service made, and
     studios/STUDIO/shots/SHOT/ROLE/NAME      checked files of a shot (source, keyframes, truth)
     studios/STUDIO/jobs/JOB/                 a job's work: run/ (train), frames/ (render), exports
 
-A file name is data: it must be one plain name (letters, digits, ``._+-``, not starting with a dot)
-with a known image or video extension; anything else (``../x``, ``a/b``, ``C:\\x``, NUL) is refused
-before a byte is written, and the final path is checked to lie in its folder all the same.
+A file name is data: it must be one plain name (letters, digits, ``._+-``, not starting with a dot: no
+separator, so no ``..`` can climb) with a known image or video extension; anything else (``../x``,
+``a/b``, ``C:\\x``, NUL) is refused before a byte is written, and the final path is checked to lie in its
+folder all the same.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Checked:
 
 def check_name(name: str) -> str:
     """``name`` if it is one plain file name with a known extension; else :class:`UploadRefused` (400)."""
-    if not _NAME.fullmatch(name) or ".." in name:
+    if not _NAME.fullmatch(name):
         raise UploadRefused(f"file name {name!r} is not a plain file name (letters, digits and ._+- only, "
                             "not starting with a dot; no folders)", 400)
     suffix = Path(name).suffix.lower()

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_TRIES = 12
 TIMEOUT_S = 10.0
-router = APIRouter(prefix="/v1", responses=errors(401, 404, 429))
+router = APIRouter(prefix="/v1", responses=errors(400, 401, 404, 429))
 
 
 def new_secret() -> str:

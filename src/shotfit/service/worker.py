@@ -206,8 +206,8 @@ class Attempt:
             with self._only_attempt(work):
                 stopped = self._do(kind, folders, settings) if not self.should_stop() else True
             state, error = ("cancelled" if stopped else "succeeded"), None
-        except ShotfitError as err:
-            state, error = "failed", str(err)
+        except ShotfitError as err:  # the CLI's line, with the server's own folders left out
+            state, error = "failed", str(err).replace(f"{folders.work.parent.parent}/", "")
         except Exception as err:  # a bug: the traceback to the worker's log, one line to the job
             traceback.print_exc()
             first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
@@ -249,7 +249,9 @@ class Attempt:
         """Run the job's kind; True when it stopped early (cancelled, or taken over)."""
         folders.work.mkdir(parents=True, exist_ok=True)
         if kind == "train":
-            tracking = api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id)
+            # one experiment per studio in the service's store
+            tracking = api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id,
+                                           experiment=f"shotfit {folders.work.parent.parent.name}")
             summary = jobwork.train(folders, settings, tracking, api.TrainCallbacks(
                 on_step=self._on_step, should_stop=self.should_stop))
             return summary.result.stopped_by is api.StoppedBy.STOP

@@ -53,10 +53,12 @@ class Store:
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(full, connect_args={"check_same_thread": False, "timeout": 30})
+            # a pool as large as the server's thread pool: 50 clients polling at once wait on no connection
+            self.engine: Engine = create_engine(full, connect_args={"check_same_thread": False, "timeout": 30},
+                                                pool_size=20, max_overflow=40)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         elif self.dialect == "postgresql":
-            self.engine = create_engine(full, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            self.engine = create_engine(full, pool_pre_ping=True, pool_size=20, max_overflow=40)
         else:
             raise ConfigError(f"database URL {url!r}: the store runs on sqlite or postgresql, not {self.dialect}",
                               parameter="db")
