@@ -14,9 +14,8 @@ Parts:
   request to the last file checked and placed;
 - first_step: POST /v1/jobs (train) to the first training step in the job's progress, polled every 50 ms
   (twice: the first job may start a Ray worker, the second finds it);
-- render: a render job of --render-frames frames on servers with 1 and 2 jobs' worth of Ray workers, frames/s
-  of each and their ratio. The service renders a job in one Ray task until it splits renders into frame
-  chunks, so the ratio shows whether a second worker helps one render.
+- render: a render job of --render-frames frames with ``render.workers`` 1 and then 2 (the job's frames shared
+  out in that many Ray tasks at once), frames/s of each and their ratio.
 
 The poll and upload parts also report the CPU milliseconds the server process and this client spent per
 request and per MB: on a busy machine those stretch far less than wall-clock latency does.
@@ -285,8 +284,10 @@ def measure_first_step(client: httpx.Client, shot_id: str) -> dict:
     return result
 
 
-def measure_render(folder: Path, plates: list[Path], keys: list[Path], workers: int) -> dict:
-    with serve(folder, workers) as (url, headers, _), httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
+def measure_render(folder: Path, plates: list[Path], keys: list[Path]) -> dict:
+    """One trained run, then the same render job with ``render.workers`` 1 and 2 (its frames shared out in that
+    many Ray tasks); no review movie or scores, so frames/s is the frames' own."""
+    with serve(folder, 1) as (url, headers, _), httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
         shot_id = new_shot(client, "bench-render")
         for path in plates:
             upload(client, shot_id, "source", path, 8 * MB)
@@ -294,13 +295,18 @@ def measure_render(folder: Path, plates: list[Path], keys: list[Path], workers: 
             upload(client, shot_id, "keyframes", path, 8 * MB)
         train = submit(client, {"kind": "train", "shot_id": shot_id, "settings": {**TINY, "train.steps": 5}})
         wait(client, train["id"], lambda j: j["state"] == "succeeded", 300, 0.2)
-        start = time.perf_counter()
-        job = submit(client, {"kind": "render", "shot_id": shot_id, "run_id": train["id"], "settings": {}})
-        done = wait(client, job["id"], lambda j: j["state"] == "succeeded", 600, 0.1)
-        wall = time.perf_counter() - start
-        frames = done["progress"].get("frames_done") or len(plates)
-        return {"workers": workers, "frames": frames, "submit_to_done_s": round(wall, 2),
-                "frames_per_s": round(frames / wall, 2), "job_fps": done["progress"].get("fps")}
+        runs = {}
+        for workers in (1, 2):
+            start = time.perf_counter()
+            job = submit(client, {"kind": "render", "shot_id": shot_id, "run_id": train["id"], "settings": {
+                "render.workers": workers, "render.review": False, "render.evaluate": False}})
+            done = wait(client, job["id"], lambda j: j["state"] == "succeeded", 600, 0.1)
+            wall = time.perf_counter() - start
+            frames = done["progress"].get("frames_done") or len(plates)
+            runs[workers] = {"render_workers": workers, "frames": frames, "submit_to_done_s": round(wall, 2),
+                             "frames_per_s": round(frames / wall, 2), "job_fps": done["progress"].get("fps")}
+    return {"one_worker": runs[1], "two_workers": runs[2],
+            "ratio": round(runs[2]["frames_per_s"] / runs[1]["frames_per_s"], 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,9 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                         "paced": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, args.interval),
                         "back_to_back": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, 0)}
         if "render" not in skip:
-            runs = [measure_render(work / f"render-{n}", plates, keys, n) for n in (1, 2)]
-            result["render"] = {"one_worker": runs[0], "two_workers": runs[1],
-                                "ratio": round(runs[1]["frames_per_s"] / runs[0]["frames_per_s"], 2)}
+            result["render"] = measure_render(work / "render", plates, keys)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
