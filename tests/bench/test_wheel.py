@@ -70,3 +70,11 @@ def _imported(source: str) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             modules.append(node.module)
     return modules
+
+
+def test_the_service_web_page_ships_in_the_wheel(wheel: zipfile.ZipFile):
+    web = ROOT / "src" / "shotfit" / "service" / "web"
+    files = sorted(p.name for p in web.iterdir() if p.is_file())
+    assert {"index.html", "app.js", "style.css"} <= set(files)
+    for name in files:  # byte for byte: `shotfit serve` from a wheel serves the page the tests drove
+        assert wheel.read(f"shotfit/service/web/{name}") == (web / name).read_bytes(), name

@@ -1,0 +1,36 @@
+"""bench/service.py: its JSON, on tiny sizes, against a real ``shotfit serve`` (the render part, which starts two
+more servers, is left out here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_service_bench_reports_polls_uploads_and_first_steps(tmp_path: Path):
+    out = tmp_path / "service.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "service.py"), "--clients", "5", "--polls", "4",
+                           "--interval", "0.2", "--upload-mb", "3", "--upload-frame", "640x360", "--chunk-mb", "0.5",
+                           "--render-frames", "4", "--render-size", "32",
+                           "--skip", "render", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)
+    assert json.loads(out.read_text()) == printed
+    for poll in printed["status_poll"].values():
+        assert poll["requests"] == 20 and poll["non_200"] == 0 and 0 < poll["p50_ms"] <= poll["p99_ms"]
+        assert poll["server_cpu_ms_per_request"] > 0
+    upload = printed["upload"]
+    assert upload["frames"] == 2 and upload["bytes"] > 2 * 640 * 360 * 6 and upload["mb_per_s"] > 0
+    steps = printed["submit_to_first_step"]
+    assert 0 < steps["first_job"]["to_running_s"] <= steps["first_job"]["to_first_step_s"]
+    assert "render" not in printed
