@@ -168,8 +168,14 @@ def _sse(event: str, data: str) -> bytes:
     return f"event: {event}\ndata: {data}\n\n".encode()
 
 
+# OpenAPI's schema of one server-sent event (what schemathesis checks each event of the stream against)
+_EVENT_SCHEMA = {"type": "object", "required": ["event", "data"],
+                 "properties": {"event": {"type": "string", "enum": ["state", "progress", "preview"]},
+                                "data": {"type": "string"}}}
+
+
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+            responses={200: {"content": {"text/event-stream": {"schema": _EVENT_SCHEMA}},
                              "description": "progress, preview and state events; ends after a final state"}})
 async def job_events(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep,
                      request: Request) -> StreamingResponse:
