@@ -100,9 +100,12 @@ def loss_weight(default: float, doc: str = "") -> Any:
 
 @dataclass(frozen=True)
 class LossConfig(_Section):
-    """Weights of the hybrid loss ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1-SSIM) + extra``.
+    """Weights of the hybrid loss ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1-SSIM) + extra
+    + temporal·T``.
 
-    The terms are summed in the order their weights are declared here (then the extra terms).
+    The keyframe terms are summed in the order their weights are declared here, then the extra terms,
+    then ``temporal``, which compares the outputs of consecutive frames of the shot along the source's
+    optical flow (``data.temporal_pairs`` and ``data.temporal_batch`` say how many).
     """
 
     l1: float = loss_weight(1.0)
@@ -110,6 +113,8 @@ class LossConfig(_Section):
     lpips: float = loss_weight(0.1)
     laplacian: float = loss_weight(1.0)
     ssim: float = loss_weight(0.1)
+    temporal: float = loss_weight(0.0, doc="output of frame t against output of t+1 warped back along the "
+                                  "source's flow (Lai et al. 2018), on the shot's own frames; 0: off")
     laplacian_levels: int = _opt(5, low=1, high=10)
     extra: tuple[ExtraLossConfig, ...] = ()
 
@@ -148,6 +153,10 @@ class DataConfig(_Section):
     mask_outside_weight: float = _opt(0.1, low=0.0, high=1.0,
                                       doc="loss weight outside an artist's mask (inside is 1)")
     preview_frames: int = _opt(3, low=0, doc="non-key frames shown in the contact sheet")
+    temporal_pairs: int = _opt(16, low=1, high=100_000, doc="consecutive frame pairs of the shot, spread over it, "
+                               "that loss.temporal learns from (each held in memory with its flow)")
+    temporal_batch: int = _opt(2, low=1, high=1024, doc="frame pairs per step for loss.temporal (each adds two "
+                               "patches to the batch)")
 
 
 @dataclass(frozen=True)

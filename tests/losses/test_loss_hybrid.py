@@ -125,8 +125,8 @@ def test_lpips_stays_frozen_in_eval_inside_a_training_parent(pair):
 
 @pytest.mark.parametrize(("cfg", "extra", "message"), [
     (only(ssim=float("inf")), (), "loss weight 'ssim' = inf must be a finite number >= 0"),
-    (only(), (), "every loss weight is 0 (l1, mse, lpips, laplacian, ssim)"),
-    (only(), [("age", MeanGap(), 0.0)], "every loss weight is 0 (l1, mse, lpips, laplacian, ssim, age)"),
+    (only(), (), "every loss weight is 0 (l1, mse, lpips, laplacian, ssim, temporal)"),
+    (only(), [("age", MeanGap(), 0.0)], "every loss weight is 0 (l1, mse, lpips, laplacian, ssim, temporal, age)"),
     (only(l1=1.0), [("age", MeanGap(), -1.0)], "loss weight 'age' = -1.0"),
     (only(l1=1.0), [("ssim", MeanGap(), 1.0)], "extra loss name 'ssim' is used twice"),
     (only(l1=1.0), [("total", MeanGap(), 1.0)], "extra loss name 'total' is used twice"),

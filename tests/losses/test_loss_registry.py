@@ -12,9 +12,12 @@ from torch import nn
 
 from shotfit.config import LossConfig, loss_weight
 from shotfit.errors import ConfigError
-from shotfit.losses import LOSS_TERMS, build_loss, register_loss_term
+from shotfit.losses import FRAME_PAIRS, KEYFRAMES, LOSS_TERMS, build_loss, register_loss_term
 
-TERMS = LOSS_TERMS.available()
+# Terms that compare an output with its keyframe, and terms that compare consecutive outputs
+# (tests/losses/test_loss_temporal.py checks those).
+TERMS = [name for name in LOSS_TERMS.available() if LOSS_TERMS.get(name).inputs == KEYFRAMES]
+PAIR_TERMS = [name for name in LOSS_TERMS.available() if LOSS_TERMS.get(name).inputs == FRAME_PAIRS]
 
 
 def only(name: str, weight: float = 1.0) -> LossConfig:
@@ -33,11 +36,12 @@ def images() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_every_weight_in_the_config_has_a_registered_term_and_every_term_a_weight():
-    assert sorted(LossConfig().term_weights()) == TERMS
+    assert sorted(LossConfig().term_weights()) == sorted(TERMS + PAIR_TERMS)
 
 
 def test_the_built_in_terms_keep_their_names():
     assert TERMS == ["l1", "laplacian", "lpips", "mse", "ssim"]
+    assert PAIR_TERMS == ["temporal"]
 
 
 @pytest.mark.parametrize("name", TERMS)
@@ -147,5 +151,6 @@ def test_a_registered_term_weighted_zero_is_not_built(mean_gap_builds, images):
 
 
 def test_a_weight_whose_term_is_not_registered_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown loss term 'mean_gap' \(known: l1, laplacian, lpips, mse, ssim\)"):
+    with pytest.raises(ConfigError, match=r"unknown loss term 'mean_gap' \(known: l1, laplacian, lpips, mse, ssim, "
+                                          r"temporal\)"):
         build_loss(StudioLossConfig(mean_gap=1.0))

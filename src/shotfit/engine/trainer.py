@@ -22,10 +22,12 @@ from torch import nn
 from shotfit import __version__
 from shotfit.config import DataConfig, TrainConfig
 from shotfit.data.keyframes import Keyframes
+from shotfit.data.temporal import FramePairs, PairPatches, sample_pair_patches
 from shotfit.device import autocast, autocast_dtype
 from shotfit.engine.schedule import warmup_cosine
 from shotfit.errors import ShotfitError
 from shotfit.losses.registry import TOTAL
+from shotfit.losses.temporal import PairOutputs
 from shotfit.runs.folder import RunFolder, model_state, save_state
 
 if TYPE_CHECKING:
@@ -54,8 +56,17 @@ class BatchSampler(Protocol):
 
 
 class Loss(Protocol):
+    """Called as ``loss(pred, target, weight)``, and with ``frame_pairs=PairOutputs(...)`` on steps that
+    drew frame pairs (only when the trainer was given :class:`~shotfit.data.temporal.FramePairs`)."""
+
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
+# One step's batch: keyframe patches (source, target, mask), and the frame pairs' patches when the
+# temporal term is on.
+Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"] | tuple[
+    torch.Tensor, torch.Tensor, "torch.Tensor | None", "PairPatches | None"]
 
 
 def loss_metrics(row: Mapping[str, float]) -> dict[str, float]:
@@ -175,11 +186,16 @@ class Trainer:
         train_cfg, data_cfg: The config sections that drive the loop.
         device: Where to train.
         hooks: Previews, validation, tracking and callbacks.
+        frame_pairs: Consecutive frames of the shot with their flow, for a loss with a temporal term:
+            every step then also draws ``data.temporal_batch`` pairs of patches, runs the network on
+            them in the same batch as the keyframes' and hands the outputs to the loss. May be set
+            before :meth:`fit` (measuring the flow waits until the run folder exists).
     """
 
     def __init__(self, network: nn.Module, network_spec: dict[str, Any], loss: Loss, sampler: BatchSampler,
                  keyframes: Keyframes, run: RunFolder, train_cfg: TrainConfig, data_cfg: DataConfig,
-                 device: torch.device, hooks: TrainHooks | None = None) -> None:
+                 device: torch.device, hooks: TrainHooks | None = None,
+                 frame_pairs: FramePairs | None = None) -> None:
         # NHWC memory: a fifth faster on the CPU (oneDNN), and what tensor cores want on CUDA
         self.memory_format = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
         self.network = network.to(device, memory_format=self.memory_format)
@@ -193,6 +209,7 @@ class Trainer:
         self.data_cfg = data_cfg
         self.device = device
         self.hooks = hooks or TrainHooks()
+        self.frame_pairs = frame_pairs
         self.amp_dtype = autocast_dtype(device, train_cfg.amp)
         self.prefetch = device.type in PREFETCH_DEVICES
         self.batch_wait_s = 0.0  # time the loop spent drawing or waiting for batches
@@ -322,29 +339,46 @@ class Trainer:
     def lr(self, step: int) -> float:
         return self.cfg.lr * warmup_cosine(step, self.cfg.warmup_steps, self.horizon)
 
-    def draw_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The augmented patches of ``step``: the same whenever and wherever they are drawn."""
+    def draw_batch(self, step: int) -> Batch:
+        """The augmented patches of ``step``: the same whenever and wherever they are drawn.
+
+        With frame pairs, their patches are drawn after the keyframes' from the same generator, so the
+        keyframe patches are those of a run without the temporal term.
+        """
         generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, step))
         kf = self.keyframes
-        return self.sampler.sample(kf.sources, kf.targets, kf.masks, self.data_cfg.batch_size, generator)
+        sources, targets, masks = self.sampler.sample(kf.sources, kf.targets, kf.masks, self.data_cfg.batch_size,
+                                                      generator)
+        if self.frame_pairs is None:
+            return sources, targets, masks
+        pairs = sample_pair_patches(self.frame_pairs, sources.shape[-2], sources.shape[-1],
+                                    self.data_cfg.temporal_batch, generator)
+        return sources, targets, masks, pairs
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
-                   ) -> dict[str, float]:
+    def train_step(self, batch: Batch | None = None) -> dict[str, float]:
         """One optimisation step on ``batch`` (default: this step's, drawn now).
 
         Returns each loss term's value by its config name, and the weighted sum as ``"total"``.
         """
-        sources, targets, masks = batch if batch is not None else self.draw_batch(self.step)
+        sources, targets, masks, *rest = batch if batch is not None else self.draw_batch(self.step)
+        pairs: PairPatches | None = rest[0] if rest else None
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr(self.step)
         self.network.train()
+        inputs = sources if pairs is None else torch.cat([sources, pairs.sources, pairs.next_sources])
         with autocast(self.device, self.amp_dtype):
-            pred = self.network(sources.contiguous(memory_format=self.memory_format))
-        pred = pred.float()
+            outputs = self.network(inputs.contiguous(memory_format=self.memory_format))
+        outputs = outputs.float()
+        pred = outputs[:len(sources)]
         weight = None
         if masks is not None:
             targets, weight = masked_targets(pred, targets, masks, self.data_cfg.mask_outside_weight)
-        total, terms = self.loss(pred, targets, weight)
+        if pairs is None:
+            total, terms = self.loss(pred, targets, weight)
+        else:
+            output, next_output = outputs[len(sources):].chunk(2)
+            total, terms = self.loss(pred, targets, weight, frame_pairs=PairOutputs(
+                output, next_output, pairs.flows, pairs.visible))
         _check_term_names(terms)
         if not torch.isfinite(total):
             raise ShotfitError(f"the loss became {total.item()} at step {self.step + 1}; lower train.lr "

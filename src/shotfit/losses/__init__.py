@@ -4,11 +4,12 @@ Every loss takes shotfit's network tensors, float (B, C, H, W) in [-1, 1], and w
 (B, 1, H, W) non-negative weight map that steers it towards an artist's painted region.
 
 The terms of the training loss are registered in :data:`LOSS_TERMS` under their config names (``l1``,
-``mse``, ``lpips``, ``laplacian``, ``ssim``). That one name is the term's weight in the config
-(``loss.l1``, ``--set loss.l1=0.5``, a sweep's ``loss.l1``), its key in :class:`HybridLoss`'s values,
-in the trainer's history and ``metrics.json``, in the progress row, and ``loss/l1`` in the trackers;
-the weighted sum is ``total`` (``loss/total``). Studio embedding terms (``loss.extra``) go by their
-``name``.
+``mse``, ``lpips``, ``laplacian``, ``ssim``, and ``temporal``, which compares the outputs of
+consecutive frames along the source's flow rather than an output with a keyframe). That one name is the
+term's weight in the config (``loss.l1``, ``--set loss.l1=0.5``, a sweep's ``loss.l1``), its key in
+:class:`HybridLoss`'s values, in the trainer's history and ``metrics.json``, in the progress row, and
+``loss/l1`` in the trackers; the weighted sum is ``total`` (``loss/total``). Studio embedding terms
+(``loss.extra``) go by their ``name``.
 
 How to add a loss term
 ----------------------
@@ -30,7 +31,9 @@ How to add a loss term
    registered term has no weight, and runs the new term through the checks every term must pass.
 
 Nothing else changes: :class:`HybridLoss`, the trainer, the trackers, sweeps and the CLI take the
-term's name from the registry and the config.
+term's name from the registry and the config. A term that compares consecutive frames rather than an
+output with its keyframe registers with ``inputs="frame_pairs"`` and is called with a
+:class:`~shotfit.losses.temporal.PairOutputs` (see ``losses/temporal.py``).
 """
 
 from shotfit.losses.build import build_loss
@@ -45,11 +48,14 @@ from shotfit.losses.hybrid import HybridLoss
 from shotfit.losses.laplacian import LaplacianLoss, laplacian_loss, laplacian_pyramid
 from shotfit.losses.lpips import LPIPS, LPIPSLoss, load_lpips, lpips_loss, lpips_weights_path
 from shotfit.losses.pixel import L1Loss, MSELoss, l1_loss, mse_loss
-from shotfit.losses.registry import LOSS_TERMS, TOTAL, LossTerm, register_loss_term
+from shotfit.losses.registry import FRAME_PAIRS, KEYFRAMES, LOSS_TERMS, TOTAL, LossTerm, register_loss_term
 from shotfit.losses.ssim import SSIMLoss, ssim_loss
+from shotfit.losses.temporal import PairOutputs, TemporalLoss, temporal_loss
 
 __all__ = [
     "DISTANCES",
+    "FRAME_PAIRS",
+    "KEYFRAMES",
     "LOSS_TERMS",
     "LPIPS",
     "TOTAL",
@@ -60,7 +66,9 @@ __all__ = [
     "LaplacianLoss",
     "LossTerm",
     "MSELoss",
+    "PairOutputs",
     "SSIMLoss",
+    "TemporalLoss",
     "build_loss",
     "embedding_distance",
     "embedding_terms",
@@ -74,4 +82,5 @@ __all__ = [
     "mse_loss",
     "register_loss_term",
     "ssim_loss",
+    "temporal_loss",
 ]

@@ -1,4 +1,5 @@
-"""The training loss: the registered terms (L1, MSE, LPIPS, Laplacian pyramid, SSIM) and studio terms, by weight."""
+"""The training loss: the registered terms (L1, MSE, LPIPS, Laplacian pyramid, SSIM, temporal) and studio terms,
+by weight."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from shotfit.config import LossConfig
 from shotfit.errors import ConfigError
 from shotfit.losses._common import check_pair, check_weight
 from shotfit.losses.embedding import embedding_terms
-from shotfit.losses.registry import LOSS_TERMS, TOTAL
+from shotfit.losses.registry import FRAME_PAIRS, LOSS_TERMS, TOTAL
+from shotfit.losses.temporal import PairOutputs
 
 _NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
@@ -24,7 +26,8 @@ class HybridLoss(nn.Module):
     With the built-in terms that is ``l1·L1 + mse·MSE + lpips·LPIPS + laplacian·LapPyr + ssim·(1 - SSIM)``,
     summed in the order :meth:`LossConfig.term_weights` gives (the order the weights are declared). A term
     whose weight is 0 is never built nor evaluated (a zero LPIPS weight never loads the network) and is
-    absent from the returned values.
+    absent from the returned values. Terms on frame pairs (``temporal``, registered with
+    ``inputs="frame_pairs"``) come last, and only in a call given ``frame_pairs``.
 
     Args:
         cfg: the loss config: one weight per registered term (``cfg.term_weights()``), the options the
@@ -38,18 +41,21 @@ class HybridLoss(nn.Module):
             term naming another is refused. The caller decides: only what the user named for this run.
 
     Raises:
-        ConfigError: a weight is negative or not finite, every weight is 0, a weight names no registered
-            term, an extra name is invalid or repeated, or an extra network is not in ``plugins``.
+        ConfigError: a weight is negative or not finite, every weight is 0 (or only frame-pair terms are
+            weighted: they teach no edit), a weight names no registered term, an extra name is invalid or
+            repeated, or an extra network is not in ``plugins``.
 
     Shape:
         - pred, target: (B, C, H, W) in [-1, 1], C = 1 or 3; H, W >= 21 when LPIPS is on.
         - weight: optional (B or 1, 1, H, W) non-negative map (artist masks). It weights every registered
           term that takes one (all the built-in ones: L1, MSE, LPIPS's spatial map, the Laplacian bands,
           the SSIM map); extra terms are not spatially weighted.
+        - frame_pairs: optional :class:`~shotfit.losses.temporal.PairOutputs`, the outputs on patches of
+          consecutive frames and the source's flow between them, for the frame-pair terms.
         - Output: ``(total, values)``: the weighted total (scalar, with gradient) and each active term's
           unweighted value, detached, keyed by the term's config name (``l1``, ``mse``, ``lpips``,
-          ``laplacian``, ``ssim``) and the extra names. Trackers log them as ``loss/<name>`` beside
-          ``loss/total``.
+          ``laplacian``, ``ssim``, ``temporal``) and the extra names. Trackers log them as ``loss/<name>``
+          beside ``loss/total``.
 
     Example:
         >>> cfg = LossConfig(l1=1.0, lpips=0.0, laplacian=1.0, ssim=0.0)
@@ -73,7 +79,15 @@ class HybridLoss(nn.Module):
             raise ConfigError(f"every loss weight is 0 ({', '.join(weights)}); give at least one a positive weight")
 
         extra_modules = {name: module for name, module, _ in extras}
-        self.term_names: tuple[str, ...] = tuple(name for name, w in weights.items() if float(w) > 0)
+        active = [name for name, w in weights.items() if float(w) > 0]
+        on_pairs = [name for name in active if name in registered and registered[name].inputs == FRAME_PAIRS]
+        if len(on_pairs) == len(active):
+            raise ConfigError(f"only {', '.join(on_pairs)} is weighted, which compares frames with each other and "
+                              "teaches no edit; give a keyframe term (l1, ...) a positive weight too")
+        self.pair_term_names: tuple[str, ...] = tuple(on_pairs)
+        self.pair_term_weights: tuple[float, ...] = tuple(float(weights[name]) for name in on_pairs)
+        self.pair_terms = nn.ModuleList(registered[name].build(cfg) for name in on_pairs)
+        self.term_names: tuple[str, ...] = tuple(name for name in active if name not in on_pairs)
         self.term_weights: tuple[float, ...] = tuple(float(weights[name]) for name in self.term_names)
         # Extra terms are called without the map; a registered term says whether it takes one.
         self.term_takes_map: tuple[bool, ...] = tuple(
@@ -82,11 +96,18 @@ class HybridLoss(nn.Module):
         self.terms = nn.ModuleList(
             registered[name].build(cfg) if name in registered else extra_modules[name] for name in self.term_names)
 
+    @property
+    def needs_frame_pairs(self) -> bool:
+        """Whether a term compares consecutive frames (the trainer then draws frame pairs for it)."""
+        return bool(self.pair_term_names)
+
     def extra_repr(self) -> str:
-        return ", ".join(f"{name}={weight:g}" for name, weight in zip(self.term_names, self.term_weights))
+        return ", ".join(f"{name}={weight:g}" for name, weight in zip(
+            (*self.term_names, *self.pair_term_names), (*self.term_weights, *self.pair_term_weights)))
 
     def forward(
-        self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+        frame_pairs: PairOutputs | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted total and each term's unweighted, detached value (see the class docstring)."""
         check_pair(pred, target, "HybridLoss")
@@ -96,12 +117,21 @@ class HybridLoss(nn.Module):
         for name, term_weight, module, takes_map in zip(self.term_names, self.term_weights, self.terms,
                                                         self.term_takes_map):
             value = module(pred, target, weight) if takes_map else module(pred, target)
-            if not isinstance(value, torch.Tensor) or value.dim() != 0:
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ValueError(f"loss term {name!r} must return a scalar tensor, got {shape}")
-            total = total + term_weight * value
+            total = total + term_weight * _scalar(name, value)
             values[name] = value.detach()
+        if frame_pairs is not None:
+            for name, term_weight, module in zip(self.pair_term_names, self.pair_term_weights, self.pair_terms):
+                value = module(frame_pairs)
+                total = total + term_weight * _scalar(name, value)
+                values[name] = value.detach()
         return total, values
+
+
+def _scalar(name: str, value: object) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"loss term {name!r} must return a scalar tensor, got {shape}")
+    return value
 
 
 def _checked_extras(extra: Sequence[tuple[str, nn.Module, float]]) -> list[tuple[str, nn.Module, float]]:

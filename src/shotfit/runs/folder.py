@@ -9,6 +9,8 @@ RUN/
   model.pt             the final weights with the network's name and constructor arguments
   previews/            contact sheets: step_000500.png ... final.png
   metrics.json         loss terms by step and the final numbers
+  flow/                with loss.temporal: the source's optical flow between the frame pairs it trains on,
+                       <t>-<t+1>.npz, keyed by the plates' pixels (measured once, reused on resume)
 ```
 """
 
@@ -44,6 +46,7 @@ class RunFolder:
         self.previews = self.path / "previews"
         self.metrics_path = self.path / "metrics.json"
         self.model_path = self.path / MODEL_FILE
+        self.flows = self.path / "flow"
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"

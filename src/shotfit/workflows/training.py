@@ -18,6 +18,7 @@ from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config, ModelConfig, config_to_dict
 from shotfit.data.augment import PairedAugment
 from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
+from shotfit.data.temporal import load_frame_pairs
 from shotfit.device import pick_device, seeded_build
 from shotfit.engine.tracking import flatten_params, start_tracking
 from shotfit.engine.tracking_options import TrackingOptions
@@ -160,6 +161,8 @@ def _train(request: TrainRequest, callbacks: TrainCallbacks, run: RunFolder, cfg
     if request.minutes is not None and request.steps is None:
         max_steps = trainer.horizon if trainer.step else UNBOUNDED_STEPS
     try:
+        if cfg.loss.temporal > 0:  # measured once the folder is a run, so a crash here leaves it resumable
+            trainer.frame_pairs = load_frame_pairs(shot, cfg.data.temporal_pairs, colour, torch_device, run.flows)
         result = trainer.fit(max_steps, None if request.minutes is None else request.minutes * 60.0,
                              plan_from_budget=max_steps == UNBOUNDED_STEPS)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a sweep's scheduler stopping the trial
