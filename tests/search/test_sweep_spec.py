@@ -161,6 +161,25 @@ def test_a_plan_holds_out_the_middle_keyframe_and_resolves_the_budget(tmp_path):
     assert plan.memory_per_trial > 2**30
 
 
+def test_the_temporal_weight_is_a_search_dimension_and_its_frame_pairs_are_budgeted(tmp_path):
+    without = plan_sweep(load_sweep(shot_sweep(tmp_path, "space: {loss.l1: [0.5, 1]}")), tmp_path / "out")
+    spec = load_sweep(sweep_file(tmp_path, (tmp_path / "sweep.yaml").read_text().replace(
+        "space: {loss.l1: [0.5, 1]}", "metric: test/warping_error\ntruth: shot/plate\nspace: {loss.temporal: [0, 1]}"),
+        "temporal.yaml"))
+    plan = plan_sweep(spec, tmp_path / "out-temporal")
+    assert spec.space["loss.temporal"].values == (0, 1) and spec.mode == "min"
+    # 16 pairs of a 40 x 48 shot: two frames, flow and mask each (9 floats a pixel), and 4 more patches a step
+    pairs = 16 * 40 * 48 * 9 * 4
+    patches = 40 * 4 * 4 * 32**2 * 4
+    assert plan.memory_per_trial - without.memory_per_trial == pairs + patches
+
+
+def test_the_shipped_temporal_sweep_reads():
+    spec = load_sweep(Path(__file__).parents[2] / "sweeps" / "temporal.yaml")
+    assert spec.shot == "sample" and spec.metric == "test/warping_error"
+    assert spec.space["loss.temporal"].values == (0, 0.5, 1, 3)
+
+
 @pytest.mark.parametrize(("keyframes", "held_out"), [
     ((0, 40, 80, 119), (40,)),  # the sample's: 40 is nearer the middle (59.5) than 80
     ((1, 2), (1,)),

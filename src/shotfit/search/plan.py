@@ -124,7 +124,8 @@ def check_trials(spec: SweepSpec, base: Config) -> None:
 
 def estimate_trial_memory(spec: SweepSpec, base: Config, shot: ShotFolders) -> int:
     """Bytes one trial may use at most, roughly: the worker, the keyframes, the widest network's
-    activations on whole frames (validation, previews) and on training batches."""
+    activations on whole frames (validation, previews) and on training batches, and with the temporal
+    term the frame pairs it holds (two frames, flow and mask each) and their patches."""
     widths = [base.model.args.get("width", 32)]
     if "model.width" in spec.space:
         widths += [v for v in spec.space["model.width"].values if isinstance(v, (int, float))]
@@ -133,8 +134,15 @@ def estimate_trial_memory(spec: SweepSpec, base: Config, shot: ShotFolders) -> i
     pixels = min(height * frame_width, default_tile(base.render.tile, "cpu", height, frame_width) ** 2)
     keyframe_bytes = len(shot.keyframe_frames) * height * frame_width * 3 * 4 * 4
     inference = 8 * width * pixels * 4
-    training = 40 * width * base.data.batch_size * base.augment.patch_size ** 2 * 4
-    return int(WORKER_BYTES + keyframe_bytes + inference + training)
+    temporal = [base.loss.temporal]
+    if "loss.temporal" in spec.space:
+        temporal += [v for v in spec.space["loss.temporal"].values if isinstance(v, (int, float))]
+    pairs, patches = 0, base.data.batch_size
+    if max(temporal) > 0:
+        pairs = base.data.temporal_pairs * height * frame_width * (3 + 3 + 2 + 1) * 4
+        patches += 2 * base.data.temporal_batch
+    training = 40 * width * patches * base.augment.patch_size ** 2 * 4
+    return int(WORKER_BYTES + keyframe_bytes + pairs + inference + training)
 
 
 # --- helpers ------------------------------------------------------------------------------------
