@@ -4,6 +4,7 @@ identity on real shots with a truth on every frame, under the same step and wall
 
     python bench/quality.py [--tasks sample,face-smooth] [--steps N] [--minutes M] [--jobs 2]
                             [--threads 1] [--device cpu|cuda] [--out bench-quality] [--quick]
+                            [--set loss.temporal=1 ...]
 
 Prints an estimate of the run's length to stderr, runs every trial not already finished in --out
 (each in a process of its own, --jobs at a time), writes OUT/quality.json and prints it to stdout.
@@ -55,6 +56,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("bench-quality"), help="benchmark folder (resumable)")
     parser.add_argument("--shared-data", type=Path, default=None,
                         help="the shared footage (default $SHOTFIT_SHARED_DATA or ../shared/data)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a config override for shotfit's trials (repeatable; e.g. loss.temporal=1); give "
+                             "each variant its own --out")
     parser.add_argument("--quick", action="store_true",
                         help=f"a tiny budget and {QUICK['max_scored']} scored frames per task (for tests)")
     return parser.parse_args(argv)
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             minutes=defaults["minutes"] if args.minutes is None else (args.minutes or None),
             jobs=args.jobs, threads=args.threads, device=args.device, seed=args.seed,
             max_scored=defaults["max_scored"] if args.max_scored is None else (args.max_scored or None),
+            overrides=tuple(args.overrides),
             shared_data=None if args.shared_data is None else args.shared_data.resolve())
         sizes = prepare(options)
         specs = plan_trials(options)
