@@ -261,7 +261,7 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path):
     path = shot_sweep(tmp_path, "space: {loss.lpipz: [0, 1]}")
     line = fails("sweep", path, "--out", tmp_path / "out", "--no-track")
     assert line == (f"shotfit: sweep '{path}': space.loss.lpipz: unknown config key 'loss.lpipz' "
-                    "(known: l1, mse, lpips, laplacian, ssim, laplacian_levels, extra) in the sweep file")
+                    "(known: l1, mse, lpips, laplacian, ssim, temporal, laplacian_levels, extra) in the sweep file")
     assert "does not exist" in fails("sweep", tmp_path / "missing.yaml")
     yaml.safe_load(path.read_text())
 
