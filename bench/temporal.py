@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=3, help="trials at once, each a process")
     parser.add_argument("--timing-steps", type=int, default=12, help="steps timed with and without (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("bench-temporal"))
+    parser.add_argument("--timing-only", action="store_true", help="only the step cost (with the largest weight)")
     parser.add_argument("--trial", type=float, default=None, help=argparse.SUPPRESS)  # one weight, in a child
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(out / f"trial-{args.trial:g}.json", json.dumps(result, indent=1))
         return 0
     weights = [float(w) for w in args.weights.split(",") if w]
+    if args.timing_only:
+        print(json.dumps(step_cost(out, max(weights), max(args.timing_steps, 1), args.threads), indent=1))
+        return 0
     running: list[subprocess.Popen] = []
     for weight in weights:
         while len(running) >= args.jobs:
