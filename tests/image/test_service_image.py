@@ -54,8 +54,10 @@ def service(engine: Engine, service_image: str, tmp_path_factory: pytest.TempPat
     write_graded_shot(folder)
     folder.chmod(0o755)  # the service's user reads it
     name = f"shotfit-test-service-{folder.name}"
-    engine(*engine.run_args(service_image, name=name, mounts=[(folder, "/shot:ro")], detach=True)[1:])
+    started = subprocess.run(engine.run_args(service_image, name=name, mounts=[(folder, "/shot:ro")], detach=True),
+                             capture_output=True, text=True, timeout=300)
     try:
+        assert started.returncode == 0, started.stderr
         wait_healthy(engine, name)
         yield name
     finally:
