@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-SCORE_KEYS = ("psnr", "ssim", "lpips", "warping_error")
+SCORE_KEYS = ("psnr", "psnr_edited", "ssim", "lpips", "warping_error")
 
 
 def seconds_to_reach(curve: Sequence[Mapping[str, float]], target: float) -> float | None:
@@ -110,20 +110,22 @@ def markdown(combined: Mapping[str, Any]) -> str:
                   ""]
     budgets = sorted({budget for by_budget in combined["results"].values() for budget in by_budget})
     for budget in budgets:
-        lines += [f"## {budget}", "", "| task | method | PSNR | SSIM | LPIPS | warping error | steps | train s |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {budget}", "", "| task | method | PSNR | PSNR edited | SSIM | LPIPS | warping error | steps | train s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for task, by_budget in combined["results"].items():
             for method, row in sorted(by_budget.get(budget, {}).items()):
-                lines.append(f"| {task} | {method} | {_cell(row.get('psnr'), 2)} | {_cell(row.get('ssim'), 3)} | "
+                lines.append(f"| {task} | {method} | {_cell(row.get('psnr'), 2)} | {_cell(row.get('psnr_edited'), 2)} | "
+                             f"{_cell(row.get('ssim'), 3)} | "
                              f"{_cell(row.get('lpips'), 3)} | {_cell(row.get('warping_error'), 6)} | "
                              f"{row.get('steps', '')} | {_cell(row.get('train_seconds'), 0)} |")
         means = combined.get("mean_over_tasks", {}).get(budget, {})
         if means:
             lines += ["", f"Means over the {means['tasks']} tasks where every method finished:", "",
-                      "| method | PSNR | SSIM | LPIPS | warping error |", "|---|---|---|---|---|"]
+                      "| method | PSNR | PSNR edited | SSIM | LPIPS | warping error |", "|---|---|---|---|---|---|"]
             for method, row in sorted((m, r) for m, r in means.items() if m != "tasks"):
-                lines.append(f"| {method} | {_cell(row.get('psnr'), 2)} | {_cell(row.get('ssim'), 3)} | "
-                             f"{_cell(row.get('lpips'), 3)} | {_cell(row.get('warping_error'), 6)} |")
+                lines.append(f"| {method} | {_cell(row.get('psnr'), 2)} | {_cell(row.get('psnr_edited'), 2)} | "
+                             f"{_cell(row.get('ssim'), 3)} | {_cell(row.get('lpips'), 3)} | "
+                             f"{_cell(row.get('warping_error'), 6)} |")
         lines += ["", "Training seconds until a method's probe LPIPS reached another's final one (- never):", "",
                   "| task | method | " + " | ".join(f"to {m}" for m in ("shotfit", "pix2pix", "texler", "identity")) + " |",
                   "|---|---|---|---|---|---|"]

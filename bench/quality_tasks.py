@@ -7,6 +7,9 @@ frames each method is scored on.
 - ``face-stylise``, ``face-smooth``: :mod:`bench.face_effects` on the talking-head clip
   (410x412, 169 frames; keyframes 0, 56, 112, 168). ``pexels-stylise`` and ``pexels-smooth`` do the
   same on the larger Pexels clip (540x960, 353 frames), about four times the render time.
+- ``face-markers``, ``bedroom-wire``, ``bedroom-cartoon``: local edits (:mod:`bench.local_edits`):
+  tracking markers and a rig wire painted out, and a posterised cartoon on a fast clip; their
+  ``psnr_edited`` (inside the region the edit changed) is the score an artist sees first.
 
 Every task is scored on every other frame of its clip, keyframes excluded (the bedroom preset
 already keeps every other frame, so all of its non-key frames count), or, with ``max_scored``, on
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.face_effects import FACE_CLIPS, write_face_shot
+from bench.local_edits import LOCAL_EDITS, write_local_edit_shot
 from bench.presets import preset_shot, shared_data_folder
 from shotfit.errors import ShotfitError
 from shotfit.io import open_shot
@@ -31,7 +35,7 @@ from shotfit.sample_footage import prepare_sample
 DEFAULT_TASKS = ("sample", "bedroom-whitebalance", "bike-enhancement", "face-stylise", "face-smooth")
 FACE_TASKS = {f"{clip}-{effect}".replace("driving-", "face-"): (clip, effect)
               for clip in FACE_CLIPS for effect in ("stylise", "smooth")}
-TASKS = (*DEFAULT_TASKS, *(name for name in FACE_TASKS if name not in DEFAULT_TASKS))
+TASKS = (*DEFAULT_TASKS, *(name for name in FACE_TASKS if name not in DEFAULT_TASKS), *LOCAL_EDITS)
 PROBE_FRAMES = 3
 
 
@@ -89,6 +93,9 @@ def prepare_task(name: str, out: Path, shared_data: Path | None = None, max_scor
         shot = preset_shot(name, out, shared_data)
         source, keyframes, truth = shot.source, shot.keyframes, shot.truth
         keys = tuple(open_shot(keyframes).frames)
+        frames = open_shot(source).frames
+    elif name in LOCAL_EDITS:
+        source, keyframes, truth, keys = write_local_edit_shot(name, shared_data_folder(shared_data), folder)
         frames = open_shot(source).frames
     else:
         raise ShotfitError(f"unknown quality task {name!r} (known: {', '.join(TASKS)})")

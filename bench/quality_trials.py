@@ -155,7 +155,7 @@ def score_task(task: Task, predict: Predict, lpips_net: Any) -> tuple[dict[str, 
         logging.getLogger("shotfit.evaluate.report").setLevel(logging.ERROR)
         report = evaluate_frames(predictions, open_shot(task.truth), source, lpips_net=lpips_net)
     summary = report.summary()
-    scores = {key: _finite(summary[key]) for key in ("psnr", "ssim", "lpips")}
+    scores = {key: _finite(summary[key]) for key in ("psnr", "psnr_edited", "ssim", "lpips")}
     # only pairs one step of the every-other-frame list apart (scored frames may be spread pairs)
     counted = set(task.pairs) if task.pairs else None
     pairs = [p for p in report.pairs if (counted is None or (p.frame, p.next_frame) in counted)

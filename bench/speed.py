@@ -5,6 +5,7 @@
     python bench/speed.py --run RUN --frame F.jpg  # a trained network and a real frame (the code-value
                                                    # differences mean most on those)
     python bench/speed.py --quick                  # seconds: tiny sizes, for a smoke test
+    python bench/speed.py --skip peak,render,train,memory   # only training beside a busy core
 
 Prints one JSON object (and writes it to --out when given). docs/performance.md reads these numbers.
 """
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench import speed_harness as speed  # noqa: E402
+from bench.speed_contention import measure_contention  # noqa: E402
 from bench.speed_training import measure_training  # noqa: E402
 from shotfit.archs import build_network, resolve_network_args  # noqa: E402
 from shotfit.config import Config, apply_overrides  # noqa: E402
@@ -52,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-sizes", default="4K,8K", help="sizes whose peak memory is measured ('' skips)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats after one warm-up")
     parser.add_argument("--curve-steps", type=int, default=60, help="training steps of the loss-curve check (0 skips)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: peak, render, train, memory")
+    parser.add_argument("--contention-policies", default="old,new", help="thread policies trained quiet and beside "
+                        "a busy core (old, new, THREADS:WAIT; bench/speed_contention.py)")
+    parser.add_argument("--contention-rounds", type=int, default=3, help="quiet and loaded phases per policy")
+    parser.add_argument("--contention-seconds", type=float, default=8.0, help="length of each phase")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: peak, render, train, "
+                        "contention, memory")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and networks, for a smoke test")
     parser.add_argument("--out", type=Path, help="also write the JSON there")
     args = parser.parse_args(argv)
@@ -90,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             result["train"] = measure_training(cfg, device, args.repeats,
                                                min(args.curve_steps, 6) if args.quick else args.curve_steps,
                                                args.keyframes)
+            _save(args.out, result)
+        if "contention" not in skip and device.type == "cpu":
+            result["contention"] = measure_contention(args.contention_policies.split(","),
+                                                      1 if args.quick else args.contention_rounds,
+                                                      1.0 if args.quick else args.contention_seconds, quick=args.quick)
             _save(args.out, result)
         if "memory" not in skip and args.memory_sizes and not args.quick:
             result["memory"] = speed.measure_memory(args.memory_sizes.split(","), args.device)

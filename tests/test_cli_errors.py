@@ -7,6 +7,7 @@ that the files which existed before the command are unchanged and that it wrote 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -187,11 +188,33 @@ def test_nan_or_inf_in_an_exr(tmp_path: Path, bad: float):
     ("model.width=0", ["width", "integer from 1 to 1024", "0"]),
     ("model.width=100000", ["width", "integer from 1 to 1024", "100000"]),
     ("data.batch_size=1e12", ["data.batch_size = 1000000000000", "out of range", "<= 1024", "--set"]),
+    ("train.seed=1e30", ["train.seed = 1000000000000000019884624838656", "out of range",
+                         "<= 18446744073709551615", "--set"]),
+    ("train.weight_decay=.inf", ["train.weight_decay = inf", "must be a finite number", "--set"]),
+    ("train.grad_clip=.nan", ["train.grad_clip = nan", "must be a finite number", "--set"]),
     ("train.steps", ["'train.steps'", "section.key=value"]),
 ])
 def test_bad_override(plates: Path, override: str, fragments: list[str]):
     before = snapshot(plates)
     assert_names(fails(*train_args("src", "keys", "run", "--set", override)), *fragments)
+    assert_unchanged(before, plates)
+
+
+@pytest.mark.parametrize(("overrides", "line"), [
+    (["model.arch=nafnet", "model.width=100000"], "architecture 'nafnet': width must be an integer from 1 to 1024, "
+     "got 100000"),
+    (["model.arch=convnext_unet", "model.width=100000"], "architecture 'convnext_unet': width must be an integer "
+     "from 1 to 1024, got 100000"),
+    (["model.arch=mambair", "model.embed_dim=100000"], "architecture 'mambair': embed_dim must be an integer from 1 "
+     "to 1024, got 100000"),
+    (["model.arch=swinir", "model.embed_dim=100000"], "architecture 'swinir': embed_dim must be an integer from 1 "
+     "to 1024, got 100000"),
+])
+def test_a_network_that_would_exhaust_the_machine(plates: Path, overrides: list[str], line: str):
+    before = snapshot(plates)
+    sets = [arg for override in overrides for arg in ("--set", override)]  # not the tiny U-Net's options
+    assert fails("train", "--source", "src", "--target", "keys", "--out", "run", "--steps", "1", "--device", "cpu",
+                 "--no-track", *sets) == f"shotfit: {line}"
     assert_unchanged(before, plates)
 
 
@@ -286,6 +309,54 @@ def test_eval_of_frames_without_a_ground_truth(shot: Path):
     assert_unchanged(before, shot)
 
 
+# --- frames and patches smaller than LPIPS needs (21 pixels a side) -------------------------------
+
+def write_small_shot(size: int) -> None:
+    shots.write_shot(Path("src"), make=lambda f: cv2.resize(plate(f), (size, size), interpolation=cv2.INTER_AREA))
+    shots.write_shot(Path("keys"), KEYFRAMES,
+                     make=lambda f: edit(cv2.resize(plate(f), (size, size), interpolation=cv2.INTER_AREA)))
+
+
+def test_keyframes_smaller_than_the_lpips_loss_needs(tmp_path: Path):
+    write_small_shot(16)
+    before = snapshot(tmp_path)
+    assert fails(*train_args("src", "keys", "run", "--set", "loss.lpips=0.1")) == (
+        "shotfit: keyframe 'keys/plate.1001.png' is 16x16, smaller than the 21x21 pixels the LPIPS loss needs: "
+        "set loss.lpips to 0 to train on frames this small")
+    assert_unchanged(before, tmp_path)
+
+
+def test_frames_too_small_for_lpips_train_validate_and_evaluate_without_it(tmp_path: Path):
+    write_small_shot(16)
+    trained = succeeds(*train_args("src", "keys", "run", "--set", "data.validation_frames=[1004]",
+                                   "--set", "train.validate_every=1"))
+    note = "the frames are 16x16, smaller than the 21x21 pixels LPIPS needs"
+    assert trained.stderr.count("val/lpips is left out") == 1 and note in " ".join(trained.stderr.split())
+    validations = json.loads(Path("run/metrics.json").read_text())["validations"]
+    assert [sorted(v) for v in validations] == [["step", "val/psnr", "val/ssim"]] * 3
+    scored = succeeds("eval", "--pred", "src", "--truth", "src", "--json", "eval.json")
+    assert f"LPIPS is not scored: {note}" in " ".join(scored.stderr.split())
+    report = json.loads(Path("eval.json").read_text())
+    assert report["summary"]["lpips"] is None and report["summary"]["ssim"] == 1.0
+    assert report["notes"] == [f"LPIPS is not scored: {note}"]
+
+
+@pytest.mark.parametrize("patch", [16, 20])
+def test_patches_smaller_than_the_lpips_loss_needs(plates: Path, patch: int):
+    before = snapshot(plates)
+    assert fails(*train_args("src", "keys", "run", "--set", "loss.lpips=0.1", "--set",
+                             f"augment.patch_size={patch}")) == (
+        f"shotfit: augment.patch_size = {patch} is smaller than the 21x21 pixels the LPIPS loss needs: raise it to "
+        "at least 21, or set loss.lpips to 0")
+    assert_unchanged(before, plates)
+
+
+def test_the_smallest_patch_lpips_takes_trains(plates: Path):
+    succeeds(*train_args("src", "keys", "run", "--set", "loss.lpips=0.1", "--set", "augment.patch_size=21",
+                         steps=1))
+    assert json.loads(Path("run/metrics.json").read_text())["final"]["lpips"] > 0
+
+
 # --- run folders -------------------------------------------------------------------------------
 
 def test_resume_with_another_architecture(shot: Path):
@@ -326,7 +397,7 @@ def test_render_of_a_damaged_model_file(shot: Path):
     whole = Path("run/model.pt").read_bytes()
     Path("run/model.pt").write_bytes(whole[: len(whole) // 2])
     before = snapshot(shot)
-    assert_names(fails(*render_args()), "checkpoint 'run/model.pt' cannot be read")
+    assert_names(fails(*render_args()), "'run/model.pt' is not a shotfit model file")
     assert_unchanged(before, shot)
 
 
@@ -335,7 +406,7 @@ def test_resume_from_a_damaged_checkpoint(shot: Path):
     checkpoint.write_bytes(b"PK\x03\x04 not the rest of a torch checkpoint")
     before = snapshot(shot)
     line = fails("train", "--no-track", "--source", "src", "--target", "keys", "--out", "run", "--resume", "--steps", "5")
-    assert_names(line, "checkpoint 'run/checkpoints/step_000003.pt' cannot be read")
+    assert_names(line, "'run/checkpoints/step_000003.pt' is not a shotfit checkpoint")
     assert_unchanged(before, shot)
 
 
@@ -401,7 +472,7 @@ def test_train_never_writes_among_the_plates(plates: Path, out: str, what: str):
 def test_render_out_that_is_a_file(shot: Path):
     Path("render").write_text("an artist's notes, where the render was to go")
     before = snapshot(shot)
-    assert fails(*render_args()) == "shotfit: output folder 'render/' is a file, not a folder"
+    assert fails(*render_args()) == "shotfit: output folder 'render' is a file, not a folder (--out)"
     assert_unchanged(before, shot)
 
 

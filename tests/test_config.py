@@ -165,6 +165,14 @@ def test_unknown_key_names_it_and_the_file(tmp_path):
     ("data:\n  mask_outside_weight: -0.5\n", "data.mask_outside_weight = -0.5 is out of range (must be >= 0.0)"),
     ("train:\n  amp: fp8\n", "train.amp = 'fp8' is not one of auto, off, bf16, fp16"),
     ("render:\n  tile: 16\n", "render.tile = 16 is out of range (must be >= 32, or 0 for the device's default)"),
+    ("render:\n  tile: 1e300\n", "render.tile = 1000000000000000052504760255204420248704468581108159154915854115511"),
+    ("render:\n  tile_overlap: 1e12\n", "render.tile_overlap = 1000000000000 is out of range (must be <= 524288)"),
+    ("train:\n  seed: 1e30\n", "train.seed = 1000000000000000019884624838656 is out of range (must be <= "
+     "18446744073709551615)"),
+    # no setting means anything at infinity or NaN (and NaN slips past a comparison)
+    ("train:\n  weight_decay: .inf\n", "train.weight_decay = inf must be a finite number"),
+    ("loss:\n  l1: .nan\n", "loss.l1 = nan must be a finite number"),
+    ("train:\n  grad_clip: -.inf\n", "train.grad_clip = -inf must be a finite number"),
 ])
 def test_out_of_range_names_key_value_and_file(tmp_path, text, expected):
     path = write_yaml(tmp_path / "shot.yaml", text)

@@ -1,18 +1,25 @@
-"""The run config over random valid values: every config survives YAML, and ``--set section.key=value`` sets
-exactly the value written. The values come from the fields' own types, ranges and choices, so a new setting
-is covered without a line here."""
+"""The run config over random values: every valid config survives YAML, ``--set section.key=value`` sets
+exactly the value written, and any value of any numeric setting (in range or not, 1e12, inf, NaN) either
+trains and renders a tiny shot or is refused in one line. The values come from the fields' own types,
+ranges and choices, so a new setting is covered without a line here."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 from typing import Any, get_type_hints
 
+import pytest
+import torch
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from shots import TINY, write_graded_shot
 
+from shotfit import api
 from shotfit.config import Config, ExtraLossConfig, ModelConfig, apply_overrides, load_config, save_config
-from shotfit.errors import ConfigError
+from shotfit.errors import ConfigError, ShotfitError
 
 # printable text without line breaks: what a person types into a config file or after --set
 TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F, exclude_characters="\x7f"), max_size=12)
@@ -115,3 +122,75 @@ def test_an_override_changes_only_its_own_setting(cfg: Config, data: st.DataObje
         assume(False)
     written = [dataclasses.asdict(v) for v in value] if setting.name == "extra" else value
     assert apply_overrides(cfg, [f"{name}.{setting.name}={as_yaml(written)}"]) == expected
+
+
+# --- every numeric setting, any value: a tiny shot trains and renders, or one line says why -----------
+
+NUMERIC = [(name, f) for name in SECTIONS for f in dataclasses.fields(getattr(Config(), name))
+           if get_type_hints(type(getattr(Config(), name)))[f.name] in (int, float, int | None)]
+# What a hostile or careless hand types: the bounds and just past them, zero, negatives, numbers that
+# exhaust memory or time, and the floats that are no numbers.
+EXTREMES = (0, 1, -1, 10**12, 2**64, 10**30, 1e300, -1e300, math.inf, -math.inf, math.nan, 0.5)
+
+
+def any_value(name: str, setting: dataclasses.Field) -> st.SearchStrategy[Any]:
+    hint = get_type_hints(type(getattr(Config(), name)))[setting.name]
+    low, high = setting.metadata.get("low"), setting.metadata.get("high")
+    edges = [v for bound in (low, high) if bound is not None for v in (bound, bound - 1, bound + 1)]
+    return field_value(hint, setting) | st.sampled_from(EXTREMES + tuple(edges))
+
+
+# The tiny U-Net's own numeric options (tests.shots.TINY sets width 4, depth 2): their bounds, and the
+# largest value drawn within them. A 1024-wide network at its bounds trains with gigabytes (tests/archs
+# checks those bounds without memory); here the widths stay small enough for a shared machine.
+MODEL_OPTIONS = {"width": (1, 1024, 16), "depth": (0, 8, 8), "max_width": (1, 4096, 64)}
+
+
+def any_option_value(option: str) -> st.SearchStrategy[Any]:
+    low, high, drawn = MODEL_OPTIONS[option]
+    past = tuple(v for v in EXTREMES if not (isinstance(v, int) and drawn < v <= high))
+    return st.integers(low, drawn) | st.sampled_from(past + (low, low - 1, high + 1))
+
+
+@st.composite
+def numeric_overrides(draw: st.DrawFn) -> list[str]:
+    """One to three numeric settings (config fields or the network's options), each set to any value."""
+    names = [f"{name}.{setting.name}" for name, setting in NUMERIC] + [f"model.{o}" for o in MODEL_OPTIONS]
+    chosen = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
+    fields = {f"{name}.{setting.name}": (name, setting) for name, setting in NUMERIC}
+    return [f"{key}={as_yaml(draw(any_value(*fields[key]) if key in fields else any_option_value(key[6:])))}"
+            for key in chosen]
+
+
+@pytest.fixture(scope="module")
+def tiny_shot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_graded_shot(tmp_path_factory.mktemp("shot"), range(1, 4), keyframes=(1, 3))
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(overrides=numeric_overrides())
+# cases that once ended in a traceback or a refusal of a valid network, always tried
+@example(overrides=["train.seed=1000000000000000000000000000000"])
+@example(overrides=["train.weight_decay=.inf", "loss.l1=1.0e+300"])
+@example(overrides=["train.steps=1000000000000", "render.tile_overlap=1000000000000"])
+@example(overrides=["model.depth=8"])
+def test_any_numeric_setting_trains_and_renders_a_tiny_shot_or_is_one_line(
+        overrides: list[str], tiny_shot: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+    source, keys = tiny_shot
+    folder = tmp_path_factory.mktemp("try")
+    steps: list[int] = []
+    threads = torch.get_num_threads()
+    try:
+        # a few steps whatever train.steps says (1e12 trains until stopped): the run stops with a checkpoint
+        api.train(source, keys, folder / "run", overrides=(*TINY, *overrides), device="cpu",
+                  tracking=api.TrackingOptions(enabled=False), on_step=lambda report: steps.append(report.step),
+                  should_stop=lambda: len(steps) >= 2)
+        rendered = api.render(folder / "run", source, folder / "render", device="cpu")
+    except ShotfitError as err:
+        assert "\n" not in str(err) and str(err), repr(err)
+        return
+    finally:
+        torch.set_num_threads(threads)
+    assert steps and sorted(p.name for p in (folder / "render").iterdir()) == [
+        f"plate.{frame:04d}.png" for frame in range(1, 4)], rendered

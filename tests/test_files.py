@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
+from shotfit import files
 from shotfit.errors import ShotfitError
-from shotfit.files import atomic_path, ensure_writable_folder, refuse_inside, write_bytes_atomic, write_text_atomic
+from shotfit.files import (
+    atomic_path,
+    ensure_writable_folder,
+    partial_name,
+    refuse_inside,
+    remove_stale_partials,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 
 
 def listing(folder) -> list[str]:
@@ -85,6 +97,76 @@ def test_a_rename_that_fails_is_a_one_line_error_naming_the_file(tmp_path):
     assert "\n" not in message
     assert listing(tmp_path) == ["out.png"]
     assert (tmp_path / "out.png").is_dir()
+
+
+def test_the_file_and_then_its_rename_reach_the_disk(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        events.append(("replace", str(source)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with atomic_path(tmp_path / "plate.0042.png") as temp:
+        temp.write_bytes(b"pixels")
+    # the bytes before the rename (else a power cut can leave an empty file under the name), the folder after
+    assert events == [("fsync", str(temp)), ("replace", str(temp)), ("fsync", str(tmp_path))]
+
+
+# --- temporaries a killed process leaves -----------------------------------------------------------
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in socket.gethostname())
+
+
+def test_a_temporary_names_its_host_and_process(tmp_path):
+    name = partial_name(tmp_path / "plate.0042.exr")
+    assert name.startswith(f".plate.0042.partial-{_host()}-{os.getpid()}-") and name.endswith(".exr")
+
+
+def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead, host = _dead_pid(), _host()
+    old = 1_000_000_000  # 2001
+    names = {
+        "dead": f".plate.0001.partial-{host}-{dead}-0a1b2c3d.png",
+        "live": f".plate.0002.partial-{host}-{os.getpid()}-0a1b2c3d.png",
+        "other host, fresh": ".plate.0003.partial-render07-1234-0a1b2c3d.png",
+        "other host, a day old": ".plate.0004.partial-render07-1234-0a1b2c3d.png",
+        "the user's": ".notes.partial.txt",
+        "no suffix": f".metrics.partial-{host}-{dead}-0a1b2c3d",
+    }
+    for what, name in names.items():
+        (tmp_path / name).write_bytes(b"half")
+        if what == "other host, a day old":
+            os.utime(tmp_path / name, (old, old))
+    (tmp_path / f".run.partial-{host}-{dead}-0a1b2c3d").mkdir()  # a folder: not one of atomic_path's files
+    (tmp_path / "plate.0001.png").write_bytes(b"a frame")
+    removed = remove_stale_partials(tmp_path)
+    gone = {"dead", "other host, a day old", "no suffix"}
+    assert sorted(path.name for path in removed) == sorted(names[what] for what in gone)
+    left = sorted(os.listdir(tmp_path))
+    assert left == sorted([names[w] for w in names if w not in gone] + [f".run.partial-{host}-{dead}-0a1b2c3d",
+                                                                        "plate.0001.png"])
+    assert remove_stale_partials(tmp_path / "not here") == []
+
+
+def test_a_foreign_host_temporary_goes_once_older_than_the_limit(tmp_path, monkeypatch):
+    (tmp_path / ".plate.0003.partial-render07-1234-0a1b2c3d.png").write_bytes(b"half")
+    assert remove_stale_partials(tmp_path) == []
+    monkeypatch.setattr(files, "FOREIGN_PARTIAL_AGE_S", -1.0)
+    assert len(remove_stale_partials(tmp_path)) == 1
 
 
 # --- never among the plates ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Every path shotfit writes passes one guard: never among the plates, keyframes or truth, never over a
 file shotfit did not make, always with its kind's extension; a finished model is never replaced unasked.
 
-The property across commands: every output option of train, render, export and eval, pointed at a plate
+The property across commands: every output option of train, render, export, eval and suggest, pointed at a plate
 (or a new name inside a folder of inputs), is refused in one line, and every input's bytes stay as they were.
 """
 
@@ -26,9 +26,12 @@ def _process_state():
 
 @pytest.fixture
 def shot(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
-    """src/, keys/, truth/ and a trained run/ in the test's folder (the current directory), the run
-    recording these src/ and keys/ as what it was trained on (as a run trained here would)."""
+    """src/, keys/, truth/, pred/ (frames to score) and a trained run/ in the test's folder (the current
+    directory), the run recording these src/ and keys/ as what it was trained on (as a run trained here would)."""
     shots.copy_trained(tmp_path_factory, tmp_path)
+    shutil.copytree("truth", "pred")  # frames as a render would have left them, for eval --pred
+    Path("sweep.yaml").write_text("name: tiny\nsource: src\nkeyframes: keys\ntruth: truth\n"
+                                  "set: [model.width=4, model.depth=2]\nspace: {loss.l1: [1]}\n")
     info = json.loads(Path("run/run.json").read_text())
     Path("run/run.json").write_text(json.dumps({**info, "source": "src", "keyframes": "keys"}))
     return tmp_path
@@ -177,13 +180,31 @@ def _outputs(target: str) -> dict[str, list[str]]:
                             "--review", target],
         "export onnx --out": ["export", "--run", "run", "--format", "onnx", "--out", target],
         "export torchscript --out": ["export", "--run", "run", "--format", "torchscript", "--out", target],
-        "eval --json": ["eval", "--pred", "src", "--truth", "truth", "--source", "src", "--json", target],
+        "eval --json": ["eval", "--pred", "pred", "--truth", "truth", "--source", "src", "--json", target],
+        "sweep --out": ["sweep", "sweep.yaml", "--out", target, "--no-track"],
+        "bench archs --out": [*BENCH, "--out", target],
+        "bench archs --report": [*BENCH, "--out", "bench", "--report", target],
+        "cloud launch --out": ["cloud", "launch", "--config", "run/config.yaml", "--source", "src", "--target", "keys",
+                               "--dry-run", "--out", target],
+        "suggest --json": ["suggest", "--source", "src", "--count", "2", "--have", "keys", "--device", "cpu",
+                           "--json", target],
+        "suggest --sheet": ["suggest", "--source", "src", "--run", "run", "--device", "cpu", "--sheet", target],
     }
 
 
-# Each input folder, as a plate of it and as a new file of the option's own kind inside it.
-TARGETS = [f"{folder}/{name}" for folder in ("src", "keys", "truth")
-           for name in (PLATE, "new.onnx", "new.pt", "new.json", "new.mp4", "new")] + ["src", "keys/", "truth"]
+BENCH = ["bench", "archs", "--source", "src", "--target", "keys", "--truth", "truth", "--archs", "unet_attn",
+         "--steps", "1", "--seeds", "1", "--no-track"]
+
+
+# Each input folder, as a plate of it and as a new file of the option's own kind inside it; the run's own files.
+TARGETS = [f"{folder}/{name}" for folder in ("src", "keys", "truth", "pred")
+           for name in (PLATE, "new.onnx", "new.pt", "new.json", "new.mp4", "new")] + [
+    "src", "keys/", "truth", "pred", "run/model.pt", "run/checkpoints", "run/checkpoints/new"]
+
+# Which inputs each command reads (a render or an export reads the run, which names its source and keyframes).
+READS = {"train": ("src", "keys"), "render": ("src", "keys", "run"), "export": ("src", "keys", "run"),
+         "eval": ("src", "truth", "pred"), "sweep": ("src", "keys", "truth"), "bench": ("src", "keys", "truth"),
+         "cloud": ("src", "keys"), "suggest": ("src", "keys", "run")}
 
 
 # What a refusal says: among the inputs, over an input, the wrong kind of file, or over files not shotfit's.
@@ -191,23 +212,25 @@ REFUSALS = ("is inside the", "itself", "must end in", "is not empty and is not a
             "is a file, not a folder")
 KIND_NAMES = {"train --out": "run", "train --tensorboard": "tb", "render --out": "render",
               "render --review": "review.mp4", "export onnx --out": "model.onnx",
-              "export torchscript --out": "model.pt", "eval --json": "report.json"}
+              "export torchscript --out": "model.pt", "eval --json": "report.json", "sweep --out": "sweep",
+              "bench archs --out": "bench", "bench archs --report": "report", "cloud launch --out": "cloud",
+              "suggest --json": "picks.json", "suggest --sheet": "worst.png"}
 
 
 @pytest.mark.parametrize("option", list(_outputs("x")))
 def test_no_output_option_writes_among_the_inputs(shot: Path, option: str):
     for target in TARGETS:
-        if target.startswith("keys") and option.startswith(("render", "eval")):
-            continue  # render and eval do not read the keyframes
-        if target.startswith("truth") and not option.startswith("eval"):
-            continue  # only eval reads the truth
+        if not target.startswith(READS[option.split()[0]]):
+            continue  # not an input of this command
         before = snapshot(shot)
         line = fails(*_outputs(target)[option])
         assert any(reason in line for reason in REFUSALS), (option, target, line)
         assert_unchanged(before, shot)
     # a name of the option's own kind inside a folder of inputs is refused for being there, not for its name
     before = snapshot(shot)
-    assert "inside the source folder 'src/'" in fails(*_outputs("src/" + KIND_NAMES[option])[option]), option
+    line = fails(*_outputs("src/" + KIND_NAMES[option])[option])
+    # a sweep file's paths and bench's are resolved (the shot is read from anywhere): the folder is named in full
+    assert "inside the source folder '" in line and "src/'" in line, (option, line)
     assert_unchanged(before, shot)
 
 
@@ -219,6 +242,16 @@ def test_render_again_replaces_its_own_review_movie_but_not_a_foreign_one(shot: 
     line = fails(*render, "--review", "cut.mp4")
     assert "'cut.mp4' already exists and was not made by shotfit" in line and line.endswith("(--review)"), line
     assert Path("cut.mp4").read_bytes() == b"the editor's cut"
+
+
+def test_suggest_again_replaces_its_own_sheet_but_not_a_foreign_picture(shot: Path):
+    suggest = ["suggest", "--source", "src", "--run", "run", "--device", "cpu"]
+    succeeds(*suggest, "--sheet", "worst.png")
+    succeeds(*suggest, "--sheet", "worst.png")
+    Path("board.png").write_bytes(b"the artist's mood board")
+    line = fails(*suggest, "--sheet", "board.png")
+    assert "'board.png' already exists and was not made by shotfit" in line and line.endswith("(--sheet)"), line
+    assert Path("board.png").read_bytes() == b"the artist's mood board"
 
 
 def test_eval_again_replaces_its_own_report(shot: Path):

@@ -12,6 +12,7 @@ is built, and the resolved values are saved with every run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class _Section:
             kind = int if hint == int | None else hint
             if kind in _TYPE_WORDS and not _is_a(value, kind):
                 raise ConfigError(f"{where} must be {_TYPE_WORDS[kind]}")
+            if kind is float and not math.isfinite(value):  # no setting means anything at inf or NaN
+                raise ConfigError(f"{where} must be a finite number")
             low, high, choices = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{where} is not one of {', '.join(choices)}")
@@ -156,11 +159,12 @@ class TrainConfig(_Section):
     weight_decay: float = _opt(1e-4, low=0.0)
     warmup_steps: int = _opt(100, low=0)
     grad_clip: float = _opt(1.0, low=0.0, doc="max gradient norm; 0 turns clipping off")
-    seed: int = _opt(0, low=0)
+    seed: int = _opt(0, low=0, high=2**64 - 1, doc="as torch.manual_seed takes it")
     device: str = _opt("auto", doc="auto, cpu, cuda, cuda:N or mps")
     amp: str = _opt("auto", choices=("auto", "off", "bf16", "fp16"), doc="auto: bf16 on CUDA and on CPUs with "
                     "native bf16 (AVX-512-BF16, AMX), else fp32")
-    threads: int = _opt(0, low=0, high=1024, doc="CPU threads; 0 leaves torch its default (OMP_NUM_THREADS or one per core)")
+    threads: int = _opt(0, low=0, high=1024, doc="CPU threads; 0: OMP_NUM_THREADS when set, else the cores this "
+                      "process may use (CPU affinity, cgroup quota)")
     checkpoint_every: int = _opt(250, low=1)
     checkpoint_minutes: float = _opt(1.0, low=0.0, high=1440.0, doc="also checkpoint when this many minutes "
                                      "have passed since the last checkpoint, so a kill loses at most that; 0: off")
@@ -173,9 +177,11 @@ class TrainConfig(_Section):
 class RenderConfig(_Section):
     """Full-resolution inference."""
 
-    tile: int = _opt(0, low=0, doc="frames larger than this are rendered in overlapping tiles; 0: by device "
-                     "(CPU: frames up to 2K whole, larger in 1216 tiles, 4K under 2 GB; CUDA: 4096)")
-    tile_overlap: int | None = _opt(None, low=0, doc="unset: the network's reach, so seams cannot show")
+    # Upper bounds: a tile side of a million pixels is past any frame (a larger one would render it whole all the
+    # same), so a larger value is a slip of the hand, said at once rather than by the tiling mid-render.
+    tile: int = _opt(0, low=0, high=2**20, doc="frames larger than this are rendered in overlapping tiles; 0: by "
+                     "device (CPU: frames up to 2K whole, larger in 1216 tiles, 4K under 2 GB; CUDA: 4096)")
+    tile_overlap: int | None = _opt(None, low=0, high=2**19, doc="unset: the network's reach, so seams cannot show")
     blend: str = _opt("hann", choices=("hann", "linear"))
     precision: str = _opt("auto", choices=("auto", "fp32", "tf32", "bf16", "fp16"),
                           doc="auto: fp16 on CUDA for 8-bit outputs (checked against fp32 on the first "

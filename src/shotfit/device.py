@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import torch
 
+from shotfit.cpus import default_threads
 from shotfit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,15 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 
 def configure_threads(threads: int = 0) -> int:
-    """Use ``threads`` CPU threads for torch; 0 keeps torch's own choice (one per core, or
-    ``OMP_NUM_THREADS`` when set, so a farm's limits are respected).
+    """Use ``threads`` CPU threads for torch; 0: ``OMP_NUM_THREADS`` when set, else the cores this
+    process may use (its affinity and cgroup CPU quota, :func:`shotfit.cpus.available_cores`), where
+    torch alone would take every core of the machine, quota or not.
 
     The thread count is the whole process's: only entry points (the CLI, the SageMaker container, a
     sweep's trial worker) call this, never a library call that a server might run beside others.
     """
-    if threads > 0 and torch.get_num_threads() != threads:
+    threads = default_threads(threads)
+    if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

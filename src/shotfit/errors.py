@@ -44,3 +44,7 @@ def quoted(path: str | Path) -> str:
 
 class ExportError(ShotfitError):
     """An exported model does not reproduce the PyTorch network (nothing is written)."""
+
+
+class OutOfMemory(ShotfitError):
+    """The settings asked for more memory than the device has (a batch, patch, network or tile too large)."""

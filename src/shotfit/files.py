@@ -4,10 +4,15 @@ that every output path passes: never among the plates, never over a file shotfit
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import mmap
 import os
+import re
 import secrets
+import socket
+import stat
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,14 +27,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     A crash or an exception leaves the previous file (if any) untouched and no temporary behind.
     The temporary is hidden (a leading dot) so a folder scan during a render never picks it up, and
-    keeps the suffix, so writers that choose a format by extension still work.
+    keeps the suffix, so writers that choose a format by extension still work. Its name carries the
+    host and process that write it (:func:`partial_name`), so a later run can tell a temporary left by
+    a killed process (removed by :func:`remove_stale_partials`) from one another process is writing.
+
+    The file's bytes reach the disk (``fsync``) before the rename, and the rename itself (the folder
+    is synced) before this returns: after a power cut the path holds the old file or the new one,
+    never an empty or half-written one.
 
     Raises:
         ShotfitError: the folder cannot be created or written, naming it.
     """
     path = Path(path)
     folder = ensure_writable_folder(path.parent)
-    temp = folder / f".{path.stem}.partial-{secrets.token_hex(4)}{path.suffix}"
+    temp = folder / partial_name(path)
     try:
         # os.open rather than mkstemp: mkstemp's 0600 would make outputs unreadable to others on a farm.
         os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -37,13 +48,85 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise ShotfitError(f"folder {_folder_name(folder)} is not writable ({_reason(err)})") from None
     try:
         yield temp
+        _sync(temp)  # the writer (OpenCV, OpenEXR, torch...) has closed it; its bytes may still be in memory
         os.replace(temp, path)
+        _sync(folder)
     except OSError as err:
         temp.unlink(missing_ok=True)
         raise ShotfitError(f"cannot write {quoted(path)} ({_reason(err)})") from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _sync(path: Path) -> None:
+    """fsync a file or a folder (a folder: so that a rename in it survives a power cut)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# --- temporaries: whose they are, and which a killed process left -------------------------------
+
+# ".plate.0042.partial-render07-1234-0a1b2c3d.exr": the target's stem, the host, the pid, a random token, the suffix.
+_PARTIAL = re.compile(r"\.(?P<stem>.*)\.partial-(?P<host>[A-Za-z0-9-]*)-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\.[^.]*)?")
+# A temporary of another host (a render farm on shared storage) cannot be asked whether its writer lives:
+# one this old is left by a dead writer (one file is written in seconds or minutes, never a day).
+FOREIGN_PARTIAL_AGE_S = 24 * 3600
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def partial_name(path: Path) -> str:
+    """The name of a temporary for ``path``: hidden, with its host and process, ending in its suffix."""
+    return f".{path.stem}.partial-{_host()}-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}"
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Remove the temporaries a killed shotfit process left in ``folder``; return those removed.
+
+    Only files named as :func:`partial_name` names them count, and only when their writer is gone:
+    one of this host whose process no longer exists, or one of another host untouched for
+    :data:`FOREIGN_PARTIAL_AGE_S`. A temporary of a live process (another render into the same
+    folder) is never touched; a reused process id keeps a stale one a while longer, never the reverse.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # nothing to clean in a folder that is not there (or not readable)
+    host, now = _host(), time.time()
+    for entry in entries:
+        match = _PARTIAL.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if match["host"] == host:
+                stale = not _process_exists(int(match["pid"]))
+            else:
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > FOREIGN_PARTIAL_AGE_S
+            if stale:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue  # gone already (another process cleaned it), or not ours to remove
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: sends nothing, only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OverflowError:
+        return False
+    return True
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -68,6 +151,32 @@ def ensure_writable_folder(folder: str | Path) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ShotfitError(f"folder {_folder_name(folder)} is not writable (Permission denied)")
     return folder
+
+
+def not_a_file(path: str | Path) -> str | None:
+    """What is at ``path`` in words when it is not a regular file (links followed); None when it is one.
+
+    ``"a symlink loop"``, ``"a broken symlink (to 'x')"``, ``"a FIFO"``, ``"a socket"``, ``"a device"``,
+    ``"a folder"``, ``"missing"``. Only ``stat`` is asked, never ``open``: a FIFO named like a frame is
+    described, not read (reading one waits for a writer forever).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symlink loop"
+        if os.path.islink(path):
+            return f"a broken symlink (to {quoted(os.readlink(path))})"
+        return "missing" if err.errno == errno.ENOENT else f"unreadable ({_reason(err)})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
 
 
 # How the outputs a request names are called in messages.
@@ -139,12 +248,14 @@ def _torchscript_of_shotfit(path: Path) -> bool:
         return False
 
 
-def _report_of_shotfit(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and set(REPORT_KEYS) <= set(data)
+def _json_with_keys(keys: Sequence[str]) -> Callable[[Path], bool]:
+    def check(path: Path) -> bool:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and set(keys) <= set(data)
+    return check
 
 
 # The extra file TorchScript exports carry, the metadata key prefix ONNX exports carry, the keys of an
@@ -152,13 +263,22 @@ def _report_of_shotfit(path: Path) -> bool:
 TORCHSCRIPT_MARK = "shotfit.json"
 REPORT_KEYS = ("compared", "flow_from", "summary", "frames")
 REVIEW_COMMENT = "shotfit review movie"
+# The keys of a suggest list and the PNG text a suggest contact sheet carries.
+SUGGEST_KEYS = ("suggest", "frames", "cuts")
+SHEET_MARK = "shotfit suggest contact sheet"
 
 KINDS = {
     "onnx": OutputKind("ONNX model", (".onnx",), _holds_bytes(b"shotfit.version")),
     "torchscript": OutputKind("TorchScript model", (".pt", ".pth", ".torchscript"), _torchscript_of_shotfit),
-    "json": OutputKind("JSON report", (".json",), _report_of_shotfit),
+    "json": OutputKind("JSON report", (".json",), _json_with_keys(REPORT_KEYS)),
+    "suggestions": OutputKind("suggestion list", (".json",), _json_with_keys(SUGGEST_KEYS)),
+    "sheet": OutputKind("contact sheet", (".png",), _holds_bytes(SHEET_MARK.encode())),
     "review": OutputKind("review movie", (".mp4",), _holds_bytes(REVIEW_COMMENT.encode())),
     "tensorboard": OutputKind("TensorBoard folder", ()),
+    "frames": OutputKind("output folder", ()),
+    "sweep": OutputKind("sweep folder", ()),
+    "bench": OutputKind("benchmark folder", ()),
+    "launch": OutputKind("launch folder", ()),
 }
 
 # A frame pattern names files that do not exist under its own name (plate.####.png, plate.%04d.png, $F4, @@@@).
@@ -176,12 +296,13 @@ def guard_output(path: str | Path, kind: str, *, protected: Sequence[tuple[str, 
 
     - a path equal to or inside a protected folder (the plates, keyframes, truth, masks), or a
       protected video file itself: shotfit never writes among what the user gave it to read;
-    - a file whose suffix is not its kind's (``.onnx``, ``.pt``, ``.json``, ``.mp4``);
+    - a file whose suffix is not its kind's (``.onnx``, ``.pt``, ``.json``, ``.mp4``, ``.png``);
     - a folder where a file goes, or a file where a folder goes;
     - an existing file shotfit did not make. The rule: an existing file is replaced only when it lies
       in a shotfit run folder (its folder holds ``config.yaml`` and ``run.json``), or when it carries
       shotfit's mark for its kind (an ONNX export's ``shotfit.*`` metadata, a TorchScript export's
-      ``shotfit.json``, an evaluation report's keys, a review movie's comment). Anything else at that
+      ``shotfit.json``, an evaluation report's or a suggest list's keys, a review movie's comment, a
+      suggest contact sheet's PNG text). Anything else at that
       path is the user's, and stays.
 
     Args:

@@ -18,6 +18,8 @@ from torch import nn
 
 from shotfit import api
 from shotfit.archs import ARCHS, DeclaresTiling, Network, build_network, count_parameters, resolve_network_args
+from shotfit.archs.blocks import MAX_WIDTH
+from shotfit.archs.registry import MAX_PARAMETERS
 from shotfit.errors import ConfigError
 from shotfit.infer.tiling import tiled_forward
 from shotfit.runs.folder import load_state
@@ -232,3 +234,43 @@ def test_count_parameters_counts_trainable_ones_on_request():
     assert total == sum(p.numel() for p in net.parameters())
     net.head.requires_grad_(False)
     assert count_parameters(net, trainable_only=True) == total - sum(p.numel() for p in net.head.parameters())
+
+
+def width_option(arch: str) -> str:
+    """The option that sets an architecture's feature channels."""
+    return "width" if "width" in resolve_network_args(arch, {}) else "embed_dim"
+
+
+@pytest.mark.parametrize("arch", ARCHS.available())
+def test_a_width_that_would_exhaust_the_machine_is_one_line(arch):
+    option = width_option(arch)
+    # on the meta device: were the bound lost, the network would be built without memory and the test fail
+    with pytest.raises(ConfigError) as caught, torch.device("meta"):
+        build_network(arch, **{option: 100000})
+    assert str(caught.value) == f"architecture '{arch}': {option} must be an integer from 1 to {MAX_WIDTH}, got 100000"
+
+
+@pytest.mark.parametrize(("arch", "options", "millions"), [
+    ("unet_attn", {"width": 1024, "max_width": 4096, "depth": 8}, "6,232"),
+    ("nafnet", {"width": 1024}, "6,904"),
+    ("convnext_unet", {"width": 1024, "depths": [2, 2, 2, 2, 2]}, "8,044"),
+    ("swinir", {"embed_dim": 1024, "depths": [64] * 16}, "8,762"),
+])
+def test_options_at_their_bounds_that_multiply_past_the_parameter_cap_are_one_line(arch, options, millions):
+    # each option is within its own bound; together they would be tens of GB of weights (meta: see above)
+    with pytest.raises(ConfigError) as caught, torch.device("meta"):
+        build_network(arch, **options)
+    message = str(caught.value)
+    assert message.startswith(f"architecture '{arch}': these options make a network of {millions}M parameters, "
+                              "more than the 1,000M shotfit builds: lower some of ")
+    assert f"{width_option(arch)}=1024" in message and "\n" not in message
+
+
+def test_the_parameter_count_is_taken_without_drawing_random_numbers():
+    # the check builds the network on the meta device first: the seeded weights are those of a plain build
+    torch.manual_seed(3)
+    checked = build_network("swinir", **TINY["swinir"]).state_dict()
+    torch.manual_seed(3)
+    plain = ARCHS.get("swinir")(**resolve_network_args("swinir", TINY["swinir"])).state_dict()
+    assert all(torch.equal(checked[k], plain[k]) for k in plain)
+    assert MAX_PARAMETERS == 1_000_000_000

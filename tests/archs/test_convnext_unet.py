@@ -114,7 +114,8 @@ def test_plain_output_may_change_channel_count():
         ({"kernel_size": 33}, r"kernel_size must be an integer from 1 to 31, got 33"),
         ({"expansion": 0}, r"expansion must be an integer from 1 to 16, got 0"),
         ({"layer_scale_init": 2}, r"layer_scale_init must be a number from 0.0 to 1.0, got 2"),
-        ({"width": 0}, r"width must be an integer of at least 1, got 0"),
+        ({"width": 0}, r"width must be an integer from 1 to 1024, got 0"),
+        ({"width": 100000}, r"width must be an integer from 1 to 1024, got 100000"),
     ],
 )
 def test_bad_options_are_one_line_errors(options, message):

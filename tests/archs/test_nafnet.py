@@ -126,7 +126,8 @@ def test_tile_overlap_grows_with_the_window():
     ("options", "message"),
     [
         ({"out_channels": 1}, r"residual=True needs in_channels == out_channels \(got 3 and 1\)"),
-        ({"width": 0}, r"'nafnet': width must be an integer of at least 1, got 0"),
+        ({"width": 0}, r"'nafnet': width must be an integer from 1 to 1024, got 0"),
+        ({"width": 100000}, r"'nafnet': width must be an integer from 1 to 1024, got 100000"),
         ({"enc_blocks": 2}, r"'nafnet': enc_blocks must be a list of at most 8 block counts, one per level, got 2"),
         ({"enc_blocks": [1, -1]}, r"'nafnet': enc_blocks\[1\] must be an integer from 0 to 64, got -1"),
         ({"dec_blocks": [1, 1.5]}, r"'nafnet': dec_blocks\[1\] must be an integer from 0 to 64, got 1.5"),

@@ -129,7 +129,7 @@ def test_the_combined_report_says_who_reached_whose_quality_and_when():
 
     table = markdown(combined)
     assert "## steps-100" in table
-    assert "| a | pix2pix | 30.00 | 0.900 | 0.150 | 1.00e-03 | 100 | 1 |" in table
+    assert "| a | pix2pix | 30.00 | - | 0.900 | 0.150 | 1.00e-03 | 100 | 1 |" in table
     assert "| a | shotfit |  | 40 |  | 20 |" in table  # reached pix2pix's quality at 40 s (no texler here)
     assert "| a | pix2pix | - |  |  | 60 |" in table  # never reached shotfit's
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.speed_contention import parse_policy
 from bench.speed_harness import frame_size, measure_memory
+from shotfit.cpus import available_cores
 from shotfit.errors import ShotfitError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +54,18 @@ def test_quick_run_reports_every_part(tmp_path: Path):
     assert math.isclose(curves["naive"][0], curves["shotfit"][0], rel_tol=0.02)
     assert curves["naive"] != curves["naive_other_seed"]
 
+    contention = printed["contention"]
+    old, new = contention["policies"]["old"], contention["policies"]["new"]
+    # each policy in a process of its own, whatever the bench's own OMP_NUM_THREADS: torch's default
+    # threads and OpenMP's own wait, against shotfit's threads and passive wait
+    assert old["wait"] == "runtime default" and new["wait"] == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert new["threads"] == contention["cores_available"] == available_cores()
+    for policy in (old, new):
+        assert policy["quiet_steps"] >= 2 and policy["loaded_steps"] >= 2
+        assert policy["quiet_steps_per_s"] > 0 and policy["loaded_steps_per_s"] > 0
+        assert policy["kept"] == round(policy["loaded_steps_per_s"] / policy["quiet_steps_per_s"], 3)
+    assert set(contention["new_vs_old"]) == {"quiet", "loaded"}
+
 
 def test_memory_probe_runs_the_default_render_in_a_fresh_process():
     [row] = measure_memory(["160x96"], "cpu")
@@ -65,3 +79,13 @@ def test_frame_sizes_by_name_or_width_by_height():
     assert frame_size("640x360") == (360, 640)
     with pytest.raises(ShotfitError, match="frame size '4k' is not one of 1080p, 4K, 8K or WIDTHxHEIGHT"):
         frame_size("4k")
+
+
+def test_contention_policies_by_name():
+    assert parse_policy("1:passive").environment == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert parse_policy("2:spin=10000").environment == {"GOMP_SPINCOUNT": "10000"}
+    assert parse_policy("2:default").environment == {} and parse_policy("2:default").threads == 2
+    assert parse_policy("new").shotfit and not parse_policy("old").shotfit
+    for wrong in ("fast", "0:passive", "2:sleepy", "2:spin=x"):
+        with pytest.raises(ValueError, match=wrong):
+            parse_policy(wrong)

@@ -11,6 +11,7 @@ import pytest
 
 from shotfit.errors import FrameError
 from shotfit.evaluate import evaluate_frames, psnr
+from shotfit.losses import load_lpips
 
 FIRST = 1001
 
@@ -149,3 +150,51 @@ def test_scene_linear_shots_are_scored_in_acescct(shot, tmp_path):
     other = resolve_colour(exr, "ACES2065-1", "ACEScc")
     scored = evaluate_frames(open_shot(tmp_path / "pred"), open_shot(tmp_path / "truth"), colour=other)
     assert abs(scored.frames[1].psnr - expected) > 0.5
+
+
+def test_psnr_inside_the_painted_region_shows_a_smudge_the_frame_average_hides():
+    """A marker paint-out: the truth differs from the plate on a 6x6 dot. A prediction that leaves a faint
+    smudge there scores well over the frame but badly inside the painted region."""
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0.2, 0.8, (64, 64, 3)).astype(np.float32)
+    plate = clean.copy()
+    plate[20:26, 30:36] = 0.05  # the tracking marker the artist painted out
+    smudged = clean.copy()
+    smudged[20:26, 30:36] = clean[20:26, 30:36] * 0.8 + 0.05 * 0.2  # a ghost of the marker left
+
+    report = evaluate_frames({1: smudged}, {1: clean}, {1: plate})
+    row = report.frames[0]
+    assert row.psnr > 40 and row.psnr_edited < 30
+    region = row.edited_fraction * 64 * 64
+    assert 6 * 6 < region < 10 * 10  # the dot grown by up to 2 px a side (a round brush: not the corners)
+    dot_mse = float(np.mean((smudged[20:26, 30:36].astype(np.float64) - clean[20:26, 30:36]) ** 2))
+    assert row.psnr_edited == pytest.approx(-10 * math.log10(dot_mse * 36 / region), abs=1e-4)
+    assert report.summary()["psnr_edited"] == pytest.approx(row.psnr_edited)
+
+
+def test_without_a_source_or_an_edit_there_is_no_edited_region(shot):
+    source, truth, pred = shot
+    assert evaluate_frames(pred, truth).summary()["psnr_edited"] is None
+    untouched = evaluate_frames(pred, source, source)
+    assert untouched.frames[1].psnr_edited is None and untouched.frames[1].edited_fraction == 0.0
+    assert json.loads(json.dumps(untouched.to_dict()))["summary"]["psnr_edited"] is None
+
+
+def test_frames_too_small_for_lpips_are_scored_without_it_and_say_so(pan, caplog):
+    # 16x16 frames: LPIPS's trunk needs 21 a side; PSNR, SSIM and the warping error still apply
+    frames = dict(enumerate(pan(3, size=16), start=FIRST))
+    with caplog.at_level("WARNING", logger="shotfit"):
+        report = evaluate_frames(frames, frames, lpips_net=load_lpips())
+    assert [row.lpips for row in report.frames] == [None, None, None]
+    assert [row.ssim for row in report.frames] == [1.0, 1.0, 1.0]
+    note = "LPIPS is not scored: the frames are 16x16, smaller than the 21x21 pixels LPIPS needs"
+    assert report.notes == (note,)
+    assert [r.getMessage() for r in caplog.records] == [note]  # said once, not once a frame
+    data = report.to_dict()
+    assert data["summary"]["lpips"] is None and data["notes"] == [note]
+
+
+def test_frames_just_large_enough_for_lpips_get_a_score(pan):
+    frames = dict(enumerate(pan(2, size=21), start=FIRST))
+    report = evaluate_frames(frames, frames, lpips_net=load_lpips())
+    assert [row.lpips for row in report.frames] == [0.0, 0.0] and report.notes == ()

@@ -190,3 +190,13 @@ def test_any_valid_tiling_covers_every_pixel_once_in_weight(length, tile, overla
     assert (plan.total() > 0).all()  # the blend divides by it: every pixel has some tile's weight
     if overlap > 0:  # with room to feather, the weights already sum to one
         np.testing.assert_allclose(plan.total(), 1.0, rtol=0, atol=1e-9)
+
+
+def test_a_network_reaching_past_half_the_tile_renders_a_frame_that_fits_whole():
+    # a depth-8 U-Net reaches 4096 pixels: no 1216 tile could hold its overlap, but a 40x48 frame has no seam
+    net = build_network("unet_attn", width=2, depth=8).eval()
+    frame = structured_frame(40, 48)
+    with torch.no_grad():
+        assert torch.equal(tiled_forward(net, frame, tile=1216), net(frame))
+    with pytest.raises(ConfigError, match="too small for this network's default tile overlap of 4096 pixels"):
+        tiled_forward(net, structured_frame(40, 1300), tile=1216)  # a frame wider than the tile has seams

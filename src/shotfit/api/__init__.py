@@ -1,4 +1,5 @@
-"""The Python API: train, render, export, evaluate and benchmark. The CLI only parses arguments and calls these.
+"""The Python API: train, render, export, evaluate, suggest frames to paint, and benchmark. The CLI only
+parses arguments and calls these.
 
 Each command takes a request (:class:`TrainRequest`, :class:`RenderRequest`, :class:`ExportRequest`,
 :class:`EvaluateRequest`: frozen, typed; what the CLI, the SageMaker container and sweep trials build),
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from shotfit.api.benchmarking import ArchBenchResult, bench_archs
     from shotfit.api.cloud import JobsRequest, LaunchRequest, LaunchResult, fetch, launch, status, stop
     from shotfit.api.sample import DemoRequest, DemoResult, demo
+    from shotfit.api.suggesting import suggest
     from shotfit.api.sweeping import SweepRequest, sweep
     from shotfit.compare.archs import SAMPLE_SHOT, BenchShot
     from shotfit.engine.tracking_options import TrackingOptions
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from shotfit.runs.record import RunInfo
     from shotfit.search.results import SweepResult
     from shotfit.search.spec import load_sweep
+    from shotfit.suggest.request import SuggestedFrame, SuggestRequest, SuggestResult
+    from shotfit.suggest.workflow import SuggestProgress
     from shotfit.workflows.exporting import ExportResult, export
     from shotfit.workflows.rendering import evaluate, render
     from shotfit.workflows.requests import EvaluateRequest, ExportRequest, RenderRequest, TrainCallbacks, TrainRequest
@@ -55,6 +59,9 @@ _MODULES = {
     "shotfit.api.benchmarking": ('ArchBenchResult', 'bench_archs'),
     "shotfit.compare.archs": ('BenchShot', 'SAMPLE_SHOT'),
     "shotfit.api.cloud": ('LaunchRequest', 'LaunchResult', 'JobsRequest', 'launch', 'status', 'stop', 'fetch'),
+    "shotfit.suggest.request": ('SuggestRequest', 'SuggestResult', 'SuggestedFrame'),
+    "shotfit.suggest.workflow": ('SuggestProgress',),
+    "shotfit.api.suggesting": ('suggest',),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -74,6 +81,10 @@ __all__ = [
     "RunInfo",
     "SAMPLE_SHOT",
     "StoppedBy",
+    "SuggestProgress",
+    "SuggestRequest",
+    "SuggestResult",
+    "SuggestedFrame",
     "SweepRequest",
     "SweepResult",
     "TrackingOptions",
@@ -91,6 +102,7 @@ __all__ = [
     "render",
     "status",
     "stop",
+    "suggest",
     "sweep",
     "train",
 ]

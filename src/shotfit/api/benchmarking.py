@@ -23,6 +23,7 @@ from shotfit.compare.archs import (
 from shotfit.compare.costs import measure_costs
 from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.errors import ConfigError
+from shotfit.files import guard_output
 
 log = logging.getLogger(__name__)
 COSTS_FILE = "costs.json"
@@ -70,7 +71,11 @@ def bench_archs(shot: BenchShot, out: str | Path, archs: Sequence[str] | None = 
                            BenchBudget(minutes=minutes) if minutes else None) if b is not None]
     if not budgets:
         raise ConfigError("give a step budget, a wall-clock budget (minutes), or both", parameter="steps")
-    out = Path(out)
+    inputs = [(what, path) for what, path in (("source", shot.source), ("keyframes", shot.keyframes),
+                                              ("truth", shot.truth)) if path is not None]
+    out = guard_output(out, "bench", protected=inputs, parameter="out")
+    if report_dir is not None:
+        guard_output(report_dir, "bench", protected=inputs, parameter="report_dir")
     out.mkdir(parents=True, exist_ok=True)
     cfg = bench_config(overrides)  # checks the overrides before anything trains
     if train:

@@ -30,6 +30,7 @@ from shotfit.cloud.records import recorded_jobs
 from shotfit.cloud.shot_upload import ShotPaths, describe_size, read_shot
 from shotfit.cloud.status import JobState, Regions, watch
 from shotfit.errors import ConfigError
+from shotfit.files import guard_output
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ def launch(request: LaunchRequest, say: Callable[[str], None] | None = None, on_
         if request.source is not None and request.keyframes is not None else None
     choice = choose(request.sweep, request.top, request.configs, shot, request.masks, request.hold_out,
                     request.overrides)
+    inputs = [(what, path) for what, path in (("source", choice.shot.source), ("keyframes", choice.shot.keyframes),
+                                              ("masks", choice.shot.masks)) if path and path != "alpha"]
+    guard_output(request.out, "launch", protected=inputs, parameter="out")  # before anything is read or started
     options = LaunchOptions(image=request.image, role=request.role,
                             s3=S3Location.parse(request.s3) if request.s3 else None,
                             instance_type=request.instance_type, spot=request.spot, minutes=request.minutes,

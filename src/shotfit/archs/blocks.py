@@ -18,6 +18,11 @@ DOWNSAMPLE_MODES = ("max", "avg")
 # Inputs are held this far inside ±1 before atanh. 16-bit white comes back as 1 - 0.5e-5 on [0, 1],
 # a third of a code value, so it still rounds to 65535; a larger eps would let white drift.
 RESIDUAL_EPS = 1e-5
+#: The most feature channels any network's width option (``width``, ``embed_dim``) takes: far above a useful
+#: few-shot network, far below one whose weights alone exhaust memory, so ``model.width=100000`` is one
+#: line rather than an allocator error. Wide options that multiply (width and depth) are bounded by
+#: :data:`shotfit.archs.registry.MAX_PARAMETERS` as well.
+MAX_WIDTH = 1024
 
 
 def check_int(arch: str, name: str, value: object, low: int = 1, high: int | None = None) -> int:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shotfit.archs.base import Network
-from shotfit.archs.blocks import check_float, check_int
+from shotfit.archs.blocks import MAX_WIDTH, check_float, check_int
 from shotfit.archs.registry import ARCHS
 from shotfit.errors import ConfigError
 
@@ -114,7 +114,7 @@ class ConvNeXtUNet(Network):
     Args:
         in_channels: channels of the input frame.
         out_channels: channels of the output frame.
-        width: channels at full resolution (>= 1); each level down doubles them.
+        width: channels at full resolution, 1 to 1024; each level down doubles them.
         depths: ConvNeXt blocks per level, a list or tuple of 1 to 9 counts (each 0 to 64): one per
             encoder level (the decoder mirrors it) and the last for the bottleneck. Its length minus
             one is the number of 2x downsamplings; ``[2]`` is a plain full-resolution stack.
@@ -151,7 +151,7 @@ class ConvNeXtUNet(Network):
         layer_scale_init: float = 1e-6,
         residual: bool = True,
     ) -> None:
-        check_int(ARCH, "width", width)
+        check_int(ARCH, "width", width, high=MAX_WIDTH)
         depths = _check_depths(depths)
         if check_int(ARCH, "kernel_size", kernel_size, high=31) % 2 == 0:
             raise ConfigError(f"architecture {ARCH!r}: kernel_size must be odd (it is centred), got {kernel_size!r}")

@@ -14,11 +14,13 @@ from mambapy.pscan import pscan
 from torch import Tensor, nn
 
 from shotfit.archs.base import Network
-from shotfit.archs.blocks import check_float, check_int
+from shotfit.archs.blocks import MAX_WIDTH, check_float, check_int
 from shotfit.archs.registry import ARCHS
 from shotfit.errors import ConfigError
 
 ARCH = "mambair"
+MAX_GROUPS = 16  # residual groups, and blocks in each: as SwinIR's bounds
+MAX_BLOCKS = 64
 # row-major, column-major, and both reversed: every pixel hears from the whole frame on every side
 SCAN_DIRECTIONS = 4
 # Longest stretch of the scan whose (B, T, d_state, 4 * d_inner) state is materialised at once, so
@@ -279,8 +281,9 @@ class MambaIR(Network):
     Args:
         in_channels: channels of the input frame.
         out_channels: channels of the output frame.
-        embed_dim: feature channels throughout (>= 1); the scan sees ``int(expand * embed_dim)``.
-        depths: blocks per residual group, one group per entry (each >= 1); MambaIR uses six 6s.
+        embed_dim: feature channels throughout, 1 to 1024; the scan sees ``int(expand * embed_dim)``.
+        depths: blocks per residual group, one group per entry (1 to 16 groups of 1 to 64 blocks);
+            MambaIR uses six 6s.
         d_state: size of each scanned channel's state, 1 to 64 (MambaIR: 16). The scan's time and
             memory grow with it (a step at 4 took 1.6 times as long as at 2); 2 keeps two decay
             rates per channel, and a few keyframes constrain few parameters anyway.
@@ -327,14 +330,13 @@ class MambaIR(Network):
         residual: bool = True,
     ) -> None:
         arch = ARCH
-        check_int(arch, "embed_dim", embed_dim)
-        if not isinstance(depths, (list, tuple)) or not depths or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths
-        ):
+        check_int(arch, "embed_dim", embed_dim, high=MAX_WIDTH)
+        if not isinstance(depths, (list, tuple)) or not 1 <= len(depths) <= MAX_GROUPS:
             raise ConfigError(
-                f"architecture {arch!r}: depths must be a non-empty list of block counts "
-                f"of at least 1, got {depths!r}"
+                f"architecture {arch!r}: depths must be a list of 1 to {MAX_GROUPS} block counts, got {depths!r}"
             )
+        for i, count in enumerate(depths):
+            check_int(arch, f"depths[{i}]", count, high=MAX_BLOCKS)
         check_int(arch, "d_state", d_state, high=64)
         check_float(arch, "expand", expand, 0.25, 4.0)
         check_int(arch, "compress_ratio", compress_ratio)

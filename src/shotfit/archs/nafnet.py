@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shotfit.archs.base import Network
-from shotfit.archs.blocks import check_int
+from shotfit.archs.blocks import MAX_WIDTH, check_int
 from shotfit.archs.registry import ARCHS
 from shotfit.errors import ConfigError
 
@@ -192,7 +192,7 @@ class NAFNet(Network):
     Args:
         in_channels: channels of the input frame.
         out_channels: channels of the output frame.
-        width: channels at full resolution (paper: 32), doubled at every level; 1 or more.
+        width: channels at full resolution (paper: 32), doubled at every level; 1 to 1024.
         enc_blocks: NAFBlocks at each encoder level, finest first, each followed by a downsampling
             (at most 8 levels, 0 to 64 blocks each); a list or tuple.
         middle_blocks: NAFBlocks at the coarsest resolution, 0 to 64.
@@ -236,7 +236,7 @@ class NAFNet(Network):
         pool_window: int = 128,
         residual: bool = True,
     ) -> None:
-        check_int(ARCH, "width", width)
+        check_int(ARCH, "width", width, high=MAX_WIDTH)
         encoder_counts = _check_block_counts("enc_blocks", enc_blocks)
         check_int(ARCH, "middle_blocks", middle_blocks, low=0, high=MAX_BLOCKS)
         decoder_counts = _check_block_counts("dec_blocks", dec_blocks)

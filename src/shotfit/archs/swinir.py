@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shotfit.archs.base import Network
-from shotfit.archs.blocks import check_float, check_int
+from shotfit.archs.blocks import MAX_WIDTH, check_float, check_int
 from shotfit.archs.registry import ARCHS
 from shotfit.errors import ConfigError
 
@@ -273,7 +273,7 @@ class SwinIR(Network):
         mlp_ratio: float = 2.0,
         residual: bool = True,
     ) -> None:
-        check_int(ARCH, "embed_dim", embed_dim, high=1024)
+        check_int(ARCH, "embed_dim", embed_dim, high=MAX_WIDTH)
         depths = _check_depths(depths)
         heads = _check_heads(num_heads, len(depths), embed_dim)
         check_int(ARCH, "window_size", window_size, low=2, high=64)

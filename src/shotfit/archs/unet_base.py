@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from shotfit.archs.base import Network
 from shotfit.archs.blocks import (
     DOWNSAMPLE_MODES,
+    MAX_WIDTH,
     UPSAMPLE_MODES,
     AttentionGate,
     DoubleConv,
@@ -87,7 +88,7 @@ class UNetBase(Network):
     ) -> None:
         arch = self.arch_name
         # Upper bounds far above any useful network, far below one whose weights alone exhaust memory.
-        check_int(arch, "width", width, high=1024)
+        check_int(arch, "width", width, high=MAX_WIDTH)
         check_int(arch, "max_width", max_width, high=4096)
         check_int(arch, "depth", depth, low=0, high=8)
         check_choice(arch, "upsample", upsample, UPSAMPLE_MODES)

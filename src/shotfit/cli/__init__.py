@@ -13,15 +13,19 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 # Each module registers its commands on ``app`` when imported.
-from shotfit.cli import bench, cloud, colour, commands  # noqa: F401
+from shotfit.cli import bench, cloud, colour, commands, serve, suggest  # noqa: F401
 from shotfit.cli.app import app, error_line
 from shotfit.cli.display import console
+from shotfit.cpus import use_passive_wait
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """The console script: usage mistakes are one line too, with exit status 2."""
+    # the command owns its process: OpenMP threads that sleep rather than spin on a busy machine, set
+    # before any command imports PyTorch (the runtime reads it once, as it loads); a user's choice stays
+    use_passive_wait()
     try:
         status = app(standalone_mode=False)
     except NoArgsIsHelpError as err:

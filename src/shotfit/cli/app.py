@@ -77,7 +77,7 @@ def use_training_threads(request: TrainRequest) -> None:
         threads = resolve_train_config(request, RunFolder(request.out)).train.threads
     except (ShotfitError, OSError, ValueError):
         return
-    _use_threads(threads)
+    use_threads(threads)
 
 
 def use_render_threads(run: Path) -> None:
@@ -86,16 +86,16 @@ def use_render_threads(run: Path) -> None:
         threads = RunFolder(run).read_config().train.threads
     except (ShotfitError, OSError, ValueError):
         return
-    _use_threads(threads)
+    use_threads(threads)
 
 
-def _use_threads(threads: int) -> None:
-    if threads > 0:
-        try:  # imports torch: not before a command needs it
-            from shotfit.device import configure_threads
-        except ImportError:  # no PyTorch here: the torch engine says so in its own line
-            return
-        configure_threads(threads)
+def use_threads(threads: int) -> None:
+    """``threads`` for torch; 0: the cores this process may use (see ``device.configure_threads``)."""
+    try:  # imports torch: not before a command needs it
+        from shotfit.device import configure_threads
+    except ImportError:  # no PyTorch here: the torch engine says so in its own line
+        return
+    configure_threads(threads)
 
 
 def error_line(text: str) -> None:

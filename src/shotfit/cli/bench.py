@@ -71,7 +71,7 @@ def bench_archs(
     # imports PyTorch, which `shotfit --help` should not wait for
     from shotfit.device import configure_threads
 
-    with user_errors():
+    with user_errors({"report_dir": "--report"}):
         size = _size(render_size)
         if source is not None:
             if target is None or truth is None:

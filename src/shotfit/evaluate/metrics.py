@@ -1,4 +1,5 @@
-"""Per-frame image metrics: PSNR, SSIM, LPIPS and high-frequency error between a prediction and its truth.
+"""Per-frame image metrics: PSNR (over the frame and inside the edited region), SSIM, LPIPS and high-frequency
+error between a prediction and its truth.
 
 Frames are numpy float arrays (H, W, C) or (H, W), display-referred in [0, 1], C = 1 or 3; scene-linear
 frames are brought into a log working space (OCIO) before they get here. Values are not clipped for PSNR and SSIM, so a
@@ -10,12 +11,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import pyrdown, pyrup
 from kornia.metrics import ssim as kornia_ssim
 
+from shotfit.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from shotfit.losses.lpips import load_lpips
 
 if TYPE_CHECKING:
@@ -39,6 +42,43 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     """
     _check_pair(pred, truth)
     mse = float(np.mean((pred.astype(np.float64) - truth.astype(np.float64)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+# A pixel is part of the edit when the truth differs from the plate by more than this in any channel
+# (about 8 codes of 255: above the grain and compression noise of a clean plate), grown by EDIT_GROW
+# pixels so the region's soft edges count too.
+EDIT_THRESHOLD = 0.03
+EDIT_GROW = 2
+
+
+def edited_region(truth: np.ndarray, plate: np.ndarray, threshold: float = EDIT_THRESHOLD,
+                  grow: int = EDIT_GROW) -> np.ndarray:
+    """Where the edit changed the plate: a (H, W) bool mask of pixels whose truth differs from the
+    plate by more than ``threshold`` in any channel, dilated by ``grow`` pixels.
+
+    A paint-out (a marker, a wire, a blemish removed) covers a few percent of the frame; a score over
+    the whole frame hides a smudge there, which is the first thing an artist sees at 1:1.
+    """
+    if truth.shape[:2] != plate.shape[:2]:
+        raise ValueError(f"truth {truth.shape} and plate {plate.shape} differ in size")
+    a = truth[..., None] if truth.ndim == 2 else truth
+    b = plate[..., None] if plate.ndim == 2 else plate
+    channels = min(a.shape[-1], b.shape[-1])
+    changed = np.abs(a[..., :channels].astype(np.float32) - b[..., :channels].astype(np.float32)).max(axis=-1)
+    mask = (changed > threshold).astype(np.uint8)
+    if grow > 0 and mask.any():
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return mask.astype(bool)
+
+
+def psnr_in(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float | None:
+    """PSNR in dB over the pixels of ``mask`` only ((H, W) bool); None when the mask is empty."""
+    _check_pair(pred, truth)
+    if not mask.any():
+        return None
+    diff = pred[mask].astype(np.float64) - truth[mask].astype(np.float64)
+    mse = float(np.mean(diff ** 2))
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
@@ -95,6 +135,18 @@ def lpips(pred: np.ndarray, truth: np.ndarray, net: nn.Module | None = None) -> 
     with torch.no_grad():
         distance = net(tensors[0], tensors[1])
     return float(distance.reshape(-1)[0])
+
+
+def lpips_skipped(shape: tuple[int, ...]) -> str | None:
+    """Why frames of ``shape`` (H, W, ...) get no LPIPS score, in words; None when they can be scored.
+
+    LPIPS's trunk needs :data:`~shotfit.losses.lpips.MIN_SIZE` pixels a side. Scores of smaller frames
+    are left out (None) with this note rather than failing the whole evaluation or validation.
+    """
+    height, width = shape[:2]
+    if min(height, width) >= LPIPS_MIN_SIZE:
+        return None
+    return f"the frames are {width}x{height}, smaller than the {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels LPIPS needs"
 
 
 def high_frequency_error(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from shotfit.errors import FrameError, quoted
-from shotfit.evaluate.metrics import high_frequency_error, lpips, psnr, ssim
+from shotfit.evaluate.metrics import edited_region, high_frequency_error, lpips, lpips_skipped, psnr, psnr_in, ssim
 from shotfit.evaluate.warping import flow_between, pair_warping_error
 from shotfit.io.colour import ColourPipeline, ColourSettings, resolve_colour
 from shotfit.io.sequence import display_path
@@ -53,13 +53,17 @@ Frames = ShotLike | Mapping[int, np.ndarray] | Iterable[tuple[int, np.ndarray]]
 @dataclass(frozen=True)
 class FrameScores:
     """Scores of one frame: PSNR in dB (``inf`` if identical), SSIM in [-1, 1], LPIPS >= 0 or None,
-    and the high-frequency error (>= 0; see :func:`~shotfit.evaluate.metrics.high_frequency_error`)."""
+    the high-frequency error (>= 0; see :func:`~shotfit.evaluate.metrics.high_frequency_error`), and
+    PSNR inside the edited region (where the truth differs from the source plate; None without a source
+    or where the edit left the frame as it was) with that region's share of the frame."""
 
     frame: int
     psnr: float
     ssim: float
     lpips: float | None
     hf_error: float
+    psnr_edited: float | None = None
+    edited_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,14 @@ class EvalReport:
         frames: per-frame scores in frame order (empty when no ground truth was given).
         pairs: per-pair warping errors in frame order.
         flow_from: ``"source"`` or ``"truth"``: whose optical flow the warping errors follow.
+        notes: what was not scored and why, in words (LPIPS on frames too small for it).
     """
 
     compared: tuple[int, ...]
     frames: tuple[FrameScores, ...]
     pairs: tuple[PairScores, ...]
     flow_from: str
+    notes: tuple[str, ...] = ()
 
     def summary(self, frames: Iterable[int] | None = None) -> dict[str, Any]:
         """Means over all compared frames, or over the subset ``frames`` (e.g. the held-out frames).
@@ -101,6 +107,7 @@ class EvalReport:
 
         Returns:
             ``{"frames": frames compared in the subset, "psnr", "ssim", "lpips" (None without LPIPS), "hf_error",
+            "psnr_edited" (None without a source, or when no frame's truth differs from its source),
             "warping_error" (prediction), "warping_error_truth" (None without truth),
             "pairs": pairs averaged, "flow_from"}``.
         """
@@ -116,6 +123,8 @@ class EvalReport:
             "ssim": _mean(r.ssim for r in rows),
             "lpips": _mean(r.lpips for r in rows) if has_lpips else None,
             "hf_error": _mean(r.hf_error for r in rows),
+            "psnr_edited": _mean(r.psnr_edited for r in rows if r.psnr_edited is not None)
+            if any(r.psnr_edited is not None for r in rows) else None,
             "warping_error": _mean(p.prediction for p in usable),
             "warping_error_truth": _mean(p.truth for p in usable) if has_truth else None,
             "pairs": len(usable),
@@ -133,7 +142,7 @@ class EvalReport:
 
         Returns:
             ``{"compared": number of frames, "flow_from", "summary", "subsets": {name: summary},
-            "frames": [per-frame scores], "pairs": [per-pair warping errors]}``.
+            "frames": [per-frame scores], "pairs": [per-pair warping errors], "notes": [what was not scored]}``.
         """
         return _json_safe({
             "compared": len(self.compared),
@@ -142,6 +151,7 @@ class EvalReport:
             "subsets": {name: self.summary(frames) for name, frames in (subsets or {}).items()},
             "frames": [asdict(r) for r in self.frames],
             "pairs": [asdict(p) for p in self.pairs],
+            "notes": list(self.notes),
         })
 
 
@@ -170,7 +180,9 @@ def evaluate_frames(
             error (then a source is needed for the flow).
         source: the plate the prediction was made from, any scale, same (H, W); its flow drives the warping
             error. Without it the flow comes from the ground truth.
-        lpips_net: an LPIPS module (``shotfit.losses.lpips.load_lpips()``); None skips LPIPS.
+        lpips_net: an LPIPS module (``shotfit.losses.lpips.load_lpips()``); None skips LPIPS. Frames too
+            small for LPIPS (:func:`~shotfit.evaluate.metrics.lpips_skipped`) are scored without it, with
+            a warning and a note in the report.
         flow_preset, occlusion: passed to :func:`shotfit.evaluate.warping.flow_between`.
         colour: how float shots are brought to [0, 1]: their source space and the working space they
             are scored in; default ``resolve_colour(format)`` (the OCIO config's scene_linear ->
@@ -205,6 +217,7 @@ def evaluate_frames(
 
     rows: list[FrameScores] = []
     pairs: list[PairScores] = []
+    notes: list[str] = []
     previous = None
     for frame in pred_frames.numbers:
         predicted = pred_frames.read(frame, check_range=True)
@@ -217,9 +230,16 @@ def evaluate_frames(
             raise FrameError(f"{source_frames.where(frame)} has shape {plate.shape}, "
                              f"{pred_frames.where(frame)} has {predicted.shape}")
         if target is not None:
-            distance = None if lpips_net is None else lpips(predicted, target, lpips_net)
+            skipped = None if lpips_net is None else lpips_skipped(predicted.shape)
+            if skipped is not None and f"LPIPS is not scored: {skipped}" not in notes:
+                notes.append(f"LPIPS is not scored: {skipped}")
+                logger.warning("%s", notes[-1])
+            distance = None if lpips_net is None or skipped else lpips(predicted, target, lpips_net)
+            region = None if source_frames is None else edited_region(target, plate)
             rows.append(FrameScores(frame, psnr(predicted, target), ssim(predicted, target), distance,
-                                    high_frequency_error(predicted, target)))
+                                    high_frequency_error(predicted, target),
+                                    None if region is None else psnr_in(predicted, target, region),
+                                    None if region is None else float(region.mean())))
         if previous is not None:
             pairs.append(_score_pair(previous, (frame, predicted, target, plate), flow_preset, occlusion))
         previous = (frame, predicted, target, plate)
@@ -227,7 +247,7 @@ def evaluate_frames(
     logger.info("compared %d frames; warping error along the %s's flow over %d pairs",
                 len(pred_frames.numbers), flow_from, len(pairs))
     return EvalReport(compared=tuple(pred_frames.numbers), frames=tuple(rows), pairs=tuple(pairs),
-                      flow_from=flow_from)
+                      flow_from=flow_from, notes=tuple(notes))
 
 
 class _FrameAccess:

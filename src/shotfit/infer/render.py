@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shotfit.errors import quoted
+from shotfit.errors import FrameError, quoted
+from shotfit.files import remove_stale_partials
 from shotfit.io import FrameExtras, PixelFormat, Shot, describe_gaps, read_with_extras, runs, write_image
 from shotfit.io.masks import ALPHA, alpha_mask, composite_outside, read_mask
 
@@ -88,10 +90,12 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
         first, last = shot.frames[0], shot.frames[-1]
         missing = runs(f for f in asked if first <= f <= last and f not in shot)
     fmt = fmt or shot.format
+    for stale in remove_stale_partials(out_dir):
+        log.info("removed %s, left by a render that was killed", quoted(stale))
     todo = []
     for frame in wanted:
         path = out_dir / shot.output_name(frame)
-        todo.append((frame, path, path.exists()))
+        todo.append((frame, path, _done(path)))
     pending = [f for f, _, exists in todo if not exists]
     started = time.monotonic()
     rendered = 0
@@ -106,6 +110,7 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
             if not exists:
                 read_frame, pixels, extras = next(reader)
                 assert read_frame == frame
+                _warn_of_depth(shot, frame, fmt)
                 result = predictor(pixels)
                 if masks is not None:
                     result = composite_outside(result, pixels, _mask(masks, shot, frame, pixels))
@@ -122,6 +127,29 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
         return RenderResult(rendered, skipped, seconds, out_dir, tuple(missing), written, stopped=True)
     log.info("rendered %d frames (%d already there) in %.1f s", rendered, skipped, seconds)
     return RenderResult(rendered, skipped, seconds, out_dir, tuple(missing), tuple(wanted))
+
+
+def _done(path: Path) -> bool:
+    """Whether a frame's output is already there, whole: it decodes. One that does not (zero bytes, cut
+    short by a copy or a full disk, not a frame file at all) is said and rendered again. Decoding costs
+    a fraction of rendering the frame, and only frames already there pay it."""
+    if not os.path.lexists(path):
+        return False
+    try:
+        read_with_extras(path)
+    except FrameError as err:
+        log.warning("%s: rendering it again", err)
+        return False
+    return True
+
+
+def _warn_of_depth(shot: Shot, frame: int, fmt: PixelFormat) -> None:
+    """Say when a frame is stored at another depth than the shot's first (a 16-bit plate among 8-bit ones):
+    the render writes every frame alike, so that one's depth changes."""
+    stored = shot.stored_format(frame)
+    if stored.dtype != shot.format.dtype:
+        log.warning("source frame %s is %s but the shot's first frame is %s: rendered to %s like the rest",
+                    quoted(shot.describe(frame)), stored.depth, shot.format.depth, fmt.depth)
 
 
 def write_review(shot: Shot, result: RenderResult, path: Path, fps: float | None = None,

@@ -60,8 +60,12 @@ def default_tile(tile: int, device_type: str = "cpu", height: int = 0, width: in
 
 
 def resolve_tiling(tile: int, overlap: int | None, blend: str, multiple: int = 1, max_tile: int | None = None,
-                   default_overlap: int = FALLBACK_OVERLAP) -> tuple[int, int]:
+                   default_overlap: int = FALLBACK_OVERLAP, frame: tuple[int, int] | None = None) -> tuple[int, int]:
     """Check a tiling request and fill in its defaults: the tile (capped at ``max_tile``) and the overlap.
+
+    ``frame`` (height, width), when given, is the frame to be rendered: one that fits in the tile has no
+    seam, so a network whose reach is wider than half the tile (a depth-8 U-Net) still renders it whole
+    instead of being refused; its overlap is then 0.
 
     Raises:
         ConfigError: ``tile``, ``overlap`` or ``blend`` out of range, in one line.
@@ -71,6 +75,8 @@ def resolve_tiling(tile: int, overlap: int | None, blend: str, multiple: int = 1
     if max_tile is not None and tile > int(max_tile):
         log.debug("tile %d capped at the network's max_tile %d", tile, max_tile)
         tile = int(max_tile)
+    if overlap is None and frame is not None and max(frame) <= tile:
+        return tile, 0
     if overlap is None:
         overlap = default_overlap
         if 2 * overlap > tile:
@@ -140,8 +146,8 @@ def tiled_apply(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tile: in
     """
     if x.ndim != 4:
         raise ValueError(f"tiled_apply expects frames of shape (B, C, H, W), got {list(x.shape)}")
-    tile, overlap = resolve_tiling(tile, overlap, blend, multiple, max_tile, default_overlap)
     height, width = x.shape[-2:]
+    tile, overlap = resolve_tiling(tile, overlap, blend, multiple, max_tile, default_overlap, (height, width))
     if height <= tile and width <= tile:
         return run(x)
     plan = plan_tiles(height, width, tile, overlap, multiple, blend)

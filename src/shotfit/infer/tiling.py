@@ -81,10 +81,10 @@ def tiled_forward(
     if x.dim() != 4:
         raise ValueError(f"tiled_forward expects frames of shape (B, C, H, W), got {list(x.shape)}")
     multiple, declared_overlap, max_tile = declared_tiling(net)
-    tile, overlap = resolve_tiling(tile, overlap, blend, multiple, max_tile, declared_overlap)
+    height, width = x.shape[-2], x.shape[-1]
+    tile, overlap = resolve_tiling(tile, overlap, blend, multiple, max_tile, declared_overlap, (height, width))
     if net.training:
         log.warning("tiled_forward: network is in training mode; BatchNorm statistics will differ per tile")
-    height, width = x.shape[-2], x.shape[-1]
     with torch.no_grad():
         if height <= tile and width <= tile:
             return net(x)

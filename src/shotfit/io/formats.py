@@ -118,11 +118,15 @@ class PixelFormat:
         """Bits per integer sample (8, 10, 12, 16); None for float formats."""
         return None if self.max_code is None else self.max_code.bit_length()
 
+    @property
+    def depth(self) -> str:
+        """The sample depth in words: ``"8-bit"``, ``"10-bit"``, ``"half"``, ``"float"``."""
+        return f"{self.bits}-bit" if self.bits else self.dtype
+
     def describe(self) -> str:
         """Short human form for messages: ``"16-bit RGBA .png"``, ``"half RGB .exr"``, ``"10-bit RGB .dpx"``."""
-        depth = f"{self.bits}-bit" if self.bits else self.dtype
         layout = {1: "grey", 3: "RGB", 4: "RGBA"}[self.channels]
-        return f"{depth} {layout} {self.ext}"
+        return f"{self.depth} {layout} {self.ext}"
 
 
 def integer_to_float(codes: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from shotfit.errors import FrameError, quoted
-from shotfit.files import write_bytes_atomic
+from shotfit.files import not_a_file, write_bytes_atomic
 from shotfit.io._quiet import native_output_held
 from shotfit.io.exr import encode_exr, read_exr
 from shotfit.io.formats import (
@@ -68,10 +68,11 @@ def read_with_extras(path: str | Path) -> tuple[np.ndarray, PixelFormat, FrameEx
     ext = canonical_ext(path)
     if ext is None:
         raise FrameError(f"{quoted(path)} is not a supported image type ({supported_list()})")
-    if not path.exists():
+    kind = not_a_file(path)
+    if kind == "missing":
         raise FrameError(f"{quoted(path)} does not exist")
-    if path.is_dir():
-        raise FrameError(f"{quoted(path)} is a folder, not an image")
+    if kind is not None:  # never opened: a FIFO would wait for a writer forever
+        raise FrameError(f"{quoted(path)} is {kind}, not an image")
     try:
         empty = path.stat().st_size == 0
     except OSError as err:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from shotfit.errors import ConfigError, FrameError, quoted
+from shotfit.files import not_a_file
 from shotfit.io.formats import FrameExtras, PixelFormat, canonical_ext, supported_list
 from shotfit.io.image import read_with_extras
 
@@ -185,6 +186,11 @@ class Shot:
         """File name for this frame in an output folder, keeping the source's naming and padding."""
         raise NotImplementedError
 
+    def stored_format(self, frame: int) -> PixelFormat:
+        """How frame ``frame`` is stored: :attr:`format` unless its own file differs (a 16-bit plate in an
+        8-bit shot). Known without decoding once the frame has been read."""
+        return self.format
+
     def close(self) -> None:
         """Release open files (videos); the shot stays usable and reopens them when needed."""
 
@@ -241,6 +247,8 @@ class FrameSequence(Shot):
     def __init__(self, path: str | Path, files: dict[int, Path], name_template: tuple[str, int, str] | None):
         self.path = Path(path)
         self._files = dict(sorted(files.items()))
+        # how each frame read so far is stored (a 16-bit file among 8-bit ones is read, and so seen, as such)
+        self._formats: dict[int, PixelFormat] = {}
         # (prefix, padding, suffix) for patterns; folders reuse each source file's own name.
         self._template = name_template
 
@@ -275,6 +283,7 @@ class FrameSequence(Shot):
         if "_first" not in self.__dict__ and frame == self.frames[0]:
             self.__dict__["_first"] = (pixels.shape, fmt)
         shape, first_fmt = self._first
+        self._formats[frame] = fmt
         if pixels.shape != shape or fmt.is_float != first_fmt.is_float:
             first = self._files[self.frames[0]]
             windows = extras.data_window is not None and pixels.shape[:2] != shape[:2]
@@ -285,6 +294,11 @@ class FrameSequence(Shot):
                    if windows else "")
             )
         return pixels, extras
+
+    def stored_format(self, frame: int) -> PixelFormat:
+        if frame not in self._formats:
+            self.read_with_extras(frame)  # not read yet: its file says
+        return self._formats[frame]
 
     def output_name(self, frame: int) -> str:
         path = self.file(frame)
@@ -324,7 +338,7 @@ def open_folder(folder: Path) -> FrameSequence:
     files: dict[int, Path] = {}
     ignored = 0
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or canonical_ext(path) is None:
+        if path.name.startswith(".") or canonical_ext(path) is None or not _frame_file(path):
             ignored += 1
             continue
         frame = frame_number(path)
@@ -359,12 +373,22 @@ def open_pattern(pattern: Path) -> FrameSequence:
     files = {}
     for path in folder.iterdir():
         match = matcher.fullmatch(path.name)
-        if match and path.is_file():
+        if match and _frame_file(path):
             files[int(match[1])] = path
     if not files:
         raise FrameError(f"{quoted(pattern)} matches no frames")
     log.debug("%s: %d frames", pattern, len(files))
     return FrameSequence(pattern, files, (prefix, padding, suffix))
+
+
+def _frame_file(path: Path) -> bool:
+    """Whether an entry named like a frame is a file to read; one that is not (a symlink loop, a broken
+    link, a FIFO, a folder) is skipped with a warning naming it, and never opened (a FIFO would wait)."""
+    kind = not_a_file(path)
+    if kind is None:
+        return True
+    log.warning("%s is %s, not a frame file: skipped", quoted(path), kind)
+    return False
 
 
 def _layout(shape: tuple[int, ...], fmt: PixelFormat) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from shotfit.errors import ConfigError, FrameError, quoted
+from shotfit.files import not_a_file
 from shotfit.io.formats import canonical_ext, supported_list
 from shotfit.io.sequence import VIDEO_EXTENSIONS, Shot, display_path, frames_span, is_pattern, open_folder, open_pattern
 from shotfit.io.video import VideoShot
@@ -35,9 +36,13 @@ def open_shot(spec: str | Path, *, first: int | None = None, last: int | None = 
     if path.is_dir():
         shot: Shot = open_folder(path)
     elif not path.exists():
+        if path.is_symlink():  # a link to itself or to nothing: say so, not that nothing is there
+            raise FrameError(f"{quoted(spec)} is {not_a_file(path)}")
         if not is_pattern(path):
             raise FrameError(f"{quoted(spec)} does not exist")
         shot = open_pattern(path)
+    elif (kind := not_a_file(path)) is not None:  # a FIFO named like a video would block its decoder
+        raise FrameError(f"{quoted(spec)} is {kind}, not a folder of frames, a frame pattern or a video file")
     elif path.suffix.lower() in VIDEO_EXTENSIONS:
         shot = VideoShot(path)
     else:

@@ -212,6 +212,12 @@ class LPIPS(nn.Module):
         return sum(F.interpolate(layer, size=size, mode="bilinear", align_corners=False)
                    for layer in self._layer_maps(a, b))
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's five ReLU stacks for ``x`` (B, C, H, W) in ``input_range``: what LPIPS compares,
+        before the per-pixel normalisation; ``shotfit suggest`` pools them into a frame's appearance."""
+        self._check(x, "x")
+        return self.net(self._to_trunk(x))
+
     def _layer_maps(self, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         self._check(a, "a")
         self._check(b, "b")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import errno
 import json
+import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,11 @@ from shotfit import __version__
 from shotfit.config import Config, load_config, save_config
 from shotfit.errors import RunError, quoted
 from shotfit.files import atomic_path, write_text_atomic
+from shotfit.io.masks import ALPHA
 from shotfit.runs.record import RunInfo
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.pt$")
+MODEL_FILE = "model.pt"
 
 
 class RunFolder:
@@ -39,7 +43,7 @@ class RunFolder:
         self.checkpoints = self.path / "checkpoints"
         self.previews = self.path / "previews"
         self.metrics_path = self.path / "metrics.json"
-        self.model_path = self.path / "model.pt"
+        self.model_path = self.path / MODEL_FILE
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -70,6 +74,19 @@ class RunFolder:
         self.require_run()
         data = read_json(self.info_path, what="run description")
         return RunInfo.from_dict(data, f"run description {quoted(self.info_path)}")
+
+    def inputs(self, info: RunInfo) -> list[tuple[str, str | Path]]:
+        """What a command working from this run must never write among or over, as (what, spec) pairs for
+        :func:`shotfit.files.guard_output`: the shot, keyframes and masks it was trained on, its model
+        and its checkpoints."""
+        inputs: list[tuple[str, str | Path]] = [
+            (what, spec) for what, spec in (("source", info.source), ("keyframes", info.keyframes),
+                                            ("masks", info.masks)) if spec and spec != ALPHA]
+        if self.model_path.is_file():
+            inputs.append(("trained model", self.model_path))
+        if self.checkpoints.is_dir():
+            inputs.append(("checkpoints", self.checkpoints))
+        return inputs
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.metrics_path, metrics)
@@ -135,18 +152,33 @@ def save_state(state: dict[str, Any], path: Path) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    """Load a checkpoint or model file; a damaged or foreign file is a one-line RunError."""
+    """Load a checkpoint or model file; a damaged or foreign file is a one-line RunError.
+
+    Every file shotfit saves is a PyTorch zip archive: anything else (random bytes, a file cut short,
+    whose zip directory at the end is missing) is said to be no shotfit file before torch reads it,
+    so the message speaks of the file, not of torch's loader options.
+    """
     import torch
 
+    what = "model file" if path.name == MODEL_FILE else "checkpoint"
+    try:
+        archive = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise RunError(f"{what} {quoted(path)} cannot be read ({err.strerror or type(err).__name__})") from None
+    if not archive:
+        if not path.exists():
+            raise RunError(f"{what} {quoted(path)} does not exist")
+        raise RunError(f"{quoted(path)} is not a shotfit {what} (damaged, cut short or made by another program)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise RunError(f"checkpoint {quoted(path)} does not exist") from None
+        raise RunError(f"{what} {quoted(path)} does not exist") from None
     except Exception as err:  # torch raises many kinds for damaged files
-        raise RunError(f"checkpoint {quoted(path)} cannot be read ({type(err).__name__}: "
-                       f"{str(err).splitlines()[0][:120] if str(err) else 'damaged file'})") from None
+        detail = "it holds objects other than weights" if isinstance(err, pickle.UnpicklingError) else (
+            f"{type(err).__name__}: {str(err).splitlines()[0][:120]}" if str(err) else "damaged file")
+        raise RunError(f"{quoted(path)} is not a shotfit {what} ({detail})") from None
     if not isinstance(state, dict) or "network" not in state or "arch" not in state:
-        raise RunError(f"{quoted(path)} is not a shotfit checkpoint")
+        raise RunError(f"{quoted(path)} is not a shotfit {what}")
     return state
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from shotfit.cpus import available_cores
+
 log = logging.getLogger(__name__)
 
 SOCKET_PATH_MAX = 107  # bytes in sun_path, less the terminating NUL (Linux; macOS: 103)
@@ -34,10 +36,9 @@ class Capacity:
 
 
 def available_cpus() -> int:
-    """Cores this process may use (its CPU affinity, which a container or a farm may narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may use: its CPU affinity and cgroup CPU quota, which a container or a farm
+    may narrow (:func:`shotfit.cpus.available_cores`)."""
+    return available_cores()
 
 
 def session_folder(out: Path) -> tuple[Path, bool]:

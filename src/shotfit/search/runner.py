@@ -25,7 +25,7 @@ from shotfit.config import save_config
 from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.engine.tracking_sweep import child_runs, end_run, finish_parent_run, start_parent_run, sweep_tracking_uri
 from shotfit.errors import RunError, ShotfitError, quoted
-from shotfit.files import write_text_atomic
+from shotfit.files import guard_output, write_text_atomic
 from shotfit.runs.folder import RunFolder
 from shotfit.search import results
 from shotfit.search.cluster import Capacity, concurrency, quiet_ray_environment, ray_session
@@ -86,7 +86,9 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None
     for module, why in (("optuna", spec.strategy == "optuna"), ("matplotlib", True)):
         if why and importlib.util.find_spec(module) is None:
             raise ShotfitError(f"this sweep needs {module}: pip install {module}")
-    out = Path(options.out).resolve()
+    inputs = [(what, path) for what, path in (("source", spec.source), ("keyframes", spec.keyframes),
+                                              ("masks", spec.masks), ("truth", spec.truth)) if path is not None]
+    out = guard_output(options.out, "sweep", protected=inputs, parameter="out").resolve()
     state = _check_state(spec, out, options.resume)
     plan = plan_sweep(spec, out)
     save_config(plan.base, out / "base.yaml")

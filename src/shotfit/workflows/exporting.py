@@ -19,9 +19,9 @@ from shotfit.files import atomic_path, guard_output
 from shotfit.infer.predictor import load_network
 from shotfit.infer.tiling import declared_tiling
 from shotfit.io import open_shot
-from shotfit.io.masks import ALPHA
 from shotfit.runs.folder import RunFolder
 from shotfit.runs.record import RunInfo
+from shotfit.workflows.memory import out_of_memory_as_error
 from shotfit.workflows.requests import ExportRequest, PathLike
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,11 @@ def export(request: ExportRequest | PathLike, fmt: str | None = None, out: PathL
 
 def run_export(request: ExportRequest) -> ExportResult:
     """Export as ``request`` says (see :func:`export`)."""
+    with out_of_memory_as_error("export", lambda: "the run's network is too large to export on this machine"):
+        return _export(request)
+
+
+def _export(request: ExportRequest) -> ExportResult:
     run, fmt, tolerance = request.run, request.format, request.tolerance
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -90,7 +95,7 @@ def run_export(request: ExportRequest) -> ExportResult:
         max_tile=max_tile, tile=cfg.render.tile, blend=cfg.render.blend)
     frames, checked = _check_frames(info, model_info)
     out = guard_output(request.out if request.out is not None else run_folder.path / DEFAULT_NAMES[fmt], fmt,
-                       protected=_inputs_of(info, run_folder))
+                       protected=run_folder.inputs(info))
     if fmt == "onnx":
         _require_onnx()
     writer = write_onnx if fmt == "onnx" else write_torchscript
@@ -104,18 +109,6 @@ def run_export(request: ExportRequest) -> ExportResult:
                               f"{quoted(out)}")
     log.info("exported %s to %s: max difference %.2e on %s", run_folder.path, out, difference, checked)
     return ExportResult(out, fmt, difference, checked)
-
-
-def _inputs_of(info: RunInfo, run_folder: RunFolder) -> list[tuple[str, PathLike]]:
-    """What an export must never write over: the run's shot, keyframes and masks, its model and checkpoints."""
-    inputs: list[tuple[str, PathLike]] = [
-        (what, spec) for what, spec in (("source", info.source), ("keyframes", info.keyframes), ("masks", info.masks))
-        if spec and spec != ALPHA]
-    if run_folder.model_path.is_file():
-        inputs.append(("trained model", run_folder.model_path))
-    if run_folder.checkpoints.is_dir():
-        inputs.append(("checkpoints", run_folder.checkpoints))
-    return inputs
 
 
 def _require_onnx() -> None:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from shotfit.errors import ConfigError, FrameError, RunError, ShotfitError, quoted
 from shotfit.export.metadata import DEFAULT_NAMES
-from shotfit.files import ensure_writable_folder, guard_output, plates_folder, refuse_inside
+from shotfit.files import ensure_writable_folder, guard_output
 from shotfit.infer.render import FrameDone, FramePredictor, RenderResult, render_shot, write_review
 from shotfit.io import ColourPipeline, PixelFormat, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.io.sequence import clip_range
 from shotfit.runs.folder import RunFolder, write_json
+from shotfit.workflows.memory import out_of_memory_as_error
 from shotfit.workflows.precedence import resolve_render_config
 from shotfit.workflows.requests import EvaluateRequest, PathLike, RenderRequest
 
@@ -39,13 +40,15 @@ class _Trained:
 
     ``name`` says it in messages (``run 'runs/x'``, ``'x.onnx'``); ``colour`` is how its data was colour
     managed, as run.json records it (``colour``, ``format``); ``channels`` what it sees; ``predictor``
-    builds the frame predictor once the colour pipeline and the output format are settled.
+    builds the frame predictor once the colour pipeline and the output format are settled; ``inputs``
+    what a render must not write among (the run's shot, keyframes and model; the model file).
     """
 
     name: str
     colour: Mapping[str, Any]
     channels: int | None
     predictor: Callable[[ColourPipeline, PixelFormat], FramePredictor]
+    inputs: tuple[tuple[str, PathLike], ...] = ()
 
 
 def render(request: RenderRequest | PathLike | None, source: PathLike | None = None, out: PathLike | None = None,
@@ -76,18 +79,29 @@ def render(request: RenderRequest | PathLike | None, source: PathLike | None = N
 def run_render(request: RenderRequest, *, on_frame: Callable[[FrameDone], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> RenderResult:
     """Render as ``request`` says (see :func:`render`)."""
+    with out_of_memory_as_error("rendering", _render_memory_advice, parameter="tile"):
+        return _render(request, on_frame, should_stop)
+
+
+def _render_memory_advice() -> str:
+    return "render in smaller tiles (render.tile, e.g. 512) or on a device with more memory"
+
+
+def _render(request: RenderRequest, on_frame: Callable[[FrameDone], None] | None,
+            should_stop: Callable[[], bool] | None) -> RenderResult:
     source, out, review, frames = request.source, request.out, request.review, request.frames
     if request.engine not in ENGINES:
         raise ConfigError(f"unknown render engine {request.engine!r} (known: {', '.join(ENGINES)})")
-    if review is not None:  # checked before the network loads: nothing is written over the inputs or a foreign file
-        inputs = [("source", source)] + ([("masks", request.mask)] if request.mask not in (None, ALPHA) else [])
-        guard_output(review, "review", protected=inputs, parameter="review")
     trained = _onnx_network(request) if request.engine == "onnxruntime" else _torch_network(request)
+    # checked before the network loads and the shot opens: nothing is written among or over the inputs
+    inputs = [("source", source), *([("masks", request.mask)] if request.mask not in (None, ALPHA) else []),
+              *trained.inputs]
+    guard_output(out, "frames", protected=inputs, parameter="out")
+    if review is not None:
+        guard_output(review, "review", protected=inputs, parameter="review")
     shot = open_shot(source, first=request.first, last=request.last)
     if (warning := shot.gaps_warning()) is not None:
         log.warning(warning)
-    if (folder := plates_folder(source)) is not None:
-        refuse_inside(out, folder)
     trained_dtype = trained.colour.get("format", {}).get("dtype")
     if shot.format.is_float != (trained_dtype in ("half", "float")):
         raise FrameError(f"source {quoted(source)} holds {shot.format.dtype} frames but {trained.name} "
@@ -144,7 +158,8 @@ def _torch_network(request: RenderRequest) -> _Trained:
         return Predictor(network, colour, torch_device, render_cfg.tile, render_cfg.tile_overlap, render_cfg.blend,
                          render_cfg.precision, fmt, wants_compile(render_cfg.compile, torch_device))
 
-    return _Trained(f"run {quoted(run)}", info.colour_record(), info.channels, predictor)
+    return _Trained(f"run {quoted(run)}", info.colour_record(), info.channels, predictor,
+                    tuple(run_folder.inputs(info)))
 
 
 def _onnx_network(request: RenderRequest) -> _Trained:
@@ -163,8 +178,17 @@ def _onnx_network(request: RenderRequest) -> _Trained:
             raise RunError(f"run {quoted(run)} has no {DEFAULT_MODEL}: export the run as onnx first, or give "
                            "the model file", parameter="model")
     onnx_model = OnnxModel(model)
+    inputs = ("model", model), *(_run_inputs(RunFolder(run)) if run is not None else ())
     return _Trained(quoted(model), dict(onnx_model.info.colour), onnx_model.info.channels,
-                    lambda colour, _fmt: OnnxPredictor(onnx_model, tile, tile_overlap, colour=colour))
+                    lambda colour, _fmt: OnnxPredictor(onnx_model, tile, tile_overlap, colour=colour), inputs)
+
+
+def _run_inputs(run: RunFolder) -> list[tuple[str, PathLike]]:
+    """A run's inputs where its run.json says (the onnxruntime engine needs nothing else of it)."""
+    try:
+        return list(run.inputs(run.read_info()))
+    except RunError:
+        return [("trained model", run.model_path), ("checkpoints", run.checkpoints)]
 
 
 def _colour(trained: _Trained, colorspace: str | None, ocio_config: PathLike | None) -> ColourPipeline:
@@ -207,10 +231,12 @@ def evaluate(request: EvaluateRequest | PathLike, truth: PathLike | None = None,
 
     source = request.source
     if request.json_path is not None:  # checked before the scoring, which takes a while
-        inputs = [("truth", request.truth)] + ([("source", source)] if source is not None else [])
+        inputs = [("rendered frames", request.pred), ("truth", request.truth),
+                  *([("source", source)] if source is not None else [])]
         guard_output(request.json_path, "json", protected=inputs, parameter="json_path")
-    report = evaluate_frames(open_shot(request.pred), open_shot(request.truth),
-                             None if source is None else open_shot(source), lpips_net=load_lpips())
+    with out_of_memory_as_error("scoring", lambda: "the frames are too large to score on this machine"):
+        report = evaluate_frames(open_shot(request.pred), open_shot(request.truth),
+                                 None if source is None else open_shot(source), lpips_net=load_lpips())
     if request.json_path is not None:
         subsets = {"held_out": request.held_out} if request.held_out is not None else None
         write_json(Path(request.json_path), report.to_dict(subsets))

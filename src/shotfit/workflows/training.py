@@ -23,12 +23,14 @@ from shotfit.engine.tracking import flatten_params, start_tracking
 from shotfit.engine.tracking_options import TrackingOptions
 from shotfit.engine.trainer import StepReport, StoppedBy, Trainer, TrainHooks, TrainResult, loss_metrics
 from shotfit.errors import ConfigError, FrameError, RunError, quoted
-from shotfit.files import ensure_writable_folder, guard_output, plates_folder, refuse_inside
+from shotfit.files import ensure_writable_folder, guard_output, plates_folder, refuse_inside, remove_stale_partials
 from shotfit.io import ColourPipeline, ColourSettings, Shot, colour_of_run, open_shot, resolve_colour
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.losses import build_loss
+from shotfit.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from shotfit.runs.folder import RunFolder, load_state
 from shotfit.runs.record import RunInfo
+from shotfit.workflows.memory import out_of_memory_as_error
 from shotfit.workflows.precedence import allowed_plugins, resolve_train_config
 from shotfit.workflows.requests import PathLike, TrainCallbacks, TrainRequest
 from shotfit.workflows.watching import make_previewer, make_validator
@@ -80,12 +82,18 @@ def train(request: TrainRequest | PathLike, keyframes: PathLike | None = None, o
 def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None) -> TrainSummary:
     """Train as ``request`` says, telling ``callbacks`` how it goes (see :func:`train`)."""
     callbacks = callbacks or TrainCallbacks()
-    source, keyframes, masks, device = request.source, request.keyframes, request.masks, request.device
-    first, last = request.first, request.last
     run = RunFolder(request.out)
     if not request.resume:
         _refuse_used_folder(run)
     cfg = resolve_train_config(request, run)
+    with out_of_memory_as_error("training", lambda: _memory_advice(cfg)):
+        return _train(request, callbacks, run, cfg)
+
+
+def _train(request: TrainRequest, callbacks: TrainCallbacks, run: RunFolder, cfg: Config) -> TrainSummary:
+    """The training itself, once the run folder is known to be this request's and the config is resolved."""
+    source, keyframes, masks, device = request.source, request.keyframes, request.masks, request.device
+    first, last = request.first, request.last
     latest = run.latest_checkpoint() if request.resume else None
     if request.resume and latest is None:
         _refuse_restart_over_model(run)
@@ -105,7 +113,11 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
         inputs = [("source", source), ("keyframes", keyframes)] + ([("masks", masks)] if masks not in (None, ALPHA)
                                                                     else [])
         guard_output(tracking.tensorboard, "tensorboard", protected=inputs, parameter="tensorboard")
+    for folder in (run.path, run.checkpoints, run.previews):  # what a killed training was writing
+        for stale in remove_stale_partials(folder):
+            log.info("removed %s, left by a training that was killed", quoted(stale))
     pairs = pair_keyframes(shot, keys, mask_shot)
+    _check_perceptual_size(cfg, pairs[0], keys)
     training_pairs, validation_pairs = _split_validation(pairs, cfg.data.validation_frames, keyframes)
     channels = model_channels(pairs[0].source.shape[2])
     cfg = dataclasses.replace(cfg, model=_resolved_model(cfg.model, channels, run, start_state))
@@ -169,6 +181,17 @@ def run_training(request: TrainRequest, callbacks: TrainCallbacks | None = None)
 
 # --- helpers ------------------------------------------------------------------------------------
 
+def _memory_advice(cfg: Config) -> str:
+    """What to lower when training runs out of memory: the settings that size a step, with their values."""
+    advice = f"lower data.batch_size (now {cfg.data.batch_size}), augment.patch_size (now {cfg.augment.patch_size})"
+    try:
+        args = resolve_network_args(cfg.model.arch, cfg.model.args)
+    except ConfigError:  # an unknown option fails before any memory is used; this is for the message only
+        args = dict(cfg.model.args)
+    size = next((key for key in ("width", "embed_dim") if key in args), None)
+    return advice + (f" or model.{size} (now {args[size]})" if size else " or the network's size")
+
+
 def _refuse_used_folder(run: RunFolder) -> None:
     """A fresh run goes into a new or empty folder, never over another run or foreign files."""
     if run.is_run():
@@ -214,6 +237,21 @@ def _colour(run: RunFolder, cfg: Config, shot: Shot, resumed: bool) -> ColourPip
 
 def _describe(settings: ColourSettings) -> str:
     return f"'{settings.source}' -> '{settings.working}' ({settings.config})"
+
+
+def _check_perceptual_size(cfg: Config, pair: KeyframePair, keys: Shot) -> None:
+    """The LPIPS loss sees patches of at least LPIPS_MIN_SIZE a side: too small a keyframe or patch is said
+    here, in the user's words, rather than by LPIPS at the first step."""
+    if cfg.loss.lpips <= 0:
+        return
+    height, width = pair.target.shape[:2]
+    need = f"the {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels the LPIPS loss needs"
+    if min(height, width) < LPIPS_MIN_SIZE:
+        raise FrameError(f"keyframe {quoted(keys.describe(pair.frame))} is {width}x{height}, smaller than {need}: "
+                         "set loss.lpips to 0 to train on frames this small")
+    if cfg.augment.patch_size < LPIPS_MIN_SIZE:
+        raise ConfigError(f"augment.patch_size = {cfg.augment.patch_size} is smaller than {need}: raise it to "
+                          f"at least {LPIPS_MIN_SIZE}, or set loss.lpips to 0")
 
 
 def _split_validation(pairs: list[KeyframePair], frames: Sequence[int], keyframes: str | Path

@@ -8,6 +8,7 @@ shows (OCIO's display and view, see :meth:`~shotfit.io.ColourPipeline.to_display
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,11 +18,13 @@ import torch
 from shotfit.config import Config
 from shotfit.data.keyframes import KeyframePair
 from shotfit.engine.preview import SheetRow, save_contact_sheet
-from shotfit.evaluate.metrics import lpips, psnr, ssim
+from shotfit.evaluate.metrics import lpips, lpips_skipped, psnr, ssim
 from shotfit.infer.predictor import Predictor
 from shotfit.io import ColourPipeline, Shot
 from shotfit.losses import load_lpips
 from shotfit.runs.folder import RunFolder
+
+log = logging.getLogger(__name__)
 
 Preview = Callable[[torch.nn.Module, str], tuple[Path, dict[str, float]]]
 Validate = Callable[[torch.nn.Module], dict[str, float]]
@@ -57,18 +60,26 @@ def make_previewer(run: RunFolder, shot: Shot, pairs: Sequence[KeyframePair], co
 
 def make_validator(pairs: Sequence[KeyframePair], colour: ColourPipeline, cfg: Config,
                    device: torch.device) -> Validate:
-    """Scores on keyframes held out of training: ``{"val/psnr", "val/ssim", "val/lpips"}`` (means)."""
-    perceptual = load_lpips().to(device)
+    """Scores on keyframes held out of training: ``{"val/psnr", "val/ssim", "val/lpips"}`` (means).
+
+    Keyframes too small for LPIPS get no ``val/lpips``, with a warning said once, when training starts.
+    """
+    skipped = lpips_skipped(pairs[0].source.shape)
+    if skipped is not None:
+        log.warning("val/lpips is left out: %s", skipped)
+    perceptual = load_lpips().to(device) if skipped is None else None
+    names = ("val/psnr", "val/ssim") + (("val/lpips",) if perceptual is not None else ())
 
     def validate(network: torch.nn.Module) -> dict[str, float]:
         predictor = _predictor(network, colour, cfg, device)
-        scores: dict[str, list[float]] = {"val/psnr": [], "val/ssim": [], "val/lpips": []}
+        scores: dict[str, list[float]] = {name: [] for name in names}
         for pair in pairs:
             _, prediction = predictor.network_space(pair.source)
             target = network_image(pair.target, colour, prediction.shape[2])
             scores["val/psnr"].append(psnr(prediction, target))
             scores["val/ssim"].append(ssim(prediction, target))
-            scores["val/lpips"].append(lpips(prediction, target, perceptual))
+            if perceptual is not None:
+                scores["val/lpips"].append(lpips(prediction, target, perceptual))
         return {name: float(np.mean(values)) for name, values in scores.items()}
 
     return validate

@@ -1,0 +1,166 @@
+"""``shotfit serve`` (the HTTP service) and ``shotfit keys create/revoke/list`` (its API keys).
+
+``serve`` owns its process as every entry point does: the environment Ray reads, Ray itself (started
+locally, or joined with ``--ray-address``), one torch thread in the server (jobs run in Ray workers,
+which set their own), and the signal handlers (Ctrl-C or SIGTERM stop it cleanly: uvicorn finishes
+the requests in hand, Ray is shut down; jobs that were running resume on the next start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from shotfit.cli.app import app, user_errors
+from shotfit.cli.display import console
+from shotfit.errors import ShotfitError
+from shotfit.service.settings import ServiceSettings
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP service (shown once; stored hashed).")
+app.add_typer(keys_app, name="keys")
+
+StorageOpt = Annotated[Path, typer.Option("--storage", envvar="SHOTFIT_STORAGE",
+                                          help="Folder for every studio's files (and the default SQLite store).")]
+DbOpt = Annotated[Optional[str], typer.Option(
+    "--db", envvar="SHOTFIT_DB", help="The job store: sqlite:///PATH (default: STORAGE/shotfit.db) or "
+    "postgresql://USER:PASSWORD@HOST/DB.")]
+DEFAULT_STORAGE = Path("shotfit-data")
+
+# SQLAlchemy and Alembic load when a service command runs, not with every command (start-up time)
+if TYPE_CHECKING:
+    from shotfit.service.store import Store
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    db: DbOpt = None,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="Run jobs on this Ray cluster (ray://HOST:10001, or auto); default: a local Ray.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Jobs this server runs at once (0: API only; "
+                                         "another server runs the jobs).")] = 1,
+    cpus_per_job: Annotated[int, typer.Option("--cpus-per-job", min=1, help="CPUs (and torch threads) per job.")] = 1,
+    gpus_per_job: Annotated[float, typer.Option("--gpus-per-job", min=0, help="GPUs per job.")] = 0.0,
+    stale_s: Annotated[float, typer.Option("--stale-after", min=1, help="Seconds without a heartbeat after which "
+                                           "a running job is taken as lost and resumes elsewhere.")] = 30.0,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", envvar="SHOTFIT_TRACKING_URI",
+                            help="MLflow store for training jobs (default: sqlite in the storage folder).")] = None,
+    retention_days: Annotated[Optional[float], typer.Option(
+        "--retention-days", min=0, help="Delete uploads and results this many days old (a studio's own setting "
+        "wins); default: keep them.")] = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate "
+                                                         "(PEM); default: plain HTTP, for behind a TLS proxy.")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="The certificate's private key (PEM).")]
+    = None,
+) -> None:
+    """Run the HTTP service: the API under /v1, the web page at /, jobs on Ray."""
+    import uvicorn  # start-up time: uvicorn, FastAPI and Ray take seconds to import; other commands need not wait
+
+    # start-up time, as uvicorn above
+    from shotfit.search.cluster import quiet_ray_environment, ray_session
+    from shotfit.service.app import create_app
+    from shotfit.service.dispatch import RayRunner, server_id
+
+    settings = ServiceSettings(storage=storage.resolve(), db=db, ray_address=ray_address, workers=workers,
+                               cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, stale_s=stale_s,
+                               tracking_uri=tracking_uri, server=server_id(port),
+                               retention_days=retention_days)
+    with user_errors(), contextlib.ExitStack() as stack:
+        storage.mkdir(parents=True, exist_ok=True)
+        _use_one_thread()
+        quiet_ray_environment()
+        runner = None
+        if workers:
+            stack.enter_context(ray_session(settings.storage, ray_address))
+            runner = RayRunner(settings)
+        signal.signal(signal.SIGTERM, _stop)  # after Ray, which installs its own
+        application = create_app(settings, runner)
+        scheme = "https" if ssl_certfile else "http"
+        console.print(f"shotfit serving on {scheme}://{host}:{port} (store: {_safe_url(settings.db_url)}, "
+                      f"files: {settings.storage})", markup=False, highlight=False, soft_wrap=True)
+        uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True,
+                    ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM, once uvicorn has shut down gracefully (it raises the signal again): leave through every
+    ``finally`` (Ray is shut down) with status 0."""
+    raise SystemExit(0)
+
+
+def _use_one_thread() -> None:
+    """The server process runs no network: one thread keeps it from fighting the workers for cores."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _safe_url(url: str) -> str:
+    """A store URL for the console, without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, _, where = rest.rpartition("@")
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{where}"
+    return url
+
+
+def _store(db: str | None, storage: Path) -> Store:
+    from shotfit.service.store import open_store  # start-up time: see above
+
+    return open_store(ServiceSettings(storage=storage.resolve(), db=db).db_url)
+
+
+@keys_app.command("create")
+def keys_create(studio: Annotated[str, typer.Option("--studio", help="The studio the key belongs to (created when "
+                                                    "new).")],
+                db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
+    """Make an API key for a studio and print it once (only its hash is kept)."""
+    from shotfit.service.keys import create_key  # start-up time: see above
+
+    with user_errors():
+        store = _store(db, storage)
+        try:
+            key_id, key = create_key(store, studio)
+        finally:
+            store.close()
+    console.print(key, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"key id {key_id} for studio {studio!r}: keep the key now, it is not shown again", style="dim",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_...), as `shotfit keys list` shows.")],
+                db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
+    """Revoke a key at once."""
+    from shotfit.service.keys import revoke_key  # start-up time: see above
+
+    with user_errors():
+        store = _store(db, storage)
+        try:
+            if not revoke_key(store, key_id):
+                raise ShotfitError(f"no active key {key_id!r}")
+        finally:
+            store.close()
+    console.print(f"revoked {key_id}", markup=False, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
+    """Every key: id, studio, created, revoked."""
+    from shotfit.service.keys import list_keys  # start-up time: see above
+
+    with user_errors():
+        store = _store(db, storage)
+        try:
+            rows = list_keys(store)
+        finally:
+            store.close()
+    for key_id, studio, created, revoked in rows:
+        console.print(f"{key_id}\t{studio}\t{created}\t{'revoked ' + revoked if revoked else 'active'}",
+                      markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,18 @@
+"""What the dispatcher tells a worker (a plain record: it travels to Ray workers by pickling)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What a worker is told: which job, which attempt of it, and where the store and files are."""
+
+    job_id: str
+    attempt: int
+    db_url: str
+    storage: str
+    heartbeat_s: float
+    threads: int
+    tracking_uri: str | None = None

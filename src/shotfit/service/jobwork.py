@@ -1,0 +1,197 @@
+"""What a job does, given its folders: the settings a job may carry, checked when it is submitted, and the
+:mod:`shotfit.api` call each kind makes (never the CLI's).
+
+A job's settings are config overrides (``"train.steps": 200``) plus a few request fields
+(``render.frames``, ``render.review``, ``render.evaluate``, ``render.workers``: Ray workers sharing the
+frames; ``export.format``, ``export.tolerance``). Nothing in a job
+record decides which code runs: settings that would import code or read files on the server
+(``loss.extra``, a ``colour.config`` file) are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shotfit import api
+from shotfit.config import Config, config_from_dict, config_to_dict, parse_override
+from shotfit.errors import ConfigError
+from shotfit.infer.render import FrameDone
+from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
+from shotfit.runs.folder import RunFolder
+from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
+
+EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+
+
+@dataclass(frozen=True)
+class JobFolders:
+    """Where a job reads and writes: the shot's role folders, the training run, and its own folder."""
+
+    source: Path
+    keyframes: Path
+    truth: Path
+    run: Path | None  # the train job's run folder (render/export), or this train job's
+    work: Path  # this job's folder
+
+    def source_spec(self) -> Path:
+        """The source as shotfit opens it: the folder of frames, or the one video file in it."""
+        videos = [p for p in self.source.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS] if self.source.is_dir() else []
+        return videos[0] if len(videos) == 1 else self.source
+
+
+def _override_text(key: str, value: Any) -> str:
+    """``"train.steps", 200`` -> ``"train.steps=200"``: the value as JSON, which YAML reads back as it was
+    (a JSON string stays a string: no surprises from ``yes`` or ``1e3``)."""
+    return f"{key}={json.dumps(value)}"
+
+
+def config_overrides(settings: Mapping[str, Any], fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The settings that are config keys, as ``section.key=value`` strings (request fields left out)."""
+    return tuple(_override_text(key, value) for key, value in sorted(settings.items()) if key not in fields)
+
+
+def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
+    """Refuse settings a job cannot take, in one line (:class:`ConfigError`): unknown keys, wrong types,
+    keys that would run code or read the server's files, values out of the config's ranges."""
+    if kind == "sweep":
+        raise ConfigError("sweep jobs are not run by this server yet", parameter="kind")
+    check_types(settings)
+    colour = settings.get("colour.config", "auto")
+    if not (isinstance(colour, str) and (colour == "auto" or colour.startswith("ocio://"))):
+        raise ConfigError("setting 'colour.config' may only name a built-in config (ocio://...) or 'auto' on "
+                          "the service", parameter="settings")
+    _check_config(config_overrides(settings, REQUEST_FIELDS))
+
+
+def _check_config(overrides: tuple[str, ...]) -> None:
+    """Unknown keys and bad values, in one line that names the job's settings (as apply_overrides does, but
+    its message names the CLI's --set)."""
+    data = config_to_dict(Config())
+    for item in overrides:
+        section, name, value = parse_override(item)
+        if section not in data:
+            raise ConfigError(f"unknown config section {section!r} in setting {item.partition('=')[0]!r} "
+                              f"(known: {', '.join(data)})", parameter="settings")
+        data[section][name] = value
+    config_from_dict(data, origin="the job's settings")
+
+
+def train(folders: JobFolders, settings: Mapping[str, Any], tracking: api.TrackingOptions,
+          callbacks: api.TrainCallbacks) -> api.TrainSummary:
+    """Train into the job's run folder; a run already there (an earlier attempt) is resumed, never restarted."""
+    assert folders.run is not None
+    run = RunFolder(folders.run)
+    resume = run.is_run()
+    if not resume and folders.run.exists():  # an attempt that died before writing its run: ours to clear
+        shutil.rmtree(folders.run)
+    request = api.TrainRequest(folders.source_spec(), folders.keyframes, folders.run, resume=resume,
+                               overrides=config_overrides(settings, REQUEST_FIELDS), tracking=tracking)
+    return api.train(request, on_step=callbacks.on_step, on_metrics=callbacks.on_metrics,
+                     should_stop=callbacks.should_stop)
+
+
+def render_request(folders: JobFolders, settings: Mapping[str, Any],
+                   frames: Sequence[int] | None = None) -> api.RenderRequest:
+    """The render a job asks for: its frames (``render.frames``, or the chunk ``frames``) into ``frames/``."""
+    assert folders.run is not None
+    asked = settings.get("render.frames") if frames is None else tuple(frames)
+    return api.RenderRequest(
+        folders.run, folders.source_spec(), folders.work / "frames",
+        tile=settings.get("render.tile"), tile_overlap=settings.get("render.tile_overlap"),
+        precision=settings.get("render.precision"),
+        frames=asked if asked is None or isinstance(asked, str) else tuple(int(f) for f in asked))
+
+
+def render(folders: JobFolders, settings: Mapping[str, Any], on_frame: Callable[[FrameDone], None],
+           should_stop: Callable[[], bool], frames: Sequence[int] | None = None) -> api.RenderResult:
+    """Render the job's frames (or the chunk ``frames``) into ``frames/``; frames already there, from an
+    earlier attempt or another chunk, are skipped."""
+    return api.render(render_request(folders, settings, frames), on_frame=on_frame, should_stop=should_stop)
+
+
+def finish_render(folders: JobFolders, settings: Mapping[str, Any]) -> None:
+    """Once every frame is there: the review movie (a resumed render's holds them all) and, with truth
+    frames, ``eval.json``."""
+    if settings.get("render.review", True):
+        api.render(_with_review(render_request(folders, settings), folders.work / "review.mp4"))
+    if settings.get("render.evaluate", True) and _holds_frames(folders.truth):
+        api.evaluate(api.EvaluateRequest(folders.work / "frames", folders.truth, source=folders.source_spec(),
+                                         json_path=folders.work / "eval.json"))
+
+
+def pending_frames(folders: JobFolders, settings: Mapping[str, Any]) -> tuple[list[int], int]:
+    """(the frames still to render, how many the job renders in all): what chunks share out."""
+    shot = open_shot(folders.source_spec())
+    asked = settings.get("render.frames")
+    wanted: Any = shot.frames
+    if isinstance(asked, str):
+        wanted = [f for f in shot.frames if f in parse_frame_range(asked)]
+    elif asked is not None:
+        wanted = [f for f in shot.frames if f in {int(f) for f in asked}]
+    out = folders.work / "frames"
+    return [f for f in wanted if not (out / shot.output_name(f)).exists()], len(wanted)
+
+
+def chunks(frames: Sequence[int], count: int) -> list[list[int]]:
+    """``frames`` in ``count`` runs of neighbours, as even as can be (a video decodes each run in one pass)."""
+    count = max(1, min(count, len(frames)))
+    size, extra = divmod(len(frames), count)
+    out, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        out.append(list(frames[start:end]))
+        start = end
+    return [chunk for chunk in out if chunk]
+
+
+def _with_review(request: api.RenderRequest, review: Path) -> api.RenderRequest:
+    fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
+    return api.RenderRequest(**{**fields, "review": review})
+
+
+def _holds_frames(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+
+
+def export(folders: JobFolders, settings: Mapping[str, Any]) -> api.ExportResult:
+    assert folders.run is not None
+    fmt = str(settings.get("export.format", "onnx"))
+    return api.export(api.ExportRequest(folders.run, fmt, folders.work / EXPORT_NAMES[fmt],
+                                        tolerance=float(settings.get("export.tolerance", 1e-4))))
+
+
+def results(kind: str, work: Path) -> dict[str, Path]:
+    """A job's downloadable files by name (flat names; a URL's name is looked up here, never joined to a path)."""
+    found: dict[str, Path] = {}
+    if kind == "train":
+        run = work / "run"
+        for name in ("model.pt", "metrics.json", "config.yaml"):
+            if (run / name).is_file():
+                found[name] = run / name
+        for sheet in sorted((run / "previews").glob("*.png")):
+            found[f"preview_{sheet.name}"] = sheet
+    elif kind == "render":
+        frames = work / "frames"
+        if frames.is_dir():
+            for path in sorted(frames.iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    found[path.name] = path
+        for name in ("review.mp4", "eval.json"):
+            if (work / name).is_file():
+                found[name] = work / name
+    elif kind == "export":
+        for name in EXPORT_NAMES.values():
+            if (work / name).is_file():
+                found[name] = work / name
+    return found
+
+
+def latest_preview(work: Path) -> Path | None:
+    """The newest contact sheet of a training job (the final one once there)."""
+    sheets = sorted((work / "run" / "previews").glob("*.png"), key=lambda p: (p.name == "final.png", p.name))
+    return sheets[-1] if sheets else None

@@ -1,0 +1,226 @@
+"""Shots, their files, and resumable uploads (tus-like: ``Upload-Offset`` and raw bytes)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from shotfit.service import schemas
+from shotfit.service.deps import CallerDep, SettingsDep, StoreDep, errors, not_found
+from shotfit.service.keys import Caller
+from shotfit.service.settings import ServiceSettings
+from shotfit.service.storage import StudioStorage, UploadRefused, check_name, sniff
+from shotfit.service.store import Shot, ShotFile, Store, Studio, Upload
+from shotfit.service.store.models import ROLES, new_id, now
+
+router = APIRouter(prefix="/v1", responses=errors(400, 401, 404, 429))
+
+
+def shot_body(session: Session, shot: Shot) -> schemas.Shot:
+    counts = dict(session.execute(select(ShotFile.role, func.count()).where(ShotFile.shot_id == shot.id)
+                                  .group_by(ShotFile.role)).all())
+    return schemas.Shot(id=shot.id, name=shot.name, created=shot.created,
+                        files=schemas.FileCounts(**{role: counts.get(role, 0) for role in ROLES}))
+
+
+def own_shot(session: Session, caller: Caller, shot_id: str) -> Shot:
+    shot = session.get(Shot, shot_id)
+    if shot is None or shot.studio_id != caller.studio_id:
+        raise not_found("shot")
+    return shot
+
+
+def upload_body(upload: Upload) -> schemas.Upload:
+    return schemas.Upload(id=upload.id, shot_id=upload.shot_id, role=upload.role,  # type: ignore[arg-type]
+                          name=upload.name, offset=upload.offset, size=upload.size, complete=upload.complete)
+
+
+@router.post("/shots", status_code=201, response_model=schemas.Shot, responses=errors(422))
+def create_shot(body: schemas.ShotCreate, caller: CallerDep, store: StoreDep) -> schemas.Shot:
+    with store.session() as session:
+        shot = Shot(id=new_id("shot"), studio_id=caller.studio_id, name=body.name)
+        session.add(shot)
+        session.flush()
+        return shot_body(session, shot)
+
+
+@router.get("/shots", response_model=list[schemas.Shot])
+def list_shots(caller: CallerDep, store: StoreDep) -> list[schemas.Shot]:
+    with store.session() as session:
+        shots = session.scalars(select(Shot).where(Shot.studio_id == caller.studio_id).order_by(Shot.created))
+        return [shot_body(session, shot) for shot in shots]
+
+
+@router.get("/shots/{shot_id}", response_model=schemas.Shot)
+def get_shot(shot_id: str, caller: CallerDep, store: StoreDep) -> schemas.Shot:
+    with store.session() as session:
+        return shot_body(session, own_shot(session, caller, shot_id))
+
+
+@router.get("/shots/{shot_id}/files", response_model=list[schemas.ShotFile])
+def list_files(shot_id: str, caller: CallerDep, store: StoreDep,
+               query: Annotated[schemas.FilesQuery, Query()]) -> list[schemas.ShotFile]:
+    role = query.role
+    with store.session() as session:
+        own_shot(session, caller, shot_id)
+        query = select(ShotFile).where(ShotFile.shot_id == shot_id)
+        if role is not None:
+            query = query.where(ShotFile.role == role)
+        return [schemas.ShotFile(role=f.role, name=f.name, size=f.size, format=f.format,  # type: ignore[arg-type]
+                                 width=f.width, height=f.height, channels=f.channels)
+                for f in session.scalars(query.order_by(ShotFile.role, ShotFile.name))]
+
+
+@router.post("/shots/{shot_id}/uploads", status_code=201, response_model=schemas.Upload,
+             responses=errors(400, 409, 413, 415, 422))
+def create_upload(shot_id: str, body: schemas.UploadCreate, caller: CallerDep, store: StoreDep,
+                  settings: SettingsDep) -> schemas.Upload:
+    """Announce a file: its role, name (data, never a path) and size; then PATCH its bytes."""
+    try:
+        check_name(body.name)
+    except UploadRefused as err:
+        raise HTTPException(err.status, str(err)) from None
+    with store.session() as session:
+        own_shot(session, caller, shot_id)
+        studio = session.get(Studio, caller.studio_id)
+        assert studio is not None
+        _check_limits(session, studio, settings, shot_id, body)
+        upload = Upload(id=new_id("upload"), studio_id=caller.studio_id, shot_id=shot_id, role=body.role,
+                        name=body.name, size=body.size, offset=0, complete=False)
+        session.add(upload)
+        session.flush()
+        return upload_body(upload)
+
+
+def _check_limits(session: Session, studio: Studio, settings: ServiceSettings, shot_id: str,
+                  body: schemas.UploadCreate) -> None:
+    limits = settings.limits
+    max_file = studio.max_file_bytes or limits.max_file_bytes
+    if body.size > max_file:
+        raise HTTPException(413, f"file {body.name!r} is {body.size} bytes, over the limit of {max_file} bytes")
+    taken = session.scalar(select(func.count()).select_from(ShotFile).where(
+        ShotFile.shot_id == shot_id, ShotFile.role == body.role, ShotFile.name == body.name))
+    pending = session.scalar(select(func.count()).select_from(Upload).where(
+        Upload.shot_id == shot_id, Upload.role == body.role, Upload.name == body.name, Upload.complete.is_(False)))
+    if taken or pending:
+        raise HTTPException(409, f"the shot already holds (or is receiving) {body.role} file {body.name!r}")
+    max_files = studio.max_files or limits.max_files
+    count = session.scalar(select(func.count()).select_from(Upload).where(
+        Upload.shot_id == shot_id, Upload.role == body.role)) or 0
+    if count >= max_files:
+        raise HTTPException(413, f"the shot holds {count} {body.role} files, the limit")
+    max_storage = studio.max_storage_bytes or limits.max_storage_bytes
+    used = session.scalar(select(func.coalesce(func.sum(Upload.size), 0)).where(
+        Upload.studio_id == studio.id)) or 0
+    if used + body.size > max_storage:
+        raise HTTPException(413, f"the studio's files would take {used + body.size} bytes, over its limit of "
+                                 f"{max_storage} bytes")
+
+
+def own_upload(session: Session, caller: Caller, upload_id: str) -> Upload:
+    upload = session.get(Upload, upload_id)
+    if upload is None or upload.studio_id != caller.studio_id:
+        raise not_found("upload")
+    return upload
+
+
+@router.get("/uploads/{upload_id}", response_model=schemas.Upload)
+def get_upload(upload_id: str, caller: CallerDep, store: StoreDep, response: Response) -> schemas.Upload:
+    """Where an upload stands: resume from ``offset``."""
+    with store.session() as session:
+        upload = own_upload(session, caller, upload_id)
+    response.headers["Upload-Offset"] = str(upload.offset)
+    response.headers["Upload-Length"] = str(upload.size)
+    return upload_body(upload)
+
+
+@router.patch("/uploads/{upload_id}", response_model=schemas.Upload,
+              responses={**errors(400, 409, 413, 415, 422),
+                         200: {"description": "the bytes were kept; the upload's new offset"}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+async def patch_upload(upload_id: str, request: Request, caller: CallerDep, store: StoreDep,
+                       settings: SettingsDep, response: Response,
+                       upload_offset: Annotated[int, Header(ge=0, description="the byte this chunk starts at")]
+                       ) -> schemas.Upload:
+    """Append the body at ``Upload-Offset``, which must be the upload's offset (else 409 with it). The last
+    byte checks the file (type from its bytes, decoded size) and places it in the shot."""
+    offset = upload_offset
+    with store.session() as session:
+        upload = own_upload(session, caller, upload_id)
+    if upload.complete:
+        raise HTTPException(409, "the upload is complete", headers={"Upload-Offset": str(upload.offset)})
+    storage = StudioStorage(settings.storage, caller.studio_id)
+    part = storage.part(upload.id, upload.name)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HTTPException(409, "another request is writing this upload",
+                                headers={"Upload-Offset": str(upload.offset)}) from None
+        with store.session() as session:  # the offset as it is now that this request holds the file
+            upload = own_upload(session, caller, upload_id)
+        if offset != upload.offset:
+            raise HTTPException(409, f"Upload-Offset {offset} is not the upload's offset {upload.offset}",
+                                headers={"Upload-Offset": str(upload.offset)})
+        written = await _receive(request, fd, offset, upload.size)
+        await run_in_threadpool(os.fsync, fd)
+    finally:
+        os.close(fd)
+    with store.session() as session:
+        row = own_upload(session, caller, upload_id)
+        row.offset, row.updated = offset + written, now()
+        upload = row
+    if upload.offset == upload.size:
+        upload = await run_in_threadpool(_complete, store, settings, storage, upload)
+    response.headers["Upload-Offset"] = str(upload.offset)
+    return upload_body(upload)
+
+
+async def _receive(request: Request, fd: int, offset: int, size: int) -> int:
+    """Write the request's body at ``offset``; a body past the declared size is refused and not kept.
+    A client that goes away mid-chunk keeps what arrived (the next PATCH starts at the new offset)."""
+    os.ftruncate(fd, offset)  # bytes past the agreed offset (a chunk cut short before) never count
+    written = 0
+    try:
+        async for chunk in request.stream():
+            if offset + written + len(chunk) > size:
+                os.ftruncate(fd, offset)
+                raise HTTPException(413, f"the chunk runs past the upload's declared size of {size} bytes",
+                                    headers={"Upload-Offset": str(offset)})
+            os.pwrite(fd, chunk, offset + written)
+            written += len(chunk)
+    except ClientDisconnect:
+        pass
+    return written
+
+
+def _complete(store: Store, settings: ServiceSettings, storage: StudioStorage, upload: Upload) -> Upload:
+    """Check the whole file and place it; a refused file is removed with its upload (send it again)."""
+    try:
+        checked = sniff(storage.part(upload.id, upload.name), upload.name, settings.limits.max_pixels)
+        placed = storage.place(upload.id, upload.shot_id, upload.role, upload.name)
+    except UploadRefused as err:
+        storage.discard(upload.id, upload.name)
+        with store.session() as session:
+            session.execute(delete(Upload).where(Upload.id == upload.id))
+        raise HTTPException(err.status, f"{err} (the upload is discarded)") from None
+    with store.session() as session:
+        session.add(ShotFile(id=new_id("file"), studio_id=upload.studio_id, shot_id=upload.shot_id, role=upload.role,
+                             name=upload.name, size=Path(placed).stat().st_size, format=checked.format,
+                             width=checked.width, height=checked.height, channels=checked.channels))
+        row = session.get(Upload, upload.id)
+        assert row is not None
+        row.complete, row.updated = True, now()
+        return row

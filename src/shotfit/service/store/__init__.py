@@ -1,0 +1,20 @@
+"""The job store: studios, keys, shots, files, uploads, jobs, idempotency keys and webhooks in SQLite
+(default) or PostgreSQL, through SQLAlchemy, with Alembic migrations shipped in the package."""
+
+from shotfit.service.store.db import Store, open_store
+from shotfit.service.store.models import (
+    ApiKey,
+    Base,
+    Delivery,
+    IdempotencyKey,
+    Job,
+    JobFrame,
+    Shot,
+    ShotFile,
+    Studio,
+    Upload,
+    Webhook,
+)
+
+__all__ = ["ApiKey", "Base", "Delivery", "IdempotencyKey", "Job", "JobFrame", "Shot", "ShotFile", "Store", "Studio",
+           "Upload", "Webhook", "open_store"]

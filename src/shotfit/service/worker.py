@@ -1,0 +1,334 @@
+"""A job's worker: the entry point a Ray task runs. It owns its process (threads, environment), runs the
+job through :mod:`shotfit.service.jobwork` (that is, :mod:`shotfit.api`), and reports to the store:
+progress, a heartbeat, the final state and a one-line error.
+
+It writes only while the job is still at its own attempt: a worker that was thought lost, and
+replaced, finds so at its next heartbeat and stops without touching the job's record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from shotfit import api
+from shotfit.errors import ShotfitError
+from shotfit.infer.render import FrameDone
+from shotfit.runs.folder import RunFolder
+from shotfit.service import jobwork
+from shotfit.service.assignment import Assignment
+from shotfit.service.claims import requeue
+from shotfit.service.storage import StudioStorage
+from shotfit.service.store import Job, JobFrame, Store, open_store
+from shotfit.service.store.models import now
+from shotfit.service.webhooks import enqueue
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.5  # the store hears of progress at most this often (and at the end)
+
+
+def run_assignment(assignment: Assignment) -> str:
+    """Run one attempt of a job; the state it ended in (``superseded`` when another attempt took it over)."""
+    _own_process(assignment.threads)
+    store = open_store(assignment.db_url, migrate=False)
+    try:
+        return Attempt(store, assignment).run()
+    finally:
+        store.close()
+
+
+def job_folders(assignment: Assignment, studio_id: str, kind: str, shot_id: str, run_id: str | None
+                ) -> jobwork.JobFolders:
+    """Where a job reads and writes (its run: its own for training, the train job's for render and export)."""
+    storage = StudioStorage(Path(assignment.storage), studio_id)
+    work = storage.job(assignment.job_id)
+    return jobwork.JobFolders(
+        source=storage.shot_role(shot_id, "source"), keyframes=storage.shot_role(shot_id, "keyframes"),
+        truth=storage.shot_role(shot_id, "truth"), work=work,
+        run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
+
+
+def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
+    """A Ray task: render ``frames`` of a render job into its folder (frames there already are skipped),
+    recording each frame written; True when it stopped early (cancelled, or the attempt is over)."""
+    _own_process(assignment.threads)
+    store = open_store(assignment.db_url, migrate=False)
+    try:
+        with store.session() as session:
+            job = session.get(Job, assignment.job_id)
+            if job is None:
+                return True
+            folders = job_folders(assignment, job.studio_id, job.kind, job.shot_id, job.run_id)
+            settings = dict(job.settings)
+        watch = _ChunkWatch(store, assignment)
+
+        def written(done: FrameDone) -> None:
+            if not done.skipped:
+                with store.session() as session:
+                    session.add(JobFrame(job_id=assignment.job_id, frame=done.frame, attempt=assignment.attempt))
+
+        return jobwork.render(folders, settings, written, watch.should_stop, frames=frames).stopped
+    finally:
+        store.close()
+
+
+class _ChunkWatch:
+    """A chunk's ``should_stop``: the job cancelled, its attempt over, or this worker's Ray node gone
+    (the store is asked at most once a heartbeat)."""
+
+    def __init__(self, store: Store, assignment: Assignment) -> None:
+        self.store, self.assignment = store, assignment
+        self.parent, self.asked, self.stop = os.getppid(), 0.0, False
+
+    def should_stop(self) -> bool:
+        if self.stop or os.getppid() != self.parent:
+            return True
+        if time.monotonic() - self.asked >= self.assignment.heartbeat_s:
+            self.asked = time.monotonic()
+            with self.store.session() as session:
+                job = session.get(Job, self.assignment.job_id)
+                self.stop = (job is None or job.cancel_requested or job.attempt != self.assignment.attempt
+                             or job.state != "running")
+        return self.stop
+
+
+def warm_worker() -> None:
+    """Import what a job needs (PyTorch, the trainer, the renderer) in a worker process before any job comes."""
+    _own_process(0)
+    # start-up time is the point: these are what a first job would otherwise wait for
+    from shotfit.workflows import exporting, rendering, training  # noqa: F401
+
+
+def _own_process(threads: int) -> None:
+    """What a worker process may set and a library call may not: torch's threads, MLflow's telemetry."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import torch  # the worker's own setting; torch is loaded by the job anyway
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+class Attempt:
+    """One attempt of one job, and its reports to the store."""
+
+    def __init__(self, store: Store, assignment: Assignment) -> None:
+        self.store, self.assignment = store, assignment
+        self.job_id, self.attempt = assignment.job_id, assignment.attempt
+        self.cancelled = threading.Event()
+        self.superseded = threading.Event()
+        self._progress: dict[str, Any] = {}
+        self._dirty = False
+        self._last_write = 0.0
+        self._lock = threading.Lock()
+        self._beating = threading.Event()
+        self._mlflow_seen = False
+        self._run = Path()
+
+    # --- reports -----------------------------------------------------------------------------------
+
+    def _mine(self) -> Any:
+        return (Job.id == self.job_id) & (Job.attempt == self.attempt) & (Job.state == "running")
+
+    def _write(self, **values: Any) -> bool:
+        with self.store.session() as session:
+            done = session.execute(update(Job).where(self._mine()).values(updated=now(), **values)
+                                   .execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            self.superseded.set()
+        return done.rowcount == 1
+
+    def heartbeat(self) -> None:
+        """Tell the store this attempt lives (with any progress not yet written), and hear of a cancel."""
+        with self._lock:
+            values: dict[str, Any] = {"heartbeat": now()}
+            if self._dirty:
+                values["progress"], self._dirty, self._last_write = dict(self._progress), False, time.monotonic()
+        if not self._write(**values):
+            return
+        with self.store.session() as session:
+            if session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
+                self.cancelled.set()
+
+    def _beat(self) -> None:
+        parent = os.getppid()
+        while not self._beating.wait(self.assignment.heartbeat_s):
+            if os.getppid() != parent:  # Ray's node process died (its server was killed): this attempt is orphaned
+                log.warning("job %s: the worker's Ray node is gone; stopping", self.job_id)
+                self.superseded.set()
+                return
+            try:
+                self.heartbeat()
+            except Exception:  # the store away for a moment: the next beat tries again
+                log.exception("heartbeat of job %s failed", self.job_id)
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set() or self.superseded.is_set()
+
+    def report(self, **progress: Any) -> None:
+        with self._lock:
+            self._progress.update(progress)
+            self._dirty = True
+            due = time.monotonic() - self._last_write >= PROGRESS_EVERY_S
+        if due:
+            self.heartbeat()
+
+    # --- the work ----------------------------------------------------------------------------------
+
+    def run(self) -> str:
+        with self.store.session() as session:
+            job = session.get(Job, self.job_id)
+            if job is None or job.attempt != self.attempt or job.state != "running":
+                return "superseded"
+            kind, settings, shot_id, run_id, studio_id = job.kind, dict(job.settings), job.shot_id, job.run_id, \
+                job.studio_id
+        folders = job_folders(self.assignment, studio_id, kind, shot_id, run_id)
+        work = folders.work
+        self._run = folders.run or work
+        # not shown by the API: which process runs this attempt (operators, and the tests' kill -9), from where
+        self._progress.update(worker_pid=os.getpid(), worker_host=socket.gethostname(), attempt=self.attempt)
+        self.heartbeat()
+        beat = threading.Thread(target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True)
+        beat.start()
+        try:
+            with self._only_attempt(work):
+                stopped = self._do(kind, folders, settings) if not self.should_stop() else True
+            state, error = ("cancelled" if stopped else "succeeded"), None
+        except ShotfitError as err:  # the CLI's line, with the server's own folders left out
+            state, error = "failed", str(err).replace(f"{folders.work.parent.parent}/", "")
+        except Exception as err:  # a bug: the traceback to the worker's log, one line to the job
+            traceback.print_exc()
+            first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
+            state, error = "failed", f"internal error ({type(err).__name__}: {first[:300]})"
+        finally:
+            self._beating.set()
+            beat.join()
+        if self.superseded.is_set() and not self.cancelled.is_set():
+            return "superseded"
+        with self._lock:
+            progress = dict(self._progress)
+        if not self._write(state=state, error=error, finished=now(), progress=progress):
+            return "superseded"
+        enqueue(self.store, self.job_id, f"job.{state}")
+        return state
+
+    @contextlib.contextmanager
+    def _only_attempt(self, work: Path) -> Iterator[None]:
+        """Hold the job folder's lock while working: an earlier attempt whose worker outlived its server (it
+        notices within a heartbeat and stops) finishes its last write before this one reads or writes.
+        The kernel drops the lock when a process dies, kill -9 included."""
+        work.mkdir(parents=True, exist_ok=True)
+        fd = os.open(work / ".attempt.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self.should_stop():
+                        yield
+                        return
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)
+
+    def _do(self, kind: str, folders: jobwork.JobFolders, settings: dict[str, Any]) -> bool:
+        """Run the job's kind; True when it stopped early (cancelled, or taken over)."""
+        folders.work.mkdir(parents=True, exist_ok=True)
+        if kind == "train":
+            # one experiment per studio in the service's store
+            tracking = api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id,
+                                           experiment=f"shotfit {folders.work.parent.parent.name}")
+            summary = jobwork.train(folders, settings, tracking, api.TrainCallbacks(
+                on_step=self._on_step, should_stop=self.should_stop))
+            return summary.result.stopped_by is api.StoppedBy.STOP
+        if kind == "render":
+            workers = int(settings.get("render.workers", 1))
+            if workers > 1:
+                stopped = self._render_in_chunks(folders, settings, workers)
+            else:
+                stopped = jobwork.render(folders, settings, self._on_frame, self.should_stop).stopped
+            if not stopped:
+                jobwork.finish_render(folders, settings)
+            return stopped
+        if kind == "export":
+            jobwork.export(folders, settings)
+            return False
+        raise ShotfitError(f"job kind {kind!r} is not run by this server")
+
+    def _render_in_chunks(self, folders: jobwork.JobFolders, settings: dict[str, Any], workers: int) -> bool:
+        """The frames still to render, shared out in ``workers`` runs rendered by Ray tasks at once (frames are
+        independent and deterministic); True when stopped early. A chunk whose worker died makes the job
+        queue again: the next attempt renders only what is missing."""
+        import ray  # the worker's engine: chunks run as Ray tasks beside this one (this process is a Ray worker)
+
+        pending, total = jobwork.pending_frames(folders, settings)
+        before, started = total - len(pending), time.monotonic()
+        task = ray.remote(num_cpus=max(self.assignment.threads, 1), max_retries=0)(render_chunk)
+        refs = [task.remote(self.assignment, chunk) for chunk in jobwork.chunks(pending, workers)]
+        stopped = False
+        try:
+            while refs:
+                ready, refs = ray.wait(refs, num_returns=1, timeout=1.0)
+                for ref in ready:
+                    stopped = ray.get(ref) or stopped
+                written = self._frames_written()
+                speed = written / max(time.monotonic() - started, 1e-6)
+                self.report(frames_done=before + written, frames_total=total, fps=speed,
+                            eta_s=(len(pending) - written) / speed if speed > 0 else None)
+        except ray.exceptions.RayTaskError as err:  # a chunk's own error (a ShotfitError, say): the job's
+            raise err.cause from None
+        except ray.exceptions.RayError as err:  # a chunk's worker died: queue the job again
+            log.warning("job %s: a render chunk was lost (%s)", self.job_id, type(err).__name__)
+            requeue(self.store, self.job_id, self.attempt, "a render chunk's worker died")
+            self.superseded.set()
+            return True
+        finally:
+            for ref in refs:
+                ray.cancel(ref)
+        return stopped or self.should_stop()
+
+    def _frames_written(self) -> int:
+        with self.store.session() as session:
+            return session.scalar(select(func.count()).select_from(JobFrame).where(
+                JobFrame.job_id == self.job_id, JobFrame.attempt == self.attempt)) or 0
+
+    def _on_step(self, report: Any) -> None:
+        if not self._mlflow_seen:
+            self._note_mlflow()
+        if "first_step" not in self._progress:  # a resumed attempt starts after its checkpoint, never at 1
+            self._progress["first_step"] = report.step
+        left = max(report.horizon - report.step, 0)
+        self.report(step=report.step, steps=report.horizon, losses={k: float(v) for k, v in report.losses.items()},
+                    eta_s=left / report.steps_per_s if report.steps_per_s > 0 else None)
+
+    def _note_mlflow(self) -> None:
+        """The MLflow run id, from run.json once training wrote it."""
+        try:
+            info = RunFolder(self._run).read_info()
+        except (ShotfitError, OSError):
+            return
+        self._mlflow_seen = True
+        if info.mlflow_run_id:
+            self._write(mlflow_run_id=info.mlflow_run_id)
+
+    def _on_frame(self, done: FrameDone) -> None:
+        if not done.skipped:
+            with self.store.session() as session:
+                session.add(JobFrame(job_id=self.job_id, frame=done.frame, attempt=self.attempt))
+        left = done.total - done.done
+        self.report(frames_done=done.done, frames_total=done.total, fps=done.frames_per_s,
+                    eta_s=left / done.frames_per_s if done.frames_per_s > 0 else None)

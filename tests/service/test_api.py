@@ -1,0 +1,197 @@
+"""The API's contract without workers: auth, isolation between studios, idempotent submits, limits, errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from service_helpers import SMALL_LIMITS, TINY_SETTINGS, Studio, upload, upload_folder
+from shots import KEYFRAMES, edit, plate, write_shot
+from sqlalchemy import update
+
+from shotfit.service.app import create_app
+from shotfit.service.keys import revoke_key
+from shotfit.service.settings import Limits, ServiceSettings
+from shotfit.service.store import Job
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> ServiceSettings:
+    """This module's tests run on SQLite and on the real PostgreSQL (conftest's ``db_url``)."""
+    return ServiceSettings(storage=tmp_path / "storage", db=db_url, limits=SMALL_LIMITS)
+
+
+@pytest.fixture
+def shot_folders(tmp_path: Path) -> tuple[Path, Path]:
+    source = write_shot(tmp_path / "plates")
+    keys = write_shot(tmp_path / "fixed", KEYFRAMES, make=lambda f: edit(plate(f)))
+    return source, keys
+
+
+def _ready_shot(client, studio: Studio, folders: tuple[Path, Path]) -> str:
+    shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=studio.headers).json()["id"]
+    upload_folder(client, studio, shot_id, "source", folders[0])
+    upload_folder(client, studio, shot_id, "keyframes", folders[1])
+    return shot_id
+
+
+def _job(client, studio: Studio, shot_id: str, key: str | None = None, **body) -> object:
+    headers = {**studio.headers, **({"Idempotency-Key": key} if key else {})}
+    return client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": TINY_SETTINGS, **body},
+                       headers=headers)
+
+
+def test_health_needs_no_key_and_everything_else_does(client, studios) -> None:
+    assert client.get("/v1/health").json()["status"] == "ok"
+    assert client.get("/v1/me").status_code == 401
+    assert client.get("/v1/me", headers={"Authorization": "Bearer sfk_nope_nope"}).status_code == 401
+    assert client.get("/v1/me", headers=studios[0].headers).json() == {"studio": "Acme VFX",
+                                                                        "key_id": studios[0].key_id}
+
+
+def test_a_revoked_key_is_refused_at_once(client, app, studios) -> None:
+    assert client.get("/v1/shots", headers=studios[0].headers).status_code == 200
+    revoke_key(app.state.store, studios[0].key_id)
+    answer = client.get("/v1/shots", headers=studios[0].headers)
+    assert answer.status_code == 401 and answer.json() == {"detail": "unknown or revoked API key"}
+
+
+def test_every_route_answers_404_to_another_studios_ids(client, app, studios, shot_folders, png_bytes) -> None:
+    """Studio Zeta, with its own key, tries every route on Acme's objects: 404 each time, and its lists hold
+    none of them. The routes come from the OpenAPI document, so a new route must be added here."""
+    acme, zeta = studios
+    shot = _ready_shot(client, acme, shot_folders)
+    pending = client.post(f"/v1/shots/{shot}/uploads", json={"role": "truth", "name": "t.png", "size": 99},
+                          headers=acme.headers).json()["id"]
+    job = _job(client, acme, shot).json()["id"]
+    with app.state.store.session() as session:  # as though it had run: render and export may name it
+        session.execute(update(Job).where(Job.id == job).values(state="succeeded"))
+    hook = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=acme.headers).json()["id"]
+    own_shot = client.post("/v1/shots", json={"name": "mine"}, headers=zeta.headers).json()["id"]
+    upload(client, zeta, own_shot, "source", "plate.1001.png", png_bytes)
+
+    tried = {
+        ("get", "/v1/shots/{shot_id}"): lambda: client.get(f"/v1/shots/{shot}", headers=zeta.headers),
+        ("get", "/v1/shots/{shot_id}/files"): lambda: client.get(f"/v1/shots/{shot}/files", headers=zeta.headers),
+        ("post", "/v1/shots/{shot_id}/uploads"): lambda: client.post(
+            f"/v1/shots/{shot}/uploads", json={"role": "source", "name": "x.png", "size": 5}, headers=zeta.headers),
+        ("get", "/v1/uploads/{upload_id}"): lambda: client.get(f"/v1/uploads/{pending}", headers=zeta.headers),
+        ("patch", "/v1/uploads/{upload_id}"): lambda: client.patch(
+            f"/v1/uploads/{pending}", content=b"x" * 99, headers={**zeta.headers, "Upload-Offset": "0"}),
+        ("get", "/v1/jobs/{job_id}"): lambda: client.get(f"/v1/jobs/{job}", headers=zeta.headers),
+        ("post", "/v1/jobs/{job_id}/cancel"): lambda: client.post(f"/v1/jobs/{job}/cancel", headers=zeta.headers),
+        ("get", "/v1/jobs/{job_id}/events"): lambda: client.get(f"/v1/jobs/{job}/events", headers=zeta.headers),
+        ("get", "/v1/jobs/{job_id}/results"): lambda: client.get(f"/v1/jobs/{job}/results", headers=zeta.headers),
+        ("get", "/v1/jobs/{job_id}/results.zip"): lambda: client.get(f"/v1/jobs/{job}/results.zip",
+                                                                     headers=zeta.headers),
+        ("get", "/v1/jobs/{job_id}/results/{name}"): lambda: client.get(f"/v1/jobs/{job}/results/model.pt",
+                                                                        headers=zeta.headers),
+        ("get", "/v1/jobs/{job_id}/previews/latest.png"): lambda: client.get(
+            f"/v1/jobs/{job}/previews/latest.png", headers=zeta.headers),
+        ("delete", "/v1/webhooks/{hook_id}"): lambda: client.delete(f"/v1/webhooks/{hook}", headers=zeta.headers),
+    }
+    routes = {(method, path) for path, item in app.openapi()["paths"].items() for method in item if "{" in path}
+    assert routes == set(tried), f"routes with ids not tried: {routes - set(tried)}"
+    for route, call in tried.items():
+        answer = call()
+        assert answer.status_code == 404, (route, answer.status_code, answer.text)
+        assert "not found" in answer.json()["detail"]
+    # ids in bodies too: Acme's shot, and Acme's run on Zeta's own shot
+    assert _job(client, zeta, shot).status_code == 404
+    assert client.post("/v1/jobs", json={"kind": "render", "shot_id": own_shot, "run_id": job},
+                       headers=zeta.headers).status_code == 404
+    for listing in ("/v1/shots", "/v1/jobs", "/v1/webhooks"):
+        seen = str(client.get(listing, headers=zeta.headers).json())
+        assert shot not in seen and job not in seen and hook not in seen
+    assert client.get(f"/v1/jobs/{job}", headers=acme.headers).json()["state"] == "succeeded"  # untouched
+    assert client.get(f"/v1/uploads/{pending}", headers=acme.headers).json()["offset"] == 0
+
+
+@pytest.fixture
+def png_bytes(shot_folders: tuple[Path, Path]) -> bytes:
+    return (shot_folders[0] / "plate.1001.png").read_bytes()
+
+
+def test_the_same_idempotency_key_and_body_give_the_same_job(client, studios, shot_folders) -> None:
+    acme, zeta = studios
+    shot = _ready_shot(client, acme, shot_folders)
+    first = _job(client, acme, shot, key="retry-me")
+    again = _job(client, acme, shot, key="retry-me")
+    assert (first.status_code, again.status_code) == (201, 200) and first.json()["id"] == again.json()["id"]
+    other_body = _job(client, acme, shot, key="retry-me", settings={**TINY_SETTINGS, "train.steps": 7})
+    assert other_body.status_code == 409 and "Idempotency-Key" in other_body.json()["detail"]
+    unkeyed = [_job(client, acme, shot).json()["id"] for _ in range(2)]
+    assert len({first.json()["id"], *unkeyed}) == 3
+    assert len(client.get("/v1/jobs", headers=acme.headers).json()) == 3
+
+
+def test_too_many_jobs_for_a_key_is_429_with_retry_after(client, studios, shot_folders) -> None:
+    acme = studios[0]
+    shot = _ready_shot(client, acme, shot_folders)
+    jobs = [_job(client, acme, shot) for _ in range(3)]  # the limit in these tests
+    assert all(j.status_code == 201 for j in jobs)
+    over = _job(client, acme, shot)
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1 and "limit" in over.json()["detail"]
+    cancelled = client.post(f"/v1/jobs/{jobs[0].json()['id']}/cancel", headers=acme.headers).json()
+    assert cancelled["state"] == "cancelled" and cancelled["finished"] is not None
+    assert _job(client, acme, shot).status_code == 201  # a slot came free
+    assert [j["state"] for j in client.get("/v1/jobs?state=cancelled", headers=acme.headers).json()] == ["cancelled"]
+
+
+def test_too_many_requests_a_minute_is_429_with_retry_after(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient  # httpx: a test dependency only
+    from service_helpers import new_studio
+
+    app = create_app(ServiceSettings(storage=tmp_path / "s", limits=Limits(requests_per_minute=5)),
+                     send_webhooks=False)
+    studio = new_studio(app.state.store, "Acme VFX")
+    with TestClient(app) as client:
+        codes = [client.get("/v1/shots", headers=studio.headers).status_code for _ in range(6)]
+        over = client.get("/v1/me", headers=studio.headers)
+    assert codes == [200] * 5 + [429]
+    assert over.status_code == 429 and 1 <= int(over.headers["Retry-After"]) <= 60
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    ({"kind": "train", "settings": {"loss.extra": "evil.module:run"}}, 422, "plug-ins"),
+    ({"kind": "train", "settings": {"colour.config": "/etc/passwd"}}, 422, "colour.config"),
+    ({"kind": "train", "settings": {"train.stepz": 5}}, 422, "train.stepz"),
+    ({"kind": "train", "settings": {"train.steps": -1}}, 422, "steps"),
+    ({"kind": "render"}, 422, "run_id"),
+    ({"kind": "export", "run_id": "job_0000000000000000"}, 404, "run not found"),
+    ({"kind": "train", "run_id": "job_0000000000000000"}, 422, "no run_id"),
+    ({"kind": "sweep"}, 422, "kind"),
+    ({"kind": "paint"}, 422, "kind"),
+    ({"kind": "train", "settings": {"train.steps": {"a": 1}}}, 422, "settings"),
+])
+def test_a_job_the_server_cannot_run_is_refused_in_one_line(client, studios, shot_folders, body, status, says) -> None:
+    shot = _ready_shot(client, studios[0], shot_folders)
+    answer = client.post("/v1/jobs", json={"shot_id": shot, **body}, headers=studios[0].headers)
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and says in detail and "--set" not in detail
+
+
+def test_a_render_of_an_unfinished_run_waits_for_it(client, studios, shot_folders) -> None:
+    shot = _ready_shot(client, studios[0], shot_folders)
+    run = _job(client, studios[0], shot).json()["id"]
+    answer = client.post("/v1/jobs", json={"kind": "render", "shot_id": shot, "run_id": run},
+                         headers=studios[0].headers)
+    assert answer.status_code == 409 and "queued" in answer.json()["detail"]
+
+
+def test_a_train_job_needs_source_and_keyframes(client, studios) -> None:
+    shot = client.post("/v1/shots", json={"name": "empty"}, headers=studios[0].headers).json()["id"]
+    answer = _job(client, studios[0], shot)
+    assert answer.status_code == 422 and "source" in answer.json()["detail"]
+
+
+def test_the_openapi_document_promises_one_line_errors(client) -> None:
+    document = client.get("/openapi.json").json()
+    assert document["components"]["schemas"]["HTTPValidationError"]["properties"]["detail"]["type"] == "string"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", document["info"]["version"])
+    for path, item in document["paths"].items():
+        if path != "/v1/health":
+            for method, operation in item.items():
+                assert "401" in operation["responses"], (method, path)

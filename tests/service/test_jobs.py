@@ -1,0 +1,201 @@
+"""Jobs on real Ray workers, through the app: train -> render -> export with live events and results equal to
+the library's own, cancel within 10 s, and a killed worker whose job resumes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from service_helpers import TINY_SETTINGS, new_studio, upload_folder, wait_for
+from shots import KEYFRAMES, edit, plate, render_tiny, same_weights, train_tiny, weights, write_shot
+
+from shotfit.service.app import create_app
+from shotfit.service.dispatch import RayRunner
+from shotfit.service.jobwork import config_overrides
+from shotfit.service.settings import ServiceSettings
+from shotfit.service.store import Job, JobFrame
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray for the module (two CPUs), in a short temporary folder removed afterwards."""
+    import ray  # the service's engine: only these tests start it
+
+    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False,
+             object_store_memory=128 * 2**20)
+    yield
+    ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def served(ray_local, tmp_path_factory):
+    """An app running jobs on Ray (one at a time), a studio, and a tiny shot uploaded (with its truth)."""
+    from fastapi.testclient import TestClient  # httpx: a test dependency only
+
+    root = tmp_path_factory.mktemp("served")
+    settings = ServiceSettings(storage=root / "storage", workers=1, poll_s=0.2, heartbeat_s=0.5, stale_s=30)
+    app = create_app(settings, RayRunner(settings), send_webhooks=False)
+    studio = new_studio(app.state.store, "Acme VFX")
+    shot = {"plates": write_shot(root / "plates"),
+            "fixed": write_shot(root / "fixed", KEYFRAMES, make=lambda f: edit(plate(f))),
+            "truth": write_shot(root / "truth", make=lambda f: edit(plate(f)))}
+    with TestClient(app) as client:
+        shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=studio.headers).json()["id"]
+        for role, folder in (("source", "plates"), ("keyframes", "fixed"), ("truth", "truth")):
+            upload_folder(client, studio, shot_id, role, shot[folder])
+        yield {"client": client, "app": app, "studio": studio, "shot": shot_id, "root": root, "settings": settings}
+
+
+def _submit(served, kind: str, settings: dict | None = None, run_id: str | None = None) -> dict:
+    answer = served["client"].post("/v1/jobs", json={"kind": kind, "shot_id": served["shot"], "run_id": run_id,
+                                                     "settings": settings or {}},
+                                   headers=served["studio"].headers)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _events(served, job_id: str) -> list[tuple[str, dict]]:
+    """The job's whole event stream, until it ends (after a final state)."""
+    found, event = [], None
+    with served["client"].stream("GET", f"/v1/jobs/{job_id}/events", headers=served["studio"].headers) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                found.append((event, json.loads(line[6:])))
+    return found
+
+
+def test_train_render_export_through_the_service_equal_the_library(served, tmp_path) -> None:
+    client, studio = served["client"], served["studio"]
+    train = _submit(served, "train", {**TINY_SETTINGS, "train.steps": 20, "train.preview_every": 10})
+    events = _events(served, train["id"])
+    names = [name for name, _ in events]
+    assert names[0] == "state" and names[-1] == "state" and "progress" in names and "preview" in names
+    done = events[-1][1]
+    assert done["state"] == "succeeded" and done["progress"]["step"] == 20 and done["progress"]["steps"] == 20
+    assert {"total", "l1"} <= set(done["progress"]["losses"]) and done["mlflow_run_id"]
+    steps = [data["progress"]["step"] for name, data in events if name == "progress"]
+    assert steps == sorted(steps) and steps[-1] == 20
+    preview = [data for name, data in events if name == "preview"][0]["url"]
+    assert client.get(preview, headers=studio.headers).content.startswith(b"\x89PNG")
+    listed = {r["name"] for r in client.get(f"/v1/jobs/{train['id']}/results", headers=studio.headers).json()}
+    assert {"model.pt", "metrics.json", "preview_final.png"} <= listed
+
+    render = _submit(served, "render", run_id=train["id"])
+    rendered = wait_for(client, studio, render["id"])
+    assert rendered["state"] == "succeeded", rendered["error"]
+    assert (rendered["progress"]["frames_done"], rendered["progress"]["frames_total"]) == (6, 6)
+    results = {r["name"]: r for r in client.get(f"/v1/jobs/{render['id']}/results", headers=studio.headers).json()}
+    assert {f"plate.{f}.png" for f in range(1001, 1007)} | {"review.mp4", "eval.json"} == set(results)
+    # the same run rendered by the library here: every frame byte-identical
+    run = Path(served["settings"].storage).resolve() / "studios"
+    run_folder = next(run.glob(f"*/jobs/{train['id']}/run"))
+    render_tiny(run_folder, Path(served["root"]) / "plates", tmp_path / "direct")
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{render['id']}/results.zip",
+                                                     headers=studio.headers).content))
+    assert set(archive.namelist()) == set(results)
+    for frame in range(1001, 1007):
+        name = f"plate.{frame}.png"
+        direct = (tmp_path / "direct" / name).read_bytes()
+        assert archive.read(name) == direct
+        assert client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content == direct
+    assert "summary" in json.loads(archive.read("eval.json"))
+
+    served["trained"] = (train["id"], tmp_path / "direct")
+    export = _submit(served, "export", {"export.format": "onnx"}, run_id=train["id"])
+    exported = wait_for(client, studio, export["id"])
+    assert exported["state"] == "succeeded", exported["error"]
+    onnx = client.get(f"/v1/jobs/{export['id']}/results/model.onnx", headers=studio.headers)
+    assert onnx.status_code == 200 and b"shotfit.version" in onnx.content
+
+
+def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_bytes(served) -> None:
+    client, studio = served["client"], served["studio"]
+    if "trained" not in served:
+        pytest.skip("needs the run of test_train_render_export_through_the_service_equal_the_library")
+    run_id, direct = served["trained"]
+    render = _submit(served, "render", {"render.workers": 2, "render.evaluate": False}, run_id=run_id)
+    done = wait_for(client, studio, render["id"])
+    assert done["state"] == "succeeded", done["error"]
+    assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
+    for frame in range(1001, 1007):
+        name = f"plate.{frame}.png"
+        got = client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content
+        assert got == (direct / name).read_bytes(), name
+    with served["app"].state.store.session() as session:
+        frames = sorted(row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"]))
+    assert frames == list(range(1001, 1007))
+
+
+def test_a_job_that_fails_says_why_in_one_line_without_the_servers_folders(served) -> None:
+    client, studio = served["client"], served["studio"]
+    job = _submit(served, "train", {**TINY_SETTINGS, "data.validation_frames": [1002]})
+    failed = wait_for(client, studio, job["id"])
+    assert failed["state"] == "failed" and failed["finished"] is not None
+    error = failed["error"]
+    assert "data.validation_frames names frame 1002" in error and "\n" not in error
+    assert str(Path(served["settings"].storage).resolve()) not in error and "studios/" not in error
+
+
+def test_a_cancelled_training_stops_within_10_s_with_a_checkpoint(served) -> None:
+    client, studio = served["client"], served["studio"]
+    job = _submit(served, "train", {**TINY_SETTINGS, "train.steps": 100000, "train.checkpoint_every": 50})
+    wait_for(client, studio, job["id"], ("running",))
+    while (client.get(f"/v1/jobs/{job['id']}", headers=studio.headers).json()["progress"]["step"] or 0) < 5:
+        time.sleep(0.2)
+    asked = time.monotonic()
+    assert client.post(f"/v1/jobs/{job['id']}/cancel", headers=studio.headers).json()["state"] == "running"
+    stopped = wait_for(client, studio, job["id"], timeout=60, poll=0.1)
+    took = time.monotonic() - asked
+    assert stopped["state"] == "cancelled" and stopped["error"] is None and took < 10.0, (stopped, took)
+    run = next(Path(served["settings"].storage).resolve().glob(f"studios/*/jobs/{job['id']}/run"))
+    assert list((run / "checkpoints").glob("step_*.pt")) and not (run / "model.pt").exists()
+
+
+def test_a_killed_worker_is_noticed_and_its_training_resumes_to_the_same_model(served, tmp_path) -> None:
+    """kill -9 of the Ray worker mid-training: the job is queued again, resumes from its checkpoint (not
+    from step 1) and ends with the model an uninterrupted run makes, bit for bit."""
+    client, studio = served["client"], served["studio"]
+    settings = {**TINY_SETTINGS, "train.steps": 300, "train.checkpoint_every": 25, "train.preview_every": 1000}
+    job = _submit(served, "train", settings)
+    store = served["app"].state.store
+    while True:
+        body = client.get(f"/v1/jobs/{job['id']}", headers=studio.headers).json()
+        if (body["progress"]["step"] or 0) >= 60:
+            break
+        assert body["state"] in ("queued", "running"), body
+        time.sleep(0.1)
+    with store.session() as session:  # the row's internal progress: the worker's pid
+        pid = session.get(Job, job["id"]).progress["worker_pid"]
+    os.kill(pid, signal.SIGKILL)
+    done = wait_for(client, studio, job["id"], timeout=300)
+    assert done["state"] == "succeeded" and done["attempt"] == 2, done
+    with store.session() as session:
+        first = session.get(Job, job["id"]).progress["first_step"]
+    assert first > 25, f"the second attempt started at step {first}"
+    run = next(Path(served["settings"].storage).resolve().glob(f"studios/*/jobs/{job['id']}/run"))
+    reference = _train_reference(served, settings, tmp_path)
+    assert same_weights(weights(run / "model.pt"), weights(reference / "model.pt"))
+    with store.session() as session:
+        assert session.query(JobFrame).filter(JobFrame.job_id == job["id"]).count() == 0
+
+
+def _train_reference(served, settings: dict, tmp_path: Path) -> Path:
+    """The same training, uninterrupted, by the library in this process."""
+    root = Path(served["root"])
+    train_tiny(root / "plates", root / "fixed", tmp_path / "reference", *config_overrides(settings, {}))
+    return tmp_path / "reference"

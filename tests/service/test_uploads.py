@@ -1,0 +1,128 @@
+"""Uploads: resumable with offsets, names that are data and never paths, content checked from the bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from service_helpers import Studio, upload
+from shots import plate, write_exr, write_png, write_video
+
+BAD_NAMES = ["../escape.png", "..\\escape.png", "/etc/passwd.png", "a/b.png", "sub/../../x.png", ".hidden.png",
+             "C:\\temp\\x.png", "x.png\x00.txt", "%2e%2e%2fx.png", "..", "plate .png", "pl\nate.png"]
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def png(tmp_path: Path) -> bytes:
+    write_png(tmp_path / "frame.png", plate(1001))
+    return (tmp_path / "frame.png").read_bytes()
+
+
+@pytest.fixture
+def shot_id(client, studios: tuple[Studio, Studio]) -> str:
+    return client.post("/v1/shots", json={"name": "sh010"}, headers=studios[0].headers).json()["id"]
+
+
+def test_a_frame_sent_in_chunks_arrives_whole_and_decoded(client, studios, shot_id, png, settings) -> None:
+    acme = studios[0]
+    done = upload(client, acme, shot_id, "source", "plate.1001.png", png, chunk=500)
+    assert done.status_code == 200 and done.json()["complete"] and done.json()["offset"] == len(png)
+    files = client.get(f"/v1/shots/{shot_id}/files?role=source", headers=acme.headers).json()
+    assert files == [{"role": "source", "name": "plate.1001.png", "size": len(png), "format": ".png", "width": 48,
+                      "height": 40, "channels": 3}]
+    placed = list(Path(settings.storage).rglob("plate.1001.png"))
+    assert len(placed) == 1 and placed[0].read_bytes() == png
+    assert client.get(f"/v1/shots/{shot_id}", headers=acme.headers).json()["files"] == {
+        "source": 1, "keyframes": 0, "truth": 0}
+
+
+def test_an_interrupted_upload_resumes_from_its_offset_and_a_wrong_offset_gets_409(client, studios, shot_id,
+                                                                                  png) -> None:
+    acme = studios[0]
+    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "keyframes", "name": "plate.1001.png",
+                                                             "size": len(png)}, headers=acme.headers).json()
+    url, half = f"/v1/uploads/{made['id']}", len(png) // 2
+    first = client.patch(url, content=png[:half], headers={**acme.headers, "Upload-Offset": "0"})
+    assert first.json()["offset"] == half and not first.json()["complete"]
+    # the client lost track: it asks where the upload stands
+    state = client.get(url, headers=acme.headers)
+    assert state.json()["offset"] == half and state.headers["Upload-Offset"] == str(half)
+    stale = client.patch(url, content=png, headers={**acme.headers, "Upload-Offset": "0"})
+    assert stale.status_code == 409 and stale.headers["Upload-Offset"] == str(half)
+    assert str(half) in stale.json()["detail"]
+    rest = client.patch(url, content=png[half:], headers={**acme.headers, "Upload-Offset": str(half)})
+    assert rest.status_code == 200 and rest.json()["complete"]
+    again = client.patch(url, content=b"x", headers={**acme.headers, "Upload-Offset": str(len(png))})
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_name_that_is_a_path_is_refused_and_nothing_is_written(client, studios, shot_id, png, name,
+                                                                 tmp_path) -> None:
+    before = _tree(tmp_path)
+    answer = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": name, "size": len(png)},
+                         headers=studios[0].headers)
+    assert answer.status_code in (400, 415, 422), answer.text
+    assert isinstance(answer.json()["detail"], str) and "\n" not in answer.json()["detail"]
+    after = _tree(tmp_path)
+    assert after == before or set(after) - set(before) <= {"storage/shotfit.db-wal", "storage/shotfit.db-shm"}
+
+
+@pytest.mark.parametrize(("name", "make", "status"), [
+    ("plate.1001.exr", "png", 415),  # PNG bytes named EXR
+    ("plate.1001.png", "text", 415),  # not an image at all
+    ("plate.1001.jpg", "png", 415),
+    ("shot.mp4", "png", 415),  # a PNG named as a video
+    ("plate.1001.png", "truncated", 422),  # a real PNG cut short
+])
+def test_a_file_whose_bytes_are_not_what_its_name_says_is_refused_and_discarded(client, studios, shot_id, png,
+                                                                              settings, name, make, status) -> None:
+    data = {"png": png, "text": b"hello, this is not an image at all" * 4, "truncated": png[: len(png) // 2]}[make]
+    answer = upload(client, studios[0], shot_id, "source", name, data)
+    assert answer.status_code == status, answer.text
+    assert name in answer.json()["detail"] and "discarded" in answer.json()["detail"]
+    assert client.get(f"/v1/shots/{shot_id}/files", headers=studios[0].headers).json() == []
+    leftover = [p for p in Path(settings.storage).rglob("*") if p.is_file() and "shotfit.db" not in p.name]
+    assert leftover == []
+
+
+def test_exr_and_video_uploads_are_decoded(client, studios, shot_id, tmp_path) -> None:
+    write_exr(tmp_path / "plate.1001.exr", plate(1001))
+    write_video(tmp_path / "shot.mp4")
+    for name in ("plate.1001.exr", "shot.mp4"):
+        role = "source" if name.endswith("exr") else "truth"
+        assert upload(client, studios[0], shot_id, role, name, (tmp_path / name).read_bytes()).status_code == 200
+    files = {f["name"]: f for f in client.get(f"/v1/shots/{shot_id}/files", headers=studios[0].headers).json()}
+    assert (files["plate.1001.exr"]["format"], files["plate.1001.exr"]["width"]) == (".exr", 48)
+    assert (files["shot.mp4"]["format"], files["shot.mp4"]["height"], files["shot.mp4"]["channels"]) == ("video", 40, 3)
+
+
+def test_limits_on_size_count_pixels_and_chunks_are_clear_4xx(client, studios, shot_id, png, tmp_path) -> None:
+    acme = studios[0]
+    big = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "big.exr", "size": 10**9},
+                      headers=acme.headers)
+    assert big.status_code == 413 and "200000" in big.json()["detail"]
+    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "a.png", "size": 10},
+                       headers=acme.headers).json()
+    past = client.patch(f"/v1/uploads/{made['id']}", content=png, headers={**acme.headers, "Upload-Offset": "0"})
+    assert past.status_code == 413 and client.get(f"/v1/uploads/{made['id']}", headers=acme.headers).json()["offset"] == 0
+    twin = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "a.png", "size": 10},
+                       headers=acme.headers)
+    assert twin.status_code == 409
+    for n in range(7):  # the role's limit is 8, a.png included
+        assert client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": f"f{n}.png", "size": 5},
+                           headers=acme.headers).status_code == 201
+    full = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "f9.png", "size": 5},
+                       headers=acme.headers)
+    assert full.status_code == 413 and "limit" in full.json()["detail"]
+    write_png(tmp_path / "huge.png", plate(1001).repeat(8, axis=0).repeat(8, axis=1))  # 384x320 > 256x256
+    huge = upload(client, acme, shot_id, "keyframes", "huge.png", (tmp_path / "huge.png").read_bytes())
+    assert huge.status_code == 413 and "pixels" in huge.json()["detail"]
+    bad_offset = client.patch(f"/v1/uploads/{made['id']}", content=b"x", headers={**acme.headers, "Upload-Offset": "-1"})
+    assert bad_offset.status_code == 422 and "upload-offset" in bad_offset.json()["detail"]
