@@ -1,14 +1,19 @@
 # Two commands set up everything on a fresh machine:
 #   make demo   create .venv, install shotfit pinned (CPU torch), run the sample job
 #   make test   install what the tests need, run them
+# and two build and check the container images (with a Docker engine, or without one: docker/build.sh):
+#   make image        the SageMaker training image and the HTTP service's image (CPU)
+#   make image-test   build them, then run a tiny job and a service session in them (tests/image)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 LOCK   := requirements/lock.txt
 DEMO_OUT ?= demo_out
+SAGEMAKER_IMAGE ?= shotfit:sagemaker-cpu
+SERVICE_IMAGE   ?= shotfit:service-cpu
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test image image-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +21,11 @@ $(BIN)/python:
 # torch is pinned in the lock and installed first, so nothing later can pull a CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
 	$(PIP) install -c $(LOCK) torch
-	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export]'
+	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export,mlflow-ui]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export,aws,test]'
+	$(PIP) install -c $(LOCK) -e '.[sample,sweep,export,mlflow-ui,aws,test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -31,6 +36,15 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# the venv only for its pip, which finds this machine's CPU torch wheel for an engine-free build
+image: $(BIN)/python
+	PYTHON=$(BIN)/python docker/build.sh --target sagemaker --tag $(SAGEMAKER_IMAGE)
+	PYTHON=$(BIN)/python docker/build.sh --target service --tag $(SERVICE_IMAGE)
+
+image-test: install-test image
+	SHOTFIT_TEST_IMAGE=$(SAGEMAKER_IMAGE) SHOTFIT_TEST_SERVICE_IMAGE=$(SERVICE_IMAGE) \
+		$(BIN)/python -m pytest tests/image
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

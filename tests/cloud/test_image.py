@@ -1,8 +1,9 @@
 """The container image's recipe: what a Docker build would need, and the SageMaker entry point for real.
 
-No Docker engine runs on the test machines, so the image itself is not built here; these tests run what
-can run without one: the entry point script (as SageMaker starts it: root, /opt/ml mounted root-owned)
-and the checks that every file the Dockerfile copies and every package it installs exists.
+The images themselves are built and run by `make image-test` (tests/image, after the suite); these
+tests run what needs no build: the entry point script (as SageMaker starts it: root, /opt/ml mounted
+root-owned), the linter, and the checks that every file the Dockerfile copies and every package it
+installs exists.
 """
 
 from __future__ import annotations
@@ -44,9 +45,18 @@ def test_every_file_the_image_copies_is_in_the_repository_and_not_ignored():
         assert any(source == k or source.startswith(f"{k}/") for k in kept), f".dockerignore leaves out {source}"
 
 
+def stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the Dockerfile's stage ``name`` (FROM ... AS name up to the next FROM)."""
+    instructions = dockerfile_instructions()
+    start = next(i for i, (kind, args) in enumerate(instructions) if kind == "FROM" and args.endswith(f" AS {name}"))
+    end = next((i for i in range(start + 1, len(instructions)) if instructions[i][0] == "FROM"), len(instructions))
+    return instructions[start:end]
+
+
 def test_the_image_installs_pinned_packages_and_extras_that_exist():
     runs = " ".join(args for kind, args in dockerfile_instructions() if kind == "RUN")
-    assert runs.count("-c /src/requirements/lock.txt") == 2  # torch, then shotfit: both from the lock
+    # torch, then shotfit, then the service's additions: all from the lock
+    assert runs.count("-c /src/requirements/lock.txt") == 3
     lock = (REPO / "requirements" / "lock.txt").read_text()
     assert re.search(r"^torch==\d+\.\d+\.\d+$", lock, re.M), "the lock must pin torch exactly"
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -54,8 +64,27 @@ def test_the_image_installs_pinned_packages_and_extras_that_exist():
         assert set(wanted.split(",")) <= set(extras)
     stages = {m.group(1): m.start() for m in re.finditer(r"^FROM \S+ AS (\w+)$", DOCKERFILE.read_text(), re.M)}
     assert list(stages)[-1] == "runtime"  # the default target runs as the unprivileged user
-    users = [args for kind, args in dockerfile_instructions() if kind == "USER"]
-    assert users == ["1000:1000"]  # numeric: Kubernetes runAsNonRoot can check it
+    for name in ("runtime", "service"):  # numeric: Kubernetes runAsNonRoot can check it
+        assert [args for kind, args in stage(name) if kind == "USER"] == ["1000:1000"], name
+    # the images install shotfit with what it runs, never the test, sweep or benchmark extras
+    installed = {extra for wanted in re.findall(r'"/src\[([a-z,-]+)\]"', runs) for extra in wanted.split(",")}
+    assert installed == {"export", "service"}
+
+
+def test_the_service_image_checks_its_own_health_and_serves_on_its_port():
+    service = stage("service")
+    healthcheck = " ".join(args for kind, args in service if kind == "HEALTHCHECK")
+    assert "http://127.0.0.1:8000/v1/health" in healthcheck
+    assert [args for kind, args in service if kind == "EXPOSE"] == ["8000"]
+    command = json.loads(next(args for kind, args in service if kind == "CMD"))
+    assert command[:5] == ["serve", "--host", "0.0.0.0", "--port", "8000"]
+
+
+def test_the_build_script_names_what_it_accepts():
+    done = subprocess.run([str(REPO / "docker" / "build.sh"), "--target", "gpu"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "docker/build.sh: --target must be sagemaker, runtime or service, not 'gpu'"
 
 
 def test_the_dockerfile_passes_hadolint():
