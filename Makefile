@@ -13,7 +13,7 @@ DEMO_OUT ?= demo_out
 SAGEMAKER_IMAGE ?= shotfit:sagemaker-cpu
 SERVICE_IMAGE   ?= shotfit:service-cpu
 
-.PHONY: demo test install install-test image image-test clean
+.PHONY: demo test services install install-test image image-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(BIN)/shotfit demo --out $(DEMO_OUT)
 
-test: install-test
+# PostgreSQL and headless Chromium, which the service's tests run for real (installed when absent)
+services:
+	scripts/test-services.sh
+
+test: install-test services
 	$(BIN)/python -m pytest
 
 # the venv only for its pip, which finds this machine's CPU torch wheel for an engine-free build

@@ -21,7 +21,7 @@ from service_helpers import SMALL_LIMITS, Studio, new_studio  # noqa: E402
 from shotfit.service.app import create_app  # noqa: E402
 from shotfit.service.settings import ServiceSettings  # noqa: E402
 
-_SKIP_PG = "PostgreSQL is not installed here (scripts/ci-services.sh installs Debian's postgresql)"
+_SKIP_PG = "PostgreSQL is not installed here (scripts/test-services.sh installs Debian's postgresql)"
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A throw-away PostgreSQL server for the store's tests: Debian's initdb and pg_ctl, in a temporary folder,
 as a user that is not root (PostgreSQL refuses root), on a free loopback port, removed afterwards.
 
-Absent binaries skip the PostgreSQL half of the tests with the reason (``scripts/ci-services.sh``
+Absent binaries skip the PostgreSQL half of the tests with the reason (``scripts/test-services.sh``
 installs them; CI runs it).
 """
 
@@ -47,7 +47,7 @@ def postgres_server() -> Iterator[str]:
     """Start a cluster; yield its URL (``postgresql://shotfit@127.0.0.1:PORT/shotfit``); stop and remove it."""
     bin_dir = postgres_bin()
     if bin_dir is None:
-        raise FileNotFoundError("PostgreSQL is not installed (scripts/ci-services.sh installs Debian's postgresql)")
+        raise FileNotFoundError("PostgreSQL is not installed (scripts/test-services.sh installs Debian's postgresql)")
     root = Path(tempfile.mkdtemp(prefix="sf-pg-", dir="/tmp"))
     data, port, prefix = root / "data", _free_port(), _as_user()
     if prefix:
