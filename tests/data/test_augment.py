@@ -197,7 +197,7 @@ def test_frames_smaller_than_the_patch_on_one_side_turn_only_by_half_turns():
         ("patch_size", 64.0, "augment.patch_size = 64.0 must be an integer"),
         ("flip_p", 1.5, "augment.flip_p = 1.5 is out of range (must be <= 1.0)"),
         ("rot90_p", -0.1, "augment.rot90_p = -0.1 is out of range (must be >= 0.0)"),
-        ("affine_p", float("nan"), "augment.affine_p = nan is out of range (must be >= 0.0)"),
+        ("affine_p", float("nan"), "augment.affine_p = nan must be a finite number"),
         ("colour_p", "0.5", "augment.colour_p = '0.5' must be a number"),
         ("scale", 1.0, "augment.scale = 1.0 is out of range (must be <= 0.9)"),
         ("rotation", 200, "augment.rotation = 200 is out of range (must be <= 180.0)"),
