@@ -14,8 +14,9 @@ import shots
 from shots import assert_unchanged, fails, snapshot, succeeds, write_shot
 
 from shotfit import api
+from shotfit.engine.preview import GAP, LABEL_HEIGHT
 from shotfit.files import SHEET_MARK
-from shotfit.suggest.sheet import CELL_WIDTH, GAP, LABEL_HEIGHT
+from shotfit.suggest.sheet import CELL_WIDTH
 
 SCENE_ONE, SCENE_TWO = range(1001, 1013), range(1013, 1021)
 BROKEN = 6  # of the ten-frame shot the run is trained on

@@ -31,27 +31,38 @@ def contact_sheet(rows: Sequence[SheetRow], cell_width: int = CELL_WIDTH) -> np.
 
     Frames are scaled to ``cell_width`` (never up); a frame without a target gets a dark cell.
     """
+    return labelled_grid(("source", "prediction", "target"),
+                         [(row.label, (row.source, row.prediction, row.target)) for row in rows], cell_width)
+
+
+def labelled_grid(header: Sequence[str], rows: Sequence[tuple[str, Sequence[np.ndarray | None]]],
+                  cell_width: int = CELL_WIDTH, upscale: bool = False) -> np.ndarray:
+    """Labelled rows of equal cells under a header, as a uint8 RGB image (every contact sheet's layout).
+
+    Args:
+        header: one name per column.
+        rows: (label, one image per column): float (H, W, C) display values in [0, 1], C = 1 or 3, all
+            the size of the first row's first image; None draws a dark cell.
+        cell_width: the width of a cell; frames are scaled down to it, and up to it with ``upscale``.
+    """
     if not rows:
         raise ValueError("a contact sheet needs at least one row")
-    h, w = rows[0].source.shape[:2]
-    scale = min(1.0, cell_width / w)
+    first = next(image for image in rows[0][1] if image is not None)
+    h, w = first.shape[:2]
+    scale = cell_width / w if upscale else min(1.0, cell_width / w)
     cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
-    header = ("source", "prediction", "target")
-    sheet_w = 3 * cw + 4 * GAP
-    sheet_h = LABEL_HEIGHT + len(rows) * (ch + LABEL_HEIGHT + GAP) + GAP
-    sheet = np.full((sheet_h, sheet_w, 3), 24, np.uint8)
+    columns = len(header)
+    sheet = np.full((LABEL_HEIGHT + len(rows) * (ch + LABEL_HEIGHT + GAP) + GAP, columns * cw + (columns + 1) * GAP, 3),
+                    24, np.uint8)
     for col, name in enumerate(header):
         _label(sheet, name, GAP + col * (cw + GAP), LABEL_HEIGHT - 5)
     y = LABEL_HEIGHT
-    for row in rows:
-        _label(sheet, row.label, GAP, y + LABEL_HEIGHT - 5)
+    for label, images in rows:
+        _label(sheet, label, GAP, y + LABEL_HEIGHT - 5)
         y += LABEL_HEIGHT
-        for col, image in enumerate((row.source, row.prediction, row.target)):
+        for col, image in enumerate(images):
             x = GAP + col * (cw + GAP)
-            if image is None:
-                sheet[y:y + ch, x:x + cw] = 48
-                continue
-            sheet[y:y + ch, x:x + cw] = _to_cell(image, cw, ch)
+            sheet[y:y + ch, x:x + cw] = 48 if image is None else _to_cell(image, cw, ch)
         y += ch + GAP
     return sheet
 

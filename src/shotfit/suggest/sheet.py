@@ -12,11 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shotfit.engine.preview import labelled_grid
 from shotfit.files import SHEET_MARK, write_bytes_atomic
 
 CELL_WIDTH = 320
-LABEL_HEIGHT = 18
-GAP = 4
 HEADER = ("source", "render", "flip disagreement")
 
 
@@ -35,24 +34,10 @@ def heat_sheet(rows: Sequence[SheetRow], cell_width: int = CELL_WIDTH) -> np.nda
     (the rows' 99th percentile maps to the hottest colour), so a hotter row is a less certain frame."""
     if not rows:
         raise ValueError("a contact sheet needs at least one row")
-    h, w = rows[0].source.shape[:2]
-    scale = cell_width / w  # small plates scaled up too: the heat map has to be readable
-    cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
     top = max(float(np.percentile(np.concatenate([r.heat.ravel() for r in rows]), 99)), 1e-6)
-    sheet = np.full((LABEL_HEIGHT + len(rows) * (ch + LABEL_HEIGHT + GAP) + GAP, 3 * cw + 4 * GAP, 3), 24, np.uint8)
-    for col, name in enumerate(HEADER):
-        _label(sheet, name, GAP + col * (cw + GAP), LABEL_HEIGHT - 5)
-    y = LABEL_HEIGHT
-    for row in rows:
-        _label(sheet, row.label, GAP, y + LABEL_HEIGHT - 5)
-        y += LABEL_HEIGHT
-        render = _to_cell(row.render, cw, ch)
-        cells = (_to_cell(row.source, cw, ch), render, _overlay(render, row.heat / top, cw, ch))
-        for col, cell in enumerate(cells):
-            x = GAP + col * (cw + GAP)
-            sheet[y:y + ch, x:x + cw] = cell
-        y += ch + GAP
-    return sheet
+    # small plates scaled up too: the heat map has to be readable
+    return labelled_grid(HEADER, [(row.label, (row.source, row.render, _overlay(row.render, row.heat / top)))
+                                  for row in rows], cell_width, upscale=True)
 
 
 def save_heat_sheet(rows: Sequence[SheetRow], path: Path, cell_width: int = CELL_WIDTH) -> Path:
@@ -72,19 +57,11 @@ def _with_text(png: bytes, key: str, text: str) -> bytes:
     return png[:header_end] + chunk + png[header_end:]
 
 
-def _overlay(render: np.ndarray, heat: np.ndarray, width: int, height: int) -> np.ndarray:
+def _overlay(render: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The heat map (0 cold .. 1 hot, any size) in colour over the render in grey: float RGB in [0, 1]."""
+    height, width = render.shape[:2]
     level = cv2.resize(np.clip(heat, 0.0, 1.0).astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
     colours = cv2.cvtColor(cv2.applyColorMap((level * 255 + 0.5).astype(np.uint8), cv2.COLORMAP_INFERNO),
-                           cv2.COLOR_BGR2RGB)
-    grey = np.repeat(render.mean(axis=2, keepdims=True), 3, axis=2)
-    return (0.35 * grey + 0.65 * colours + 0.5).clip(0, 255).astype(np.uint8)
-
-
-def _to_cell(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    rgb = image if image.shape[2] == 3 else np.repeat(image[..., :1], 3, axis=2)
-    cell = cv2.resize(np.ascontiguousarray(rgb, dtype=np.float32), (width, height), interpolation=cv2.INTER_AREA)
-    return (np.clip(cell, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def _label(sheet: np.ndarray, text: str, x: int, y: int) -> None:
-    cv2.putText(sheet, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
+                           cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    grey = np.repeat(render[..., :3].mean(axis=2, keepdims=True), 3, axis=2)
+    return np.clip(0.35 * grey + 0.65 * colours, 0.0, 1.0)
