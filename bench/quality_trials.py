@@ -152,8 +152,13 @@ def score_task(task: Task, predict: Predict, lpips_net: Any) -> tuple[dict[str, 
     predicted = time.monotonic()
     with open_shot(task.source) as source:
         # pairs of scored frames are two frames apart by design; the evaluator's warning would repeat
-        logging.getLogger("shotfit.evaluate.report").setLevel(logging.ERROR)
-        report = evaluate_frames(predictions, open_shot(task.truth), source, lpips_net=lpips_net)
+        quiet = logging.getLogger("shotfit.evaluate.report")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            report = evaluate_frames(predictions, open_shot(task.truth), source, lpips_net=lpips_net)
+        finally:
+            quiet.setLevel(level)  # the caller's logging as it was
     summary = report.summary()
     scores = {key: _finite(summary[key]) for key in ("psnr", "psnr_edited", "ssim", "lpips")}
     # only pairs one step of the every-other-frame list apart (scored frames may be spread pairs)

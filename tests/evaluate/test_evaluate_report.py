@@ -183,7 +183,7 @@ def test_without_a_source_or_an_edit_there_is_no_edited_region(shot):
 def test_frames_too_small_for_lpips_are_scored_without_it_and_say_so(pan, caplog):
     # 16x16 frames: LPIPS's trunk needs 21 a side; PSNR, SSIM and the warping error still apply
     frames = dict(enumerate(pan(3, size=16), start=FIRST))
-    with caplog.at_level("WARNING", logger="shotfit"):
+    with caplog.at_level("WARNING", logger="shotfit.evaluate.report"):
         report = evaluate_frames(frames, frames, lpips_net=load_lpips())
     assert [row.lpips for row in report.frames] == [None, None, None]
     assert [row.ssim for row in report.frames] == [1.0, 1.0, 1.0]
