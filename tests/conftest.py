@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -12,6 +13,10 @@ from pathlib import Path
 # Tiny test networks gain nothing from a thread pool, and on a shared 2-core machine two pools fight:
 # one thread per process keeps the suite fast and its timings steady. Set before torch is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray turns token authentication on for every new local cluster, keeps the token in ~/.ray and caches it for
+# the process: with a HOME of its own per test, the second cluster of a session would get a new token while
+# the process still sends the first one. One token for the whole session (its clusters and their workers).
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 import pytest
 
