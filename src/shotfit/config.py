@@ -392,13 +392,15 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return parts[0], parts[1], value
 
 
-def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
-    """Apply ``section.key=value`` overrides (read by :func:`parse_override`) on top of ``cfg``."""
+def apply_overrides(cfg: Config, overrides: Iterable[str], *, origin: str = "--set",
+                    parameter: str = "overrides") -> Config:
+    """Apply ``section.key=value`` overrides (read by :func:`parse_override`) on top of ``cfg``; errors name
+    ``origin`` (where the overrides came from: the CLI's ``--set``, a service job's settings) and ``parameter``."""
     data = config_to_dict(cfg)
     for item in overrides:
         section, name, value = parse_override(item)
         if section not in data:
             raise ConfigError(f"unknown config section {section!r} in override {item!r} "
-                              f"(known: {', '.join(data)})", parameter="overrides")
+                              f"(known: {', '.join(data)})", parameter=parameter)
         data[section][name] = value
-    return config_from_dict(data, origin="--set")
+    return config_from_dict(data, origin=origin)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from shotfit import api
-from shotfit.config import Config, config_from_dict, config_to_dict, parse_override
+from shotfit.config import Config, apply_overrides
 from shotfit.errors import ConfigError
 from shotfit.infer.render import FrameDone
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
@@ -69,16 +69,8 @@ def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
 
 
 def _check_config(overrides: tuple[str, ...]) -> None:
-    """Unknown keys and bad values, in one line that names the job's settings (as apply_overrides does, but
-    its message names the CLI's --set)."""
-    data = config_to_dict(Config())
-    for item in overrides:
-        section, name, value = parse_override(item)
-        if section not in data:
-            raise ConfigError(f"unknown config section {section!r} in setting {item.partition('=')[0]!r} "
-                              f"(known: {', '.join(data)})", parameter="settings")
-        data[section][name] = value
-    config_from_dict(data, origin="the job's settings")
+    """Unknown keys and bad values, in one line that names the job's settings (not the CLI's --set)."""
+    apply_overrides(Config(), overrides, origin="the job's settings", parameter="settings")
 
 
 def train(folders: JobFolders, settings: Mapping[str, Any], tracking: api.TrackingOptions,
