@@ -198,3 +198,19 @@ def test_frames_just_large_enough_for_lpips_get_a_score(pan):
     frames = dict(enumerate(pan(2, size=21), start=FIRST))
     report = evaluate_frames(frames, frames, lpips_net=load_lpips())
     assert [row.lpips for row in report.frames] == [0.0, 0.0] and report.notes == ()
+
+
+def test_a_frame_subset_is_scored_alone_and_pairs_never_span_the_frames_left_out(shot):
+    """Truth made for a few frames only: those are compared; a pair is scored only between frames that are
+    neighbours in the prediction (1002-1003), never across a frame left out (1003-1005)."""
+    source, truth, pred = shot
+    partial_truth = {f: truth[f] for f in (FIRST + 1, FIRST + 2, FIRST + 4)}
+    report = evaluate_frames(pred, partial_truth, source, frames=partial_truth)
+    assert report.compared == (FIRST + 1, FIRST + 2, FIRST + 4)
+    assert [row.frame for row in report.frames] == list(report.compared)
+    assert report.frames[2].psnr == pytest.approx(psnr(pred[FIRST + 4], truth[FIRST + 4]))
+    assert [(p.frame, p.next_frame) for p in report.pairs] == [(FIRST + 1, FIRST + 2)]
+    data = report.to_dict()
+    assert data["compared"] == 3 and data["compared_frames"] == [FIRST + 1, FIRST + 2, FIRST + 4]
+    with pytest.raises(FrameError, match=r"^the prediction has no frame 1009 to compare \(the prediction has 5"):
+        evaluate_frames(pred, truth, source, frames=[FIRST, FIRST + 8])

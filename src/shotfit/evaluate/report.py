@@ -85,7 +85,7 @@ class EvalReport:
     """Scores of a prediction, per frame and per consecutive pair.
 
     Attributes:
-        compared: the frame numbers compared (every prediction frame), sorted.
+        compared: the frame numbers compared (every prediction frame, or the chosen ones), sorted.
         frames: per-frame scores in frame order (empty when no ground truth was given).
         pairs: per-pair warping errors in frame order.
         flow_from: ``"source"`` or ``"truth"``: whose optical flow the warping errors follow.
@@ -141,11 +141,13 @@ class EvalReport:
             subsets: named frame subsets to summarise as well, e.g. ``{"held_out": non_keyframes}``.
 
         Returns:
-            ``{"compared": number of frames, "flow_from", "summary", "subsets": {name: summary},
-            "frames": [per-frame scores], "pairs": [per-pair warping errors], "notes": [what was not scored]}``.
+            ``{"compared": number of frames, "compared_frames": [their numbers], "flow_from", "summary",
+            "subsets": {name: summary}, "frames": [per-frame scores], "pairs": [per-pair warping errors],
+            "notes": [what was not scored]}``.
         """
         return _json_safe({
             "compared": len(self.compared),
+            "compared_frames": list(self.compared),
             "flow_from": self.flow_from,
             "summary": self.summary(),
             "subsets": {name: self.summary(frames) for name, frames in (subsets or {}).items()},
@@ -164,12 +166,13 @@ def evaluate_frames(
     flow_preset: str = "medium",
     occlusion: str = "lai",
     colour: ColourSettings | None = None,
+    frames: Iterable[int] | None = None,
 ) -> EvalReport:
     """Score a prediction against its ground truth, frame by frame and over time.
 
-    Every prediction frame must have a ground-truth frame (and a source frame, when a source is given);
-    extra truth or source frames are ignored. Frames are read one at a time from shots, so a long shot
-    holds only two frames of each input in memory.
+    Every prediction frame compared (all, or those in ``frames``) must have a ground-truth frame (and a
+    source frame, when a source is given); extra truth or source frames are ignored. Frames are read one
+    at a time from shots, so a long shot holds only two frames of each input in memory.
 
     Args:
         pred: the prediction: a shot (``.frames`` and ``.read(frame)``, e.g. ``shotfit.io.open_shot``), a
@@ -187,12 +190,16 @@ def evaluate_frames(
         colour: how float shots are brought to [0, 1]: their source space and the working space they
             are scored in; default ``resolve_colour(format)`` (the OCIO config's scene_linear ->
             color_timing, ACEScg -> ACEScct). Integer shots are scored as they are.
+        frames: compare only these prediction frames (e.g. those a truth was made for); None: all. A pair
+            is scored only when its two frames are neighbours in the prediction, so leaving frames out
+            never makes a pair across the gap.
 
     Returns:
         An :class:`EvalReport`.
 
     Raises:
-        FrameError: a prediction frame has no truth or source frame, sizes differ, a frame is not in
+        FrameError: a prediction frame compared has no truth or source frame, ``frames`` names a frame the
+            prediction lacks, sizes differ, a frame is not in
             [0, 1], or one of prediction and truth is scene-linear and the other not (one line naming the
             frame or shot).
     """
@@ -204,6 +211,8 @@ def evaluate_frames(
     flow_from = "source" if source_frames is not None else "truth"
     if not pred_frames.numbers:
         raise FrameError(f"{pred_frames.name} has no frames to evaluate")
+    following = dict(zip(pred_frames.numbers, pred_frames.numbers[1:]))  # each frame's neighbour in the prediction
+    compared = pred_frames.numbers if frames is None else _chosen(pred_frames, frames)
     if truth_frames is not None and truth_frames.scene_linear != pred_frames.scene_linear:
         kinds = {False: "display-referred", True: "scene-linear"}
         raise FrameError(f"{pred_frames.name} is {kinds[pred_frames.scene_linear]} but "
@@ -211,7 +220,7 @@ def evaluate_frames(
                          "compare frames of the same kind")
     for other in (truth_frames, source_frames):
         if other is not None:
-            missing = next((f for f in pred_frames.numbers if f not in other), None)
+            missing = next((f for f in compared if f not in other), None)
             if missing is not None:
                 raise FrameError(f"{pred_frames.where(missing)} has no {other.label} frame ({other.span()})")
 
@@ -219,7 +228,7 @@ def evaluate_frames(
     pairs: list[PairScores] = []
     notes: list[str] = []
     previous = None
-    for frame in pred_frames.numbers:
+    for frame in compared:
         predicted = pred_frames.read(frame, check_range=True)
         target = None if truth_frames is None else truth_frames.read(frame, check_range=True)
         if target is not None and target.shape != predicted.shape:
@@ -240,14 +249,26 @@ def evaluate_frames(
                                     high_frequency_error(predicted, target),
                                     None if region is None else psnr_in(predicted, target, region),
                                     None if region is None else float(region.mean())))
-        if previous is not None:
+        if previous is not None and following.get(previous[0]) == frame:
             pairs.append(_score_pair(previous, (frame, predicted, target, plate), flow_preset, occlusion))
         previous = (frame, predicted, target, plate)
 
     logger.info("compared %d frames; warping error along the %s's flow over %d pairs",
-                len(pred_frames.numbers), flow_from, len(pairs))
-    return EvalReport(compared=tuple(pred_frames.numbers), frames=tuple(rows), pairs=tuple(pairs),
+                len(compared), flow_from, len(pairs))
+    return EvalReport(compared=tuple(compared), frames=tuple(rows), pairs=tuple(pairs),
                       flow_from=flow_from, notes=tuple(notes))
+
+
+def _chosen(pred: _FrameAccess, frames: Iterable[int]) -> list[int]:
+    """The prediction's frames that are in ``frames``, sorted; a frame it lacks, or none at all, is an error."""
+    wanted = sorted({int(f) for f in frames})
+    missing = [f for f in wanted if f not in pred]
+    if missing:
+        shown = ", ".join(map(str, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise FrameError(f"{pred.name} has no frame {shown} to compare ({pred.span()})")
+    if not wanted:
+        raise FrameError(f"no frames of {pred.name} were chosen to compare")
+    return wanted
 
 
 class _FrameAccess:

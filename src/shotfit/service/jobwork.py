@@ -11,6 +11,7 @@ record decides which code runs: settings that would import code or read files on
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from shotfit.infer.render import FrameDone
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
 from shotfit.runs.folder import RunFolder
 from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
+
+log = logging.getLogger(__name__)
 
 EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 
@@ -40,8 +43,16 @@ class JobFolders:
 
     def source_spec(self) -> Path:
         """The source as shotfit opens it: the folder of frames, or the one video file in it."""
-        videos = [p for p in self.source.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS] if self.source.is_dir() else []
-        return videos[0] if len(videos) == 1 else self.source
+        return _shot_spec(self.source)
+
+    def truth_spec(self) -> Path:
+        """The truth as shotfit opens it (as :meth:`source_spec`)."""
+        return _shot_spec(self.truth)
+
+
+def _shot_spec(folder: Path) -> Path:
+    videos = [p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS] if folder.is_dir() else []
+    return videos[0] if len(videos) == 1 else folder
 
 
 def _override_text(key: str, value: Any) -> str:
@@ -107,13 +118,26 @@ def render(folders: JobFolders, settings: Mapping[str, Any], on_frame: Callable[
 
 
 def finish_render(folders: JobFolders, settings: Mapping[str, Any]) -> None:
-    """Once every frame is there: the review movie (a resumed render's holds them all) and, with truth
-    frames, ``eval.json``."""
+    """Once every frame is there: the review movie (a resumed render's holds them all) and, where rendered
+    frames have truth frames, ``eval.json`` scoring those (its ``compared_frames`` lists them)."""
     if settings.get("render.review", True):
         api.render(_with_review(render_request(folders, settings), folders.work / "review.mp4"))
-    if settings.get("render.evaluate", True) and _holds_frames(folders.truth):
-        api.evaluate(api.EvaluateRequest(folders.work / "frames", folders.truth, source=folders.source_spec(),
-                                         json_path=folders.work / "eval.json"))
+    scored = frames_with_truth(folders) if settings.get("render.evaluate", True) else []
+    if scored:
+        api.evaluate(api.EvaluateRequest(folders.work / "frames", folders.truth_spec(), source=folders.source_spec(),
+                                         json_path=folders.work / "eval.json", frames=tuple(scored)))
+
+
+def frames_with_truth(folders: JobFolders) -> list[int]:
+    """The rendered frames a truth frame was uploaded for: a studio may check a few frames, not the shot."""
+    if not (_holds_frames(folders.truth) and _holds_frames(folders.work / "frames")):
+        return []
+    with open_shot(folders.work / "frames") as rendered, open_shot(folders.truth_spec()) as truth:
+        known = set(truth.frames)
+        scored = [frame for frame in rendered.frames if frame in known]
+    if not scored:
+        log.warning("no rendered frame has a truth frame: nothing to score")
+    return scored
 
 
 def pending_frames(folders: JobFolders, settings: Mapping[str, Any]) -> tuple[list[int], int]:
@@ -147,7 +171,7 @@ def _with_review(request: api.RenderRequest, review: Path) -> api.RenderRequest:
 
 
 def _holds_frames(folder: Path) -> bool:
-    return folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+    return folder.is_dir() and any(p.suffix.lower() in (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS) for p in folder.iterdir())
 
 
 def export(folders: JobFolders, settings: Mapping[str, Any]) -> api.ExportResult:

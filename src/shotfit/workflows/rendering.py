@@ -236,7 +236,8 @@ def evaluate(request: EvaluateRequest | PathLike, truth: PathLike | None = None,
         guard_output(request.json_path, "json", protected=inputs, parameter="json_path")
     with out_of_memory_as_error("scoring", lambda: "the frames are too large to score on this machine"):
         report = evaluate_frames(open_shot(request.pred), open_shot(request.truth),
-                                 None if source is None else open_shot(source), lpips_net=load_lpips())
+                                 None if source is None else open_shot(source), lpips_net=load_lpips(),
+                                 frames=request.frames)
     if request.json_path is not None:
         subsets = {"held_out": request.held_out} if request.held_out is not None else None
         write_json(Path(request.json_path), report.to_dict(subsets))

@@ -163,6 +163,8 @@ class EvaluateRequest:
         source: The source shot; its optical flow drives the warping error (else the truth's).
         json_path: Also write every number as JSON there.
         held_out: Frames nobody fixed; their means are reported as the subset "held_out".
+        frames: Score only these rendered frames (say, those a truth frame was made for); None: every one.
+            Each must have its truth frame; the JSON's ``compared_frames`` lists them.
     """
 
     pred: PathLike
@@ -170,3 +172,4 @@ class EvaluateRequest:
     source: PathLike | None = None
     json_path: PathLike | None = None
     held_out: Sequence[int] | None = None
+    frames: Sequence[int] | None = None

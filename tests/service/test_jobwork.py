@@ -1,0 +1,53 @@
+"""What a job does with its folders, without the HTTP layer or Ray: the render's evaluation of the frames a studio
+made truth for, and suggest jobs before painting and after a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from shots import FRAMES, KEYFRAMES, edit, plate, train_tiny, write_shot
+
+from shotfit.service import jobwork
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny shot's plates and keyframes, and a run trained on them (20 steps of the tiny network)."""
+    root = tmp_path_factory.mktemp("jobwork")
+    plates = write_shot(root / "plates")
+    keys = write_shot(root / "fixed", KEYFRAMES, make=lambda f: edit(plate(f)))
+    train_tiny(plates, keys, root / "run", "train.steps=20", "train.preview_every=1000")
+    return {"plates": plates, "keys": keys, "run": root / "run"}
+
+
+def _folders(shot: dict[str, Path], work: Path, truth: Path | None = None) -> jobwork.JobFolders:
+    return jobwork.JobFolders(source=shot["plates"], keyframes=shot["keys"], truth=truth or work / "no-truth",
+                              run=shot["run"], work=work)
+
+
+def test_a_render_with_truth_for_some_frames_scores_those_frames(shot, tmp_path) -> None:
+    """The studio uploaded truth for 2 of the 6 frames: the render succeeds and eval.json scores those two."""
+    truth = write_shot(tmp_path / "truth", (1002, 1005), make=lambda f: edit(plate(f)))
+    folders = _folders(shot, tmp_path / "job", truth)
+    settings = {"render.review": False}
+    assert not jobwork.render(folders, settings, lambda done: None, lambda: False).stopped
+    jobwork.finish_render(folders, settings)
+    report = json.loads((tmp_path / "job" / "eval.json").read_text())
+    assert report["compared"] == 2 and report["compared_frames"] == [1002, 1005]
+    assert [row["frame"] for row in report["frames"]] == [1002, 1005]
+    assert report["pairs"] == []  # 1002 and 1005 are not neighbours: no warping error across the gap
+    assert all(row["psnr"] > 10 for row in report["frames"])
+    assert set(jobwork.results("render", tmp_path / "job")) == {f"plate.{f}.png" for f in FRAMES} | {"eval.json"}
+
+
+def test_a_render_whose_truth_matches_no_rendered_frame_writes_no_scores(shot, tmp_path) -> None:
+    truth = write_shot(tmp_path / "truth", (2001,), make=lambda f: edit(plate(1001)))
+    folders = _folders(shot, tmp_path / "job", truth)
+    settings = {"render.review": False, "render.frames": "1001-1003"}
+    jobwork.render(folders, settings, lambda done: None, lambda: False)
+    jobwork.finish_render(folders, settings)
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["frames"]
