@@ -74,6 +74,8 @@ def test_every_route_answers_404_to_another_studios_ids(client, app, studios, sh
     tried = {
         ("get", "/v1/shots/{shot_id}"): lambda: client.get(f"/v1/shots/{shot}", headers=zeta.headers),
         ("get", "/v1/shots/{shot_id}/files"): lambda: client.get(f"/v1/shots/{shot}/files", headers=zeta.headers),
+        ("get", "/v1/shots/{shot_id}/files/{role}/{name}"): lambda: client.get(
+            f"/v1/shots/{shot}/files/source/plate.1001.png", headers=zeta.headers),
         ("post", "/v1/shots/{shot_id}/uploads"): lambda: client.post(
             f"/v1/shots/{shot}/uploads", json={"role": "source", "name": "x.png", "size": 5}, headers=zeta.headers),
         ("get", "/v1/uploads/{upload_id}"): lambda: client.get(f"/v1/uploads/{pending}", headers=zeta.headers),
@@ -106,6 +108,32 @@ def test_every_route_answers_404_to_another_studios_ids(client, app, studios, sh
         assert shot not in seen and job not in seen and hook not in seen
     assert client.get(f"/v1/jobs/{job}", headers=acme.headers).json()["state"] == "succeeded"  # untouched
     assert client.get(f"/v1/uploads/{pending}", headers=acme.headers).json()["offset"] == 0
+
+
+def test_a_shot_file_downloads_as_uploaded_by_its_listed_url_and_by_no_other_name(
+        client, studios, shot_folders) -> None:
+    acme, zeta = studios
+    shot = _ready_shot(client, acme, shot_folders)
+    listed = {f["name"]: f for f in client.get(f"/v1/shots/{shot}/files?role=source", headers=acme.headers).json()}
+    assert listed["plate.1003.png"]["url"] == f"/v1/shots/{shot}/files/source/plate.1003.png"
+    for name, file in listed.items():
+        got = client.get(file["url"], headers=acme.headers)
+        assert got.status_code == 200 and got.content == (shot_folders[0] / name).read_bytes(), name
+    keyframe = client.get(f"/v1/shots/{shot}/files/keyframes/plate.1004.png", headers=acme.headers)
+    assert keyframe.content == (shot_folders[1] / "plate.1004.png").read_bytes()
+    # Zeta's own shot holding a file of that name changes nothing: the shot is Acme's
+    zeta_shot = client.post("/v1/shots", json={"name": "z"}, headers=zeta.headers).json()["id"]
+    upload(client, zeta, zeta_shot, "source", "plate.1001.png", (shot_folders[0] / "plate.1002.png").read_bytes())
+    assert client.get(f"/v1/shots/{shot}/files/source/plate.1001.png", headers=zeta.headers).status_code == 404
+    assert client.get(f"/v1/shots/{zeta_shot}/files/source/plate.1001.png", headers=zeta.headers).content == \
+        (shot_folders[0] / "plate.1002.png").read_bytes()
+    for wrong in ("source/plate.1009.png", "truth/plate.1001.png", "keyframes/plate.1002.png", "source/..%2F..%2Fstore.db",
+                  "source/.%2Fplate.1001.png", "source/%2Fetc%2Fpasswd"):
+        answer = client.get(f"/v1/shots/{shot}/files/{wrong}", headers=acme.headers)
+        assert answer.status_code == 404 and "not found" in answer.json()["detail"].lower(), (wrong, answer.text)
+    for malformed in ("paint/plate.1001.png", "source/plate.1001.png%00", "source/.plate.1001.png", "source/a.txt"):
+        answer = client.get(f"/v1/shots/{shot}/files/{malformed}", headers=acme.headers)
+        assert answer.status_code == 422 and "\n" not in answer.json()["detail"], (malformed, answer.text)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def _upload(server: LiveServer, shot_id: str, role: str, path: Path) -> str:
 @pytest.fixture(scope="module")
 def real_ids(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Objects of the key's studio: a shot with plates and keyframes, a cancelled (final) train job, an upload
-    half-way, a webhook. Path parameters of these names get these values in the second request of each case."""
+    half-way, a webhook, a plate's name. Path parameters of these names get these values in the second request of each case."""
     plates, keys = write_graded_shot(tmp_path_factory.mktemp("openapi-shot"))
     api, headers = f"{server.url}/v1", server.headers
     shot = requests.post(f"{api}/shots", json={"name": "sh010"}, headers=headers, timeout=30).json()
@@ -78,7 +78,8 @@ def real_ids(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> di
     assert cancelled["state"] == "cancelled"  # final: its event stream ends at once
     hook = requests.post(f"{api}/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=headers,
                          timeout=30).json()
-    return {"shot_id": shot["id"], "job_id": job["id"], "upload_id": pending["id"], "webhook_id": hook["id"]}
+    return {"shot_id": shot["id"], "job_id": job["id"], "upload_id": pending["id"], "webhook_id": hook["id"],
+            "name": sorted(plates.iterdir())[0].name}  # a plate's name: GET .../files/{role}/{name} finds it
 
 
 def _check_operation(operation, server: LiveServer, real_ids: dict[str, str]) -> None:

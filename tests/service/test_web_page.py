@@ -262,3 +262,17 @@ def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
     assert wait_download(downloads, "plate.0003.png").read_bytes() == (frames / "plate.0003.png").read_bytes()
     assert not page("#message").is_displayed(), page.text("#message")
     page.screenshot("downloaded")
+
+    # a new visit (the page holds none of the plates it uploaded): the before side comes from the server
+    browser.refresh()
+    page.wait_text("#studio", "Studio: Acme VFX")
+    [shot_button] = [b for b in browser.find_elements(By.CSS_SELECTOR, "#shots button") if b.text == "sh010_grade"]
+    shot_button.click()
+    page.wait(lambda: [b for b in browser.find_elements(By.CSS_SELECTOR, "#jobs button")
+                       if b.text == f"render {render_id}"], 30, "the render job in the list")[0].click()
+    page.wait_text("#frame-label", "Frame 1 / 6 · plate.0001.png")
+    page("#split").send_keys(Keys.END)
+    page.wait(lambda: shown_as(page.image("#compare"), plate) < 0.02 < shown_as(page.image("#compare"), rendered),
+              30, "the plate on the before side")
+    assert not page("#viewer-note").is_displayed(), page.text("#viewer-note")
+    page.screenshot("revisited")

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -74,9 +76,35 @@ def list_files(shot_id: str, caller: CallerDep, store: StoreDep,
         query = select(ShotFile).where(ShotFile.shot_id == shot_id)
         if role is not None:
             query = query.where(ShotFile.role == role)
-        return [schemas.ShotFile(role=f.role, name=f.name, size=f.size, format=f.format,  # type: ignore[arg-type]
-                                 width=f.width, height=f.height, channels=f.channels)
-                for f in session.scalars(query.order_by(ShotFile.role, ShotFile.name))]
+        return [file_body(f) for f in session.scalars(query.order_by(ShotFile.role, ShotFile.name))]
+
+
+def file_body(row: ShotFile) -> schemas.ShotFile:
+    return schemas.ShotFile(role=row.role, name=row.name, size=row.size, format=row.format,  # type: ignore[arg-type]
+                            width=row.width, height=row.height, channels=row.channels,
+                            url=f"/v1/shots/{row.shot_id}/files/{row.role}/{row.name}")
+
+
+@router.get("/shots/{shot_id}/files/{role}/{name}", response_class=FileResponse,
+            responses={**errors(422), 200: {"content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}, "description": "the file's bytes"}})
+def shot_file(shot_id: str, role: schemas.Role,
+              name: Annotated[str, PathParam(max_length=255, pattern=schemas.FILE_NAME, description="as uploaded")],
+              caller: CallerDep, store: StoreDep, settings: SettingsDep) -> FileResponse:
+    """One uploaded file of the shot, as it was uploaded (the web page's "before" side). The name is looked
+    up among the shot's files in the store; only a name found there reaches the disk."""
+    with store.session() as session:
+        own_shot(session, caller, shot_id)
+        row = session.scalars(select(ShotFile).where(ShotFile.studio_id == caller.studio_id,
+                                                     ShotFile.shot_id == shot_id, ShotFile.role == role,
+                                                     ShotFile.name == name)).first()
+        if row is None:
+            raise not_found("file")
+        stored = row.name
+    path = StudioStorage(settings.storage, caller.studio_id).shot_file(shot_id, role, stored)
+    if not path.is_file():  # removed by retention while the row stayed
+        raise not_found("file")
+    return FileResponse(path, filename=stored, media_type="application/octet-stream")
 
 
 @router.post("/shots/{shot_id}/uploads", status_code=201, response_model=schemas.Upload,

@@ -82,6 +82,7 @@ class ShotFile(BaseModel):
     width: int
     height: int
     channels: int
+    url: str = Field(description="where to download the file (with the key)")
 
 
 class JobCreate(Strict):

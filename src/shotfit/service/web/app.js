@@ -12,7 +12,6 @@ const state = {
   shot: null,
   job: null,
   watching: null, // AbortController of the job being watched
-  localFiles: new Map(), // shot id -> Map(frame number -> File): plates picked in this tab, for "before"
 };
 const chart = new LossChart($("loss-chart"));
 const viewer = new Viewer($("results"));
@@ -131,10 +130,6 @@ async function uploadAll(role, files) {
       try {
         await uploadFile(shot.id, role, item.file, (done, total) => item.row.progress(done, total));
         item.row.finish("uploaded");
-        if (role === "source") {
-          if (!state.localFiles.has(shot.id)) state.localFiles.set(shot.id, new Map());
-          state.localFiles.get(shot.id).set(frameNumber(item.file.name), item.file);
-        }
       } catch (error) {
         failed += 1;
         item.row.finish(error.message, true);
@@ -316,18 +311,14 @@ async function loadResults(job) {
     $("viewer").hidden = $("viewer-note").hidden = true;
     return;
   }
+  // the "before" side: each plate from its download URL, matched to its render by frame number
   const plates = await call("GET", `v1/shots/${job.shot_id}/files?role=source`);
-  const local = state.localFiles.get(job.shot_id) || new Map();
-  const byNumber = new Map(plates.filter((p) => p.url && showable(p.name)).map((p) => [frameNumber(p.name), p.url]));
+  const byNumber = new Map(plates.filter((p) => showable(p.name)).map((p) => [frameNumber(p.name), p.url]));
   const frames = files.filter((f) => showable(f.name)).sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }))
-    .map((f) => {
-      const n = frameNumber(f.name);
-      const plate = byNumber.get(n) ?? (showable(local.get(n)?.name || "") ? local.get(n) : null);
-      return { name: f.name, after: f.url, before: plate };
-    });
+    .map((f) => ({ name: f.name, after: f.url, before: byNumber.get(frameNumber(f.name)) ?? null }));
   $("viewer").hidden = !frames.length;
   const note = !frames.length ? "The rendered frames are in a format a browser cannot show (EXR, DPX, TIFF): download them to view."
-    : frames.some((f) => !f.before) ? "Plates this tab did not upload, or that a browser cannot show, are left out of the before side." : "";
+    : frames.some((f) => !f.before) ? "Plates a browser cannot show (EXR, DPX, TIFF, a video) are left out of the before side." : "";
   $("viewer-note").textContent = note;
   $("viewer-note").hidden = !note;
   await viewer.load(frames);

@@ -15,7 +15,7 @@ export const showable = (name) => SHOWABLE.test(name);
 export class Viewer {
   constructor(root) {
     this.$ = (id) => root.querySelector(`#${id}`);
-    this.frames = []; // [{name, after: url or File, before: url or File or null}]
+    this.frames = []; // [{name, after: url, before: url or null}]
     this.urls = new Map();
     this.$("split").addEventListener("input", () => this.split(this.$("split").value));
     this.$("frame").addEventListener("input", () => this.show(Number(this.$("frame").value)));
@@ -31,7 +31,7 @@ export class Viewer {
     this.split(50);
   }
 
-  /** frames: [{name, after, before}], each source a URL (fetched with the key) or a local File. */
+  /** frames: [{name, after, before}], each a URL fetched with the key (before: null when there is no plate). */
   load(frames) {
     for (const url of this.urls.values()) URL.revokeObjectURL(url);
     this.urls.clear();
@@ -49,8 +49,7 @@ export class Viewer {
 
   async url(source) {
     if (!this.urls.has(source)) {
-      const data = source instanceof Blob ? source : await blob(source);
-      this.urls.set(source, URL.createObjectURL(data));
+      this.urls.set(source, URL.createObjectURL(await blob(source)));
     }
     return this.urls.get(source);
   }
