@@ -190,6 +190,13 @@ def test_too_many_requests_a_minute_is_429_with_retry_after(tmp_path: Path) -> N
     ({"kind": "export", "run_id": "job_0000000000000000"}, 404, "run not found"),
     ({"kind": "train", "run_id": "job_0000000000000000"}, 422, "no run_id"),
     ({"kind": "sweep"}, 422, "kind"),
+    ({"kind": "suggest"}, 422, "suggest.count"),
+    ({"kind": "suggest", "settings": {"suggest.count": 0}}, 422, "suggest.count"),
+    ({"kind": "suggest", "settings": {"suggest.count": 2, "train.steps": 5}}, 422, "only suggest.*"),
+    ({"kind": "suggest", "settings": {"suggest.count": 2, "suggest.strategy": "best"}}, 422, "suggest.strategy"),
+    ({"kind": "suggest", "settings": {"suggest.count": 2}, "run_id": "job_0000000000000000"}, 404, "run not found"),
+    ({"kind": "train", "settings": {"suggest.count": 2}}, 422, "for suggest jobs"),
+    ({"kind": "render", "settings": {"render.workers": 0}}, 422, "render.workers"),
     ({"kind": "paint"}, 422, "kind"),
     ({"kind": "train", "settings": {"train.steps": {"a": 1}}}, 422, "settings"),
 ])

@@ -123,6 +123,33 @@ def test_train_render_export_through_the_service_equal_the_library(served, tmp_p
     assert onnx.status_code == 200 and b"shotfit.version" in onnx.content
 
 
+def test_suggest_jobs_before_painting_and_after_a_run_give_their_frames_and_sheet(served) -> None:
+    """Before painting: 2 frames besides the 3 keyframes uploaded. After the run: its 3 unpainted frames ranked,
+    and the heat-map sheet; progress shows each pass's frames."""
+    client, studio = served["client"], served["studio"]
+    if "trained" not in served:
+        pytest.skip("needs the run of test_train_render_export_through_the_service_equal_the_library")
+    before = _submit(served, "suggest", {"suggest.count": 2})
+    done = wait_for(client, studio, before["id"])
+    assert done["state"] == "succeeded", done["error"]
+    assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
+    listed = {r["name"] for r in client.get(f"/v1/jobs/{before['id']}/results", headers=studio.headers).json()}
+    assert listed == {"suggest.json"}
+    answer = client.get(f"/v1/jobs/{before['id']}/results/suggest.json", headers=studio.headers).json()
+    assert len(answer["frames"]) == 2 and not {f["frame"] for f in answer["frames"]} & set(KEYFRAMES)
+
+    after = _submit(served, "suggest", {"suggest.sheet_frames": 2}, run_id=served["trained"][0])
+    events = _events(served, after["id"])
+    assert events[-1][1]["state"] == "succeeded", events[-1][1]["error"]
+    stages = {data["progress"]["stage"] for name, data in events if name == "progress"}
+    assert stages & {"features", "flips", "sheet"}, stages
+    results = {r["name"]: r for r in client.get(f"/v1/jobs/{after['id']}/results", headers=studio.headers).json()}
+    assert set(results) == {"suggest.json", "suggest.png"}
+    ranked = client.get(results["suggest.json"]["url"], headers=studio.headers).json()
+    assert sorted(f["frame"] for f in ranked["frames"]) == [1002, 1003, 1005] and ranked["suggest"]["mode"] == "after"
+    assert client.get(results["suggest.png"]["url"], headers=studio.headers).content.startswith(b"\x89PNG")
+
+
 def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_bytes(served) -> None:
     client, studio = served["client"], served["studio"]
     if "trained" not in served:

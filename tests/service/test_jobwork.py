@@ -51,3 +51,32 @@ def test_a_render_whose_truth_matches_no_rendered_frame_writes_no_scores(shot, t
     jobwork.render(folders, settings, lambda done: None, lambda: False)
     jobwork.finish_render(folders, settings)
     assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["frames"]
+
+
+def test_a_suggest_job_before_painting_counts_the_uploaded_keyframes_as_painted(shot, tmp_path) -> None:
+    folders = jobwork.JobFolders(source=shot["plates"], keyframes=shot["keys"], truth=tmp_path / "none", run=None,
+                                 work=tmp_path / "job")
+    seen = []
+    result = jobwork.suggest(folders, {"suggest.count": 2}, seen.append)
+    answer = json.loads((tmp_path / "job" / "suggest.json").read_text())
+    frames = [f["frame"] for f in answer["frames"]]
+    assert len(frames) == 2 and not set(frames) & set(KEYFRAMES) and set(frames) <= set(FRAMES)
+    assert answer["suggest"]["mode"] == "before" and answer["suggest"]["painted"] == list(KEYFRAMES)
+    assert frames == [f.frame for f in result.frames]
+    assert seen and seen[-1].stage == "features" and seen[-1].done == seen[-1].total == len(FRAMES)
+    assert set(jobwork.results("suggest", tmp_path / "job")) == {"suggest.json"}
+
+
+def test_a_suggest_job_after_a_run_ranks_the_unpainted_frames_with_a_heat_sheet(shot, tmp_path) -> None:
+    folders = _folders(shot, tmp_path / "job")
+    stages = set()
+    jobwork.suggest(folders, {"suggest.sheet_frames": 2}, lambda p: stages.add(p.stage))
+    answer = json.loads((tmp_path / "job" / "suggest.json").read_text())
+    assert answer["suggest"]["mode"] == "after"
+    assert sorted(f["frame"] for f in answer["frames"]) == sorted(set(FRAMES) - set(KEYFRAMES))
+    assert [f["rank"] for f in answer["frames"]] == [1, 2, 3]
+    assert all(f["predicted_error"] is not None for f in answer["frames"])
+    sheet = tmp_path / "job" / "suggest.png"
+    assert sheet.read_bytes().startswith(b"\x89PNG") and {"features", "flips", "sheet"} <= stages
+    assert set(jobwork.results("suggest", tmp_path / "job")) == {"suggest.json", "suggest.png"}
+    assert not (shot["run"] / "suggest.png").exists()  # written in the job's folder, never in the run's

@@ -3,7 +3,8 @@
 
 A job's settings are config overrides (``"train.steps": 200``) plus a few request fields
 (``render.frames``, ``render.review``, ``render.evaluate``, ``render.workers``: Ray workers sharing the
-frames; ``export.format``, ``export.tolerance``). Nothing in a job
+frames; ``export.format``, ``export.tolerance``; ``suggest.count``, ``suggest.strategy``,
+``suggest.sheet_frames``: a suggest job takes only these). Nothing in a job
 record decides which code runs: settings that would import code or read files on the server
 (``loss.extra``, a ``colour.config`` file) are refused.
 """
@@ -29,6 +30,7 @@ from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
 log = logging.getLogger(__name__)
 
 EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+SUGGEST_NAMES = ("suggest.json", "suggest.png")  # the suggested frames with their scores; the heat-map sheet
 
 
 @dataclass(frozen=True)
@@ -66,17 +68,34 @@ def config_overrides(settings: Mapping[str, Any], fields: Mapping[str, Any]) -> 
     return tuple(_override_text(key, value) for key, value in sorted(settings.items()) if key not in fields)
 
 
-def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
+def check_settings(kind: str, settings: Mapping[str, Any], run_id: str | None = None) -> None:
     """Refuse settings a job cannot take, in one line (:class:`ConfigError`): unknown keys, wrong types,
-    keys that would run code or read the server's files, values out of the config's ranges."""
+    keys that would run code or read the server's files, values out of the config's ranges, settings of
+    another kind of job (``suggest.*``), a suggest job before painting without its count."""
     if kind == "sweep":
         raise ConfigError("sweep jobs are not run by this server yet", parameter="kind")
+    _check_kind_keys(kind, settings, run_id)
     check_types(settings)
     colour = settings.get("colour.config", "auto")
     if not (isinstance(colour, str) and (colour == "auto" or colour.startswith("ocio://"))):
         raise ConfigError("setting 'colour.config' may only name a built-in config (ocio://...) or 'auto' on "
                           "the service", parameter="settings")
     _check_config(config_overrides(settings, REQUEST_FIELDS))
+
+
+def _check_kind_keys(kind: str, settings: Mapping[str, Any], run_id: str | None) -> None:
+    """A suggest job reads no config (only ``suggest.*``); the other kinds take no ``suggest.*``."""
+    if kind == "suggest":
+        other = next((key for key in settings if not key.startswith("suggest.")), None)
+        if other is not None:
+            raise ConfigError(f"setting {other!r}: a suggest job takes only suggest.* settings", parameter="settings")
+        if run_id is None and "suggest.count" not in settings:
+            raise ConfigError("a suggest job before painting (no run_id) needs setting 'suggest.count': how many "
+                              "frames to suggest", parameter="settings")
+        return
+    stray = next((key for key in settings if key.startswith("suggest.")), None)
+    if stray is not None:
+        raise ConfigError(f"setting {stray!r} is for suggest jobs, not {kind}", parameter="settings")
 
 
 def _check_config(overrides: tuple[str, ...]) -> None:
@@ -181,6 +200,22 @@ def export(folders: JobFolders, settings: Mapping[str, Any]) -> api.ExportResult
                                         tolerance=float(settings.get("export.tolerance", 1e-4))))
 
 
+def suggest(folders: JobFolders, settings: Mapping[str, Any],
+            on_progress: Callable[[api.SuggestProgress], None]) -> api.SuggestResult:
+    """Which frames to paint: before painting (no run; keyframes uploaded so far count as painted), or after
+    a run (its unpainted frames ranked, the worst drawn in a heat-map contact sheet). Writes
+    ``suggest.json`` and, after a run, ``suggest.png`` (an earlier attempt's are written again)."""
+    after = folders.run is not None
+    count = settings.get("suggest.count")
+    request = api.SuggestRequest(
+        folders.source_spec(), count=None if count is None else int(count),
+        have=folders.keyframes if _holds_frames(folders.keyframes) else None, run=folders.run,
+        json_path=folders.work / SUGGEST_NAMES[0], sheet=folders.work / SUGGEST_NAMES[1] if after else None,
+        sheet_frames=int(settings.get("suggest.sheet_frames", 6)), strategy=str(settings.get("suggest.strategy",
+                                                                                            "cover")))
+    return api.suggest(request, on_progress=on_progress)
+
+
 def results(kind: str, work: Path) -> dict[str, Path]:
     """A job's downloadable files by name (flat names; a URL's name is looked up here, never joined to a path)."""
     found: dict[str, Path] = {}
@@ -198,6 +233,10 @@ def results(kind: str, work: Path) -> dict[str, Path]:
                 if path.is_file() and not path.name.startswith("."):
                     found[path.name] = path
         for name in ("review.mp4", "eval.json"):
+            if (work / name).is_file():
+                found[name] = work / name
+    elif kind == "suggest":
+        for name in SUGGEST_NAMES:
             if (work / name).is_file():
                 found[name] = work / name
     elif kind == "export":

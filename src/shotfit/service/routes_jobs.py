@@ -57,7 +57,7 @@ def create_job(body: schemas.JobCreate, caller: CallerDep, store: StoreDep, sett
         response.status_code = 200
         return earlier
     try:
-        jobwork.check_settings(body.kind, body.settings)
+        jobwork.check_settings(body.kind, body.settings, body.run_id)
     except ShotfitError as err:
         raise HTTPException(422, str(err)) from None
     try:
@@ -103,18 +103,19 @@ def _check_inputs(session: Session, caller: Caller, body: schemas.JobCreate) -> 
         raise not_found("shot")
     counts = dict(session.execute(select(ShotFile.role, func.count()).where(ShotFile.shot_id == shot.id)
                                   .group_by(ShotFile.role)).all())
-    needed = ("source", "keyframes") if body.kind == "train" else ("source",) if body.kind == "render" else ()
+    needed = ("source", "keyframes") if body.kind == "train" else ("source",) if body.kind in ("render", "suggest") \
+        else ()
     for role in needed:
         if not counts.get(role):
             raise HTTPException(422, f"shot {shot.id} has no {role} files: upload them first")
-    if body.kind in ("render", "export"):
-        if body.run_id is None:
-            raise HTTPException(422, f"a {body.kind} job needs run_id: the id of a finished train job")
+    if body.kind in ("render", "export") and body.run_id is None:
+        raise HTTPException(422, f"a {body.kind} job needs run_id: the id of a finished train job")
+    if body.kind in ("render", "export", "suggest") and body.run_id is not None:
         run = session.get(Job, body.run_id)
         if run is None or run.studio_id != caller.studio_id or run.kind != "train":
             raise not_found("run")
         if run.state != "succeeded":
-            raise HTTPException(409, f"run {run.id} is {run.state}; render and export need a finished train job")
+            raise HTTPException(409, f"run {run.id} is {run.state}; a {body.kind} job needs a finished train job")
     elif body.run_id is not None:
         raise HTTPException(422, f"a {body.kind} job takes no run_id")
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 Role = Literal["source", "keyframes", "truth"]
-JobKind = Literal["train", "render", "export"]  # sweep: not run by the service yet
+JobKind = Literal["train", "render", "export", "suggest"]  # sweep: not run by the service yet
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 EventName = Literal["job.queued", "job.running", "job.succeeded", "job.failed", "job.cancelled", "job.progress"]
 SettingValue = str | int | float | bool | list[str | int | float | bool] | None  # checked by settings_schema
@@ -89,7 +89,8 @@ class JobCreate(Strict):
     kind: JobKind
     shot_id: str = Field(min_length=1, max_length=40)
     run_id: str | None = Field(default=None, max_length=40,
-                               description="render/export: the id of a finished train job")
+                               description="render/export: the id of a finished train job; suggest: one to rank "
+                                           "the unpainted frames by (none: choose frames before painting)")
     settings: dict[str, SettingValue] = Field(default_factory=dict,
                                               description='config overrides, "section.key": value')
 
@@ -110,6 +111,8 @@ class Progress(BaseModel):
     frames_total: int | None = None
     fps: float | None = None
     eta_s: float | None = None
+    stage: str | None = Field(default=None, description="suggest: the pass under way (features, flips, sheet), "
+                                                        "frames_done of frames_total")
 
 
 class Job(BaseModel):

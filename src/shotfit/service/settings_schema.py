@@ -22,6 +22,12 @@ REQUEST_FIELDS: dict[str, dict[str, Any]] = {
                        "description": "Ray workers sharing the frames (default 1)"},
     "export.format": {"enum": ["onnx", "torchscript"], "description": "default onnx"},
     "export.tolerance": {"type": "number", "minimum": 0, "description": "default 1e-4"},
+    "suggest.count": {"type": "integer", "minimum": 1, "maximum": 10000,
+                      "description": "frames to suggest (needed before painting; after a run, default: rank all)"},
+    "suggest.strategy": {"enum": ["cover", "farthest"], "description": "before painting: lowest mean (cover, "
+                                                                       "default) or largest (farthest) distance"},
+    "suggest.sheet_frames": {"type": "integer", "minimum": 1, "maximum": 50,
+                             "description": "after a run: rows of the heat-map contact sheet (default 6)"},
 }
 # Keys that would make the server import code or read its own files: never settable through the service.
 REFUSED = ("loss.extra",)
@@ -91,7 +97,8 @@ def check_types(settings: Mapping[str, Any]) -> None:
                 else "unknown setting"
             raise ConfigError(f"setting {key!r}: {why}", parameter="settings")
         if not _matches(known[key], value):
-            raise ConfigError(f"setting {key!r} = {value!r} has the wrong type for it", parameter="settings")
+            raise ConfigError(f"setting {key!r} = {value!r} has the wrong type for it, or is out of its range",
+                              parameter="settings")
 
 
 def _matches(schema: Mapping[str, Any], value: Any) -> bool:
@@ -106,8 +113,9 @@ def _matches(schema: Mapping[str, Any], value: Any) -> bool:
             return True
         if isinstance(value, bool):
             continue
-        if (kind == "integer" and isinstance(value, int) or kind == "number" and isinstance(value, (int, float))
-                or kind == "string" and isinstance(value, str)):
+        if kind in ("integer", "number") and isinstance(value, int if kind == "integer" else (int, float)):
+            return schema.get("minimum", value) <= value <= schema.get("maximum", value)
+        if kind == "string" and isinstance(value, str):
             return True
         if kind == "array" and isinstance(value, list):
             return all(_matches(schema["items"], item) for item in value)

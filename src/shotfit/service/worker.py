@@ -121,6 +121,10 @@ def _own_process(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+class _Stopped(Exception):
+    """Raised from a progress callback to stop a library call that takes no ``should_stop``."""
+
+
 class Attempt:
     """One attempt of one job, and its reports to the store."""
 
@@ -267,6 +271,12 @@ class Attempt:
         if kind == "export":
             jobwork.export(folders, settings)
             return False
+        if kind == "suggest":
+            try:
+                jobwork.suggest(folders, settings, self._on_suggest)
+            except _Stopped:
+                return True
+            return False
         raise ShotfitError(f"job kind {kind!r} is not run by this server")
 
     def _render_in_chunks(self, folders: jobwork.JobFolders, settings: dict[str, Any], workers: int) -> bool:
@@ -324,6 +334,12 @@ class Attempt:
         self._mlflow_seen = True
         if info.mlflow_run_id:
             self._write(mlflow_run_id=info.mlflow_run_id)
+
+    def _on_suggest(self, progress: api.SuggestProgress) -> None:
+        """Progress of each pass; a cancel stops the job after the frame in hand (suggest takes no should_stop)."""
+        self.report(stage=progress.stage, frames_done=progress.done, frames_total=progress.total)
+        if self.should_stop():
+            raise _Stopped
 
     def _on_frame(self, done: FrameDone) -> None:
         if not done.skipped:

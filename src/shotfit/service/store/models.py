@@ -19,7 +19,7 @@ from sqlalchemy.types import TypeDecorator
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-JOB_KINDS = ("train", "render", "export", "sweep")
+JOB_KINDS = ("train", "render", "export", "suggest", "sweep")
 ROLES = ("source", "keyframes", "truth")
 
 
@@ -122,7 +122,7 @@ class Upload(Base):
 
 
 class Job(Base):
-    """A train/render/export/sweep job. ``attempt`` counts claims: a worker writes only while the job is
+    """A train/render/export/suggest/sweep job. ``attempt`` counts claims: a worker writes only while the job is
     still at its attempt, so a worker thought dead can never overwrite the one that replaced it."""
 
     __tablename__ = "jobs"
