@@ -37,6 +37,8 @@ class SweepRequest:
         gpus_per_trial: GPUs per trial (fractions share one).
         max_concurrent: Trials at once (None: as many as cores and memory allow).
         device: auto, cpu, cuda, cuda:N or mps (None: the config's).
+        joined: Run in the Ray cluster this process is already a task of (a service's sweep job): Ray is
+            neither started nor stopped, and the trials plan with the resources free now.
     """
 
     spec: SweepSpec
@@ -49,6 +51,7 @@ class SweepRequest:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
     device: str | None = None
+    joined: bool = False
 
     @property
     def folder(self) -> Path:
@@ -56,12 +59,15 @@ class SweepRequest:
         return Path(self.out) if self.out is not None else Path(self.spec.name)
 
 
-def sweep(request: SweepRequest, on_trial: Callable[[TrialUpdate], None] | None = None) -> SweepResult:
+def sweep(request: SweepRequest, on_trial: Callable[[TrialUpdate], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> SweepResult:
     """Run (or, with ``request.resume``, continue) a sweep; every trial trains on Ray Tune.
 
     Args:
         request: The sweep and how to run it.
         on_trial: Called in this process with each trial's progress (a live table).
+        should_stop: Asked as the sweep runs; True stops every trial, writes the results so far and raises
+            KeyboardInterrupt, as Ctrl-C does (``resume`` continues it).
 
     Returns:
         The trials ranked by the sweep's metric, the best config (``best.yaml``), the table and plot.
@@ -78,5 +84,5 @@ def sweep(request: SweepRequest, on_trial: Callable[[TrialUpdate], None] | None 
     options = SweepOptions(request.folder, address=request.address, resume=request.resume,
                            tracking=request.tracking, cpus=request.cpus, cpus_per_trial=request.cpus_per_trial,
                            gpus_per_trial=request.gpus_per_trial, max_concurrent=request.max_concurrent,
-                           device=request.device)
+                           device=request.device, joined=request.joined, should_stop=should_stop)
     return run_sweep(request.spec, options, on_trial)

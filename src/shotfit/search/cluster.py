@@ -100,6 +100,20 @@ def ray_session(out: Path, address: str | None = None, cpus: int | None = None) 
             shutil.rmtree(temp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def joined_ray() -> Iterator[Capacity]:
+    """The Ray this process already belongs to (it runs as a Ray task, as a service's sweep job does):
+    neither started nor stopped here. Its capacity is what is free now: CPUs other tasks hold are not
+    the sweep's to plan with (a trial that finds none free waits for one)."""
+    import ray  # imported only when a sweep runs: Ray takes seconds to import
+
+    if not ray.is_initialized():
+        raise RuntimeError("joined_ray runs in a process already connected to Ray (a Ray task)")
+    free = ray.available_resources()
+    yield Capacity(max(int(free.get("CPU", 0)), 1), int(free.get("memory", 0)), float(free.get("GPU", 0)),
+                   local=False)
+
+
 def concurrency(capacity: Capacity, trials: int, memory_per_trial: int, cpus_per_trial: int | None,
                 gpus_per_trial: float, max_concurrent: int | None) -> tuple[int, int]:
     """(trials at once, CPUs each): as many as the cores allow, fewer where memory (or GPUs) run out.

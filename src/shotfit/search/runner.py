@@ -28,7 +28,7 @@ from shotfit.errors import RunError, ShotfitError, quoted
 from shotfit.files import guard_output, write_text_atomic
 from shotfit.runs.folder import RunFolder
 from shotfit.search import results
-from shotfit.search.cluster import Capacity, concurrency, quiet_ray_environment, ray_session
+from shotfit.search.cluster import Capacity, concurrency, joined_ray, quiet_ray_environment, ray_session
 from shotfit.search.plan import SweepPlan, describe_dimension, plan_sweep
 from shotfit.search.spec import Budget, NamedTrial, SweepSpec
 from shotfit.search.trial import TrialSetup, read_record, run_trial, trial_name
@@ -55,6 +55,8 @@ class SweepOptions:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
     device: str | None = None
+    joined: bool = False  # run in the Ray this process is a task of (a service job): never start or stop it
+    should_stop: Callable[[], bool] | None = None  # asked by Tune's loop: True stops every trial (a cancel)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None
     write_text_atomic(out / STATE, json.dumps(state, indent=1))
     trial_tracking = dataclasses.replace(tracking, parent_run_id=parent)
     try:
-        with ray_session(out, options.address, options.cpus) as capacity:
+        with (joined_ray() if options.joined else ray_session(out, options.address, options.cpus)) as capacity:
             _run_phase("search", plan, options, trial_tracking, capacity, watch)
             if spec.top_k:
                 _run_phase("top-k", plan, options, trial_tracking, capacity, watch)
@@ -148,6 +150,7 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
         resources["gpu"] = options.gpus_per_trial
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
     _WATCHERS[phase] = (watch, budget)
+    _STOPS[phase] = options.should_stop
     tune_log = logging.getLogger("ray.tune.tune")  # its "resume with Tuner.restore(...)" is not for CLI users
     level = tune_log.level
     tune_log.setLevel(logging.ERROR)
@@ -159,13 +162,16 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
                                tune_config=_tune_config(phase, plan, budget, at_once),
                                run_config=tune.RunConfig(name=phase, storage_path=str(out / "tune"), verbose=0,
                                                          callbacks=[_Watcher(phase), JsonLoggerCallback()],
+                                                         stop=_Stop(phase) if options.should_stop else None,
                                                          failure_config=tune.FailureConfig(max_failures=0)))
         log.info("%s: %d trials, %d at a time, %d CPU(s) each", phase, trials, at_once, cpus)
         grid = tuner.fit()
     finally:
         _WATCHERS.pop(phase, None)
+        _STOPS.pop(phase, None)
         tune_log.setLevel(level)
-    if len(grid) < trials or grid.num_terminated + grid.num_errors < len(grid):
+    stopped = options.should_stop is not None and options.should_stop()
+    if stopped or len(grid) < trials or grid.num_terminated + grid.num_errors < len(grid):
         raise KeyboardInterrupt  # Tune caught Ctrl-C, saved its state and returned early
     for result in grid:
         _settle_record(out / "trials" / Path(result.path).name, phase, result.error)
@@ -238,6 +244,22 @@ def _name_of(trial: Any) -> str:
 # --- live progress ------------------------------------------------------------------------------
 
 _WATCHERS: dict[str, tuple[Watch | None, Budget]] = {}
+_STOPS: dict[str, Callable[[], bool] | None] = {}
+
+
+class _Stop(tune.Stopper):
+    """Stops every trial once the caller's ``should_stop`` says so. Pickled with the experiment, so it holds
+    only the phase's name and looks the function up when asked (as :class:`_Watcher`)."""
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        asked = _STOPS.get(self.phase)
+        return bool(asked is not None and asked())
 
 
 class _Watcher(tune.Callback):
