@@ -189,7 +189,16 @@ def test_too_many_requests_a_minute_is_429_with_retry_after(tmp_path: Path) -> N
     ({"kind": "render"}, 422, "run_id"),
     ({"kind": "export", "run_id": "job_0000000000000000"}, 404, "run not found"),
     ({"kind": "train", "run_id": "job_0000000000000000"}, 422, "no run_id"),
-    ({"kind": "sweep"}, 422, "kind"),
+    ({"kind": "sweep"}, 422, "sweep.preset"),
+    ({"kind": "sweep", "settings": {"sweep.preset": "../../etc/passwd"}}, 422, "sweep.preset"),
+    ({"kind": "sweep", "settings": {"sweep.values.loss.extra": ["evil.module:run"]}}, 422, "plug-ins"),
+    ({"kind": "sweep", "settings": {"sweep.values.colour.config": ["/etc/passwd"]}}, 422, "colour.config"),
+    ({"kind": "sweep", "settings": {"sweep.values.train.steps": [5, 10]}}, 422, "set by the sweep itself"),
+    ({"kind": "sweep", "settings": {"sweep.values.train.lr": ["fast"]}}, 422, "train.lr"),
+    ({"kind": "sweep", "settings": {"sweep.uniform.train.lr": [0.1]}}, 422, "low, high"),
+    ({"kind": "sweep", "settings": {"sweep.values.loss.l1": [1], "sweep.config": "/etc/x.yaml"}}, 422, "sweep.config"),
+    ({"kind": "sweep", "settings": {"sweep.values.loss.l1": [1], "sweep.metric": "test/lpips"}}, 422, "truth"),
+    ({"kind": "train", "settings": {"sweep.preset": "temporal"}}, 422, "for sweep jobs"),
     ({"kind": "suggest"}, 422, "suggest.count"),
     ({"kind": "suggest", "settings": {"suggest.count": 0}}, 422, "suggest.count"),
     ({"kind": "suggest", "settings": {"suggest.count": 2, "train.steps": 5}}, 422, "only suggest.*"),
@@ -206,6 +215,16 @@ def test_a_job_the_server_cannot_run_is_refused_in_one_line(client, studios, sho
     assert answer.status_code == status, answer.text
     detail = answer.json()["detail"]
     assert isinstance(detail, str) and "\n" not in detail and says in detail and "--set" not in detail
+
+
+def test_a_sweep_job_of_a_built_in_sweep_or_a_searched_space_is_queued(client, studios, shot_folders) -> None:
+    shot = _ready_shot(client, studios[0], shot_folders)
+    for settings in ({"sweep.preset": "loss_ablation", "sweep.metric": "val/psnr", "sweep.steps": 10},
+                     {"sweep.values.loss.l1": [0.5, 1], "sweep.loguniform.train.lr": [1e-4, 1e-2],
+                      "sweep.strategy": "random", "sweep.samples": 3, "model.width": 4}):
+        answer = client.post("/v1/jobs", json={"kind": "sweep", "shot_id": shot, "settings": settings},
+                             headers=studios[0].headers)
+        assert answer.status_code == 201 and answer.json()["kind"] == "sweep", answer.text
 
 
 def test_a_render_of_an_unfinished_run_waits_for_it(client, studios, shot_folders) -> None:

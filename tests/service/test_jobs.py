@@ -168,6 +168,29 @@ def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_
     assert frames == list(range(1001, 1007))
 
 
+def test_a_sweep_job_runs_its_trials_on_the_services_ray_and_gives_the_best_config(served) -> None:
+    """Two trials (loss.l1 0.5 and 1, 10 steps each) as Tune trials beside the job's own task: the summary ranks
+    both by val/psnr on the held-out keyframe, best.yaml is the best trial's config."""
+    client, studio = served["client"], served["studio"]
+    settings = {**TINY_SETTINGS, "sweep.values.loss.l1": [0.5, 1], "sweep.steps": 10, "sweep.metric": "val/psnr",
+                "train.validate_every": 5}
+    job = _submit(served, "sweep", settings)
+    done = wait_for(client, studio, job["id"], timeout=600)
+    assert done["state"] == "succeeded", done["error"]
+    assert (done["progress"]["trials_started"], done["progress"]["trials_done"]) == (2, 2), done["progress"]
+    results = {r["name"]: r for r in client.get(f"/v1/jobs/{job['id']}/results", headers=studio.headers).json()}
+    assert {"summary.json", "best.yaml", "trials.csv", "sweep.yaml"} <= set(results), set(results)
+    summary = client.get(results["summary.json"]["url"], headers=studio.headers).json()
+    assert summary["metric"] == "val/psnr" and summary["mode"] == "max"
+    assert sorted(t["params"]["loss.l1"] for t in summary["trials"]) == [0.5, 1]
+    assert all(t["status"] == "finished" and t["step"] == 10 and t["metrics"]["val/psnr"] > 0
+               for t in summary["trials"]), summary["trials"]
+    best = max(summary["trials"], key=lambda t: t["metrics"]["val/psnr"])
+    assert summary["best"]["name"] == best["name"]
+    best_yaml = client.get(results["best.yaml"]["url"], headers=studio.headers).text
+    assert f"l1: {best['params']['loss.l1']}" in best_yaml
+
+
 def test_a_job_that_fails_says_why_in_one_line_without_the_servers_folders(served) -> None:
     client, studio = served["client"], served["studio"]
     job = _submit(served, "train", {**TINY_SETTINGS, "data.validation_frames": [1002]})

@@ -16,3 +16,4 @@ class Assignment:
     heartbeat_s: float
     threads: int
     tracking_uri: str | None = None
+    kind: str = ""  # the job's kind: a sweep's task is only Tune's driver, and asks Ray for no CPU

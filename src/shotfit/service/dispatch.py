@@ -95,9 +95,9 @@ class Dispatcher:
         if free <= 0:
             return
         with self.store.session() as session:
-            queued = session.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.created)
+            queued = session.execute(select(Job.id, Job.kind).where(Job.state == "queued").order_by(Job.created)
                                      .limit(free * 2)).all()
-        for job_id in queued:
+        for job_id, kind in queued:
             if free <= 0:
                 break
             attempt = claim(self.store, job_id, f"{self.server}/{job_id}")
@@ -105,7 +105,8 @@ class Dispatcher:
                 continue
             enqueue(self.store, job_id, "job.running")
             assignment = Assignment(job_id, attempt, self.store.url, str(self.settings.storage),
-                                    self.settings.heartbeat_s, self.settings.cpus_per_job, self.settings.tracking_store)
+                                    self.settings.heartbeat_s, self.settings.cpus_per_job, self.settings.tracking_store,
+                                    kind)
             self.running[job_id] = (attempt, self.runner.submit(assignment))
             free -= 1
 
@@ -129,7 +130,9 @@ class RayRunner:
         self._warm = ray.remote(num_cpus=settings.cpus_per_job, num_gpus=settings.gpus_per_job)(warm_worker)
 
     def submit(self, assignment: Assignment) -> Handle:
-        return _RayHandle(self._ray, self._task.remote(assignment))
+        # a sweep's task only drives Tune: its trials take the CPUs (and GPUs), so it holds none they wait for
+        task = self._task.options(num_cpus=0, num_gpus=0) if assignment.kind == "sweep" else self._task
+        return _RayHandle(self._ray, task.remote(assignment))
 
     def warm(self) -> None:
         """Start the workers' processes and their imports now, so a first job waits for neither."""

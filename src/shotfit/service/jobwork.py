@@ -25,6 +25,7 @@ from shotfit.errors import ConfigError
 from shotfit.infer.render import FrameDone
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
 from shotfit.runs.folder import RunFolder
+from shotfit.service import sweepjob
 from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
 
 log = logging.getLogger(__name__)
@@ -64,27 +65,40 @@ def _override_text(key: str, value: Any) -> str:
 
 
 def config_overrides(settings: Mapping[str, Any], fields: Mapping[str, Any]) -> tuple[str, ...]:
-    """The settings that are config keys, as ``section.key=value`` strings (request fields left out)."""
-    return tuple(_override_text(key, value) for key, value in sorted(settings.items()) if key not in fields)
+    """The settings that are config keys, as ``section.key=value`` strings (request fields and a sweep's
+    ``sweep.*`` left out)."""
+    return tuple(_override_text(key, value) for key, value in sorted(settings.items())
+                 if key not in fields and not key.startswith("sweep."))
 
 
 def check_settings(kind: str, settings: Mapping[str, Any], run_id: str | None = None) -> None:
     """Refuse settings a job cannot take, in one line (:class:`ConfigError`): unknown keys, wrong types,
     keys that would run code or read the server's files, values out of the config's ranges, settings of
     another kind of job (``suggest.*``), a suggest job before painting without its count."""
-    if kind == "sweep":
-        raise ConfigError("sweep jobs are not run by this server yet", parameter="kind")
     _check_kind_keys(kind, settings, run_id)
+    _check_values(settings)
+    overrides = config_overrides(settings, REQUEST_FIELDS)
+    _check_config(overrides)
+    if kind == "sweep":
+        sweepjob.check_sweep(settings, overrides, _check_searched)
+
+
+def _check_values(settings: Mapping[str, Any]) -> None:
     check_types(settings)
     colour = settings.get("colour.config", "auto")
     if not (isinstance(colour, str) and (colour == "auto" or colour.startswith("ocio://"))):
         raise ConfigError("setting 'colour.config' may only name a built-in config (ocio://...) or 'auto' on "
                           "the service", parameter="settings")
-    _check_config(config_overrides(settings, REQUEST_FIELDS))
+
+
+def _check_searched(key: str, value: Any) -> None:
+    """A value a sweep would set: checked as the same setting of a job would be."""
+    _check_values({key: value})
+    _check_config((_override_text(key, value),))
 
 
 def _check_kind_keys(kind: str, settings: Mapping[str, Any], run_id: str | None) -> None:
-    """A suggest job reads no config (only ``suggest.*``); the other kinds take no ``suggest.*``."""
+    """A suggest job reads no config (only ``suggest.*``); ``suggest.*`` and ``sweep.*`` belong to their kind."""
     if kind == "suggest":
         other = next((key for key in settings if not key.startswith("suggest.")), None)
         if other is not None:
@@ -93,9 +107,10 @@ def _check_kind_keys(kind: str, settings: Mapping[str, Any], run_id: str | None)
             raise ConfigError("a suggest job before painting (no run_id) needs setting 'suggest.count': how many "
                               "frames to suggest", parameter="settings")
         return
-    stray = next((key for key in settings if key.startswith("suggest.")), None)
-    if stray is not None:
-        raise ConfigError(f"setting {stray!r} is for suggest jobs, not {kind}", parameter="settings")
+    for prefix in ("suggest.", "sweep."):
+        stray = next((key for key in settings if key.startswith(prefix)), None)
+        if stray is not None and kind != prefix[:-1]:
+            raise ConfigError(f"setting {stray!r} is for {prefix[:-1]} jobs, not {kind}", parameter="settings")
 
 
 def _check_config(overrides: tuple[str, ...]) -> None:
@@ -216,8 +231,19 @@ def suggest(folders: JobFolders, settings: Mapping[str, Any],
     return api.suggest(request, on_progress=on_progress)
 
 
+def sweep(folders: JobFolders, settings: Mapping[str, Any], tracking: api.TrackingOptions,
+          on_trial: Callable[[Any], None], should_stop: Callable[[], bool]) -> api.SweepResult:
+    """Sweep the job's shot as its settings say (:mod:`shotfit.service.sweepjob`), resuming an earlier attempt's."""
+    data = sweepjob.sweep_file(settings, config_overrides(settings, REQUEST_FIELDS), folders.source_spec(),
+                               folders.keyframes, sweepjob.truth_for(folders.source_spec(), folders.keyframes,
+                                                                     folders.truth_spec()))
+    return sweepjob.run(folders.work, data, settings, tracking, on_trial, should_stop)
+
+
 def results(kind: str, work: Path) -> dict[str, Path]:
     """A job's downloadable files by name (flat names; a URL's name is looked up here, never joined to a path)."""
+    if kind == "sweep":
+        return sweepjob.results(work)
     found: dict[str, Path] = {}
     if kind == "train":
         run = work / "run"

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from shotfit.errors import ShotfitError
-from shotfit.service import jobwork, schemas
+from shotfit.service import jobwork, schemas, sweepjob
 from shotfit.service.deps import CallerDep, SettingsDep, StoreDep, errors, not_found
 from shotfit.service.keys import Caller
 from shotfit.service.settings import ServiceSettings
@@ -103,8 +103,10 @@ def _check_inputs(session: Session, caller: Caller, body: schemas.JobCreate) -> 
         raise not_found("shot")
     counts = dict(session.execute(select(ShotFile.role, func.count()).where(ShotFile.shot_id == shot.id)
                                   .group_by(ShotFile.role)).all())
-    needed = ("source", "keyframes") if body.kind == "train" else ("source",) if body.kind in ("render", "suggest") \
-        else ()
+    needed = ("source", "keyframes") if body.kind in ("train", "sweep") else ("source",) \
+        if body.kind in ("render", "suggest") else ()
+    if body.kind == "sweep" and sweepjob.needs_truth(body.settings):
+        needed += ("truth",)
     for role in needed:
         if not counts.get(role):
             raise HTTPException(422, f"shot {shot.id} has no {role} files: upload them first")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 Role = Literal["source", "keyframes", "truth"]
-JobKind = Literal["train", "render", "export", "suggest"]  # sweep: not run by the service yet
+JobKind = Literal["train", "render", "export", "suggest", "sweep"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 EventName = Literal["job.queued", "job.running", "job.succeeded", "job.failed", "job.cancelled", "job.progress"]
 SettingValue = str | int | float | bool | list[str | int | float | bool] | None  # checked by settings_schema
@@ -113,6 +113,9 @@ class Progress(BaseModel):
     eta_s: float | None = None
     stage: str | None = Field(default=None, description="suggest: the pass under way (features, flips, sheet), "
                                                         "frames_done of frames_total")
+    trials_done: int | None = Field(default=None, description="sweep: trials ended (finished, stopped early "
+                                                              "or failed)")
+    trials_started: int | None = Field(default=None, description="sweep: trials started so far")
 
 
 class Job(BaseModel):

@@ -5,11 +5,13 @@ the config wants a number is refused, as the schema says, although ``--set`` wou
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any, get_type_hints
 
 from shotfit.config import Config
 from shotfit.errors import ConfigError
+from shotfit.service.sweepjob import DIMENSION_KEY, dimension_schema, sweep_fields
 
 # Request fields a job may set beside the config's keys (used by the job kinds that know them).
 REQUEST_FIELDS: dict[str, dict[str, Any]] = {
@@ -28,6 +30,7 @@ REQUEST_FIELDS: dict[str, dict[str, Any]] = {
                                                                        "default) or largest (farthest) distance"},
     "suggest.sheet_frames": {"type": "integer", "minimum": 1, "maximum": 50,
                              "description": "after a run: rows of the heat-map contact sheet (default 6)"},
+    **sweep_fields(),
 }
 # Keys that would make the server import code or read its own files: never settable through the service.
 REFUSED = ("loss.extra",)
@@ -80,7 +83,8 @@ def config_settings() -> dict[str, dict[str, Any]]:
 def settings_json_schema() -> dict[str, Any]:
     return {"type": "object", "title": "Settings", "additionalProperties": False,
             "properties": {**config_settings(), **REQUEST_FIELDS},
-            "patternProperties": {MODEL_KEY: {"type": ["string", "integer", "number", "boolean"]}},
+            "patternProperties": {MODEL_KEY: {"type": ["string", "integer", "number", "boolean"]},
+                                  DIMENSION_KEY: dimension_schema()},
             "description": 'config overrides ("section.key": value, as --set takes them) and request fields'}
 
 
@@ -91,6 +95,10 @@ def check_types(settings: Mapping[str, Any]) -> None:
         if key.startswith("model.") and len(key) > 6:
             if not isinstance(value, (str, int, float, bool)):
                 raise ConfigError(f"setting {key!r} must be a string, number or boolean", parameter="settings")
+            continue
+        if re.match(DIMENSION_KEY, key):
+            if not _matches(dimension_schema(), value):
+                raise ConfigError(f"setting {key!r} must be a list of values", parameter="settings")
             continue
         if key not in known:
             why = "loss plug-ins run code and cannot be set through the service" if key.startswith("loss.extra") \
@@ -118,5 +126,5 @@ def _matches(schema: Mapping[str, Any], value: Any) -> bool:
         if kind == "string" and isinstance(value, str):
             return True
         if kind == "array" and isinstance(value, list):
-            return all(_matches(schema["items"], item) for item in value)
+            return len(value) >= schema.get("minItems", 0) and all(_matches(schema["items"], item) for item in value)
     return False

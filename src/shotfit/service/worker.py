@@ -140,6 +140,7 @@ class Attempt:
         self._beating = threading.Event()
         self._mlflow_seen = False
         self._run = Path()
+        self._trials: dict[str, str] = {}
 
     # --- reports -----------------------------------------------------------------------------------
 
@@ -253,10 +254,7 @@ class Attempt:
         """Run the job's kind; True when it stopped early (cancelled, or taken over)."""
         folders.work.mkdir(parents=True, exist_ok=True)
         if kind == "train":
-            # one experiment per studio in the service's store
-            tracking = api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id,
-                                           experiment=f"shotfit {folders.work.parent.parent.name}")
-            summary = jobwork.train(folders, settings, tracking, api.TrainCallbacks(
+            summary = jobwork.train(folders, settings, self._tracking(folders), api.TrainCallbacks(
                 on_step=self._on_step, should_stop=self.should_stop))
             return summary.result.stopped_by is api.StoppedBy.STOP
         if kind == "render":
@@ -271,6 +269,14 @@ class Attempt:
         if kind == "export":
             jobwork.export(folders, settings)
             return False
+        if kind == "sweep":
+            try:
+                jobwork.sweep(folders, settings, self._tracking(folders), self._on_trial, self.should_stop)
+            except KeyboardInterrupt:  # how a sweep says it was stopped (its results so far are written)
+                if not self.should_stop():
+                    raise
+                return True
+            return False
         if kind == "suggest":
             try:
                 jobwork.suggest(folders, settings, self._on_suggest)
@@ -278,6 +284,18 @@ class Attempt:
                 return True
             return False
         raise ShotfitError(f"job kind {kind!r} is not run by this server")
+
+    def _tracking(self, folders: jobwork.JobFolders) -> api.TrackingOptions:
+        """One experiment per studio in the service's store, a run named after the job."""
+        return api.TrackingOptions(uri=self.assignment.tracking_uri, run_name=self.job_id,
+                                   experiment=f"shotfit {folders.work.parent.parent.name}")
+
+    def _on_trial(self, update: Any) -> None:
+        """A sweep's trials: how many started and ended, the latest one's step of its budget."""
+        self._trials[update.name] = update.status
+        ended = sum(status in ("finished", "stopped", "error") for status in self._trials.values())
+        self.report(trials_started=len(self._trials), trials_done=ended, step=update.step,
+                    steps=update.budget.steps)
 
     def _render_in_chunks(self, folders: jobwork.JobFolders, settings: dict[str, Any], workers: int) -> bool:
         """The frames still to render, shared out in ``workers`` runs rendered by Ray tasks at once (frames are
