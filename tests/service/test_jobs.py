@@ -191,6 +191,25 @@ def test_a_sweep_job_runs_its_trials_on_the_services_ray_and_gives_the_best_conf
     assert f"l1: {best['params']['loss.l1']}" in best_yaml
 
 
+def test_a_cancelled_sweep_stops_its_trials_within_10_s(served) -> None:
+    client, studio = served["client"], served["studio"]
+    settings = {**TINY_SETTINGS, "sweep.values.loss.l1": [0.5, 1], "sweep.steps": 100000, "sweep.metric": "val/psnr"}
+    job = _submit(served, "sweep", settings)
+    while (client.get(f"/v1/jobs/{job['id']}", headers=studio.headers).json()["progress"]["step"] or 0) < 5:
+        time.sleep(0.2)  # a trial is training
+    asked = time.monotonic()
+    assert client.post(f"/v1/jobs/{job['id']}/cancel", headers=studio.headers).json()["state"] == "running"
+    stopped = wait_for(client, studio, job["id"], timeout=120, poll=0.1)
+    took = time.monotonic() - asked
+    assert stopped["state"] == "cancelled" and stopped["error"] is None and took < 10.0, (stopped, took)
+    import ray  # the module's Ray: no trial of the sweep is left holding a CPU
+
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2
+
+
 def test_a_job_that_fails_says_why_in_one_line_without_the_servers_folders(served) -> None:
     client, studio = served["client"], served["studio"]
     job = _submit(served, "train", {**TINY_SETTINGS, "data.validation_frames": [1002]})
