@@ -178,6 +178,7 @@ def test_a_sweep_job_runs_its_trials_on_the_services_ray_and_gives_the_best_conf
     done = wait_for(client, studio, job["id"], timeout=600)
     assert done["state"] == "succeeded", done["error"]
     assert (done["progress"]["trials_started"], done["progress"]["trials_done"]) == (2, 2), done["progress"]
+    assert done["mlflow_run_id"]  # the sweep's parent run, its trials nested under it
     results = {r["name"]: r for r in client.get(f"/v1/jobs/{job['id']}/results", headers=studio.headers).json()}
     assert {"summary.json", "best.yaml", "trials.csv", "sweep.yaml"} <= set(results), set(results)
     summary = client.get(results["summary.json"]["url"], headers=studio.headers).json()

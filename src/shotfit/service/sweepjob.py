@@ -49,7 +49,9 @@ def builtin_sweeps() -> dict[str, Path]:
 def sweep_fields() -> dict[str, dict[str, Any]]:
     """The ``sweep.*`` settings a sweep job takes, with their JSON schemas (the searched keys are a pattern)."""
     return {
-        "sweep.preset": {"enum": sorted(builtin_sweeps()), "description": "a built-in sweep file, by name"},
+        # a server without the built-in files (installed from a wheel) refuses every name, in one line
+        "sweep.preset": {**({"enum": sorted(builtin_sweeps())} if builtin_sweeps() else {"type": "string"}),
+                         "description": "a built-in sweep file (sweeps/*.yaml), by name"},
         "sweep.metric": {"enum": list(METRICS), "description": "what ranks the trials (test/* needs truth "
                                                                "frames for every frame but the keyframes)"},
         "sweep.strategy": {"enum": list(STRATEGIES)},
@@ -185,6 +187,14 @@ def truth_for(source: Path, keyframes: Path, truth: Path) -> Path | None:
     with open_shot(source) as shot, open_shot(keyframes) as keys, open_shot(truth) as known:
         painted, covered = set(keys.frames), set(known.frames)
         return truth if all(f in covered for f in shot.frames if f not in painted) else None
+
+
+def parent_run(work: Path) -> str | None:
+    """The sweep's MLflow run (its trials' parent), once the sweep has written its state."""
+    try:
+        return json.loads((work / "sweep" / "sweep.json").read_text(encoding="utf-8")).get("parent_run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def results(work: Path) -> dict[str, Path]:

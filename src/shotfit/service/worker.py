@@ -26,7 +26,7 @@ from shotfit import api
 from shotfit.errors import ShotfitError
 from shotfit.infer.render import FrameDone
 from shotfit.runs.folder import RunFolder
-from shotfit.service import jobwork
+from shotfit.service import jobwork, sweepjob
 from shotfit.service.assignment import Assignment
 from shotfit.service.claims import requeue
 from shotfit.service.storage import StudioStorage
@@ -293,6 +293,9 @@ class Attempt:
     def _on_trial(self, update: Any) -> None:
         """A sweep's trials: how many started and ended, the latest one's step of its budget."""
         self._trials[update.name] = update.status
+        if not self._mlflow_seen and (parent := sweepjob.parent_run(self._run)) is not None:
+            self._mlflow_seen = True
+            self._write(mlflow_run_id=parent)
         ended = sum(status in ("finished", "stopped", "error") for status in self._trials.values())
         self.report(trials_started=len(self._trials), trials_done=ended, step=update.step,
                     steps=update.budget.steps)
