@@ -4,7 +4,8 @@
 A job's settings are config overrides (``"train.steps": 200``) plus a few request fields
 (``render.frames``, ``render.review``, ``render.evaluate``, ``render.workers``: Ray workers sharing the
 frames; ``export.format``, ``export.tolerance``; ``suggest.count``, ``suggest.strategy``,
-``suggest.sheet_frames``: a suggest job takes only these). Nothing in a job
+``suggest.sheet_frames``: a suggest job takes only these; a sweep's ``sweep.*``, see
+:mod:`shotfit.service.sweepjob`). Nothing in a job
 record decides which code runs: settings that would import code or read files on the server
 (``loss.extra``, a ``colour.config`` file) are refused.
 """

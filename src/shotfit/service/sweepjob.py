@@ -67,6 +67,8 @@ def sweep_fields() -> dict[str, dict[str, Any]]:
                                                    "near the middle)"},
         "sweep.trials_at_once": {"type": "integer", "minimum": 1, "maximum": 1000},
         "sweep.cpus_per_trial": {"type": "integer", "minimum": 1, "maximum": 1024},
+        "sweep.gpus_per_trial": {"type": "number", "minimum": 0, "maximum": 64,
+                                 "description": "GPUs each trial asks Ray for (fractions share one; default 0)"},
     }
 
 
@@ -162,6 +164,7 @@ def run(work: Path, data: Mapping[str, Any], settings: Mapping[str, Any], tracki
     request = api.SweepRequest(api.load_sweep(path), out=out, resume=resume, tracking=tracking, joined=True,
                                cpus_per_trial=settings.get("sweep.cpus_per_trial"),
                                max_concurrent=settings.get("sweep.trials_at_once"),
+                               gpus_per_trial=float(settings.get("sweep.gpus_per_trial", 0.0)),
                                device=settings.get("train.device"))
     result = api.sweep(request, on_trial=on_trial, should_stop=should_stop)
     write_text_atomic(work / "summary.json", json.dumps(summary(result), indent=1, default=str))
