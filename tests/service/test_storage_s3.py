@@ -8,14 +8,16 @@ import io
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from service_helpers import SMALL_LIMITS, TINY_SETTINGS, new_studio, upload, upload_folder, wait_for
-from shots import KEYFRAMES, edit, fails, plate, succeeds, write_png, write_shot
+from shots import KEYFRAMES, edit, fails, plate, same_weights, succeeds, train_tiny, weights, write_png, write_shot
 
 from shotfit.service.app import create_app
 from shotfit.service.settings import ServiceSettings
@@ -93,6 +95,28 @@ def test_a_storage_url_keeps_the_database_in_the_scratch_folder_and_a_bad_one_is
     assert "storage 's3://no-such-bucket/x' is not writable" in line and line.endswith("(--storage)")
 
 
+def test_a_job_folder_rewritten_elsewhere_is_fetched_fresh_and_hidden_files_stay_local(s3, tmp_path: Path) -> None:
+    """Two machines' scratch folders over one bucket: a checkpoint rewritten at the same size on B is what A
+    resumes from, and A's lock file is neither put nor removed."""
+    from shotfit.service.storage import StudioStorage  # the storage as workers see it
+
+    url = f"s3://{BUCKET}/{tmp_path.name}"
+    a, b = (StudioStorage(tmp_path / machine, "studio_x", url) for machine in ("a", "b"))
+    work_a = a.job("job_1")
+    (work_a / "run").mkdir(parents=True)
+    (work_a / "run" / "last.pt").write_bytes(b"step 10")
+    (work_a / ".attempt.lock").write_bytes(b"")
+    assert a.mirror(work_a).push() == 1
+    on_b = b.mirror(b.job("job_1"))
+    assert on_b.pull() == 1 and (b.job("job_1") / "run" / "last.pt").read_bytes() == b"step 10"
+    (b.job("job_1") / "run" / "last.pt").write_bytes(b"step 20")  # the same size: only the content tells
+    assert on_b.push() == 1
+    assert a.mirror(work_a).pull() == 0 and (work_a / "run" / "last.pt").read_bytes() == b"step 10"
+    assert a.mirror(work_a).pull(fresh=True) == 1 and (work_a / "run" / "last.pt").read_bytes() == b"step 20"
+    assert (work_a / ".attempt.lock").exists()
+    assert set(_keys(s3, tmp_path.name)) == {f"{tmp_path.name}/studios/studio_x/jobs/job_1/run/last.pt"}
+
+
 @pytest.fixture(scope="module")
 def ray_local(s3):
     """A local Ray for the module, started after the ``AWS_*`` variables are set (its workers inherit them)."""
@@ -168,3 +192,51 @@ def test_train_then_render_on_s3_gives_the_frames_of_a_local_folder(s3, ray_loca
     [studio_id] = {k.split("/")[2] for k in stored}
     storage = StudioStorage.of(s3_again, studio_id)
     assert storage.files(storage.job(render_id))["frames/plate.1001.png"].open().read() == local["plate.1001.png"]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_resumes_from_the_checkpoint_in_the_bucket_not_its_local_copy(s3, ray_local,
+                                                                                      tmp_path: Path) -> None:
+    """kill -9 of the worker mid-training, and its scratch copy of the job wiped (the next attempt may run on
+    another machine): the job resumes from the checkpoint put in the bucket, to the model an uninterrupted
+    run makes, bit for bit."""
+    from fastapi.testclient import TestClient  # httpx: a test dependency only
+
+    from shotfit.service.dispatch import RayRunner  # jobs on Ray: only these tests run them
+    from shotfit.service.jobwork import config_overrides
+    from shotfit.service.store import Job
+
+    plates, fixed = write_shot(tmp_path / "plates"), write_shot(tmp_path / "fixed", KEYFRAMES,
+                                                                  make=lambda f: edit(plate(f)))
+    prefix = f"resume-{tmp_path.name}"
+    settings = ServiceSettings(storage=tmp_path / "scratch", files=f"s3://{BUCKET}/{prefix}", workers=1, poll_s=0.2,
+                               heartbeat_s=0.5)
+    app = create_app(settings, RayRunner(settings), send_webhooks=False)
+    studio = new_studio(app.state.store, "Acme VFX")
+    train = {**TINY_SETTINGS, "train.steps": 300, "train.checkpoint_every": 25, "train.preview_every": 1000}
+    with TestClient(app) as client:
+        shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=studio.headers).json()["id"]
+        upload_folder(client, studio, shot_id, "source", plates)
+        upload_folder(client, studio, shot_id, "keyframes", fixed)
+        job = client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": train},
+                          headers=studio.headers).json()
+        deadline = time.monotonic() + 240
+        while not any("/checkpoints/" in key for key in _keys(s3, f"{prefix}/")):  # one put in the bucket
+            state = client.get(f"/v1/jobs/{job['id']}", headers=studio.headers).json()["state"]
+            assert time.monotonic() < deadline and state in ("queued", "running"), state
+            time.sleep(0.2)
+        with app.state.store.session() as session:  # the row's internal progress: the worker's pid
+            pid = session.get(Job, job["id"]).progress["worker_pid"]
+        os.kill(pid, signal.SIGKILL)
+        [work] = (tmp_path / "scratch").glob(f"studios/*/jobs/{job['id']}")
+        shutil.rmtree(work / "run")
+        done = wait_for(client, studio, job["id"], timeout=300)
+        assert done["state"] == "succeeded" and done["attempt"] == 2, done
+        with app.state.store.session() as session:
+            first = session.get(Job, job["id"]).progress["first_step"]
+        assert first > 25, f"the second attempt started at step {first}"
+        model = client.get(f"/v1/jobs/{job['id']}/results/model.pt", headers=studio.headers)
+        assert model.status_code == 200
+    (tmp_path / "served.pt").write_bytes(model.content)
+    train_tiny(plates, fixed, tmp_path / "reference", *config_overrides(train, {}))
+    assert same_weights(weights(tmp_path / "served.pt"), weights(tmp_path / "reference" / "model.pt"))

@@ -21,6 +21,7 @@ folder all the same.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 from shotfit.errors import ShotfitError
 from shotfit.files import atomic_path
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from shotfit.service.settings import ServiceSettings
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
 
@@ -136,8 +138,6 @@ def check_files(url: str) -> None:
 
 
 def _installed(module: str) -> bool:
-    import importlib.util  # a question about the environment, asked once per store opened
-
     return importlib.util.find_spec(module) is not None
 
 
@@ -157,8 +157,8 @@ class StudioStorage:
         self.base = f"{base}/studios/{studio_id}"
 
     @classmethod
-    def of(cls, settings: Any, studio_id: str) -> StudioStorage:
-        """The studio's storage as a server's settings (:class:`ServiceSettings`) say."""
+    def of(cls, settings: ServiceSettings, studio_id: str) -> StudioStorage:
+        """The studio's storage as a server's settings say."""
         return cls(settings.storage, studio_id, settings.files)
 
     def inside(self, path: Path) -> Path:
@@ -246,14 +246,24 @@ class Mirror:
         self._sent: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
-    def pull(self) -> int:
-        """Fetch the stored files missing here (or of another size); how many came."""
+    def pull(self, fresh: bool = False) -> int:
+        """Fetch the stored files missing here (or of another size); how many came. ``fresh``: drop the local
+        copy first (hidden files, such as a held lock, stay), for a folder that changes: a file rewritten at the
+        same size elsewhere (a checkpoint, by an attempt on another machine) must not be taken for the stored one."""
         if not self.storage.remote:
             return 0
         fetched = 0
         with self._lock:
+            if fresh and self.folder.is_dir():
+                for entry in self.folder.iterdir():
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
             for relative, stored in self.storage.files(self.folder).items():
-                local = self.folder / relative
+                local = self.storage.inside(self.folder / relative)  # a key naming a path outside: refused
                 if not (local.is_file() and local.stat().st_size == stored.size):
                     local.parent.mkdir(parents=True, exist_ok=True)
                     temp = local.with_name(f".{local.name}.fetching-{os.getpid()}")

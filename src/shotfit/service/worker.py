@@ -66,9 +66,11 @@ def job_folders(assignment: Assignment, studio_id: str, kind: str, shot_id: str,
         run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
 
 
-def stage(assignment: Assignment, studio_id: str, folders: jobwork.JobFolders) -> Mirror:
+def stage(assignment: Assignment, studio_id: str, folders: jobwork.JobFolders, fresh: bool = True) -> Mirror:
     """Fetch a job's inputs and its own folder from the store (nothing to do when the files are local); the
-    mirror of its own folder, which puts back what the job writes."""
+    mirror of its own folder, which puts back what the job writes. ``fresh``: the job's folder as the store
+    holds it (an attempt's start), not a copy an earlier attempt on this machine left; a render chunk keeps
+    what the chunks beside it write."""
     storage = StudioStorage(Path(assignment.storage), studio_id, assignment.files)
     work = storage.mirror(folders.work)
     try:
@@ -76,7 +78,7 @@ def stage(assignment: Assignment, studio_id: str, folders: jobwork.JobFolders) -
             storage.mirror(folder).pull()
         if folders.run is not None and not folders.run.is_relative_to(folders.work):
             storage.mirror(folders.run).pull()  # the train job's run: read only, never put back from here
-        work.pull()
+        work.pull(fresh=fresh)
     except Exception as err:  # any backend's error (network, credentials): the job fails in one line
         raise ShotfitError(f"the job's files could not be fetched from the storage ({_first_line(err)})") from None
     return work
@@ -108,7 +110,7 @@ def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
             folders = job_folders(assignment, job.studio_id, job.kind, job.shot_id, job.run_id)
             studio_id, settings = job.studio_id, dict(job.settings)
         watch = _ChunkWatch(store, assignment)
-        mirror = stage(assignment, studio_id, folders)
+        mirror = stage(assignment, studio_id, folders, fresh=False)
 
         def written(done: FrameDone) -> None:
             if not done.skipped:
