@@ -16,3 +16,4 @@ class Assignment:
     heartbeat_s: float
     threads: int
     tracking_uri: str | None = None
+    files: str | None = None  # the store URL of the studios' files (None: under ``storage``)

@@ -105,7 +105,8 @@ class Dispatcher:
                 continue
             enqueue(self.store, job_id, "job.running")
             assignment = Assignment(job_id, attempt, self.store.url, str(self.settings.storage),
-                                    self.settings.heartbeat_s, self.settings.cpus_per_job, self.settings.tracking_store)
+                                    self.settings.heartbeat_s, self.settings.cpus_per_job, self.settings.tracking_store,
+                                    self.settings.files)
             self.running[job_id] = (attempt, self.runner.submit(assignment))
             free -= 1
 

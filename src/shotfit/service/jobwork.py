@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shotfit import api
 from shotfit.config import Config, apply_overrides
@@ -24,6 +24,8 @@ from shotfit.infer.render import FrameDone
 from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
 from shotfit.runs.folder import RunFolder
 from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
+
+T = TypeVar("T")
 
 EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 
@@ -157,33 +159,34 @@ def export(folders: JobFolders, settings: Mapping[str, Any]) -> api.ExportResult
                                         tolerance=float(settings.get("export.tolerance", 1e-4))))
 
 
-def results(kind: str, work: Path) -> dict[str, Path]:
-    """A job's downloadable files by name (flat names; a URL's name is looked up here, never joined to a path)."""
-    found: dict[str, Path] = {}
+def results(kind: str, files: Mapping[str, T]) -> dict[str, T]:
+    """A job's downloadable files by name, picked from ``files`` (every file of the job's folder by its path
+    relative to it, as the storage lists them): flat names; a URL's name is looked up here, never joined to a path."""
+    found: dict[str, T] = {}
     if kind == "train":
-        run = work / "run"
         for name in ("model.pt", "metrics.json", "config.yaml"):
-            if (run / name).is_file():
-                found[name] = run / name
-        for sheet in sorted((run / "previews").glob("*.png")):
-            found[f"preview_{sheet.name}"] = sheet
+            if f"run/{name}" in files:
+                found[name] = files[f"run/{name}"]
+        for relative in sorted(files):
+            if relative.startswith("run/previews/") and relative.count("/") == 2 and relative.endswith(".png"):
+                found[f"preview_{relative.rsplit('/', 1)[1]}"] = files[relative]
     elif kind == "render":
-        frames = work / "frames"
-        if frames.is_dir():
-            for path in sorted(frames.iterdir()):
-                if path.is_file() and not path.name.startswith("."):
-                    found[path.name] = path
+        for relative in sorted(files):
+            if relative.startswith("frames/") and relative.count("/") == 1:
+                found[relative.split("/", 1)[1]] = files[relative]
         for name in ("review.mp4", "eval.json"):
-            if (work / name).is_file():
-                found[name] = work / name
+            if name in files:
+                found[name] = files[name]
     elif kind == "export":
         for name in EXPORT_NAMES.values():
-            if (work / name).is_file():
-                found[name] = work / name
+            if name in files:
+                found[name] = files[name]
     return found
 
 
-def latest_preview(work: Path) -> Path | None:
-    """The newest contact sheet of a training job (the final one once there)."""
-    sheets = sorted((work / "run" / "previews").glob("*.png"), key=lambda p: (p.name == "final.png", p.name))
-    return sheets[-1] if sheets else None
+def latest_preview(files: Mapping[str, T]) -> T | None:
+    """The newest contact sheet of a training job (the final one once there), from its folder's ``files``."""
+    sheets = sorted((relative for relative in files if relative.startswith("run/previews/")
+                     and relative.count("/") == 2 and relative.endswith(".png")),
+                    key=lambda relative: (relative.endswith("/final.png"), relative))
+    return files[sheets[-1]] if sheets else None
