@@ -88,7 +88,7 @@ def serve(
         quiet_ray_environment()
         runner = None
         if workers:
-            stack.enter_context(ray_session(settings.storage, ray_address))
+            stack.enter_context(ray_session(settings.storage, ray_address, parameter="ray_address"))
             runner = RayRunner(settings)
         signal.signal(signal.SIGTERM, _stop)  # after Ray, which installs its own
         application = create_app(settings, runner)

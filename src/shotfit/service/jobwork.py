@@ -21,9 +21,10 @@ from shotfit import api
 from shotfit.config import Config, apply_overrides
 from shotfit.errors import ConfigError
 from shotfit.infer.render import FrameDone
-from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
+from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from shotfit.runs.folder import RunFolder
 from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
+from shotfit.workflows import rendering
 
 T = TypeVar("T")
 
@@ -119,28 +120,9 @@ def finish_render(folders: JobFolders, settings: Mapping[str, Any]) -> None:
 
 
 def pending_frames(folders: JobFolders, settings: Mapping[str, Any]) -> tuple[list[int], int]:
-    """(the frames still to render, how many the job renders in all): what chunks share out."""
-    shot = open_shot(folders.source_spec())
-    asked = settings.get("render.frames")
-    wanted: Any = shot.frames
-    if isinstance(asked, str):
-        wanted = [f for f in shot.frames if f in parse_frame_range(asked)]
-    elif asked is not None:
-        wanted = [f for f in shot.frames if f in {int(f) for f in asked}]
-    out = folders.work / "frames"
-    return [f for f in wanted if not (out / shot.output_name(f)).exists()], len(wanted)
-
-
-def chunks(frames: Sequence[int], count: int) -> list[list[int]]:
-    """``frames`` in ``count`` runs of neighbours, as even as can be (a video decodes each run in one pass)."""
-    count = max(1, min(count, len(frames)))
-    size, extra = divmod(len(frames), count)
-    out, start = [], 0
-    for index in range(count):
-        end = start + size + (1 if index < extra else 0)
-        out.append(list(frames[start:end]))
-        start = end
-    return [chunk for chunk in out if chunk]
+    """(the frames still to render, how many the job renders in all): what chunks share out, as the
+    library's render on workers counts them (:func:`shotfit.workflows.rendering.pending_frames`)."""
+    return rendering.pending_frames(render_request(folders, settings))
 
 
 def _with_review(request: api.RenderRequest, review: Path) -> api.RenderRequest:

@@ -30,7 +30,7 @@ from sqlalchemy import func, select, update
 
 from shotfit import api
 from shotfit.errors import ShotfitError
-from shotfit.infer.render import FrameDone
+from shotfit.infer.render import FrameDone, chunks
 from shotfit.runs.folder import RunFolder
 from shotfit.service import jobwork
 from shotfit.service.assignment import Assignment
@@ -326,7 +326,7 @@ class Attempt:
         pending, total = jobwork.pending_frames(folders, settings)
         before, started = total - len(pending), time.monotonic()
         task = ray.remote(num_cpus=max(self.assignment.threads, 1), max_retries=0)(render_chunk)
-        refs = [task.remote(self.assignment, chunk) for chunk in jobwork.chunks(pending, workers)]
+        refs = [task.remote(self.assignment, chunk) for chunk in chunks(pending, workers)]
         stopped = False
         try:
             while refs:
