@@ -11,7 +11,9 @@ Parts:
   capacity: with 50 requests always in flight, latency is mostly their queue);
 - upload: a sequence of half-float RGB EXR frames (4K unless --upload-frame) of --upload-mb in all (uncompressed random pixels, so
   nothing compresses), sent through the resumable upload API in --chunk-mb chunks: MB/s from the first
-  request to the last file checked and placed;
+  request to the last file checked and placed, on an API-only server (``--workers 0``: no Ray worker importing
+  PyTorch beside it); with --baseline-src DIR the same frames also go to a server running the code in DIR
+  (another checkout's ``src/``), alternating with this tree's (--upload-rounds each): before and after in one run;
 - first_step: POST /v1/jobs (train) to the first training step in the job's progress, polled every 50 ms
   (twice: the first job may start a Ray worker, the second finds it);
 - render: a render job of --render-frames frames with ``render.workers`` 1 and then 2 (the job's frames shared
@@ -67,20 +69,21 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _environment(folder: Path) -> dict[str, str]:
+def _environment(folder: Path, src: Path = _ROOT / "src") -> dict[str, str]:
     env = {**os.environ, "HOME": str(folder / "home"), "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
            "RAY_TMPDIR": tempfile.mkdtemp(prefix="sf-bench-ray-", dir="/tmp"),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}
+           "PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)}
     for name in ("MLFLOW_TRACKING_URI", "SHOTFIT_STORAGE", "SHOTFIT_DB", "SHOTFIT_TRACKING_URI"):
         env.pop(name, None)
     return env
 
 
 @contextlib.contextmanager
-def serve(folder: Path, workers: int) -> Iterator[tuple[str, dict[str, str], int]]:
-    """``shotfit serve --workers N`` on a free loopback port; yields its URL, a key's headers and its pid."""
+def serve(folder: Path, workers: int, src: Path = _ROOT / "src") -> Iterator[tuple[str, dict[str, str], int]]:
+    """``shotfit serve --workers N`` (the code in ``src``) on a free loopback port; yields its URL, a key's headers
+    and its pid."""
     folder.mkdir(parents=True)
-    env, storage = _environment(folder), folder / "storage"
+    env, storage = _environment(folder, src), folder / "storage"
     made = subprocess.run([sys.executable, "-m", "shotfit", "keys", "create", "--studio", "bench", "--storage",
                            str(storage)], env=env, capture_output=True, text=True, timeout=120, check=True)
     headers = {"Authorization": f"Bearer {made.stdout.split()[0]}"}
@@ -252,10 +255,9 @@ def measure_poll(url: str, headers: dict, pid: int, job_id: str, clients: int, p
             "max_ms": round(1000 * max(latencies), 2), "requests_per_s": round(len(latencies) / wall, 1)}
 
 
-def measure_upload(client: httpx.Client, pid: int, folder: Path, total_mb: float, frame: str, chunk_mb: float,
-                   parallel: int) -> dict:
-    width, height = (int(n) for n in frame.lower().split("x"))
-    frames = write_exr_sequence(folder / "exr", total_mb, width, height)
+def measure_upload(client: httpx.Client, pid: int, frames: list[Path], chunk_mb: float, parallel: int) -> dict:
+    """Upload ``frames`` (--parallel files at once) into a new shot; MB/s and the CPU per MB."""
+    width, height = _exr_size(frames[0])
     size = sum(p.stat().st_size for p in frames)
     shot_id = new_shot(client, "bench-upload")
     cost: dict = {"mb": size / MB}
@@ -264,11 +266,39 @@ def measure_upload(client: httpx.Client, pid: int, folder: Path, total_mb: float
         with ThreadPoolExecutor(parallel) as pool:
             list(pool.map(lambda p: upload(client, shot_id, "source", p, int(chunk_mb * MB)), frames))
         wall = time.perf_counter() - start
-    shutil.rmtree(folder / "exr")
     del cost["mb"]
     return {"frames": len(frames), "frame": f"{width}x{height} half RGB, uncompressed", "bytes": size,
             "chunk_mb": chunk_mb, "parallel_files": parallel, "seconds": round(wall, 2),
             "mb_per_s": round(size / MB / wall, 1), **cost}
+
+
+def _exr_size(path: Path) -> tuple[int, int]:
+    (x0, y0), (x1, y1) = OpenEXR.File(str(path), header_only=True).header()["dataWindow"]
+    return int(x1 - x0 + 1), int(y1 - y0 + 1)
+
+
+def upload_parts(work: Path, args: argparse.Namespace) -> dict:
+    """The upload part on API-only servers (no Ray worker importing PyTorch beside it): this tree's code, and
+    with --baseline-src the code in that folder too, alternating (--upload-rounds each) on the same frames."""
+    width, height = (int(n) for n in args.upload_frame.lower().split("x"))
+    frames = write_exr_sequence(work / "exr", args.upload_mb, width, height)
+    trees = [("this tree", _ROOT / "src")] + ([("baseline", args.baseline_src)] if args.baseline_src else [])
+    runs: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    try:
+        for index in range(args.upload_rounds):
+            for label, src in (trees if index % 2 == 0 else trees[::-1]):
+                folder = work / f"upload-{label.replace(' ', '-')}-{index}"
+                with serve(folder, 0, src) as (url, headers, pid), \
+                        httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
+                    runs[label].append({"load": round(os.getloadavg()[0], 2),
+                                        **measure_upload(client, pid, frames, args.chunk_mb, args.parallel)})
+                shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        shutil.rmtree(work / "exr", ignore_errors=True)
+    result = {"this_tree": runs["this tree"]}
+    if args.baseline_src:
+        result["baseline"] = {"src": str(args.baseline_src), "runs": runs["baseline"]}
+    return result
 
 
 def measure_first_step(client: httpx.Client, shot_id: str) -> dict:
@@ -320,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload-frame", default="3840x2160", help="WIDTHxHEIGHT of each EXR frame")
     parser.add_argument("--chunk-mb", type=float, default=16, help="bytes per PATCH")
     parser.add_argument("--parallel", type=int, default=2, help="files uploaded at once")
+    parser.add_argument("--baseline-src", type=Path, help="also measure the upload with the service's code in this "
+                        "folder (another checkout's src/), on the same frames, alternating with this tree's")
+    parser.add_argument("--upload-rounds", type=int, default=1, help="uploads of the sequence per tree")
     parser.add_argument("--render-frames", type=int, default=48, help="frames of the render job")
     parser.add_argument("--render-size", type=int, default=512, help="the render shot's frames are N x N")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: poll, upload, first_step, render")
@@ -331,12 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"machine": {"cpus": os.cpu_count(), "load_before": [round(x, 2) for x in os.getloadavg()]}}
     try:
         plates, keys = write_png_shot(work / "shot", args.render_frames, args.render_size)
-        if skip != {"poll", "upload", "first_step"}:
+        if "upload" not in skip:
+            result["upload"] = upload_parts(work, args)
+        if not {"poll", "first_step"} <= skip:
             with serve(work / "server", 1) as (url, headers, pid), \
                     httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
-                if "upload" not in skip:
-                    result["upload"] = measure_upload(client, pid, work, args.upload_mb, args.upload_frame, args.chunk_mb,
-                                                      args.parallel)
                 shot_id = new_shot(client, "bench")
                 for path in plates[:6]:
                     upload(client, shot_id, "source", path, 8 * MB)

@@ -396,11 +396,36 @@ def apply_overrides(cfg: Config, overrides: Iterable[str], *, origin: str = "--s
                     parameter: str = "overrides") -> Config:
     """Apply ``section.key=value`` overrides (read by :func:`parse_override`) on top of ``cfg``; errors name
     ``origin`` (where the overrides came from: the CLI's ``--set``, a service job's settings) and ``parameter``."""
+    parsed = [(item, *parse_override(item)) for item in overrides]
+    return _set_values(cfg, [(f"override {item!r}", section, name, value) for item, section, name, value in parsed],
+                       origin=origin, parameter=parameter)
+
+
+def apply_values(cfg: Config, values: Mapping[str, Any], *, origin: str = "the settings",
+                 parameter: str = "overrides") -> Config:
+    """``cfg`` with each dotted key (``"loss.lpips"``) set to its typed value, checked as a config file's
+    values are. A sweep's samplers return numpy scalars: a value with ``.item()`` is read as the number it holds.
+
+    Raises:
+        ConfigError: one line naming the key at fault (unknown key, a value of the wrong type or range).
+    """
+    items = []
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if not name or "." in name or not section:
+            raise ConfigError(f"{key!r} in {origin} is not a config key (section.key, e.g. train.lr)",
+                              parameter=parameter)
+        items.append((repr(key), section, name, value.item() if hasattr(value, "item") else value))
+    return _set_values(cfg, items, origin=origin, parameter=parameter)
+
+
+def _set_values(cfg: Config, items: Iterable[tuple[str, str, str, Any]], *, origin: str, parameter: str) -> Config:
+    """``cfg`` with each ``(where, section, key, value)`` set, then checked whole; ``where`` names the item
+    in the error when its section is unknown."""
     data = config_to_dict(cfg)
-    for item in overrides:
-        section, name, value = parse_override(item)
+    for where, section, name, value in items:
         if section not in data:
-            raise ConfigError(f"unknown config section {section!r} in override {item!r} "
-                              f"(known: {', '.join(data)})", parameter=parameter)
+            raise ConfigError(f"unknown config section {section!r} in {where} (known: {', '.join(data)})",
+                              parameter=parameter)
         data[section][name] = value
     return config_from_dict(data, origin=origin)

@@ -13,13 +13,13 @@ import yaml
 from shots import fails
 from shots import write_graded_shot as write_shot
 
-from shotfit.config import Config, load_config
+from shotfit.config import Config, apply_values, load_config
 from shotfit.errors import ConfigError
 from shotfit.search.plan import auto_validation_frames, plan_sweep
 from shotfit.search.results import collect, rank, write_results
 from shotfit.search.spec import Budget, load_sweep
 from shotfit.search.trial import PROXY, trial_name
-from shotfit.search.values import apply_values, read_settings, settings_text
+from shotfit.search.values import read_settings, settings_text
 
 TINY_SET = "[model.width=4, model.depth=2, augment.patch_size=32, data.batch_size=2, loss.lpips=0]"
 

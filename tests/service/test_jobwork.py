@@ -24,6 +24,12 @@ def shot(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"plates": plates, "keys": keys, "run": root / "run"}
 
 
+def _results(kind: str, work: Path) -> set[str]:
+    """The names a job of ``kind`` lists as results, from its folder's files (as the local storage lists them)."""
+    files = {path.relative_to(work).as_posix(): path for path in work.rglob("*") if path.is_file()}
+    return set(jobwork.results(kind, files))
+
+
 def _folders(shot: dict[str, Path], work: Path, truth: Path | None = None) -> jobwork.JobFolders:
     return jobwork.JobFolders(source=shot["plates"], keyframes=shot["keys"], truth=truth or work / "no-truth",
                               run=shot["run"], work=work)
@@ -41,7 +47,7 @@ def test_a_render_with_truth_for_some_frames_scores_those_frames(shot, tmp_path)
     assert [row["frame"] for row in report["frames"]] == [1002, 1005]
     assert report["pairs"] == []  # 1002 and 1005 are not neighbours: no warping error across the gap
     assert all(row["psnr"] > 10 for row in report["frames"])
-    assert set(jobwork.results("render", tmp_path / "job")) == {f"plate.{f}.png" for f in FRAMES} | {"eval.json"}
+    assert _results("render", tmp_path / "job") == {f"plate.{f}.png" for f in FRAMES} | {"eval.json"}
 
 
 def test_a_render_whose_truth_matches_no_rendered_frame_writes_no_scores(shot, tmp_path) -> None:
@@ -64,7 +70,7 @@ def test_a_suggest_job_before_painting_counts_the_uploaded_keyframes_as_painted(
     assert answer["suggest"]["mode"] == "before" and answer["suggest"]["painted"] == list(KEYFRAMES)
     assert frames == [f.frame for f in result.frames]
     assert seen and seen[-1].stage == "features" and seen[-1].done == seen[-1].total == len(FRAMES)
-    assert set(jobwork.results("suggest", tmp_path / "job")) == {"suggest.json"}
+    assert _results("suggest", tmp_path / "job") == {"suggest.json"}
 
 
 def test_a_suggest_job_after_a_run_ranks_the_unpainted_frames_with_a_heat_sheet(shot, tmp_path) -> None:
@@ -78,5 +84,5 @@ def test_a_suggest_job_after_a_run_ranks_the_unpainted_frames_with_a_heat_sheet(
     assert all(f["predicted_error"] is not None for f in answer["frames"])
     sheet = tmp_path / "job" / "suggest.png"
     assert sheet.read_bytes().startswith(b"\x89PNG") and {"features", "flips", "sheet"} <= stages
-    assert set(jobwork.results("suggest", tmp_path / "job")) == {"suggest.json", "suggest.png"}
+    assert _results("suggest", tmp_path / "job") == {"suggest.json", "suggest.png"}
     assert not (shot["run"] / "suggest.png").exists()  # written in the job's folder, never in the run's

@@ -103,6 +103,35 @@ def test_exr_and_video_uploads_are_decoded(client, studios, shot_id, tmp_path) -
     assert (files["shot.mp4"]["format"], files["shot.mp4"]["height"], files["shot.mp4"]["channels"]) == ("video", 40, 3)
 
 
+def test_an_exr_cut_short_or_with_a_broken_offset_table_is_refused(client, studios, shot_id, tmp_path) -> None:
+    """Only the header and the last line are decoded on upload: both of these breaks are caught there."""
+    write_exr(tmp_path / "plate.1001.exr", plate(1001))
+    whole = (tmp_path / "plate.1001.exr").read_bytes()
+    cut = whole[: len(whole) * 3 // 4]
+    answer = upload(client, studios[0], shot_id, "source", "plate.1001.exr", cut)
+    assert answer.status_code == 422 and "plate.1001.exr" in answer.json()["detail"], answer.text
+    assert str(tmp_path) not in answer.json()["detail"]
+    assert client.get(f"/v1/shots/{shot_id}/files", headers=studios[0].headers).json() == []
+
+
+def test_a_part_file_lost_on_the_server_rewinds_the_upload_instead_of_padding_it(client, studios, shot_id, png,
+                                                                                settings) -> None:
+    acme = studios[0]
+    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "plate.1001.png",
+                                                             "size": len(png)}, headers=acme.headers).json()
+    url, half = f"/v1/uploads/{made['id']}", len(png) // 2
+    assert client.patch(url, content=png[:half], headers={**acme.headers, "Upload-Offset": "0"}).status_code == 200
+    [part] = Path(settings.storage).rglob(f"{made['id']}.png")
+    part.unlink()  # a wiped scratch disk, or a PATCH that reached another server
+    lost = client.patch(url, content=png[half:], headers={**acme.headers, "Upload-Offset": str(half)})
+    assert lost.status_code == 409 and lost.headers["Upload-Offset"] == "0" and "holds 0 bytes" in lost.json()["detail"]
+    assert client.get(url, headers=acme.headers).json()["offset"] == 0
+    done = client.patch(url, content=png, headers={**acme.headers, "Upload-Offset": "0"})
+    assert done.status_code == 200 and done.json()["complete"]
+    [placed] = Path(settings.storage).rglob("plate.1001.png")
+    assert placed.read_bytes() == png
+
+
 def test_limits_on_size_count_pixels_and_chunks_are_clear_4xx(client, studios, shot_id, png, tmp_path) -> None:
     acme = studios[0]
     big = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "big.exr", "size": 10**9},

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -43,9 +45,10 @@ from shotfit.cli.display import (
     training_rows,
 )
 from shotfit.cloud.contract import JobPaths
+from shotfit.cpus import available_cores
 from shotfit.engine.stopping import stop_on_signals
 from shotfit.sample_footage import SAMPLE_KEYFRAMES
-from shotfit.search.cluster import quiet_ray_environment
+from shotfit.search.cluster import quiet_ray_environment, ray_session
 
 
 @app.command()
@@ -156,19 +159,41 @@ def render(
     precision: Annotated[Optional[str], typer.Option(
         "--precision", help="auto, fp32, tf32 (CUDA), bf16 or fp16 (torch engine); auto keeps output within "
         "one code value of fp32.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Render on this many Ray workers at once, each "
+                                         "a run of neighbouring frames (above 1 without --ray-address: a local "
+                                         "Ray).")] = 1,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="Render on this Ray cluster (auto, ray://HOST:10001 or HOST:PORT); the source and "
+        "--out must be on storage its nodes share.")] = None,
+    cpus_per_worker: Annotated[Optional[float], typer.Option(
+        "--cpus-per-worker", min=0.01, help="CPUs (torch threads) per Ray worker (default: this machine's cores "
+        "shared out, 1 on a cluster).")] = None,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", min=0, help="GPUs per Ray worker "
+                                                   "(fractions share one).")] = 0.0,
 ) -> None:
-    """Apply a trained run to every frame of a shot (or a range)."""
+    """Apply a trained run to every frame of a shot (or a range), here or on Ray workers."""
+    on_ray = workers > 1 or ray_address is not None
+    if cpus_per_worker is None:
+        cpus_per_worker = 1.0 if ray_address is not None else float(max(1, available_cores() // workers))
     request = api.RenderRequest(run, source, out, tile=tile, tile_overlap=tile_overlap, frames=frames, first=first,
                                 last=last, review=review, device=device, colorspace=colorspace,
-                                ocio_config=ocio_config, mask=mask, engine=engine, model=model, precision=precision)
-    if engine == "torch" and run is not None:
+                                ocio_config=ocio_config, mask=mask, engine=engine, model=model, precision=precision,
+                                workers=workers if on_ray else None, cpus_per_worker=cpus_per_worker,
+                                gpus_per_worker=gpus_per_worker)
+    if engine == "torch" and run is not None and not on_ray:
         use_render_threads(run)
-    with user_errors(), progress_display() as progress:
-        result = api.render(request, on_frame=render_rows(progress))
+    with user_errors(), contextlib.ExitStack() as stack:
+        if on_ray:  # the command owns the process's Ray: started here (or joined), shut down on the way out
+            quiet_ray_environment()
+            cores = None if ray_address else max(available_cores(), math.ceil(cpus_per_worker))
+            stack.enter_context(ray_session(None, ray_address, cores, parameter="ray_address"))
+        with progress_display() as progress:
+            result = api.render(request, on_frame=render_rows(progress))
     skipped = f", {result.skipped} already there" if result.skipped else ""
     missing = f"; {note}" if (note := result.missing_note()) else ""
     movie = f"; review movie {review}" if review is not None else ""
-    console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}{missing}{movie}",
+    where = f" on {workers} Ray worker{'s' if workers > 1 else ''}" if on_ray else ""
+    console.print(f"rendered {result.rendered} frames{skipped} into {result.out_dir}{where}{missing}{movie}",
                   highlight=False)
 
 

@@ -24,12 +24,16 @@ from shotfit.service.settings import ServiceSettings
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP service (shown once; stored hashed).")
 app.add_typer(keys_app, name="keys")
 
-StorageOpt = Annotated[Path, typer.Option("--storage", envvar="SHOTFIT_STORAGE",
-                                          help="Folder for every studio's files (and the default SQLite store).")]
+StorageOpt = Annotated[str, typer.Option("--storage", envvar="SHOTFIT_STORAGE",
+                                         help="Folder for every studio's files (and the default SQLite store), or an "
+                                         "fsspec URL (s3://BUCKET/PREFIX) that keeps the files instead.")]
+ScratchOpt = Annotated[Optional[Path], typer.Option(
+    "--scratch", envvar="SHOTFIT_SCRATCH", help="With --storage a URL: the local folder for the default SQLite "
+    "store, uploads in flight and jobs' working copies (default: shotfit-data).")]
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", envvar="SHOTFIT_DB", help="The job store: sqlite:///PATH (default: STORAGE/shotfit.db) or "
     "postgresql://USER:PASSWORD@HOST/DB.")]
-DEFAULT_STORAGE = Path("shotfit-data")
+DEFAULT_STORAGE = "shotfit-data"
 
 # SQLAlchemy and Alembic load when a service command runs, not with every command (start-up time)
 if TYPE_CHECKING:
@@ -42,6 +46,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     db: DbOpt = None,
     storage: StorageOpt = DEFAULT_STORAGE,
+    scratch: ScratchOpt = None,
     ray_address: Annotated[Optional[str], typer.Option(
         "--ray-address", help="Run jobs on this Ray cluster (ray://HOST:10001, or auto); default: a local Ray.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Jobs this server runs at once (0: API only; "
@@ -68,23 +73,28 @@ def serve(
     from shotfit.service.app import create_app
     from shotfit.service.dispatch import RayRunner, server_id
 
-    settings = ServiceSettings(storage=storage.resolve(), db=db, ray_address=ray_address, workers=workers,
+    local, files = split_storage(storage, scratch)
+    settings = ServiceSettings(storage=local.resolve(), files=files, db=db, ray_address=ray_address, workers=workers,
                                cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, stale_s=stale_s,
                                tracking_uri=tracking_uri, server=server_id(port),
                                retention_days=retention_days)
     with user_errors(), contextlib.ExitStack() as stack:
-        storage.mkdir(parents=True, exist_ok=True)
+        local.mkdir(parents=True, exist_ok=True)
+        if files is not None:
+            from shotfit.service.storage import check_files  # start-up time, as uvicorn above
+
+            check_files(files)
         _use_one_thread()
         quiet_ray_environment()
         runner = None
         if workers:
-            stack.enter_context(ray_session(settings.storage, ray_address))
+            stack.enter_context(ray_session(settings.storage, ray_address, parameter="ray_address"))
             runner = RayRunner(settings)
         signal.signal(signal.SIGTERM, _stop)  # after Ray, which installs its own
         application = create_app(settings, runner)
         scheme = "https" if ssl_certfile else "http"
         console.print(f"shotfit serving on {scheme}://{host}:{port} (store: {_safe_url(settings.db_url)}, "
-                      f"files: {settings.storage})", markup=False, highlight=False, soft_wrap=True)
+                      f"files: {files or settings.storage})", markup=False, highlight=False, soft_wrap=True)
         uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True,
                     ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                     ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
@@ -110,21 +120,34 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _store(db: str | None, storage: Path) -> Store:
+def split_storage(storage: str, scratch: Path | None) -> tuple[Path, str | None]:
+    """``--storage`` and ``--scratch`` as (the local folder, the files' store URL or None): a folder is both the
+    files' home and the local folder; a URL keeps the files, and the local folder is ``--scratch``."""
+    if "://" in storage and not storage.startswith("file://"):
+        return (scratch or Path(DEFAULT_STORAGE)), storage.rstrip("/")
+    folder = Path(storage.removeprefix("file://"))
+    if scratch is not None and scratch.resolve() != folder.resolve():
+        raise ShotfitError("a scratch folder is for a storage URL; with a storage folder, the folder is the scratch",
+                           parameter="scratch")
+    return folder, None
+
+
+def _store(db: str | None, storage: str, scratch: Path | None = None) -> Store:
     from shotfit.service.store import open_store  # start-up time: see above
 
-    return open_store(ServiceSettings(storage=storage.resolve(), db=db).db_url)
+    local, _ = split_storage(storage, scratch)
+    return open_store(ServiceSettings(storage=local.resolve(), db=db).db_url)
 
 
 @keys_app.command("create")
 def keys_create(studio: Annotated[str, typer.Option("--studio", help="The studio the key belongs to (created when "
                                                     "new).")],
-                db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
+                db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE, scratch: ScratchOpt = None) -> None:
     """Make an API key for a studio and print it once (only its hash is kept)."""
     from shotfit.service.keys import create_key  # start-up time: see above
 
     with user_errors():
-        store = _store(db, storage)
+        store = _store(db, storage, scratch)
         try:
             key_id, key = create_key(store, studio)
         finally:
@@ -136,12 +159,12 @@ def keys_create(studio: Annotated[str, typer.Option("--studio", help="The studio
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_...), as `shotfit keys list` shows.")],
-                db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
+                db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE, scratch: ScratchOpt = None) -> None:
     """Revoke a key at once."""
     from shotfit.service.keys import revoke_key  # start-up time: see above
 
     with user_errors():
-        store = _store(db, storage)
+        store = _store(db, storage, scratch)
         try:
             if not revoke_key(store, key_id):
                 raise ShotfitError(f"no active key {key_id!r}")
@@ -151,12 +174,12 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_..
 
 
 @keys_app.command("list")
-def keys_list(db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
+def keys_list(db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE, scratch: ScratchOpt = None) -> None:
     """Every key: id, studio, created, revoked."""
     from shotfit.service.keys import list_keys  # start-up time: see above
 
     with user_errors():
-        store = _store(db, storage)
+        store = _store(db, storage, scratch)
         try:
             rows = list_keys(store)
         finally:

@@ -27,13 +27,13 @@ import yaml
 
 from shotfit.cloud import contract
 from shotfit.cloud.shot_upload import ShotPaths
-from shotfit.config import Config, config_to_dict, load_config
+from shotfit.config import Config, apply_values, config_to_dict, load_config
 from shotfit.errors import ConfigError, RunError, quoted
 from shotfit.runs.folder import read_json
 from shotfit.runs.record import RunInfo
 from shotfit.search.results import collect, rank
 from shotfit.search.spec import METRICS
-from shotfit.search.values import apply_values, config_file_keys, read_settings
+from shotfit.search.values import config_file_keys, read_settings
 
 MACHINE_KEYS = ("train.threads", "train.device", "train.steps")
 

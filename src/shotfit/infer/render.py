@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,22 +80,14 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
     ``should_stop`` is asked before each frame; True ends the render there (the frame before it is
     whole on disk) with ``stopped`` set in the result, and rendering again goes on from that frame.
     """
-    if frames is None:
-        wanted, missing = shot.frames, shot.gaps
-    else:
-        asked = sorted(set(frames))
-        # ascending and once each, the order in which the shot reads them
-        wanted = [f for f in asked if f in shot]
-        # a hole inside the shot's span is missing; a range reaching past its ends just renders less
-        first, last = shot.frames[0], shot.frames[-1]
-        missing = runs(f for f in asked if first <= f <= last and f not in shot)
+    wanted, missing = frames_wanted(shot, frames)
     fmt = fmt or shot.format
     for stale in remove_stale_partials(out_dir):
         log.info("removed %s, left by a render that was killed", quoted(stale))
     todo = []
     for frame in wanted:
         path = out_dir / shot.output_name(frame)
-        todo.append((frame, path, _done(path)))
+        todo.append((frame, path, frame_done(path)))
     pending = [f for f, _, exists in todo if not exists]
     started = time.monotonic()
     rendered = 0
@@ -129,7 +121,36 @@ def render_shot(predictor: FramePredictor, shot: Shot, out_dir: Path, frames: It
     return RenderResult(rendered, skipped, seconds, out_dir, tuple(missing), tuple(wanted))
 
 
-def _done(path: Path) -> bool:
+def frames_wanted(shot: Shot, frames: Iterable[int] | None = None) -> tuple[list[int], list[range]]:
+    """(the frames of ``shot`` to render, ascending and once each; the frames asked for that the shot
+    lacks within its span, as runs). ``frames``: None for all; a range reaching past the shot's ends
+    just renders less."""
+    if frames is None:
+        return list(shot.frames), list(shot.gaps)
+    asked = sorted(set(frames))
+    first, last = shot.frames[0], shot.frames[-1]
+    return [f for f in asked if f in shot], list(runs(f for f in asked if first <= f <= last and f not in shot))
+
+
+def frames_pending(shot: Shot, out_dir: Path, wanted: Iterable[int]) -> list[int]:
+    """The frames of ``wanted`` whose output in ``out_dir`` is not there whole (see :func:`frame_done`)."""
+    return [frame for frame in wanted if not frame_done(out_dir / shot.output_name(frame))]
+
+
+def chunks(frames: Sequence[int], count: int) -> list[list[int]]:
+    """``frames`` in ``count`` runs of neighbours, as even as can be: each chunk reads its frames in one pass
+    (a video decodes it without seeking back), and fewer frames than ``count`` give fewer chunks."""
+    count = max(1, min(count, len(frames)))
+    size, extra = divmod(len(frames), count)
+    out, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        out.append(list(frames[start:end]))
+        start = end
+    return [chunk for chunk in out if chunk]
+
+
+def frame_done(path: Path) -> bool:
     """Whether a frame's output is already there, whole: it decodes. One that does not (zero bytes, cut
     short by a copy or a full disk, not a frame file at all) is said and rendered again. Decoding costs
     a fraction of rendering the frame, and only frames already there pay it."""

@@ -11,18 +11,22 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shotfit.cpus import available_cores
+from shotfit.errors import ShotfitError
 
 log = logging.getLogger(__name__)
 
 SOCKET_PATH_MAX = 107  # bytes in sun_path, less the terminating NUL (Linux; macOS: 103)
 SESSION_SUFFIX = 72  # "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store", measured on Ray 2.60
 OBJECT_STORE_BYTES = 256 * 2**20  # trials pass paths, not arrays: the store stays small
+CONNECT_TIMEOUT_S = 5.0  # a cluster's port that does not answer by then is taken as unreachable
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,13 @@ def available_cpus() -> int:
     return available_cores()
 
 
-def session_folder(out: Path) -> tuple[Path, bool]:
-    """Ray's temporary folder for a local sweep in ``out``, and whether it is ours to remove afterwards."""
+def session_folder(out: Path | None) -> tuple[Path, bool]:
+    """Ray's temporary folder for a local sweep in ``out`` (None: a command with no folder of its own, such
+    as a render, whose output folder holds frames only), and whether it is ours to remove afterwards."""
     if os.environ.get("RAY_TMPDIR"):
         return Path(os.environ["RAY_TMPDIR"]), False
-    beside = Path(out).resolve() / "ray"
-    if len(os.fsencode(beside)) + SESSION_SUFFIX <= SOCKET_PATH_MAX - 4:  # a few bytes spare for Ray's own changes
+    beside = Path(out).resolve() / "ray" if out is not None else None
+    if beside is not None and len(os.fsencode(beside)) + SESSION_SUFFIX <= SOCKET_PATH_MAX - 4:  # spare bytes
         return beside, False
     short_root = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
     return Path(tempfile.mkdtemp(prefix="shotfit-ray-", dir=short_root)), True
@@ -67,22 +72,55 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
+def check_ray_address(address: str, parameter: str = "address") -> None:
+    """Refuse, in one line naming ``parameter``, an address that is not ``auto``, ``ray://HOST:PORT`` or
+    ``HOST:PORT``, or whose port does not answer: Ray itself would wait minutes for an unreachable one."""
+    if address == "auto":
+        return
+    parsed = urlsplit(address if "://" in address else f"//{address}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in ("", "ray") or not parsed.hostname or port is None or parsed.path not in ("", "/"):
+        raise ShotfitError(f"Ray address {address!r} is not auto, ray://HOST:PORT or HOST:PORT", parameter=parameter)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise ShotfitError(f"cannot reach the Ray cluster at {address!r} ({err.strerror or err})",
+                           parameter=parameter) from None
+
+
 @contextlib.contextmanager
-def ray_session(out: Path, address: str | None = None, cpus: int | None = None) -> Iterator[Capacity]:
+def ray_session(out: Path | None, address: str | None = None, cpus: int | None = None,
+                parameter: str = "address") -> Iterator[Capacity]:
     """Start Ray locally (``cpus`` cores, default all) or connect to ``address``; shut it down after.
 
     Args:
-        out: The sweep's folder (a local instance keeps its logs under ``out/ray`` when it can).
+        out: The sweep's folder (a local instance keeps its logs under ``out/ray`` when it can); None: a
+            short temporary folder, removed afterwards.
         address: ``ray://head:10001`` (Ray Client) or ``host:6379`` / ``auto``: a running cluster.
         cpus: Local only: cores to give the instance.
+        parameter: The request field (or option) that gave ``address``, named by its errors.
+
+    Raises:
+        ShotfitError: ``address`` is malformed or no Ray cluster answers there.
     """
     import ray  # imported only when a sweep runs: Ray takes seconds to import
 
     temp, remove_after = None, False
+    if address:
+        check_ray_address(address, parameter)
     if ray.is_initialized():
         raise RuntimeError("Ray is already running in this process; a sweep starts (and stops) its own")
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ShotfitError(f"cannot connect to the Ray cluster at {address!r}: {first}",
+                               parameter=parameter) from None
     else:
         temp, remove_after = session_folder(out)
         temp.mkdir(parents=True, exist_ok=True)

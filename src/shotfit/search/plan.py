@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shotfit.archs import build_network, resolve_network_args
-from shotfit.config import Config, apply_overrides, load_config
+from shotfit.config import Config, apply_overrides, apply_values, load_config
 from shotfit.data.keyframes import pair_keyframes
 from shotfit.device import seeded_build
 from shotfit.errors import ConfigError, ShotfitError, quoted
@@ -24,7 +24,7 @@ from shotfit.infer.tile_plan import default_tile
 from shotfit.io import open_shot
 from shotfit.sample_footage import prepare_sample
 from shotfit.search.spec import Budget, Dimension, SweepSpec
-from shotfit.search.values import apply_values, config_file_keys, read_settings
+from shotfit.search.values import config_file_keys, read_settings
 
 log = logging.getLogger(__name__)
 

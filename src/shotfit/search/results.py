@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shotfit.config import Config, config_to_dict
+from shotfit.config import Config, apply_values, config_to_dict
 from shotfit.files import write_bytes_atomic, write_text_atomic
 from shotfit.runs.folder import RunFolder
 from shotfit.search.spec import Budget, SweepSpec
-from shotfit.search.values import apply_values
 
 PHASES = ("search", "top-k")
 NUMBERS = ("val/psnr", "val/ssim", "val/lpips", "test/psnr", "test/ssim", "test/lpips", "test/warping_error",

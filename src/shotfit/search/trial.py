@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shotfit.config import Config
+from shotfit.config import Config, apply_values
 from shotfit.device import configure_threads
 from shotfit.engine.tracking_options import TrackingOptions, disable_mlflow_telemetry
 from shotfit.engine.tracking_sweep import log_run_metrics
@@ -26,7 +26,7 @@ from shotfit.files import write_text_atomic
 from shotfit.io import hold_native_output
 from shotfit.runs.folder import RunFolder
 from shotfit.search.spec import Budget, NamedTrial
-from shotfit.search.values import apply_values, plain, settings_text
+from shotfit.search.values import plain, settings_text
 from shotfit.workflows.rendering import evaluate, render
 from shotfit.workflows.requests import TrainCallbacks, TrainRequest
 from shotfit.workflows.training import TrainSummary, run_training

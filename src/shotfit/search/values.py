@@ -1,7 +1,7 @@
-"""Config settings as typed values (``{"loss.lpips": 0.2}``), set on a :class:`~shotfit.config.Config` directly.
+"""Config settings as typed values (``{"loss.lpips": 0.2}``): reading them from sweep files and records.
 
 A sweep's trial settings come from Tune's samplers as numbers and strings; they go into the config
-through the config's own checks (:func:`shotfit.config.config_from_dict`), never through text. Text
+through the config's own checks (:func:`shotfit.config.apply_values`), never through text. Text
 appears only in a trial's record (``key=value``, as ``--set`` reads it) for people to read.
 """
 
@@ -14,30 +14,12 @@ from typing import Any
 
 import yaml
 
-from shotfit.config import Config, config_from_dict, config_to_dict
 from shotfit.errors import ConfigError
 
 
 def plain(value: Any) -> Any:
     """A numpy scalar (Tune's samplers return them) as the Python number it holds; anything else as is."""
     return value.item() if hasattr(value, "item") else value
-
-
-def apply_values(cfg: Config, values: Mapping[str, Any], origin: str = "the settings") -> Config:
-    """``cfg`` with each dotted key set to its value, checked as a config file's values are.
-
-    Raises:
-        ConfigError: one line naming the key at fault (unknown key, a value of the wrong type or range).
-    """
-    data = config_to_dict(cfg)
-    for key, value in values.items():
-        section, _, name = key.partition(".")
-        if not name or "." in name or not section:
-            raise ConfigError(f"{key!r} is not a config key (section.key, e.g. train.lr)")
-        if section not in data:
-            raise ConfigError(f"unknown config section {section!r} in {key!r} (known: {', '.join(data)})")
-        data[section][name] = plain(value)
-    return config_from_dict(data, origin=origin)
 
 
 def given_keys(data: Mapping[str, Any] | None) -> tuple[str, ...]:

@@ -16,4 +16,5 @@ class Assignment:
     heartbeat_s: float
     threads: int
     tracking_uri: str | None = None
+    files: str | None = None  # the store URL of the studios' files (None: under ``storage``)
     kind: str = ""  # the job's kind: a sweep's task is only Tune's driver, and asks Ray for no CPU

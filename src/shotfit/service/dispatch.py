@@ -106,7 +106,7 @@ class Dispatcher:
             enqueue(self.store, job_id, "job.running")
             assignment = Assignment(job_id, attempt, self.store.url, str(self.settings.storage),
                                     self.settings.heartbeat_s, self.settings.cpus_per_job, self.settings.tracking_store,
-                                    kind)
+                                    self.settings.files, kind)
             self.running[job_id] = (attempt, self.runner.submit(assignment))
             free -= 1
 

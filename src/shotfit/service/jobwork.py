@@ -18,16 +18,19 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shotfit import api
 from shotfit.config import Config, apply_overrides
 from shotfit.errors import ConfigError
 from shotfit.infer.render import FrameDone
-from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot, parse_frame_range
+from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_shot
 from shotfit.runs.folder import RunFolder
 from shotfit.service import sweepjob
 from shotfit.service.settings_schema import REQUEST_FIELDS, check_types
+from shotfit.workflows import rendering
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -176,28 +179,9 @@ def frames_with_truth(folders: JobFolders) -> list[int]:
 
 
 def pending_frames(folders: JobFolders, settings: Mapping[str, Any]) -> tuple[list[int], int]:
-    """(the frames still to render, how many the job renders in all): what chunks share out."""
-    shot = open_shot(folders.source_spec())
-    asked = settings.get("render.frames")
-    wanted: Any = shot.frames
-    if isinstance(asked, str):
-        wanted = [f for f in shot.frames if f in parse_frame_range(asked)]
-    elif asked is not None:
-        wanted = [f for f in shot.frames if f in {int(f) for f in asked}]
-    out = folders.work / "frames"
-    return [f for f in wanted if not (out / shot.output_name(f)).exists()], len(wanted)
-
-
-def chunks(frames: Sequence[int], count: int) -> list[list[int]]:
-    """``frames`` in ``count`` runs of neighbours, as even as can be (a video decodes each run in one pass)."""
-    count = max(1, min(count, len(frames)))
-    size, extra = divmod(len(frames), count)
-    out, start = [], 0
-    for index in range(count):
-        end = start + size + (1 if index < extra else 0)
-        out.append(list(frames[start:end]))
-        start = end
-    return [chunk for chunk in out if chunk]
+    """(the frames still to render, how many the job renders in all): what chunks share out, as the
+    library's render on workers counts them (:func:`shotfit.workflows.rendering.pending_frames`)."""
+    return rendering.pending_frames(render_request(folders, settings))
 
 
 def _with_review(request: api.RenderRequest, review: Path) -> api.RenderRequest:
@@ -241,39 +225,40 @@ def sweep(folders: JobFolders, settings: Mapping[str, Any], tracking: api.Tracki
     return sweepjob.run(folders.work, data, settings, tracking, on_trial, should_stop)
 
 
-def results(kind: str, work: Path) -> dict[str, Path]:
-    """A job's downloadable files by name (flat names; a URL's name is looked up here, never joined to a path)."""
+def results(kind: str, files: Mapping[str, T]) -> dict[str, T]:
+    """A job's downloadable files by name, picked from ``files`` (every file of the job's folder by its path
+    relative to it, as the storage lists them): flat names; a URL's name is looked up here, never joined to a path."""
     if kind == "sweep":
-        return sweepjob.results(work)
-    found: dict[str, Path] = {}
+        return sweepjob.results(files)
+    found: dict[str, T] = {}
     if kind == "train":
-        run = work / "run"
         for name in ("model.pt", "metrics.json", "config.yaml"):
-            if (run / name).is_file():
-                found[name] = run / name
-        for sheet in sorted((run / "previews").glob("*.png")):
-            found[f"preview_{sheet.name}"] = sheet
+            if f"run/{name}" in files:
+                found[name] = files[f"run/{name}"]
+        for relative in sorted(files):
+            if relative.startswith("run/previews/") and relative.count("/") == 2 and relative.endswith(".png"):
+                found[f"preview_{relative.rsplit('/', 1)[1]}"] = files[relative]
     elif kind == "render":
-        frames = work / "frames"
-        if frames.is_dir():
-            for path in sorted(frames.iterdir()):
-                if path.is_file() and not path.name.startswith("."):
-                    found[path.name] = path
+        for relative in sorted(files):
+            if relative.startswith("frames/") and relative.count("/") == 1:
+                found[relative.split("/", 1)[1]] = files[relative]
         for name in ("review.mp4", "eval.json"):
-            if (work / name).is_file():
-                found[name] = work / name
+            if name in files:
+                found[name] = files[name]
     elif kind == "suggest":
         for name in SUGGEST_NAMES:
-            if (work / name).is_file():
-                found[name] = work / name
+            if name in files:
+                found[name] = files[name]
     elif kind == "export":
         for name in EXPORT_NAMES.values():
-            if (work / name).is_file():
-                found[name] = work / name
+            if name in files:
+                found[name] = files[name]
     return found
 
 
-def latest_preview(work: Path) -> Path | None:
-    """The newest contact sheet of a training job (the final one once there)."""
-    sheets = sorted((work / "run" / "previews").glob("*.png"), key=lambda p: (p.name == "final.png", p.name))
-    return sheets[-1] if sheets else None
+def latest_preview(files: Mapping[str, T]) -> T | None:
+    """The newest contact sheet of a training job (the final one once there), from its folder's ``files``."""
+    sheets = sorted((relative for relative in files if relative.startswith("run/previews/")
+                     and relative.count("/") == 2 and relative.endswith(".png")),
+                    key=lambda relative: (relative.endswith("/final.png"), relative))
+    return files[sheets[-1]] if sheets else None

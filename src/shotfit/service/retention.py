@@ -5,7 +5,6 @@ so a client sees what was there and why it is gone; nothing a queued or running 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ def purge(store: Store, settings: ServiceSettings, at: datetime | None = None) -
         days = days if days is not None else settings.retention_days
         if days is None:
             continue
-        cutoff, storage = at - timedelta(days=days), StudioStorage(Path(settings.storage), studio_id)
+        cutoff, storage = at - timedelta(days=days), StudioStorage.of(settings, studio_id)
         counts["jobs"] += _purge_jobs(store, storage, studio_id, cutoff)
         counts["uploads"] += _purge_uploads(store, storage, studio_id, cutoff)
         counts["shots"] += _purge_shots(store, storage, studio_id, cutoff)
@@ -49,9 +48,8 @@ def _purge_jobs(store: Store, storage: StudioStorage, studio_id: str, cutoff: da
                                                               Job.state.in_(("queued", "running")))).all())
     gone = 0
     for job_id in done:
-        folder = storage.job(job_id)
-        if job_id not in needed and folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
+        if job_id not in needed and _holds_files(storage, storage.job(job_id)):
+            storage.remove(storage.job(job_id))
             with store.session() as session:
                 session.execute(delete(JobFrame).where(JobFrame.job_id == job_id))
             gone += 1
@@ -80,9 +78,14 @@ def _purge_shots(store: Store, storage: StudioStorage, studio_id: str, cutoff: d
         with store.session() as session:
             had = session.execute(delete(ShotFile).where(ShotFile.shot_id == shot_id)).rowcount
             session.execute(delete(Upload).where(Upload.shot_id == shot_id, Upload.complete.is_(True)))
-        shutil.rmtree(storage.root / "shots" / shot_id, ignore_errors=True)
+        storage.remove(storage.root / "shots" / shot_id)
         gone += int(bool(had))
     return gone
+
+
+def _holds_files(storage: StudioStorage, folder: Path) -> bool:
+    """A job folder with files left, here or in the store (its local scratch copy may be gone already)."""
+    return folder.exists() or bool(storage.files(folder))
 
 
 class Housekeeper:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
@@ -14,14 +13,14 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from shotfit.errors import ShotfitError
 from shotfit.service import jobwork, schemas, sweepjob
 from shotfit.service.deps import CallerDep, SettingsDep, StoreDep, errors, not_found
 from shotfit.service.keys import Caller
 from shotfit.service.settings import ServiceSettings
-from shotfit.service.storage import StudioStorage
+from shotfit.service.storage import StoredFile, StudioStorage
 from shotfit.service.store import IdempotencyKey, Job, Shot, ShotFile, Store
 from shotfit.service.store.models import FINAL_STATES, new_id, now
 from shotfit.service.views import job_body
@@ -185,8 +184,8 @@ async def job_events(job_id: str, caller: CallerDep, store: StoreDep, settings: 
     """Server-sent events: ``state`` (Job JSON) on each change of state, ``progress`` (Job JSON) on new progress,
     ``preview`` ({"url"}) on each new training preview; the stream ends after a final state."""
     first = await run_in_threadpool(_read_job, store, caller, job_id)
-    work = StudioStorage(settings.storage, caller.studio_id).job(job_id)
-    return StreamingResponse(_events(store, caller, first, work, request, settings.poll_s),
+    storage = StudioStorage.of(settings, caller.studio_id)
+    return StreamingResponse(_events(store, caller, first, storage, request, settings.poll_s),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
@@ -195,7 +194,7 @@ def _read_job(store: Store, caller: Caller, job_id: str) -> schemas.Job:
         return job_body(own_job(session, caller, job_id))
 
 
-async def _events(store: Store, caller: Caller, job: schemas.Job, work: Path, request: Request,
+async def _events(store: Store, caller: Caller, job: schemas.Job, storage: StudioStorage, request: Request,
                   poll_s: float) -> AsyncIterator[bytes]:
     yield _sse("state", job.model_dump_json())
     state, progress, preview, quiet = job.state, job.progress, None, 0.0
@@ -204,7 +203,7 @@ async def _events(store: Store, caller: Caller, job: schemas.Job, work: Path, re
         if await request.is_disconnected():
             return
         job = await run_in_threadpool(_read_job, store, caller, job.id)
-        sheet = await run_in_threadpool(jobwork.latest_preview, work) if job.kind == "train" else None
+        sheet = await run_in_threadpool(_latest_preview, storage, job.id) if job.kind == "train" else None
         if sheet is not None and sheet.name != preview:
             preview = sheet.name
             yield _sse("preview", json.dumps({"url": f"/v1/jobs/{job.id}/previews/latest.png?sheet={preview}"}))
@@ -222,17 +221,37 @@ async def _events(store: Store, caller: Caller, job: schemas.Job, work: Path, re
 
 # --- results --------------------------------------------------------------------------------------
 
-def _results(store: Store, settings: ServiceSettings, caller: Caller, job_id: str) -> tuple[Job, dict[str, Path]]:
+def _results(store: Store, settings: ServiceSettings, caller: Caller, job_id: str
+             ) -> tuple[Job, dict[str, StoredFile]]:
+    """The job's results, listed from the storage (the local folder, or the store the workers put them in)."""
     with store.session() as session:
         job = own_job(session, caller, job_id)
-    return job, jobwork.results(job.kind, StudioStorage(settings.storage, caller.studio_id).job(job.id))
+    storage = StudioStorage.of(settings, caller.studio_id)
+    return job, jobwork.results(job.kind, storage.files(storage.job(job.id)))
+
+
+def _latest_preview(storage: StudioStorage, job_id: str) -> StoredFile | None:
+    """The newest contact sheet of a training job; only its previews folder is listed (a store lists by prefix)."""
+    previews = storage.job(job_id) / "run" / "previews"
+    return jobwork.latest_preview({f"run/previews/{name}": stored for name, stored in storage.files(previews).items()})
+
+
+def _send(stored: StoredFile, name: str, media_type: str, headers: dict[str, str] | None = None) -> Response:
+    """A stored file as a response: from the disk (sendfile) when it is local, else streamed from the store."""
+    if stored.local is not None:
+        return FileResponse(stored.local, filename=name if media_type == "application/octet-stream" else None,
+                            media_type=media_type, headers=headers)
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'} \
+        if media_type == "application/octet-stream" else {}
+    return StreamingResponse(iterate_in_threadpool(stored.chunks()), media_type=media_type,
+                             headers={**disposition, "Content-Length": str(stored.size), **(headers or {})})
 
 
 @router.get("/jobs/{job_id}/results", response_model=list[schemas.ResultFile])
 def list_results(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep) -> list[schemas.ResultFile]:
     _, found = _results(store, settings, caller, job_id)
-    return [schemas.ResultFile(name=name, size=path.stat().st_size, url=f"/v1/jobs/{job_id}/results/{name}")
-            for name, path in found.items()]
+    return [schemas.ResultFile(name=name, size=stored.size, url=f"/v1/jobs/{job_id}/results/{name}")
+            for name, stored in found.items()]
 
 
 @router.get("/jobs/{job_id}/results.zip", response_class=StreamingResponse,
@@ -247,22 +266,21 @@ def results_zip(job_id: str, caller: CallerDep, store: StoreDep, settings: Setti
 @router.get("/jobs/{job_id}/results/{name}", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                  "format": "binary"}}}}})
-def result_file(job_id: str, name: str, caller: CallerDep, store: StoreDep, settings: SettingsDep) -> FileResponse:
+def result_file(job_id: str, name: str, caller: CallerDep, store: StoreDep, settings: SettingsDep) -> Response:
     _, found = _results(store, settings, caller, job_id)
     if name not in found:
         raise not_found("result")
-    return FileResponse(found[name], filename=name, media_type="application/octet-stream")
+    return _send(found[name], name, "application/octet-stream")
 
 
 @router.get("/jobs/{job_id}/previews/latest.png", response_class=FileResponse,
             responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}})
-def latest_preview(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep) -> FileResponse:
+def latest_preview(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep) -> Response:
     """The training job's newest contact sheet (404 until the first is written)."""
     with store.session() as session:
         job = own_job(session, caller, job_id)
-    sheet = jobwork.latest_preview(StudioStorage(settings.storage, caller.studio_id).job(job.id)) \
-        if job.kind == "train" else None
+    sheet = _latest_preview(StudioStorage.of(settings, caller.studio_id), job.id) if job.kind == "train" else None
     if sheet is None:
         raise not_found("preview")
-    return FileResponse(sheet, media_type="image/png", headers={"Cache-Control": "no-cache"})
+    return _send(sheet, "latest.png", "image/png", {"Cache-Control": "no-cache"})
 

@@ -35,6 +35,9 @@ class ServiceSettings:
 
     Args:
         storage: The folder that holds every studio's files (``studios/ID/...``) and, by default, the store.
+            With ``files`` set it holds what must be local: uploads in flight and jobs' scratch copies.
+        files: An fsspec URL that holds every studio's files instead of ``storage`` (``s3://bucket/prefix``;
+            credentials and endpoint from the usual environment, ``AWS_*`` for S3); None: the storage folder.
         db: The store's URL: ``sqlite:///PATH`` (default: ``STORAGE/shotfit.db``) or ``postgresql://...``.
         ray_address: A Ray cluster to run jobs on (``ray://host:10001``, ``auto``); None starts Ray locally.
         workers: Jobs this server runs at once (0: only the API; another server's dispatcher runs them).
@@ -52,6 +55,7 @@ class ServiceSettings:
     """
 
     storage: Path
+    files: str | None = None
     db: str | None = None
     ray_address: str | None = None
     workers: int = 1

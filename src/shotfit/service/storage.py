@@ -1,6 +1,12 @@
 """Where a studio's files live, and the checks a file passes before it joins a shot.
 
-Layout under the storage folder (every path built from ids the service made, and one checked name)::
+Files are kept in the storage folder, or, when the settings name one (``files``), in any fsspec store
+(``s3://bucket/prefix``, ``gs://...``, ``memory://``): the same layout under that URL. The local folder then
+holds what must be a local file: uploads in flight (a part file is put in the store in one go once its last
+byte arrived and it was checked) and each job's scratch copy (a worker stages a job's inputs there, runs
+:mod:`shotfit.api` on local files, and puts what it writes back: :class:`Mirror`).
+
+Layout under the storage folder or URL (every path built from ids the service made, and one checked name)::
 
     studios/STUDIO/uploads/UPLOAD.ext        bytes arriving (a resumable upload)
     studios/STUDIO/shots/SHOT/ROLE/NAME      checked files of a shot (source, keyframes, truth)
@@ -14,17 +20,27 @@ folder all the same.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import re
+import shutil
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import av
+import fsspec
 import numpy as np
+import OpenImageIO as oiio
+from fsspec.implementations.local import LocalFileSystem
 
 from shotfit.errors import ShotfitError
 from shotfit.files import atomic_path
-from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_image
+from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from shotfit.service.settings import ServiceSettings
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
 
@@ -68,11 +84,82 @@ def check_name(name: str) -> str:
     return name
 
 
-class StudioStorage:
-    """One studio's folder under the storage root; every path it hands out lies inside it."""
+@dataclass(frozen=True)
+class StoredFile:
+    """A file in the storage, to send to a client: opened from the store, or (``local``) sent from disk."""
 
-    def __init__(self, root: Path, studio_id: str) -> None:
+    fs: Any  # an fsspec file system
+    path: str
+    size: int
+    local: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def open(self, mode: str = "rb") -> IO[bytes]:
+        return self.fs.open(self.path, mode)  # type: ignore[no-any-return]
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        with self.open() as source:
+            while block := source.read(size):
+                yield block
+
+
+@functools.lru_cache(maxsize=16)
+def open_files(url: str) -> tuple[Any, str]:
+    """The fsspec file system behind ``url`` and the root path in it (``s3://bucket/prefix`` -> ``bucket/prefix``).
+
+    S3 goes through s3fs where it is installed, else through obstore's fsspec adapter (s3fs's aiobotocore pins
+    an older botocore than boto3's); both read the usual ``AWS_*`` variables (``AWS_ENDPOINT_URL`` for a store
+    other than AWS's)."""
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    try:
+        if protocol == "s3" and not _installed("s3fs"):
+            # the optional S3 client: imported only when a server keeps its files on S3
+            from obstore.fsspec import FsspecStore
+
+            return FsspecStore("s3"), url.split("://", 1)[1].strip("/")
+        fs, root = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as err:
+        raise ShotfitError(f"storage {url!r} cannot be opened: {_first_line(err)}", parameter="storage") from None
+    return fs, str(root).rstrip("/")
+
+
+def check_files(url: str) -> None:
+    """Write and remove a probe under ``url``: a store the server cannot write to fails at start, in one line."""
+    fs, root = open_files(url)
+    probe = f"{root}/.shotfit-probe-{os.getpid()}"
+    try:
+        fs.pipe_file(probe, b"shotfit")
+        fs.rm(probe)
+    except Exception as err:  # any backend's error: the server cannot use the store
+        raise ShotfitError(f"storage {url!r} is not writable: {_first_line(err)}", parameter="storage") from None
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+class StudioStorage:
+    """One studio's files: local paths inside its folder under the storage root and, with a store URL (``files``),
+    the same layout in that store (the local paths are then the server's and workers' scratch copies)."""
+
+    def __init__(self, root: Path, studio_id: str, files: str | None = None) -> None:
         self.root = (Path(root).resolve() / "studios" / studio_id)
+        self.remote = files is not None
+        self.fs, base = open_files(files) if files is not None else (LocalFileSystem(), str(self.root.parent.parent))
+        self.base = f"{base}/studios/{studio_id}"
+
+    @classmethod
+    def of(cls, settings: ServiceSettings, studio_id: str) -> StudioStorage:
+        """The studio's storage as a server's settings say."""
+        return cls(settings.storage, studio_id, settings.files)
 
     def inside(self, path: Path) -> Path:
         """``path`` resolved, refused unless it lies in this studio's folder (a last check, after check_name)."""
@@ -80,6 +167,10 @@ class StudioStorage:
         if self.root not in resolved.parents:
             raise UploadRefused(f"path {str(path)!r} lies outside the studio's storage", 400)
         return resolved
+
+    def key(self, path: Path) -> str:
+        """Where a local path of this studio lies in the store (the same place under its root)."""
+        return f"{self.base}/{self.inside(path).relative_to(self.root).as_posix()}"
 
     def part(self, upload_id: str, name: str) -> Path:
         return self.inside(self.root / "uploads" / f"{upload_id}{Path(name).suffix.lower()}")
@@ -93,32 +184,113 @@ class StudioStorage:
     def job(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
 
-    def append(self, upload_id: str, name: str, offset: int, data: bytes) -> None:
-        """Write ``data`` at ``offset`` of the part file (created at offset 0), flushed to disk."""
-        path = self.part(upload_id, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(path, flags, 0o640)
-        try:
-            os.ftruncate(fd, offset)  # bytes past the agreed offset (a chunk cut short) never count
-            os.pwrite(fd, data, offset)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def place(self, upload_id: str, shot_id: str, role: str, name: str) -> Path:
-        """Move a completed, checked part file to its shot's folder in one rename (through the write guard's
-        atomic path: a crash leaves the part file or the placed file, never half of one)."""
+    def place(self, upload_id: str, shot_id: str, role: str, name: str) -> None:
+        """Move a completed, checked part file into its shot: in one rename on a local folder (through the write
+        guard's atomic path: a crash leaves the part file or the placed file, never half of one); into the store
+        in one put (an object appears whole or not at all), the part file removed after."""
         target = self.shot_file(shot_id, role, name)
-        if target.exists():
+        part = self.part(upload_id, name)
+        if not self.remote:
+            if target.exists():
+                raise UploadRefused(f"the shot already holds {role} file {name!r}", 409)
+            with atomic_path(target) as temp:
+                os.replace(part, temp)
+            return
+        key = self.key(target)
+        if self.fs.exists(key):
             raise UploadRefused(f"the shot already holds {role} file {name!r}", 409)
-        with atomic_path(target) as temp:
-            os.replace(self.part(upload_id, name), temp)
-        return target
+        self.fs.put_file(str(part), key)
+        part.unlink()
 
     def discard(self, upload_id: str, name: str) -> None:
         self.part(upload_id, name).unlink(missing_ok=True)
 
+    def remove(self, folder: Path) -> None:
+        """Delete a folder of this studio (a job's, a shot's): the local copy and, with a store, the stored one."""
+        shutil.rmtree(self.inside(folder), ignore_errors=True)
+        if self.remote:
+            key = self.key(folder)
+            if self.fs.exists(key):
+                self.fs.rm(key, recursive=True)
+
+    def files(self, folder: Path) -> dict[str, StoredFile]:
+        """Every file under ``folder`` (a job's), by its path relative to it: from the store, or the local folder."""
+        if not self.remote:
+            if not folder.is_dir():
+                return {}
+            return {p.relative_to(folder).as_posix(): StoredFile(self.fs, str(p), p.stat().st_size, local=p)
+                    for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+        prefix = self.key(folder)
+        found = self.fs.find(prefix, detail=True)
+        out = {}
+        for path, info in sorted(found.items()):
+            relative = str(path)[len(prefix) + 1:]
+            if info.get("type", "file") == "file" and relative and not Path(relative).name.startswith("."):
+                out[relative] = StoredFile(self.fs, str(path), int(info.get("size") or 0))
+        return out
+
+    def mirror(self, folder: Path) -> Mirror:
+        return Mirror(self, folder)
+
+
+class Mirror:
+    """A folder of a studio and its copy in the store: ``pull`` fetches what the local copy lacks, ``push`` puts
+    what changed locally since (files whose size or time changed; hidden files, such as locks and the write
+    guard's temporaries, stay local). Both do nothing when the storage is the local folder itself.
+
+    Each file is fetched to a hidden temporary and renamed into place, so a reader never sees half of one,
+    and put in one request, so the store never holds half of one either."""
+
+    def __init__(self, storage: StudioStorage, folder: Path) -> None:
+        self.storage, self.folder = storage, folder
+        self._sent: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def pull(self, fresh: bool = False) -> int:
+        """Fetch the stored files missing here (or of another size); how many came. ``fresh``: drop the local
+        copy first (hidden files, such as a held lock, stay), for a folder that changes: a file rewritten at the
+        same size elsewhere (a checkpoint, by an attempt on another machine) must not be taken for the stored one."""
+        if not self.storage.remote:
+            return 0
+        fetched = 0
+        with self._lock:
+            if fresh and self.folder.is_dir():
+                for entry in self.folder.iterdir():
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+            for relative, stored in self.storage.files(self.folder).items():
+                local = self.storage.inside(self.folder / relative)  # a key naming a path outside: refused
+                if not (local.is_file() and local.stat().st_size == stored.size):
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    temp = local.with_name(f".{local.name}.fetching-{os.getpid()}")
+                    self.storage.fs.get_file(stored.path, str(temp))
+                    os.replace(temp, local)
+                    fetched += 1
+                stat = local.stat()
+                self._sent[relative] = (stat.st_size, stat.st_mtime_ns)
+        return fetched
+
+    def push(self, only: Path | None = None) -> int:
+        """Put the files (or the one file ``only``) changed since the last push or pull; how many went."""
+        if not self.storage.remote or not self.folder.is_dir():
+            return 0
+        sent = 0
+        with self._lock:
+            paths = [only] if only is not None else sorted(self.folder.rglob("*"))
+            for path in paths:
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                relative, stat = path.relative_to(self.folder).as_posix(), path.stat()
+                if self._sent.get(relative) == (stat.st_size, stat.st_mtime_ns):
+                    continue
+                self.storage.fs.put_file(str(path), self.storage.key(path))
+                self._sent[relative] = (stat.st_size, stat.st_mtime_ns)
+                sent += 1
+        return sent
 
 def sniff(path: Path, name: str, max_pixels: int) -> Checked:
     """Check a completed upload's bytes: its type (magic bytes, or a video PyAV opens) must be the one its
@@ -135,19 +307,38 @@ def sniff(path: Path, name: str, max_pixels: int) -> Checked:
     if found != wanted:
         what = f"a {found[1:].upper()} image" if found else "no image type shotfit reads"
         raise UploadRefused(f"file {name!r} is named {wanted[1:].upper()} but holds {what}", 415)
-    try:
-        pixels, _ = read_image(path)
-    except ShotfitError as err:
-        raise UploadRefused(f"file {name!r} cannot be decoded: {_reason(err, path)}", 422) from None
-    height, width = pixels.shape[:2]
+    width, height, channels = _probe_image(path, name)
     if width * height > max_pixels:
         raise UploadRefused(f"file {name!r} is {width}x{height}, over the limit of {max_pixels} pixels", 413)
-    return Checked(wanted, width, height, pixels.shape[2] if pixels.ndim == 3 else 1)
+    return Checked(wanted, width, height, channels)
 
 
-def _reason(err: ShotfitError, path: Path) -> str:
-    """The decoder's reason, without the server's own path (the client knows the file by its name)."""
-    return str(err).replace(f"'{path}'", "the file").replace(str(path), "the file")
+def _probe_image(path: Path, name: str) -> tuple[int, int, int]:
+    """(width, height, channels) from the file's header, after decoding its last line (or row of tiles): a header that lies
+    about the size, a missing line-offset table or a file cut short fails here. The whole frame is not decoded
+    (it cost ~3 ms of CPU per MB, most of the upload's work): a frame broken in its middle fails the job that
+    reads it, in one line naming the file."""
+    image = oiio.ImageInput.open(str(path))
+    if image is None:
+        raise UploadRefused(f"file {name!r} cannot be decoded: {_decoder_reason(oiio.geterror(), path)}", 422)
+    try:
+        spec = image.spec()
+        end = spec.y + spec.height
+        if spec.tile_width:  # the last row of tiles
+            top = spec.y + (spec.height - 1) // spec.tile_height * spec.tile_height
+            last = image.read_tiles(0, 0, spec.x, spec.x + spec.width, top, end, 0, 1, 0, spec.nchannels, "float")
+        else:
+            last = image.read_scanlines(0, 0, end - 1, end, 0, 0, spec.nchannels, "float")
+        if last is None or spec.width <= 0 or spec.height <= 0:
+            raise UploadRefused(f"file {name!r} cannot be decoded: {_decoder_reason(image.geterror(), path)}", 422)
+        return spec.width, spec.height, spec.nchannels
+    finally:
+        image.close()
+
+
+def _decoder_reason(text: str, path: Path) -> str:
+    line = (text.strip().splitlines() or ["the decoder gave no reason"])[-1]
+    return line.replace(str(path), "the file")[:300]
 
 
 def _check_video(path: Path, name: str, max_pixels: int) -> Checked:

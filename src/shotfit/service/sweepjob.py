@@ -21,7 +21,7 @@ import json
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -39,6 +39,7 @@ PRESET_KEYS = ("set", "metric", "budget", "strategy", "samples", "seed", "early_
                "space", "trials")
 RESULT_NAMES = ("summary.json", "best.yaml", "trials.csv", "metric_vs_params.png", "sweep.yaml")
 _SCALAR = {"type": ["number", "string", "boolean"]}
+T = TypeVar("T")
 
 
 def builtin_sweeps() -> dict[str, Path]:
@@ -200,12 +201,11 @@ def parent_run(work: Path) -> str | None:
         return None
 
 
-def results(work: Path) -> dict[str, Path]:
-    """The sweep job's downloadable files by name."""
-    places = {"summary.json": work, "sweep.yaml": work}
+def results(files: Mapping[str, T]) -> dict[str, T]:
+    """The sweep job's downloadable files by name, picked from the job folder's ``files`` (by relative path)."""
     found = {}
     for name in RESULT_NAMES:
-        path = places.get(name, work / "sweep") / name
-        if path.is_file():
-            found[name] = path
+        relative = name if name in ("summary.json", "sweep.yaml") else f"sweep/{name}"
+        if relative in files:
+            found[name] = files[relative]
     return found

@@ -2,6 +2,12 @@
 job through :mod:`shotfit.service.jobwork` (that is, :mod:`shotfit.api`), and reports to the store:
 progress, a heartbeat, the final state and a one-line error.
 
+With the studios' files in a store (``files``: S3 or any fsspec URL), a job works on local copies: its
+inputs (the shot, the run it renders or exports, what an earlier attempt left) are fetched to the same
+layout under the local storage folder before it starts, and what it writes is put back as it goes (each
+rendered frame at once, the rest at every heartbeat) and before its final state is written, so a result
+the API lists is in the store, and an attempt on another machine resumes from what the last one put.
+
 It writes only while the job is still at its own attempt: a worker that was thought lost, and
 replaced, finds so at its next heartbeat and stops without touching the job's record.
 """
@@ -24,12 +30,12 @@ from sqlalchemy import func, select, update
 
 from shotfit import api
 from shotfit.errors import ShotfitError
-from shotfit.infer.render import FrameDone
+from shotfit.infer.render import FrameDone, chunks
 from shotfit.runs.folder import RunFolder
 from shotfit.service import jobwork, sweepjob
 from shotfit.service.assignment import Assignment
 from shotfit.service.claims import requeue
-from shotfit.service.storage import StudioStorage
+from shotfit.service.storage import Mirror, StudioStorage
 from shotfit.service.store import Job, JobFrame, Store, open_store
 from shotfit.service.store.models import now
 from shotfit.service.webhooks import enqueue
@@ -52,12 +58,43 @@ def run_assignment(assignment: Assignment) -> str:
 def job_folders(assignment: Assignment, studio_id: str, kind: str, shot_id: str, run_id: str | None
                 ) -> jobwork.JobFolders:
     """Where a job reads and writes (its run: its own for training, the train job's for render and export)."""
-    storage = StudioStorage(Path(assignment.storage), studio_id)
+    storage = StudioStorage(Path(assignment.storage), studio_id, assignment.files)
     work = storage.job(assignment.job_id)
     return jobwork.JobFolders(
         source=storage.shot_role(shot_id, "source"), keyframes=storage.shot_role(shot_id, "keyframes"),
         truth=storage.shot_role(shot_id, "truth"), work=work,
         run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
+
+
+def stage(assignment: Assignment, studio_id: str, folders: jobwork.JobFolders, fresh: bool = True) -> Mirror:
+    """Fetch a job's inputs and its own folder from the store (nothing to do when the files are local); the
+    mirror of its own folder, which puts back what the job writes. ``fresh``: the job's folder as the store
+    holds it (an attempt's start), not a copy an earlier attempt on this machine left; a render chunk keeps
+    what the chunks beside it write."""
+    storage = StudioStorage(Path(assignment.storage), studio_id, assignment.files)
+    work = storage.mirror(folders.work)
+    try:
+        for folder in (folders.source, folders.keyframes, folders.truth):
+            storage.mirror(folder).pull()
+        if folders.run is not None and not folders.run.is_relative_to(folders.work):
+            storage.mirror(folders.run).pull()  # the train job's run: read only, never put back from here
+        work.pull(fresh=fresh)
+    except Exception as err:  # any backend's error (network, credentials): the job fails in one line
+        raise ShotfitError(f"the job's files could not be fetched from the storage ({_first_line(err)})") from None
+    return work
+
+
+def put_back(mirror: Mirror, only: Path | None = None) -> None:
+    """Put what the job wrote (or the one file ``only``) in the store; a failure fails the job in one line."""
+    try:
+        mirror.push(only)
+    except Exception as err:  # any backend's error: the result is not safe, so the job is not done
+        raise ShotfitError(f"the job's results could not be put in the storage ({_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
@@ -71,11 +108,13 @@ def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
             if job is None:
                 return True
             folders = job_folders(assignment, job.studio_id, job.kind, job.shot_id, job.run_id)
-            settings = dict(job.settings)
+            studio_id, settings = job.studio_id, dict(job.settings)
         watch = _ChunkWatch(store, assignment)
+        mirror = stage(assignment, studio_id, folders, fresh=False)
 
         def written(done: FrameDone) -> None:
             if not done.skipped:
+                put_back(mirror, done.path)  # the frame is in the store before the store counts it
                 with store.session() as session:
                     session.add(JobFrame(job_id=assignment.job_id, frame=done.frame, attempt=assignment.attempt))
 
@@ -140,6 +179,7 @@ class Attempt:
         self._beating = threading.Event()
         self._mlflow_seen = False
         self._run = Path()
+        self._mirror: Mirror | None = None
         self._trials: dict[str, str] = {}
 
     # --- reports -----------------------------------------------------------------------------------
@@ -176,6 +216,8 @@ class Attempt:
                 return
             try:
                 self.heartbeat()
+                if self._mirror is not None:
+                    self._mirror.push()  # checkpoints, previews, frames: what a client or a next attempt reads
             except Exception:  # the store away for a moment: the next beat tries again
                 log.exception("heartbeat of job %s failed", self.job_id)
 
@@ -209,7 +251,11 @@ class Attempt:
         beat.start()
         try:
             with self._only_attempt(work):
-                stopped = self._do(kind, folders, settings) if not self.should_stop() else True
+                stopped = True
+                if not self.should_stop():
+                    self._mirror = stage(self.assignment, studio_id, folders)
+                    stopped = self._do(kind, folders, settings)
+                    put_back(self._mirror)  # before the final state: a result the API lists is in the store
             state, error = ("cancelled" if stopped else "succeeded"), None
         except ShotfitError as err:  # the CLI's line, with the server's own folders left out
             state, error = "failed", str(err).replace(f"{folders.work.parent.parent}/", "")
@@ -264,6 +310,8 @@ class Attempt:
             else:
                 stopped = jobwork.render(folders, settings, self._on_frame, self.should_stop).stopped
             if not stopped:
+                if workers > 1 and self._mirror is not None:
+                    self._mirror.pull()  # frames that chunks on other machines rendered
                 jobwork.finish_render(folders, settings)
             return stopped
         if kind == "export":
@@ -309,7 +357,7 @@ class Attempt:
         pending, total = jobwork.pending_frames(folders, settings)
         before, started = total - len(pending), time.monotonic()
         task = ray.remote(num_cpus=max(self.assignment.threads, 1), max_retries=0)(render_chunk)
-        refs = [task.remote(self.assignment, chunk) for chunk in jobwork.chunks(pending, workers)]
+        refs = [task.remote(self.assignment, chunk) for chunk in chunks(pending, workers)]
         stopped = False
         try:
             while refs:
@@ -364,6 +412,8 @@ class Attempt:
 
     def _on_frame(self, done: FrameDone) -> None:
         if not done.skipped:
+            if self._mirror is not None:
+                put_back(self._mirror, done.path)  # the frame is in the store before the store counts it
             with self.store.session() as session:
                 session.add(JobFrame(job_id=self.job_id, frame=done.frame, attempt=self.attempt))
         left = done.total - done.done

@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from typing import IO, Protocol
 
 CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    """A file to put in the zip: a local ``Path``, or a file in the service's store."""
+
+    def open(self, mode: str = ...) -> IO[bytes]: ...
 
 
 class _Sink:
@@ -35,7 +41,7 @@ class _Sink:
         return data
 
 
-def zip_chunks(files: Mapping[str, Path]) -> Iterator[bytes]:
+def zip_chunks(files: Mapping[str, Readable]) -> Iterator[bytes]:
     """The bytes of a zip holding ``files`` (name in the zip -> file), in chunks of about a MiB."""
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[arg-type]

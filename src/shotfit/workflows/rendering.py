@@ -16,11 +16,20 @@ from typing import TYPE_CHECKING, Any
 from shotfit.errors import ConfigError, FrameError, RunError, ShotfitError, quoted
 from shotfit.export.metadata import DEFAULT_NAMES
 from shotfit.files import ensure_writable_folder, guard_output
-from shotfit.infer.render import FrameDone, FramePredictor, RenderResult, render_shot, write_review
+from shotfit.infer.render import (
+    FrameDone,
+    FramePredictor,
+    RenderResult,
+    frames_pending,
+    frames_wanted,
+    render_shot,
+    write_review,
+)
 from shotfit.io import ColourPipeline, PixelFormat, Shot, colour_of_run, open_shot, override_colour, parse_frame_range
 from shotfit.io.masks import ALPHA, open_masks
 from shotfit.io.sequence import clip_range
 from shotfit.runs.folder import RunFolder, write_json
+from shotfit.workflows.chunked import check_workers, render_in_chunks
 from shotfit.workflows.memory import out_of_memory_as_error
 from shotfit.workflows.precedence import resolve_render_config
 from shotfit.workflows.requests import EvaluateRequest, PathLike, RenderRequest
@@ -87,8 +96,53 @@ def _render_memory_advice() -> str:
     return "render in smaller tiles (render.tile, e.g. 512) or on a device with more memory"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A render checked and ready to run: the opened shot, the frames it renders (and those its source
+    lacks), the masks, the trained network and the colour pipeline."""
+
+    shot: Shot
+    selection: Sequence[int] | None  # the request's frames as render_shot takes them (None: all)
+    wanted: list[int]
+    missing: list[range]
+    masks: Shot | str | None
+    trained: _Trained
+    colour: ColourPipeline
+
+
 def _render(request: RenderRequest, on_frame: Callable[[FrameDone], None] | None,
             should_stop: Callable[[], bool] | None) -> RenderResult:
+    check_workers(request)
+    plan = _plan(request)
+    if request.workers is not None:  # the same frames, shared out as Ray tasks that each run render_chunk
+        result = render_in_chunks(request, plan.shot, plan.wanted, plan.missing, render_chunk,
+                                  on_frame=on_frame, should_stop=should_stop)
+    else:
+        predictor = plan.trained.predictor(plan.colour, plan.shot.format)
+        ensure_writable_folder(request.out)
+        result = render_shot(predictor, plan.shot, Path(request.out), plan.selection, on_frame=on_frame,
+                             masks=plan.masks, should_stop=should_stop)
+    if request.review is not None:
+        write_review(plan.shot, result, Path(request.review), display=plan.colour.to_display)
+    return result
+
+
+def render_chunk(request: RenderRequest) -> RenderResult:
+    """One chunk of a render on workers (its ``frames``), in a Ray task: the plain render."""
+    return run_render(request)
+
+
+def pending_frames(request: RenderRequest) -> tuple[list[int], int]:
+    """(the frames of ``request`` not yet rendered whole in its output folder, how many it renders in all):
+    what a render on workers shares out. Checks the request as rendering would."""
+    check_workers(request)
+    plan = _plan(request)
+    return frames_pending(plan.shot, Path(request.out), plan.wanted), len(plan.wanted)
+
+
+def _plan(request: RenderRequest) -> _Plan:
+    """Check everything a render can get wrong, before any frame is rendered: nothing is written among or
+    over the inputs, the shot suits the network, the frames exist, the masks cover them."""
     source, out, review, frames = request.source, request.out, request.review, request.frames
     if request.engine not in ENGINES:
         raise ConfigError(f"unknown render engine {request.engine!r} (known: {', '.join(ENGINES)})")
@@ -122,13 +176,8 @@ def _render(request: RenderRequest, on_frame: Callable[[FrameDone], None] | None
     elif masks == ALPHA and shot.channels != 4:
         raise FrameError(f"source {quoted(source)} has no alpha channel to use as the mask "
                          f"({shot.channels} channels); give a mask sequence instead")
-    predictor = trained.predictor(colour, shot.format)
-    ensure_writable_folder(out)
-    result = render_shot(predictor, shot, Path(out), wanted, on_frame=on_frame, masks=masks,
-                         should_stop=should_stop)
-    if review is not None:
-        write_review(shot, result, Path(review), display=colour.to_display)
-    return result
+    chosen, missing = frames_wanted(shot, wanted)
+    return _Plan(shot, wanted, chosen, missing, masks, trained, colour)
 
 
 def _torch_network(request: RenderRequest) -> _Trained:

@@ -117,6 +117,11 @@ class RenderRequest:
         engine: ``"torch"`` (the run's weights) or ``"onnxruntime"`` (an ONNX file made by export,
             ``model``, default ``RUN/model.onnx``), which runs without PyTorch.
         model: The ONNX file for the onnxruntime engine.
+        workers: Share the frames still to render out as this many Ray tasks at once (runs of
+            neighbouring frames), in the Ray this process has started or joined (``ray.init``); the
+            frames are the bytes of the plain render. None renders here, in this process.
+        cpus_per_worker, gpus_per_worker: What each of those tasks declares to Ray (its torch threads:
+            its whole CPUs).
     """
 
     run: PathLike | None
@@ -135,6 +140,9 @@ class RenderRequest:
     engine: str = "torch"
     model: PathLike | None = None
     precision: str | None = None
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
 
 
 @dataclass(frozen=True)
