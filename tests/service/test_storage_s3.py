@@ -77,6 +77,9 @@ def test_uploads_land_in_the_bucket_and_names_stay_data(s3, s3_app, tmp_path: Pa
     assert key.endswith(f"/shots/{shot_id}/source/plate.1001.png") and data == png
     # nothing of the file stays on the server's disk once it is in the bucket
     assert not [p for p in settings.storage.rglob("*.png")]
+    [listed] = client.get(f"/v1/shots/{shot_id}/files", headers=acme.headers).json()
+    sent = client.get(listed["url"], headers=acme.headers)  # streamed from the bucket, not cached on the disk
+    assert sent.status_code == 200 and sent.content == png and not [p for p in settings.storage.rglob("*.png")]
     for name, status in (("../escape.png", 422), ("a/b.png", 422), ("/etc/x.png", 422), ("..\\x.png", 422),
                          ("plate.1001.png", 409)):
         answer = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": name, "size": len(png)},
