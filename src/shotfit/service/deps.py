@@ -44,23 +44,28 @@ def admit(store: Store, token: str, default_rate: int, at: float) -> tuple[Calle
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `shotfit keys create`")
+# the bearer credentials alone (no store): a route that authorizes inside its own worker-thread call takes this
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def caller_of(request: Request,
-                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
-    """The studio and key behind ``Authorization: Bearer KEY``; 401 without a valid key, 429 over its rate."""
+def authorize(store: Store, settings: ServiceSettings, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    """The studio and key behind ``Authorization: Bearer KEY``; 401 without a valid key, 429 over its rate.
+    Blocking (the store): in a worker thread."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing API key: send Authorization: Bearer KEY",
                             headers={"WWW-Authenticate": "Bearer"})
-    store, settings = request.app.state.store, request.app.state.settings
-    caller, limit, wait = await run_in_threadpool(admit, store, credentials.credentials,
-                                                  settings.limits.requests_per_minute, time.time())
+    caller, limit, wait = admit(store, credentials.credentials, settings.limits.requests_per_minute, time.time())
     if caller is None:
         raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     if wait is not None:
         raise HTTPException(429, f"over this key's limit of {limit} requests a minute",
                             headers={"Retry-After": str(wait)})
     return caller
+
+
+async def caller_of(request: Request, credentials: BearerDep) -> Caller:
+    """:func:`authorize` in one trip to the thread pool."""
+    return await run_in_threadpool(authorize, request.app.state.store, request.app.state.settings, credentials)
 
 
 CallerDep = Annotated[Caller, Depends(caller_of)]
