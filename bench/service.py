@@ -8,7 +8,9 @@
 Parts:
 - poll: GET /v1/jobs/{id} latency (p50/p99) with --clients concurrent clients, each polling --polls times,
   once every --interval seconds (as a page or a pipeline watches its jobs), then back to back (the server's
-  capacity: with 50 requests always in flight, latency is mostly their queue);
+  capacity: with 50 requests always in flight, latency is mostly their queue); a server with one Ray worker,
+  polled for a finished 1-step training job; with --baseline-src DIR also a server running the code in DIR,
+  alternating with this tree's (--poll-rounds each): before and after in one run;
 - upload: a sequence of half-float RGB EXR frames (4K unless --upload-frame) of --upload-mb in all (uncompressed random pixels, so
   nothing compresses), sent through the resumable upload API in --chunk-mb chunks: MB/s from the first
   request to the last file checked and placed, on an API-only server (``--workers 0``: no Ray worker importing
@@ -301,6 +303,39 @@ def upload_parts(work: Path, args: argparse.Namespace) -> dict:
     return result
 
 
+def ready_shot(client: httpx.Client, plates: list[Path], keys: list[Path]) -> str:
+    """A shot of six plates and one keyframe: enough for a training job."""
+    shot_id = new_shot(client, "bench")
+    for path in plates[:6]:
+        upload(client, shot_id, "source", path, 8 * MB)
+    upload(client, shot_id, "keyframes", keys[0], 8 * MB)
+    return shot_id
+
+
+def poll_parts(work: Path, args: argparse.Namespace, plates: list[Path], keys: list[Path]) -> dict:
+    """The poll part on servers with one Ray worker, each polled for its own finished 1-step training job (no
+    training meanwhile): this tree's code, and with --baseline-src the code in that folder too, alternating."""
+    trees = [("this tree", _ROOT / "src")] + ([("baseline", args.baseline_src)] if args.baseline_src else [])
+    runs: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    for index in range(args.poll_rounds):
+        for label, src in (trees if index % 2 == 0 else trees[::-1]):
+            folder = work / f"poll-{label.replace(' ', '-')}-{index}"
+            with serve(folder, 1, src) as (url, headers, pid), \
+                    httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
+                shot_id = ready_shot(client, plates, keys)
+                job = submit(client, {"kind": "train", "shot_id": shot_id, "settings": {**TINY, "train.steps": 1}})
+                wait(client, job["id"], lambda j: j["state"] == "succeeded", 300, 0.2)
+                runs[label].append({
+                    "load": round(os.getloadavg()[0], 2),
+                    "paced": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, args.interval),
+                    "back_to_back": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, 0)})
+            shutil.rmtree(folder, ignore_errors=True)
+    result: dict = {"this_tree": runs["this tree"]}
+    if args.baseline_src:
+        result["baseline"] = {"src": str(args.baseline_src), "runs": runs["baseline"]}
+    return result
+
+
 def measure_first_step(client: httpx.Client, shot_id: str) -> dict:
     result = {}
     for attempt in ("first_job", "second_job"):
@@ -350,9 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload-frame", default="3840x2160", help="WIDTHxHEIGHT of each EXR frame")
     parser.add_argument("--chunk-mb", type=float, default=16, help="bytes per PATCH")
     parser.add_argument("--parallel", type=int, default=2, help="files uploaded at once")
-    parser.add_argument("--baseline-src", type=Path, help="also measure the upload with the service's code in this "
-                        "folder (another checkout's src/), on the same frames, alternating with this tree's")
+    parser.add_argument("--baseline-src", type=Path, help="also measure the upload and the status poll with the "
+                        "service's code in this folder (another checkout's src/), alternating with this tree's")
     parser.add_argument("--upload-rounds", type=int, default=1, help="uploads of the sequence per tree")
+    parser.add_argument("--poll-rounds", type=int, default=1, help="poll measurements (each on a new server) per tree")
     parser.add_argument("--render-frames", type=int, default=48, help="frames of the render job")
     parser.add_argument("--render-size", type=int, default=512, help="the render shot's frames are N x N")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: poll, upload, first_step, render")
@@ -366,21 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         plates, keys = write_png_shot(work / "shot", args.render_frames, args.render_size)
         if "upload" not in skip:
             result["upload"] = upload_parts(work, args)
-        if not {"poll", "first_step"} <= skip:
+        if "first_step" not in skip:
             with serve(work / "server", 1) as (url, headers, pid), \
                     httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
-                shot_id = new_shot(client, "bench")
-                for path in plates[:6]:
-                    upload(client, shot_id, "source", path, 8 * MB)
-                upload(client, shot_id, "keyframes", keys[0], 8 * MB)
-                if "first_step" not in skip:
-                    result["submit_to_first_step"] = measure_first_step(client, shot_id)
-                if "poll" not in skip:
-                    job = submit(client, {"kind": "train", "shot_id": shot_id, "settings": {**TINY, "train.steps": 1}})
-                    wait(client, job["id"], lambda j: j["state"] == "succeeded", 300, 0.2)  # no training meanwhile
-                    result["status_poll"] = {
-                        "paced": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, args.interval),
-                        "back_to_back": measure_poll(url, headers, pid, job["id"], args.clients, args.polls, 0)}
+                result["submit_to_first_step"] = measure_first_step(client, ready_shot(client, plates, keys))
+        if "poll" not in skip:
+            result["status_poll"] = poll_parts(work, args, plates, keys)
         if "render" not in skip:
             result["render"] = measure_render(work / "render", plates, keys)
     finally:

@@ -53,14 +53,31 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  "--window-size=1280,2000", "--force-device-scale-factor=1", f"--user-data-dir={tmp_path / 'chrome'}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, where CSP reports land
     # the driver's path is given: Selenium Manager never looks for (or downloads) a browser or driver
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow",
                                                            "downloadPath": str(tmp_path / "downloads")})
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
     try:
         yield driver
     finally:
         driver.quit()
+
+
+# run by the browser before the page's own scripts (DevTools scripts are outside the page's policy)
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+    (e) => window.cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"}`));
+"""
+
+
+def csp_violations(browser: webdriver.Chrome) -> list[str]:
+    """What the page's Content-Security-Policy refused, from the page's events and the browser's console."""
+    logged = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in
+              entry["message"] or "Content-Security-Policy" in entry["message"]]
+    return [*browser.execute_script("return window.cspViolations"), *logged]
 
 
 class Page:
@@ -175,6 +192,10 @@ def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
     page = Page(browser, tmp_path / "screenshots")
     print(f"\nscreenshots: {page.shots}")
 
+    page_headers = requests.get(server.url, timeout=30).headers
+    assert "script-src 'self';" in page_headers["Content-Security-Policy"], page_headers
+    assert "frame-ancestors 'none'" in page_headers["Content-Security-Policy"]
+    assert page_headers["X-Content-Type-Options"] == "nosniff" and page_headers["X-Frame-Options"] == "DENY"
     browser.get(server.url)
     assert browser.title == "shotfit"
     page("#key").send_keys(server.key, Keys.ENTER)
@@ -276,3 +297,9 @@ def test_a_studio_trains_renders_scrubs_and_downloads_a_shot_in_the_browser(
               30, "the plate on the before side")
     assert not page("#viewer-note").is_displayed(), page.text("#viewer-note")
     page.screenshot("revisited")
+
+    assert csp_violations(browser) == []  # the whole flow ran under the policy, nothing refused
+    # and the policy is in force: markup injected with an inline style (as an attack would carry) is refused
+    browser.execute_script("""document.body.insertAdjacentHTML("beforeend", '<p style="color: red">x</p>')""")
+    refused = page.wait(lambda: csp_violations(browser), 10, "the injected inline style to be refused")
+    assert any("style-src" in line for line in refused), refused

@@ -1,4 +1,5 @@
-"""``shotfit serve`` (the HTTP service) and ``shotfit keys create/revoke/list`` (its API keys).
+"""``shotfit serve`` (the HTTP service), ``shotfit keys create/revoke/list`` (its API keys) and ``shotfit studios
+set/list`` (each studio's limits and retention).
 
 ``serve`` owns its process as every entry point does: the environment Ray reads, Ray itself (started
 locally, or joined with ``--ray-address``), one torch thread in the server (jobs run in Ray workers,
@@ -9,6 +10,7 @@ the requests in hand, Ray is shut down; jobs that were running resume on the nex
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 from pathlib import Path
@@ -23,6 +25,8 @@ from shotfit.service.settings import ServiceSettings
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP service (shown once; stored hashed).")
 app.add_typer(keys_app, name="keys")
+studios_app = typer.Typer(no_args_is_help=True, help="Studios of the HTTP service: their limits and retention.")
+app.add_typer(studios_app, name="studios")
 
 StorageOpt = Annotated[str, typer.Option("--storage", envvar="SHOTFIT_STORAGE",
                                          help="Folder for every studio's files (and the default SQLite store), or an "
@@ -38,6 +42,7 @@ DEFAULT_STORAGE = "shotfit-data"
 # SQLAlchemy and Alembic load when a service command runs, not with every command (start-up time)
 if TYPE_CHECKING:
     from shotfit.service.store import Store
+    from shotfit.service.studios import StudioRow
 
 
 @app.command()
@@ -95,6 +100,7 @@ def serve(
         scheme = "https" if ssl_certfile else "http"
         console.print(f"shotfit serving on {scheme}://{host}:{port} (store: {_safe_url(settings.db_url)}, "
                       f"files: {files or settings.storage})", markup=False, highlight=False, soft_wrap=True)
+        _freeze_startup_objects()
         uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True,
                     ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                     ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
@@ -104,6 +110,14 @@ def _stop(signum: int, frame: object) -> None:
     """SIGTERM, once uvicorn has shut down gracefully (it raises the signal again): leave through every
     ``finally`` (Ray is shut down) with status 0."""
     raise SystemExit(0)
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything made at start-up (torch, Ray, FastAPI, SQLAlchemy: about 150 000 objects) out of the
+    garbage collector's reach. Without it each full collection walks them all, a pause of 0.1-0.5 s on a busy
+    2-core machine that every request in flight waits out: the tail of the status-poll latency (bench/service.py)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _use_one_thread() -> None:
@@ -187,3 +201,61 @@ def keys_list(db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE, scratch: 
     for key_id, studio, created, revoked in rows:
         console.print(f"{key_id}\t{studio}\t{created}\t{'revoked ' + revoked if revoked else 'active'}",
                       markup=False, highlight=False, soft_wrap=True)
+
+
+def _setting_option(name: str, what: str) -> typer.Option:  # type: ignore[valid-type]
+    return typer.Option(f"--{name.replace('_', '-')}", help=f"{what}; 'default': the server's.")
+
+
+@studios_app.command("set")
+def studios_set(
+    studio: Annotated[str, typer.Argument(help="The studio's name, as given to `shotfit keys create --studio`.")],
+    max_jobs: Annotated[Optional[str], _setting_option("max_jobs", "Jobs queued or running at once, per key")] = None,
+    rate_per_minute: Annotated[Optional[str], _setting_option(
+        "rate_per_minute", "Requests a minute, per key (0: unlimited)")] = None,
+    retention_days: Annotated[Optional[str], _setting_option(
+        "retention_days", "Delete uploads and results this many days old")] = None,
+    max_upload_bytes: Annotated[Optional[str], _setting_option(
+        "max_upload_bytes", "Largest file (bytes, or with a unit: 2GiB, 500MB)")] = None,
+    max_files: Annotated[Optional[str], _setting_option("max_files", "Files per shot and role")] = None,
+    max_storage_bytes: Annotated[Optional[str], _setting_option(
+        "max_storage_bytes", "All the studio's files together (bytes, or with a unit)")] = None,
+    db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE,
+) -> None:
+    """Set a studio's limits and retention (every server on the store applies them at the next request)."""
+    from shotfit.service.studios import parse_setting, set_limits  # start-up time: see above
+
+    given = {"max_jobs": max_jobs, "rate_per_minute": rate_per_minute, "retention_days": retention_days,
+             "max_upload_bytes": max_upload_bytes, "max_files": max_files, "max_storage_bytes": max_storage_bytes}
+    with user_errors():
+        changes = {name: parse_setting(name, text) for name, text in given.items() if text is not None}
+        if not changes:
+            raise ShotfitError("name at least one setting to change; `shotfit studios set --help` lists them")
+        store = _store(db, storage)
+        try:
+            row = set_limits(store, studio, changes)
+        finally:
+            store.close()
+    _print_studios([row])
+
+
+@studios_app.command("list")
+def studios_list(db: DbOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
+    """Every studio: its own settings (blank: the server's default), active keys, shots and bytes stored."""
+    from shotfit.service.studios import list_studios  # start-up time: see above
+
+    with user_errors():
+        store = _store(db, storage)
+        try:
+            rows = list_studios(store)
+        finally:
+            store.close()
+    _print_studios(rows)
+
+
+def _print_studios(rows: list[StudioRow]) -> None:
+    for row in rows:
+        settings = " ".join(f"{name}={'default' if value is None else value}"
+                            for name, value in row.settings.items())
+        console.print(f"{row.name}\t{settings}\tkeys={row.active_keys} shots={row.shots} "
+                      f"stored_bytes={row.storage_bytes}", markup=False, highlight=False, soft_wrap=True)

@@ -19,19 +19,19 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from shotfit import __version__
-from shotfit.service import routes_jobs, routes_shots, schemas, webhooks
-from shotfit.service.deps import CallerDep, RateWindow, errors
+from shotfit.service import routes_jobs, routes_shots, routes_studio, schemas, webhooks
+from shotfit.service.deps import CallerDep, errors
 from shotfit.service.dispatch import Dispatcher, JobRunner
+from shotfit.service.headers import SecurityHeaders
 from shotfit.service.retention import Housekeeper
 from shotfit.service.settings import ServiceSettings
 from shotfit.service.settings_schema import settings_json_schema
 from shotfit.service.storage import UploadRefused, check_name
-from shotfit.service.store import Store, Studio, open_store
+from shotfit.service.store import open_store
 
 WEB = Path(__file__).with_name("web")
 
@@ -51,8 +51,8 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sender = webhooks.Sender(store) if send_webhooks else None
         dispatcher = Dispatcher(store, settings, runner) if runner is not None else None
-        housekeeper = Housekeeper(store, settings) if settings.retention_days is not None or _any_retention(store) \
-            else None
+        # always: an operator may give a studio a retention (`shotfit studios set`) while the server runs
+        housekeeper = Housekeeper(store, settings)
         for part in (sender, dispatcher, housekeeper):
             if part is not None:
                 part.start()
@@ -68,7 +68,8 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
     app = FastAPI(title="shotfit", version=__version__, lifespan=lifespan,
                   description="Learn an artist's edit from a few fixed keyframes and apply it to every frame of "
                               "a shot, as a service for studios.")
-    app.state.store, app.state.settings, app.state.rates = store, settings, RateWindow()
+    app.state.store, app.state.settings = store, settings
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(RequestValidationError, _one_line_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
@@ -80,6 +81,7 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
     def me(caller: CallerDep) -> schemas.Me:
         return schemas.Me(studio=caller.studio_name, key_id=caller.key_id)
 
+    app.include_router(routes_studio.router, tags=["service"])
     app.include_router(routes_shots.router, tags=["shots"])
     app.include_router(routes_jobs.router, tags=["jobs"])
     app.include_router(webhooks.router, tags=["webhooks"])
@@ -101,11 +103,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             allowed |= route.methods
     return JSONResponse(status_code=405, content={"detail": f"method {request.method} not allowed here"},
                         headers={"Allow": ", ".join(sorted(allowed))})
-
-
-def _any_retention(store: Store) -> bool:
-    with store.session() as session:
-        return session.scalar(select(Studio.id).where(Studio.retention_days.is_not(None)).limit(1)) is not None
 
 
 async def _one_line_validation(request: Request, exc: Exception) -> JSONResponse:

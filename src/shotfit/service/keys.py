@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from shotfit.errors import ShotfitError
 from shotfit.service.store import ApiKey, Store, Studio
@@ -19,7 +20,8 @@ PREFIX = "sfk"
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a request comes from: the studio and the key."""
+    """Who a request comes from: the studio and the key, with the key's limits (its own, else its studio's;
+    None: the server's default)."""
 
     studio_id: str
     studio_name: str
@@ -68,17 +70,30 @@ def list_keys(store: Store) -> list[tuple[str, str, str, str | None]]:
                  None if key.revoked is None else key.revoked.isoformat(timespec="seconds")) for key, name in rows]
 
 
-def authenticate(store: Store, token: str) -> Caller | None:
-    """The caller a bearer token belongs to; None for a malformed, unknown or revoked key."""
+# one Core statement (no ORM objects): it runs on every request
+_BY_ID = (select(ApiKey.secret_hash, ApiKey.revoked, ApiKey.studio_id, Studio.name,
+                 ApiKey.max_concurrent_jobs, Studio.max_concurrent_jobs,
+                 ApiKey.requests_per_minute, Studio.requests_per_minute)
+          .join(Studio, Studio.id == ApiKey.studio_id))
+
+
+def identify(connection: Connection, token: str) -> Caller | None:
+    """The caller a bearer token belongs to, read on ``connection``; None for a malformed, unknown or revoked key."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
         return None
-    with store.session() as session:
-        row = session.execute(select(ApiKey, Studio.name).join(Studio, Studio.id == ApiKey.studio_id)
-                              .where(ApiKey.id == f"key_{parts[1]}")).first()
+    key_id = f"key_{parts[1]}"
+    row = connection.execute(_BY_ID.where(ApiKey.id == key_id)).first()
     if row is None:
         return None
-    key, studio_name = row
-    if key.revoked is not None or not hmac.compare_digest(key.secret_hash, _hash(parts[2])):
+    secret_hash, revoked, studio_id, studio_name, key_jobs, studio_jobs, key_rate, studio_rate = row
+    if revoked is not None or not hmac.compare_digest(secret_hash, _hash(parts[2])):
         return None
-    return Caller(key.studio_id, studio_name, key.id, key.max_concurrent_jobs, key.requests_per_minute)
+    return Caller(studio_id, studio_name, key_id, key_jobs if key_jobs is not None else studio_jobs,
+                  key_rate if key_rate is not None else studio_rate)
+
+
+def authenticate(store: Store, token: str) -> Caller | None:
+    """The caller a bearer token belongs to; None for a malformed, unknown or revoked key."""
+    with store.engine.connect() as connection:
+        return identify(connection, token)

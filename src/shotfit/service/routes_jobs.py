@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -17,7 +18,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from shotfit.errors import ShotfitError
 from shotfit.service import jobwork, schemas, sweepjob
-from shotfit.service.deps import CallerDep, SettingsDep, StoreDep, errors, not_found
+from shotfit.service.deps import BearerDep, CallerDep, SettingsDep, StoreDep, authorize, errors, not_found
 from shotfit.service.keys import Caller
 from shotfit.service.settings import ServiceSettings
 from shotfit.service.storage import StoredFile, StudioStorage
@@ -141,9 +142,18 @@ def list_jobs(caller: CallerDep, store: StoreDep, query: Annotated[schemas.JobsQ
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.Job)
-def get_job(job_id: str, caller: CallerDep, store: StoreDep) -> schemas.Job:
+async def get_job(job_id: str, credentials: BearerDep, request: Request) -> Response:
+    """The job as it stands (what clients poll: the key, its count and the job in one trip to the thread pool,
+    and the body serialised once, not validated again)."""
+    return Response(await run_in_threadpool(_poll, request.app.state.store, request.app.state.settings, credentials,
+                                            job_id), media_type="application/json")
+
+
+def _poll(store: Store, settings: ServiceSettings, credentials: HTTPAuthorizationCredentials | None,
+          job_id: str) -> bytes:
+    caller = authorize(store, settings, credentials)
     with store.session() as session:
-        return job_body(own_job(session, caller, job_id))
+        return job_body(own_job(session, caller, job_id)).model_dump_json().encode()
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=schemas.Job)

@@ -158,3 +158,34 @@ class WebhookWithSecret(Webhook):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+# --- GET /v1/studio (svc-limits) -------------------------------------------------------------------
+
+class StudioLimits(BaseModel):
+    """The limits in force for the calling key: its studio's own settings, else the server's defaults."""
+
+    max_concurrent_jobs: int = Field(description="this key's jobs queued or running at once")
+    requests_per_minute: int = Field(description="this key's requests a minute (0: unlimited)")
+    max_file_bytes: int = Field(description="the largest file an upload may be")
+    max_files: int = Field(description="files per shot and role")
+    max_storage_bytes: int = Field(description="all the studio's files together")
+    max_pixels: int = Field(description="the largest frame (width x height) an upload may decode to")
+    retention_days: float | None = Field(description="uploads and results are deleted this many days old "
+                                                     "(null: kept)")
+
+
+class StudioUsage(BaseModel):
+    jobs_active: int = Field(description="this key's jobs queued or running")
+    requests_this_minute: int = Field(description="this key's requests in the current minute, this one included")
+    shots: int
+    files: int = Field(description="checked files in the studio's shots")
+    storage_bytes: int = Field(description="bytes of the studio's uploads, finished or not (what max_storage_bytes "
+                                           "bounds)")
+
+
+class StudioInfo(BaseModel):
+    studio: str
+    key_id: str
+    limits: StudioLimits
+    usage: StudioUsage

@@ -9,6 +9,7 @@ from shotfit.service.store.models import (
     IdempotencyKey,
     Job,
     JobFrame,
+    RateCount,
     Shot,
     ShotFile,
     Studio,
@@ -16,5 +17,5 @@ from shotfit.service.store.models import (
     Webhook,
 )
 
-__all__ = ["ApiKey", "Base", "Delivery", "IdempotencyKey", "Job", "JobFrame", "Shot", "ShotFile", "Store", "Studio",
-           "Upload", "Webhook", "open_store"]
+__all__ = ["ApiKey", "Base", "Delivery", "IdempotencyKey", "Job", "JobFrame", "RateCount", "Shot", "ShotFile", "Store",
+           "Studio", "Upload", "Webhook", "open_store"]

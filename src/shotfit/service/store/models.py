@@ -54,7 +54,8 @@ class Base(DeclarativeBase):
 
 
 class Studio(Base):
-    """A customer; every other object belongs to one. Limits are per studio (defaults from the settings)."""
+    """A customer; every other object belongs to one. Limits are per studio (None: the server's default);
+    ``max_concurrent_jobs`` and ``requests_per_minute`` bound each of its keys (a key's own value wins)."""
 
     __tablename__ = "studios"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -64,6 +65,8 @@ class Studio(Base):
     max_files: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_storage_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     retention_days: Mapped[float | None] = mapped_column(nullable=True)
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiKey(Base):
@@ -77,6 +80,16 @@ class ApiKey(Base):
     revoked: Mapped[datetime | None] = mapped_column(nullable=True)
     max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
     requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class RateCount(Base):
+    """A key's requests in its current minute (``window``: minutes since 1970, UTC): one row a key, counted by
+    one atomic upsert per request, so every server on the store shares the key's budget."""
+
+    __tablename__ = "rate_counts"
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class Shot(Base):
