@@ -66,12 +66,14 @@ def test_patches_not_focused_are_those_drawn_without_a_focus():
     assert 0.3 < float(same.float().mean()) < 0.7  # about half moved onto the marker, the rest untouched
 
 
-def test_no_focus_without_an_edit_or_without_a_share():
+def test_no_focus_without_an_edit_without_a_share_or_on_a_global_edit():
     sources, targets = marked_keyframes()
     assert EditFocus.from_keyframes(sources, sources.clone(), None, 0.5) is None
     assert EditFocus.from_keyframes(sources, targets, None, 0.0) is None
     # a change below the threshold (compression noise) is no edit
     assert EditFocus.from_keyframes(sources, sources + 0.05, None, 0.5) is None
+    # a grade changes every pixel: a global edit, which uniform patches already hold
+    assert EditFocus.from_keyframes(sources, (sources + 1) * 0.8 - 1, None, 0.5) is None
 
 
 def test_the_edit_outside_an_artists_mask_is_not_focused_on():

@@ -1,5 +1,5 @@
-"""Training on a paint-out: with data.edit_focus and data.edit_weight the markers are gone sooner from the
-frames the artist did not paint, and a run with them resumes bit-identical.
+"""Training on a paint-out: with data.edit_focus the markers are gone sooner from the frames the artist did
+not paint, and a run with data.edit_focus and data.edit_weight resumes bit-identical.
 
 The shot: 6 frames of 96x128 (gradients, a moving sine, a disc) with three dark tracking markers of 2.5 pixels'
 radius moving a pixel a frame; keyframes 1, 3, 5 and 6 are the clean plate (the markers painted out), and
@@ -58,9 +58,9 @@ def psnr_at_markers(run: Path, plate: Path, out: Path) -> float:
 
 
 @pytest.mark.slow
-def test_edit_focus_and_weight_paint_out_the_markers_better_in_the_same_steps(module_dir, marker_shot):
+def test_edit_focus_paints_out_the_markers_better_in_the_same_steps(module_dir, marker_shot):
     scores = {}
-    for name, settings in {"plain": (), "focused": ("data.edit_focus=0.5", "data.edit_weight=10")}.items():
+    for name, settings in {"plain": (), "focused": ("data.edit_focus=0.5",)}.items():
         run = module_dir / f"run-{name}"
         train_tiny(*marker_shot, run, *QUIET, *settings, steps=40)
         scores[name] = psnr_at_markers(run, marker_shot[0], module_dir / f"render-{name}")

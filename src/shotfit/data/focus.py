@@ -6,17 +6,20 @@ counts them by their tiny area, so the network learns to pass the plate through 
 smudges where the markers were: the first thing an artist sees at 1:1. ``data.edit_focus`` centres a
 share of the training patches on edited pixels (:class:`EditFocus`, used by
 :class:`~shotfit.data.augment.PairedAugment`); ``data.edit_weight`` counts edited pixels more in the loss
-(:func:`edit_weights`). A global edit (a grade, a stylisation) changes every pixel, and then neither
-changes anything.
+(:func:`edit_weights`). A global edit (a grade, a stylisation) changes nearly every pixel: the focus
+then stays off (:data:`LOCAL_EDIT_LIMIT`) and the weight has nothing to single out.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 # A pixel is edited when the keyframe differs from its plate by more than this in any channel, in
 # network units ([-1, 1]): 0.03 of the display range, about 8 codes of 255, above the grain and
@@ -27,6 +30,10 @@ EDIT_GROW = 2
 # Edited pixels are kept as the CELL x CELL cells that hold any: a 4K keyframe edited everywhere is
 # 130 thousand cells, not 8 million positions.
 CELL = 8
+# An edit over more than this share of the keyframes' pixels is global (a grade, a stylisation, a clean-up
+# of compression): uniform patches already hold it, and centring patches on it would only crowd them
+# against the frame's edges. No focus then, so such runs train exactly as without the setting.
+LOCAL_EDIT_LIMIT = 0.5
 
 
 def edited_pixels(sources: Tensor, targets: Tensor, masks: Tensor | None = None) -> Tensor:
@@ -80,11 +87,16 @@ class EditFocus:
     @classmethod
     def from_keyframes(cls, sources: Tensor, targets: Tensor, masks: Tensor | None, share: float
                        ) -> EditFocus | None:
-        """The focus on what the keyframes changed; None when ``share`` is 0 or nothing was changed
-        (patches are then drawn uniformly, as without a focus)."""
+        """The focus on what the keyframes changed; None when ``share`` is 0, or when nothing or more
+        than :data:`LOCAL_EDIT_LIMIT` of the pixels was changed (patches are then drawn uniformly, as
+        without a focus)."""
         if share <= 0:
             return None
         edited = edited_pixels(sources, targets, masks)
+        if float(edited.float().mean()) > LOCAL_EDIT_LIMIT:
+            log.info("edit focus off: the keyframes change %.0f%% of their pixels, a global edit",
+                     100 * float(edited.float().mean()))
+            return None
         cells = F.max_pool2d(edited.float(), CELL, stride=CELL, ceil_mode=True)[:, 0] > 0
         keyframe, row, col = cells.nonzero(as_tuple=True)
         if not len(keyframe):
