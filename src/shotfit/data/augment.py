@@ -175,24 +175,23 @@ class PairedAugment:
             draws["offset"] = uniform(batch, 2)
         draws = {name: value.cpu() for name, value in draws.items()}
         if self.focus is not None:
-            self._aim(draws, height, width, patch_h, patch_w)
+            _aim(draws, self.focus, height, width, patch_h, patch_w)
         # Quarter and three-quarter turns would swap the sides of a non-square patch.
         quarter_turns = draws["quarter_turns"] if patch_h == patch_w else torch.full((batch,), 2)
         draws["turns"] = torch.where(draws["turn"], quarter_turns, 0)
         return draws
 
 
-    def _aim(self, draws: dict[str, Tensor], height: int, width: int, patch_h: int, patch_w: int) -> None:
-        """Move the focused samples of ``draws`` onto edited pixels: their keyframe, the corner of an
-        exact crop around the pixel, and the ``centre`` a warped patch is centred on."""
-        assert self.focus is not None
-        focused = draws["focused"]
-        keyframe, centre = self.focus.centres(draws["cell"], draws["offset"])
-        x, y = centre.long().unbind(dim=1)
-        draws["keyframe"] = torch.where(focused, keyframe, draws["keyframe"])
-        draws["top"] = torch.where(focused, (y - patch_h // 2).clamp(0, height - patch_h), draws["top"])
-        draws["left"] = torch.where(focused, (x - patch_w // 2).clamp(0, width - patch_w), draws["left"])
-        draws["centre"] = centre
+def _aim(draws: dict[str, Tensor], focus: EditFocus, height: int, width: int, patch_h: int, patch_w: int) -> None:
+    """Move the focused samples of ``draws`` onto edited pixels: their keyframe, the corner of an exact
+    crop around the pixel, and the ``centre`` a warped patch is centred on."""
+    focused = draws["focused"]
+    keyframe, centre = focus.centres(draws["cell"], draws["offset"])
+    x, y = centre.long().unbind(dim=1)
+    draws["keyframe"] = torch.where(focused, keyframe, draws["keyframe"])
+    draws["top"] = torch.where(focused, (y - patch_h // 2).clamp(0, height - patch_h), draws["top"])
+    draws["left"] = torch.where(focused, (x - patch_w // 2).clamp(0, width - patch_w), draws["left"])
+    draws["centre"] = centre
 
 
 _COLOUR_PARAMS = ("gain", "gamma", "saturation", "hue")
