@@ -157,6 +157,11 @@ class DataConfig(_Section):
                                "that loss.temporal learns from (each held in memory with its flow)")
     temporal_batch: int = _opt(2, low=1, high=1024, doc="frame pairs per step for loss.temporal (each adds two "
                                "patches to the batch)")
+    edit_focus: float = _opt(0.0, low=0.0, high=1.0, doc="share of training patches centred on pixels a keyframe "
+                             "changed (a paint-out's markers or wire); off for an edit of more than half the "
+                             "pixels (a grade); 0: patches placed uniformly")
+    edit_weight: float = _opt(1.0, low=1.0, high=1000.0, doc="loss weight of pixels a keyframe changed, against 1 "
+                              "for those it left as the plate; 1: all alike")
 
 
 @dataclass(frozen=True)

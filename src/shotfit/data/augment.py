@@ -6,6 +6,9 @@ Without the affine draw a patch is an exact crop (flips and 90° turns are exact
 resampling would blur the target and the network would learn that blur. With it, the patch is one
 bilinear warp from the frame, so the target is resampled only once.
 
+With an :class:`~shotfit.data.focus.EditFocus`, a share of the patches is centred on pixels the
+artist changed (``data.edit_focus``), so a small paint-out is in most batches.
+
 Every random number comes from the caller's ``torch.Generator``, so one seed gives bit-identical
 batches and a resumed run sees the batches it would have seen.
 """
@@ -21,6 +24,7 @@ from kornia.geometry.transform import warp_affine
 from torch import Tensor
 
 from shotfit.config import AugmentConfig
+from shotfit.data.focus import CELL, EditFocus
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,8 @@ class PairedAugment:
             frame on that side, and such non-square patches are only turned by 180°. ``translate``
             acts only along an axis where the frame is too small to place the warped patch at random
             (random placement already translates). Saturation and hue act on RGB only.
+        focus: where the keyframes were edited, and the share of patches centred there (None: every
+            patch placed uniformly). Built from the same keyframes that :meth:`sample` is given.
 
     Example:
         >>> augment = PairedAugment(AugmentConfig(patch_size=64))
@@ -46,9 +52,13 @@ class PairedAugment:
         (torch.Size([4, 3, 64, 64]), None)
     """
 
-    def __init__(self, cfg: AugmentConfig) -> None:
+    def __init__(self, cfg: AugmentConfig, focus: EditFocus | None = None) -> None:
         self.cfg = cfg  # ranges are checked by the config itself
+        self.focus = focus
         log.debug("augmentation: %r", cfg)
+        if focus is not None:
+            log.info("edit focus: %.0f%% of patches centred on the %d edited %dx%d cells", 100 * focus.share,
+                     focus.cells, CELL, CELL)
 
     def patch_shape(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) of the patches drawn from frames of ``height`` x ``width``."""
@@ -64,7 +74,9 @@ class PairedAugment:
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Draw one batch of augmented patch pairs.
 
-        Each sample picks a keyframe uniformly and a patch position uniformly over the frame.
+        Each sample picks a keyframe uniformly and a patch position uniformly over the frame, or,
+        with a focus and with its probability, an edited pixel to centre the patch on (the patch is
+        moved inside the frame where that pixel is near an edge).
 
         Args:
             sources: keyframe sources, float (N, C, H, W) in [-1, 1], C = 1 or 3; not checked per
@@ -81,6 +93,9 @@ class PairedAugment:
         """
         _check_inputs(sources, targets, masks, batch_size)
         count, _, height, width = sources.shape
+        if self.focus is not None and self.focus.frame_shape != (count, height, width):
+            raise ValueError(f"the edit focus was found in keyframes of shape {self.focus.frame_shape} (N, H, W), "
+                             f"but sources are {tuple(sources.shape)}")
         patch_h, patch_w = self.patch_shape(height, width)
         draws = self._draw(batch_size, count, height, width, patch_h, patch_w, generator)
         frames = [sources, targets] + ([masks] if masks is not None else [])
@@ -154,11 +169,29 @@ class PairedAugment:
             "saturation": 1 + spread(self.cfg.saturation),
             "hue": spread(self.cfg.hue * 2 * math.pi),  # kornia's adjust_hue takes radians
         }
+        if self.focus is not None:  # after every other draw, so that those stay what they are without it
+            draws["focused"] = uniform(batch) < self.focus.share
+            draws["cell"] = torch.randint(self.focus.cells, (batch,), generator=generator, device=device)
+            draws["offset"] = uniform(batch, 2)
         draws = {name: value.cpu() for name, value in draws.items()}
+        if self.focus is not None:
+            _aim(draws, self.focus, height, width, patch_h, patch_w)
         # Quarter and three-quarter turns would swap the sides of a non-square patch.
         quarter_turns = draws["quarter_turns"] if patch_h == patch_w else torch.full((batch,), 2)
         draws["turns"] = torch.where(draws["turn"], quarter_turns, 0)
         return draws
+
+
+def _aim(draws: dict[str, Tensor], focus: EditFocus, height: int, width: int, patch_h: int, patch_w: int) -> None:
+    """Move the focused samples of ``draws`` onto edited pixels: their keyframe, the corner of an exact
+    crop around the pixel, and the ``centre`` a warped patch is centred on."""
+    focused = draws["focused"]
+    keyframe, centre = focus.centres(draws["cell"], draws["offset"])
+    x, y = centre.long().unbind(dim=1)
+    draws["keyframe"] = torch.where(focused, keyframe, draws["keyframe"])
+    draws["top"] = torch.where(focused, (y - patch_h // 2).clamp(0, height - patch_h), draws["top"])
+    draws["left"] = torch.where(focused, (x - patch_w // 2).clamp(0, width - patch_w), draws["left"])
+    draws["centre"] = centre
 
 
 _COLOUR_PARAMS = ("gain", "gamma", "saturation", "hue")
@@ -217,6 +250,9 @@ def _warp_patches(
         reach + draws["place"][chosen] * room.clamp(min=0),
         (size - 1) / 2 + draws["shift"][chosen] * sides,
     )
+    if "focused" in draws:  # centred on an edited pixel, moved inward just enough for the patch to fit
+        aimed = torch.minimum(torch.maximum(draws["centre"][chosen], reach), (size - 1) - reach)
+        centre = torch.where(draws["focused"][chosen, None] & fits, aimed, centre)
     needed = torch.ceil(2 * reach).long() + 2 * _WARP_MARGIN
     region = torch.minimum(needed.amax(dim=0), size.long())  # (width, height), shared by the batch
     origin = torch.minimum(

@@ -21,6 +21,7 @@ from torch import nn
 
 from shotfit import __version__
 from shotfit.config import DataConfig, TrainConfig
+from shotfit.data.focus import edit_weights
 from shotfit.data.keyframes import Keyframes
 from shotfit.data.temporal import FramePairs, PairPatches, sample_pair_patches
 from shotfit.device import autocast, autocast_dtype
@@ -371,8 +372,11 @@ class Trainer:
         outputs = outputs.float()
         pred = outputs[:len(sources)]
         weight = None
+        if self.data_cfg.edit_weight != 1.0:  # from the artist's own pixels, before a mask changes the targets
+            weight = edit_weights(sources, targets, masks, self.data_cfg.edit_weight)
         if masks is not None:
-            targets, weight = masked_targets(pred, targets, masks, self.data_cfg.mask_outside_weight)
+            targets, trust = masked_targets(pred, targets, masks, self.data_cfg.mask_outside_weight)
+            weight = trust if weight is None else weight * trust
         if pairs is None:
             total, terms = self.loss(pred, targets, weight)
         else:

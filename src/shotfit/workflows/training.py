@@ -17,6 +17,7 @@ from shotfit import __version__
 from shotfit.archs import build_network, resolve_network_args
 from shotfit.config import Config, ModelConfig, config_to_dict
 from shotfit.data.augment import PairedAugment
+from shotfit.data.focus import EditFocus
 from shotfit.data.keyframes import KeyframePair, keyframes_to_tensors, model_channels, pair_keyframes
 from shotfit.data.temporal import load_frame_pairs
 from shotfit.device import pick_device, seeded_build
@@ -131,9 +132,12 @@ def _train(request: TrainRequest, callbacks: TrainCallbacks, run: RunFolder, cfg
         on_step=callbacks.on_step, on_validate=callbacks.on_validate, on_metrics=callbacks.on_metrics,
         should_stop=callbacks.should_stop)
     loss = build_loss(cfg.loss, allowed_plugins(request, cfg))  # plug-ins: only those this request names
+    keyframe_tensors = keyframes_to_tensors(training_pairs, colour, torch_device)
+    focus = EditFocus.from_keyframes(keyframe_tensors.sources, keyframe_tensors.targets, keyframe_tensors.masks,
+                                     cfg.data.edit_focus)
     trainer = Trainer(network, {"arch": cfg.model.arch, "args": dict(cfg.model.args)}, loss,
-                      PairedAugment(cfg.augment), keyframes_to_tensors(training_pairs, colour, torch_device),
-                      run, cfg.train, cfg.data, torch_device, hooks)
+                      PairedAugment(cfg.augment, focus), keyframe_tensors, run, cfg.train, cfg.data, torch_device,
+                      hooks)
     resume_id = None
     if start_state is not None:
         trainer.restore(start_state)
