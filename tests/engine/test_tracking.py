@@ -38,7 +38,13 @@ HISTORY = [(10, {"loss/l1": 0.5, "loss/lpips": 0.2, "loss/laplacian": 0.3, "loss
                  "loss/total": 1.4, "lr": 1e-3, "speed/steps_per_s": 40.0}),
            (20, {"loss/l1": 0.25, "loss/lpips": 0.1, "loss/laplacian": 0.15, "loss/ssim": 0.2,
                  "loss/total": 0.7, "lr": 5e-4, "speed/steps_per_s": 42.0, "val/psnr": 28.5})]
-TINY_ARCHS = {"unet_attn": {"width": 4, "depth": 2}}
+# Small enough to export in seconds, with every kind of layer each network has (NAFNet's TLC pooling
+# included): torch.export's symbolic shape work grows with the blocks, about 250 s for the default NAFNet
+TINY_ARCHS = {"unet_attn": {"width": 4, "depth": 2},
+              "nafnet": {"width": 8, "enc_blocks": [1], "middle_blocks": 1, "dec_blocks": [1], "pool_window": 8},
+              "convnext_unet": {"width": 8, "depths": [1, 1, 1, 1]},
+              "swinir": {"embed_dim": 12, "depths": [1]},
+              "mambair": {"embed_dim": 12, "depths": [1]}}
 
 # mlflow's own sqlalchemy use; nothing shotfit can change
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
