@@ -13,7 +13,7 @@ DEMO_OUT ?= demo_out
 SAGEMAKER_IMAGE ?= shotfit:sagemaker-cpu
 SERVICE_IMAGE   ?= shotfit:service-cpu
 
-.PHONY: demo test services install install-test image image-test clean
+.PHONY: demo test services install install-test image image-test image-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ image: $(BIN)/python
 	PYTHON=$(BIN)/python docker/build.sh --target service --tag $(SERVICE_IMAGE)
 
 image-test: install-test image
+	$(MAKE) image-check
+
+# the checks alone, on images already built (.ci/run builds them beside the tests)
+image-check: install-test
 	SHOTFIT_TEST_IMAGE=$(SAGEMAKER_IMAGE) SHOTFIT_TEST_SERVICE_IMAGE=$(SERVICE_IMAGE) \
 		$(BIN)/python -m pytest tests/image
 

@@ -16,9 +16,9 @@ if [ -n "$need" ]; then
         exit 0
     fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
     # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $need >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $need >/dev/null
 fi
 if command -v pg_lsclusters >/dev/null 2>&1 && command -v service >/dev/null 2>&1; then
     service postgresql stop >/dev/null 2>&1 || true

@@ -35,7 +35,7 @@ def test_a_frame_sent_in_chunks_arrives_whole_and_decoded(client, studios, shot_
     assert done.status_code == 200 and done.json()["complete"] and done.json()["offset"] == len(png)
     files = client.get(f"/v1/shots/{shot_id}/files?role=source", headers=acme.headers).json()
     assert files == [{"role": "source", "name": "plate.1001.png", "size": len(png), "format": ".png", "width": 48,
-                      "height": 40, "channels": 3}]
+                      "height": 40, "channels": 3, "url": f"/v1/shots/{shot_id}/files/source/plate.1001.png"}]
     placed = list(Path(settings.storage).rglob("plate.1001.png"))
     assert len(placed) == 1 and placed[0].read_bytes() == png
     assert client.get(f"/v1/shots/{shot_id}", headers=acme.headers).json()["files"] == {
