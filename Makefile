@@ -38,8 +38,9 @@ demo: install
 services:
 	scripts/test-services.sh
 
+# on every core (up to 4 processes); the tests that start Ray share one process (tests/conftest.py)
 test: install-test services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadgroup
 
 # the venv only for its pip, which finds this machine's CPU torch wheel for an engine-free build
 image: $(BIN)/python

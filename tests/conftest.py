@@ -20,6 +20,22 @@ os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 import pytest
 
+# Modules that start a local Ray cluster, or a server whose jobs run on one: when `make test` shares the suite
+# out over processes (pytest-xdist), these all run in one of them, one after another, so two local clusters
+# never meet (Ray's session folders, its "auto" address, the machine's cores).
+ONE_PROCESS = ("service/", "search/test_sweep_ray.py", "workflows/test_render_on_workers.py",
+               "bench/test_bench_archs.py", "bench/test_service_bench.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    tests = Path(__file__).parent
+    for item in items:
+        if item.path.relative_to(tests).as_posix().startswith(ONE_PROCESS):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 # $SHOTFIT_SHARED_DATA (as the benchmarks read it) or ../shared/data beside the checkout
 SHARED_DATA = Path(os.environ.get("SHOTFIT_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 

@@ -60,15 +60,15 @@ def test_the_image_installs_pinned_packages_and_extras_that_exist():
     lock = (REPO / "requirements" / "lock.txt").read_text()
     assert re.search(r"^torch==\d+\.\d+\.\d+$", lock, re.M), "the lock must pin torch exactly"
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    for wanted in re.findall(r'"/src\[([a-z,]+)\]"', runs):
+    for wanted in re.findall(r'"/src\[([a-z0-9,-]+)\]"', runs):
         assert set(wanted.split(",")) <= set(extras)
     stages = {m.group(1): m.start() for m in re.finditer(r"^FROM \S+ AS (\w+)$", DOCKERFILE.read_text(), re.M)}
     assert list(stages)[-1] == "runtime"  # the default target runs as the unprivileged user
     for name in ("runtime", "service"):  # numeric: Kubernetes runAsNonRoot can check it
         assert [args for kind, args in stage(name) if kind == "USER"] == ["1000:1000"], name
     # the images install shotfit with what it runs, never the test, sweep or benchmark extras
-    installed = {extra for wanted in re.findall(r'"/src\[([a-z,-]+)\]"', runs) for extra in wanted.split(",")}
-    assert installed == {"export", "service"}
+    installed = {extra for wanted in re.findall(r'"/src\[([a-z0-9,-]+)\]"', runs) for extra in wanted.split(",")}
+    assert installed == {"export", "service", "s3"}
 
 
 def test_the_service_image_checks_its_own_health_and_serves_on_its_port():
