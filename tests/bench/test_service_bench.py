@@ -26,10 +26,13 @@ def test_the_service_bench_reports_polls_uploads_and_first_steps(tmp_path: Path)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout)
     assert json.loads(out.read_text()) == printed
-    for poll in printed["status_poll"].values():
+    # one round of each part on this tree's code (no --baseline-src): paced polls, then back to back
+    [polled] = printed["status_poll"]["this_tree"]
+    assert "baseline" not in printed["status_poll"]
+    for poll in (polled["paced"], polled["back_to_back"]):
         assert poll["requests"] == 20 and poll["non_200"] == 0 and 0 < poll["p50_ms"] <= poll["p99_ms"]
         assert poll["server_cpu_ms_per_request"] > 0
-    upload = printed["upload"]
+    [upload] = printed["upload"]["this_tree"]
     assert upload["frames"] == 2 and upload["bytes"] > 2 * 640 * 360 * 6 and upload["mb_per_s"] > 0
     steps = printed["submit_to_first_step"]
     assert 0 < steps["first_job"]["to_running_s"] <= steps["first_job"]["to_first_step_s"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -183,12 +184,20 @@ def render(
     if engine == "torch" and run is not None and not on_ray:
         use_render_threads(run)
     with user_errors(), contextlib.ExitStack() as stack:
+        stop = None
         if on_ray:  # the command owns the process's Ray: started here (or joined), shut down on the way out
             quiet_ray_environment()
             cores = None if ray_address else max(available_cores(), math.ceil(cpus_per_worker))
             stack.enter_context(ray_session(None, ray_address, cores, parameter="ray_address"))
+            # Ctrl-C and a farm's SIGTERM stop the workers through the render's own stop (a flag it reads
+            # twice a second), not an exception that must cross Ray's waits
+            stop = stack.enter_context(stop_on_signals((signal.SIGINT, signal.SIGTERM),
+                                                       then="stopping the render workers; frames written are kept"))
         with progress_display() as progress:
-            result = api.render(request, on_frame=render_rows(progress))
+            result = api.render(request, on_frame=render_rows(progress), should_stop=stop)
+    if result.stopped:
+        error_line("shotfit: interrupted; everything already written is kept")
+        raise typer.Exit(130 if stop is not None and stop.signal == "SIGINT" else 143)
     skipped = f", {result.skipped} already there" if result.skipped else ""
     missing = f"; {note}" if (note := result.missing_note()) else ""
     movie = f"; review movie {review}" if review is not None else ""

@@ -31,7 +31,8 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)) -> Iterator[StopRequest]:
+def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM,),
+                    then: str = "stopping after this step, with a checkpoint") -> Iterator[StopRequest]:
     """Within the block, ``signals`` ask the run to stop after its step instead of killing the process.
 
     Off the main thread (where Python cannot install handlers) the request simply never fires.
@@ -44,7 +45,7 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)) -> 
     def asked(signum: int, frame: object) -> None:
         if request.signal is None:
             request.signal = signal.Signals(signum).name
-            log.warning("%s received: stopping after this step, with a checkpoint", request.signal)
+            log.warning("%s received: %s", request.signal, then)
 
     previous = {sig: signal.signal(sig, asked) for sig in signals}
     try:
