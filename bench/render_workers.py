@@ -30,26 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 _ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(path) for path in (_ROOT / "src", _ROOT) if path.is_dir()]
 
-
-def write_shot(folder: Path, frames: int, size: int) -> tuple[Path, Path]:
-    """``frames`` PNG plates of size x size (moving sine over gradients) and two graded keyframes."""
-    import cv2  # the bench's own writer: the plates are inputs, not shotfit's outputs
-
-    plates, keys = folder / "plate", folder / "keys"
-    plates.mkdir(parents=True)
-    keys.mkdir()
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    for frame in range(1, frames + 1):
-        rgb = np.stack([xx, yy, 0.5 + 0.5 * np.sin(9 * xx + 5 * yy + frame)], axis=-1) * 0.9 + 0.05
-        cv2.imwrite(str(plates / f"plate.{frame:04d}.png"), (rgb[..., ::-1] * 255).astype(np.uint8))
-        if frame in (1, frames // 2 + 1):
-            graded = np.clip(rgb * np.array([1.15, 0.9, 0.6]), 0, 1)
-            cv2.imwrite(str(keys / f"plate.{frame:04d}.png"), (graded[..., ::-1] * 255).astype(np.uint8))
-    return plates, keys
+from bench.service import write_png_shot  # noqa: E402  (the service bench's shot: the same plates and grade)
 
 
 def environment(folder: Path) -> dict[str, str]:
@@ -93,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="sf-bench-workers-", dir="/tmp"))
     try:
         env = environment(folder)
-        plates, keys = write_shot(folder, args.frames, args.size)
+        plate_files, key_files = write_png_shot(folder, args.frames, args.size)
+        plates, keys = plate_files[0].parent, key_files[0].parent
         shotfit(env, "train", "--source", plates, "--target", keys, "--out", folder / "run", "--steps", "3",
                 "--device", "cpu", "--no-track", "--set", f"model.width={args.width}", "--set", "model.depth=3",
                 "--set", "augment.patch_size=64", "--set", "loss.lpips=0", "--set", "train.threads=1")

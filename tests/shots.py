@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -213,6 +215,23 @@ def isolated_process_state() -> Iterator[None]:
 
 
 # --- the graded shot and tiny runs trained on it through the API ---------------------------------
+
+def local_ray(cpus: int = 2) -> Iterator[None]:
+    """A local Ray of ``cpus`` CPUs, as an entry point starts one, in a short temporary folder removed afterwards
+    (for a module fixture: ``yield from shots.local_ray()``). Started after any variable its workers must
+    inherit (``AWS_*``) is set."""
+    import ray  # only the tests of Ray renders and of the service's jobs start it
+
+    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=folder, log_to_driver=False,
+             object_store_memory=128 * 2**20)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 def disc_plate(frame: int, height: int = HEIGHT, width: int = WIDTH, channels: int = 3) -> np.ndarray:
     """(H, W, C) float32 in [0.05, 0.95]: gradients, a sine that moves with the frame, a hard-edged disc."""

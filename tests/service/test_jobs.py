@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+import shots
 from service_helpers import TINY_SETTINGS, new_studio, upload_folder, wait_for
 from shots import KEYFRAMES, edit, plate, render_tiny, same_weights, train_tiny, weights, write_shot
 
@@ -29,15 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray for the module (two CPUs), in a short temporary folder removed afterwards."""
-    import ray  # the service's engine: only these tests start it
-
-    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False,
-             object_store_memory=128 * 2**20)
-    yield
-    ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from shots.local_ray()
 
 
 @pytest.fixture(scope="module")

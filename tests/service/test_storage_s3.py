@@ -9,13 +9,13 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import shots
 from service_helpers import SMALL_LIMITS, TINY_SETTINGS, new_studio, upload, upload_folder, wait_for
 from shots import KEYFRAMES, edit, fails, plate, same_weights, succeeds, train_tiny, weights, write_png, write_shot
 
@@ -123,15 +123,7 @@ def test_a_job_folder_rewritten_elsewhere_is_fetched_fresh_and_hidden_files_stay
 @pytest.fixture(scope="module")
 def ray_local(s3):
     """A local Ray for the module, started after the ``AWS_*`` variables are set (its workers inherit them)."""
-    import ray  # the service's engine: only these tests start it
-
-    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False,
-             object_store_memory=128 * 2**20)
-    yield
-    ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from shots.local_ray()
 
 
 def _train_and_render(settings: ServiceSettings, shots: dict[str, Path]) -> tuple[dict[str, bytes], str, str]:

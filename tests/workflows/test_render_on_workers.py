@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,15 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray of two CPUs for the module's library tests, in a short folder removed afterwards."""
-    import ray  # what an entry point starts: only these tests need it
-
-    folder = tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False,
-             object_store_memory=128 * 2**20)
-    yield
-    ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from shots.local_ray()
 
 
 def _bytes(folder: Path) -> dict[str, bytes]:
