@@ -21,11 +21,11 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-# A pixel is edited when the keyframe differs from its plate by more than this in any channel, in
-# network units ([-1, 1]): 0.03 of the display range, about 8 codes of 255, above the grain and
-# compression noise of a clean plate (the evaluation's edited region uses the same threshold). The
-# region grows by EDIT_GROW pixels so the soft, anti-aliased edges of a paint stroke count too.
-EDIT_THRESHOLD = 0.06
+# A pixel is edited when the keyframe differs from its plate by more than EDIT_THRESHOLD of the display
+# range ([0, 1]) in any channel: about 8 codes of 255, above the grain and compression noise of a clean
+# plate. The region grows by EDIT_GROW pixels so the soft, anti-aliased edges of a paint stroke count too.
+# The one definition: the evaluation's edited region (shotfit.evaluate.metrics.edited_region) uses these.
+EDIT_THRESHOLD = 0.03
 EDIT_GROW = 2
 # Edited pixels are kept as the CELL x CELL cells that hold any: a 4K keyframe edited everywhere is
 # 130 thousand cells, not 8 million positions.
@@ -44,10 +44,10 @@ def edited_pixels(sources: Tensor, targets: Tensor, masks: Tensor | None = None)
         masks: optional (N, 1, H, W) artist's masks in [0, 1]; only pixels inside them (> 0) count.
 
     Returns:
-        (N, 1, H, W) bool: differs by more than :data:`EDIT_THRESHOLD` in any channel, grown by
+        (N, 1, H, W) bool: differs by more than :data:`EDIT_THRESHOLD` of the range in any channel, grown by
         :data:`EDIT_GROW` pixels.
     """
-    changed = (targets - sources).abs().amax(dim=1, keepdim=True) > EDIT_THRESHOLD
+    changed = (targets - sources).abs().amax(dim=1, keepdim=True) > 2 * EDIT_THRESHOLD  # [-1, 1] spans 2
     if masks is not None:
         changed &= masks > 0
     size = 2 * EDIT_GROW + 1

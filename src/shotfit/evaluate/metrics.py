@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from kornia.geometry.transform import pyrdown, pyrup
 from kornia.metrics import ssim as kornia_ssim
 
+from shotfit.data.focus import EDIT_GROW, EDIT_THRESHOLD  # what training's edit focus calls edited
 from shotfit.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from shotfit.losses.lpips import load_lpips
 
@@ -45,11 +46,6 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
-# A pixel is part of the edit when the truth differs from the plate by more than this in any channel
-# (about 8 codes of 255: above the grain and compression noise of a clean plate), grown by EDIT_GROW
-# pixels so the region's soft edges count too.
-EDIT_THRESHOLD = 0.03
-EDIT_GROW = 2
 
 
 def edited_region(truth: np.ndarray, plate: np.ndarray, threshold: float = EDIT_THRESHOLD,
