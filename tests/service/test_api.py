@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from service_helpers import SMALL_LIMITS, TINY_SETTINGS, Studio, upload, upload_folder
+from service_helpers import SMALL_LIMITS, TINY_SETTINGS, Studio, new_studio, upload, upload_folder
 from shots import KEYFRAMES, edit, plate, write_shot
 from sqlalchemy import update
 
 from shotfit.service.app import create_app
+from shotfit.service.deps import admit
 from shotfit.service.keys import revoke_key
 from shotfit.service.settings import Limits, ServiceSettings
-from shotfit.service.store import Job
+from shotfit.service.store import Job, open_store
 
 
 @pytest.fixture
@@ -169,7 +172,6 @@ def test_too_many_jobs_for_a_key_is_429_with_retry_after(client, studios, shot_f
 
 def test_too_many_requests_a_minute_is_429_with_retry_after(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient  # httpx: a test dependency only
-    from service_helpers import new_studio
 
     app = create_app(ServiceSettings(storage=tmp_path / "s", limits=Limits(requests_per_minute=5)),
                      send_webhooks=False)
@@ -179,6 +181,31 @@ def test_too_many_requests_a_minute_is_429_with_retry_after(tmp_path: Path) -> N
         over = client.get("/v1/me", headers=studio.headers)
     assert codes == [200] * 5 + [429]
     assert over.status_code == 429 and 1 <= int(over.headers["Retry-After"]) <= 60
+
+
+def test_a_limit_holds_exactly_under_many_threads_at_once(tmp_path: Path) -> None:
+    """The server's 40 threads counting one key at once (each write waits its turn, then commits): exactly the
+    limit's worth of requests is admitted, none lost and none over."""
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    studio = new_studio(store, "Acme VFX")
+    token = studio.headers["Authorization"].split()[1]
+    at = time.time()
+    with ThreadPoolExecutor(40) as pool:
+        waits = list(pool.map(lambda _: admit(store, token, 150, at)[2], range(200)))
+    store.close()
+    assert sum(wait is None for wait in waits) == 150 and sum(wait is not None for wait in waits) == 50
+
+
+def test_the_entry_point_settles_the_process_after_start_up_and_before_the_first_request(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient  # httpx: a test dependency only
+
+    happened: list[str] = []
+    app = create_app(ServiceSettings(storage=tmp_path / "s"), send_webhooks=False,
+                     started=lambda: happened.append("started"))
+    assert happened == []
+    with TestClient(app) as client:
+        happened.append(f"health {client.get('/v1/health').status_code}")
+    assert happened == ["started", "health 200"]
 
 
 @pytest.mark.parametrize(("body", "status", "says"), [

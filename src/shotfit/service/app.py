@@ -8,7 +8,7 @@ Errors are one line, ``{"detail": "..."}``, request validation included; the Ope
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ from shotfit.service.store import open_store
 WEB = Path(__file__).with_name("web")
 
 
-def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, send_webhooks: bool = True) -> FastAPI:
+def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, send_webhooks: bool = True,
+               started: Callable[[], None] | None = None) -> FastAPI:
     """The service's app.
 
     Args:
@@ -44,6 +45,9 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
         runner: Runs claimed jobs (Ray workers: :class:`shotfit.service.dispatch.RayRunner`, which needs Ray
             started by the entry point). None: this app only serves the API; jobs wait for a server that runs them.
         send_webhooks: Send due webhook deliveries from this process.
+        started: Called once the app has started up (its threads running, the workers warmed, MLflow
+            imported), before the first request: where the entry point settles the process (``shotfit serve``
+            freezes the garbage collector's start-up objects there).
     """
     store = open_store(settings.db_url)
 
@@ -57,6 +61,8 @@ def create_app(settings: ServiceSettings, runner: JobRunner | None = None, *, se
             if part is not None:
                 part.start()
         app.state.dispatcher = dispatcher
+        if started is not None:
+            started()
         try:
             yield
         finally:

@@ -32,14 +32,16 @@ async def settings_of(request: Request) -> ServiceSettings:
 def admit(store: Store, token: str, default_rate: int, at: float) -> tuple[Caller | None, int, int | None]:
     """The caller behind ``token``, its requests-a-minute limit, and None when this request is within it, else
     the seconds until its minute ends. One connection and one transaction: the key's row, then the count."""
-    with store.engine.begin() as connection:
+    with store.engine.connect() as connection:
         caller = identify(connection, token)
         if caller is None:
             return None, 0, None
         limit = caller.requests_per_minute if caller.requests_per_minute is not None else default_rate
         if limit <= 0:
             return caller, limit, None
-        counted = count_request(connection, store.dialect, caller.key_id, at)
+        with store.write_turn():  # every request writes here: see Store.write_turn
+            counted = count_request(connection, store.dialect, caller.key_id, at)
+            connection.commit()
     return caller, limit, counted.retry_after(at) if counted.count > limit else None
 
 
