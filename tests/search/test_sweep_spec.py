@@ -209,8 +209,8 @@ def test_settings_go_into_the_config_as_values_and_into_the_record_as_text():
     assert isinstance(cfg.loss.lpips, float) and cfg.train.seed == 3  # typed by the config's own rules
     with pytest.raises(ConfigError, match=r"loss\.l1 = 'x' must be a number"):
         apply_values(Config(), {"loss.l1": "x"})
-    assert trial_name({"loss.l1": 1.0}, "12_loss.l1=1.0") == "trial-012"
-    assert trial_name({"trial": "l1-only", "train.seed": 1}, "0_trial=l1-only") == "l1-only-seed1"
+    assert trial_name({"loss.l1": 1.0}, 12) == "trial-012"
+    assert trial_name({"trial": "l1-only-seed1"}, 0) == "l1-only-seed1"
     assert all(PROXY[m].startswith("val/") for m in PROXY)
 
 
