@@ -27,10 +27,10 @@ set: [model.width=4, model.depth=2, augment.patch_size=32, data.batch_size=2, lo
       train.preview_every=1000]
 metric: val/psnr
 budget: {steps: 100}
-strategy: grid
-space:
-  loss.l1: [0.5, 1.0, 2.0]
 """
+# each search as its sweep file gives it: the trials known ahead (grid), or drawn as scores come (TPE)
+SEARCHES = {"grid": "strategy: grid\nspace: {loss.l1: [0.5, 1.0, 2.0]}\n",
+            "optuna": "strategy: optuna\nsamples: 3\nseed: 5\nspace: {loss.l1: {uniform: [0.5, 2.0]}}\n"}
 
 
 def _record(out: Path, name: str) -> dict:
@@ -76,10 +76,12 @@ def _wait_until_still(folder: Path, quiet_s: float = 5.0) -> None:
             before, since = now, time.monotonic()
 
 
-def test_a_killed_sweep_resumes_from_its_own_records_and_checkpoints_without_reading_a_pickle(tmp_path, ray_tmpdir):
+@pytest.mark.parametrize("search", sorted(SEARCHES))
+def test_a_killed_sweep_resumes_from_its_own_records_and_checkpoints_without_reading_a_pickle(search, tmp_path,
+                                                                                             ray_tmpdir):
     write_graded_shot(tmp_path / "shot", frames=range(1, 9), keyframes=(1, 3, 5, 8))
     sweep = tmp_path / "tiny.yaml"
-    sweep.write_text(SWEEP)
+    sweep.write_text(SWEEP + SEARCHES[search])
     out = tmp_path / "out"
     _kill_mid_trial(sweep, out, ray_tmpdir)
 
@@ -109,7 +111,9 @@ def test_a_killed_sweep_resumes_from_its_own_records_and_checkpoints_without_rea
     assert steps[-1] == 100 and len(steps) > len(kept)
     records = {name: _record(out, name) for name in ("trial-000", "trial-001", "trial-002")}
     assert all(r["status"] == "finished" and r["step"] == 100 for r in records.values()), records
-    assert [r["params"]["loss.l1"] for r in records.values()] == [0.5, 1.0, 2.0]
+    assert records["trial-001"]["params"] == killed["params"]  # the killed trial went on with its own settings
+    if search == "grid":
+        assert [r["params"]["loss.l1"] for r in records.values()] == [0.5, 1.0, 2.0]
     rows = (out / "trials.csv").read_text().splitlines()[1:]
     assert sorted(row.split(",")[0] for row in rows) == ["trial-000", "trial-001", "trial-002"]
     assert sorted(p.name for p in (out / "trials").iterdir()) == ["trial-000", "trial-001", "trial-002"]

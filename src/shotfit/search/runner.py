@@ -179,7 +179,7 @@ def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: Tra
         resources["gpu"] = options.gpus_per_trial
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
     param_space = {"trial": tune.grid_search(pending)} if roster is not None else {}
-    names = _TrialNames(known, out / "trials")
+    names = _TrialNames(known, out / "trials", count)
     _WATCHERS[phase] = (watch, budget)
     _STOPS[phase] = options.should_stop
     tune_log = logging.getLogger("ray.tune.tune")  # its "resume with Tuner.restore(...)" is not for CLI users
@@ -246,7 +246,7 @@ def _optuna_search(spec: SweepSpec, known: roster_of.PhaseProgress) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
     begun = [dict(row.params) for row in known.begun.values() if set(row.params) == set(spec.space)]
-    search = OptunaSearch(space=_tune_space(spec), metric="score", mode=spec.mode,
+    search = OptunaSearch(space=OptunaSearch.convert_search_space(_tune_space(spec)), metric="score", mode=spec.mode,
                           sampler=TPESampler(seed=spec.seed), points_to_evaluate=begun or None)
     for row in known.done.values():
         score = score_of(row.metrics, spec.metric)
@@ -269,34 +269,37 @@ def _tune_space(spec: SweepSpec) -> dict[str, Any]:
 
 
 class _TrialNames:
-    """Tune's trial_name_creator and trial_dirname_creator: a roster trial's own name; an Optuna trial that
-    was begun before gets its old name back (its settings match), a new one the first free ``trial-NNN``.
-    Called in the driver, once or twice per trial (cached by trial id)."""
+    """Tune's trial_name_creator and trial_dirname_creator. A roster trial is named in its config; an Optuna
+    trial begun by an earlier start gets its name back (its settings match: they come first, as the
+    searcher's enqueued points), a new one the next free ``trial-NNN`` by its creation number. Tune copies
+    this object into every trial it creates, so it keeps no state between calls."""
 
-    def __init__(self, known: roster_of.PhaseProgress, trials_dir: Path) -> None:
+    def __init__(self, known: roster_of.PhaseProgress, trials_dir: Path, count: int) -> None:
         self.begun = {name: dict(row.params) for name, row in known.begun.items()}
         self.taken = {*known.names, *(p.name for p in trials_dir.glob("*") if p.is_dir())}
-        self.given: dict[str, str] = {}
+        self.count = count
 
     def __call__(self, trial: Any) -> str:
-        if trial.trial_id in self.given:
-            return self.given[trial.trial_id]
         config = trial.config
         if "trial" in config:
-            name = trial_name(config, 0)
-        else:
-            name = next((n for n, params in self.begun.items()
-                         if roster_of.same_settings(params, searched_params(config))), None)
-            if name is not None:
-                del self.begun[name]
-            else:
-                number = 0
-                while trial_name(config, number) in self.taken:
-                    number += 1
-                name = trial_name(config, number)
-        self.taken.add(name)
-        self.given[trial.trial_id] = name
-        return name
+            return trial_name(config, 0)
+        searched = searched_params(config)
+        for name, params in self.begun.items():
+            if roster_of.same_settings(params, searched):
+                return name
+        created = int(str(trial.experiment_tag).split("_")[0]) - 1  # Tune's searchers count from 1
+        # the begun trials are created first; a new one created among them (none should be) goes past the rest
+        position = created - len(self.begun) if created >= len(self.begun) else self.count + created
+        return self._free(position)
+
+    def _free(self, position: int) -> str:
+        """The ``position``-th name ``trial-NNN`` that no trial of the sweep has."""
+        number = -1
+        for _ in range(position + 1):
+            number += 1
+            while trial_name({}, number) in self.taken:
+                number += 1
+        return trial_name({}, number)
 
 
 # --- live progress ------------------------------------------------------------------------------
