@@ -147,7 +147,8 @@ def _placement_groups(earlier: Mapping[str, Any]) -> list[str]:
     import ray  # the worker is Ray's (Tune's trial actor)
 
     group = ray.util.get_current_placement_group()
-    known = [g for g in earlier.get("placement_groups", []) if isinstance(g, str)]
+    found = earlier.get("placement_groups")
+    known = [g for g in found if isinstance(g, str)] if isinstance(found, list) else []
     return [*known, group.id.hex()] if group is not None and group.id.hex() not in known else known
 
 
