@@ -223,8 +223,8 @@ def test_a_sweep_whose_driver_was_killed_resumes_on_the_same_ray_and_finishes(se
     trials = found[0].parents[1]
     with served["app"].state.store.session() as session:
         pid = session.get(Job, job["id"]).progress["worker_pid"]
-    os.kill(pid, signal.SIGKILL)
     done_before = {p: p.stat().st_mtime_ns for p in (trials / "trial-000").rglob("*") if p.is_file()}
+    os.kill(pid, signal.SIGKILL)
     checkpoints = trials / "trial-001" / "run" / "checkpoints"
     kept = {p.name: p.stat().st_mtime_ns for p in checkpoints.glob("step_*.pt")}
 
