@@ -23,7 +23,7 @@ import pytest
 # Modules that start a local Ray cluster, or a server whose jobs run on one: when `make test` shares the suite
 # out over processes (pytest-xdist), these all run in one of them, one after another, so two local clusters
 # never meet (Ray's session folders, its "auto" address, the machine's cores).
-ONE_PROCESS = ("service/", "search/test_sweep_ray.py", "workflows/test_render_on_workers.py",
+ONE_PROCESS = ("service/", "search/test_sweep_ray.py", "search/test_sweep_resume.py", "workflows/test_render_on_workers.py",
                "bench/test_bench_archs.py", "bench/test_service_bench.py")
 
 

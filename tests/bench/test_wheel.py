@@ -78,3 +78,11 @@ def test_the_service_web_page_ships_in_the_wheel(wheel: zipfile.ZipFile):
     assert {"index.html", "app.js", "style.css"} <= set(files)
     for name in files:  # byte for byte: `shotfit serve` from a wheel serves the page the tests drove
         assert wheel.read(f"shotfit/service/web/{name}") == (web / name).read_bytes(), name
+
+
+def test_the_built_in_sweeps_ship_in_the_wheel(wheel: zipfile.ZipFile):
+    sweeps = ROOT / "src" / "shotfit" / "search" / "sweeps"
+    files = sorted(p.name for p in sweeps.glob("*.yaml"))
+    assert {"loss_ablation.yaml", "temporal.yaml"} <= set(files)
+    for name in files:  # `shotfit sweep temporal` and a service's `sweep.preset` from an installed wheel
+        assert wheel.read(f"shotfit/search/sweeps/{name}") == (sweeps / name).read_bytes(), name

@@ -15,6 +15,7 @@ from shots import write_graded_shot as write_shot
 
 from shotfit.config import Config, apply_values, load_config
 from shotfit.errors import ConfigError
+from shotfit.search.builtin import builtin_sweep, builtin_sweeps
 from shotfit.search.plan import auto_validation_frames, plan_sweep
 from shotfit.search.results import collect, rank, write_results
 from shotfit.search.spec import Budget, load_sweep
@@ -174,10 +175,16 @@ def test_the_temporal_weight_is_a_search_dimension_and_its_frame_pairs_are_budge
     assert plan.memory_per_trial - without.memory_per_trial == pairs + patches
 
 
-def test_the_shipped_temporal_sweep_reads():
-    spec = load_sweep(Path(__file__).parents[2] / "sweeps" / "temporal.yaml")
+def test_the_built_in_sweeps_are_found_by_name_and_read():
+    assert sorted(builtin_sweeps()) == ["loss_ablation", "temporal"]
+    spec = load_sweep("temporal")  # as `shotfit sweep temporal` names it, from any folder
     assert spec.shot == "sample" and spec.metric == "test/warping_error"
     assert spec.space["loss.temporal"].values == (0, 0.5, 1, 3)
+    assert [t.name for t in load_sweep("loss_ablation").trials][:2] == ["l1-only", "mse-only"]
+    with pytest.raises(ConfigError, match=r"does not exist \(built-in sweeps, by name: loss_ablation, temporal\)"):
+        load_sweep("sweeps/temporal.yaml")
+    with pytest.raises(ConfigError, match="'../temporal' is not a built-in sweep"):
+        builtin_sweep("../temporal")
 
 
 @pytest.mark.parametrize(("keyframes", "held_out"), [
@@ -202,8 +209,8 @@ def test_settings_go_into_the_config_as_values_and_into_the_record_as_text():
     assert isinstance(cfg.loss.lpips, float) and cfg.train.seed == 3  # typed by the config's own rules
     with pytest.raises(ConfigError, match=r"loss\.l1 = 'x' must be a number"):
         apply_values(Config(), {"loss.l1": "x"})
-    assert trial_name({"loss.l1": 1.0}, "12_loss.l1=1.0") == "trial-012"
-    assert trial_name({"trial": "l1-only", "train.seed": 1}, "0_trial=l1-only") == "l1-only-seed1"
+    assert trial_name({"loss.l1": 1.0}, 12) == "trial-012"
+    assert trial_name({"trial": "l1-only-seed1"}, 0) == "l1-only-seed1"
     assert all(PROXY[m].startswith("val/") for m in PROXY)
 
 

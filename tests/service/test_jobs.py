@@ -202,6 +202,49 @@ def test_a_cancelled_sweep_stops_its_trials_within_10_s(served) -> None:
     assert ray.available_resources().get("CPU", 0) == 2
 
 
+def test_a_sweep_whose_driver_was_killed_resumes_on_the_same_ray_and_finishes(served) -> None:
+    """kill -9 of a sweep job's Ray worker (Tune's driver) mid-trial, with Ray and the server going on. Its
+    trial's placement group outlives it holding both CPUs (it belongs to the Ray job, not to the killed
+    process), which once left the next attempt waiting forever; now the attempt frees it, keeps the trial that
+    finished, continues the killed one from its checkpoint and runs the last."""
+    client, studio = served["client"], served["studio"]
+    settings = {**TINY_SETTINGS, "sweep.values.loss.l1": [0.5, 1, 2], "sweep.steps": 60, "sweep.metric": "val/psnr",
+                "sweep.trials_at_once": 1, "train.validate_every": 10, "train.checkpoint_every": 10,
+                "train.keep_checkpoints": 10, "train.preview_every": 1000}
+    job = _submit(served, "sweep", settings)
+    trials = Path(served["settings"].storage).resolve()
+    deadline = time.monotonic() + 300
+    while True:
+        found = list(trials.glob(f"studios/*/jobs/{job['id']}/sweep/trials/trial-001/trial.json"))
+        if found and json.loads(found[0].read_text()).get("step", 0) >= 20:
+            break
+        assert time.monotonic() < deadline, "trial-001 never reached step 20"
+        time.sleep(0.05)
+    trials = found[0].parents[1]
+    with served["app"].state.store.session() as session:
+        pid = session.get(Job, job["id"]).progress["worker_pid"]
+    done_before = {p: p.stat().st_mtime_ns for p in (trials / "trial-000").rglob("*") if p.is_file()}
+    os.kill(pid, signal.SIGKILL)
+    checkpoints = trials / "trial-001" / "run" / "checkpoints"
+    kept = {p.name: p.stat().st_mtime_ns for p in checkpoints.glob("step_*.pt")}
+
+    done = wait_for(client, studio, job["id"], timeout=400)
+    assert done["state"] == "succeeded" and done["attempt"] == 2, done
+    assert {p: p.stat().st_mtime_ns for p in (trials / "trial-000").rglob("*") if p.is_file()} == done_before
+    assert kept and all((checkpoints / name).stat().st_mtime_ns == mtime for name, mtime in kept.items())
+    results = {r["name"]: r for r in client.get(f"/v1/jobs/{job['id']}/results", headers=studio.headers).json()}
+    summary = client.get(results["summary.json"]["url"], headers=studio.headers).json()
+    assert sorted((t["name"], t["status"], t["step"]) for t in summary["trials"]) == [
+        ("trial-000", "finished", 60), ("trial-001", "finished", 60), ("trial-002", "finished", 60)]
+    assert done["progress"]["trials_done"] == 3, done["progress"]  # the kept trial counts as done
+    import ray  # the module's Ray: nothing of either attempt is left holding a CPU
+
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2
+
+
 def test_a_job_that_fails_says_why_in_one_line_without_the_servers_folders(served) -> None:
     client, studio = served["client"], served["studio"]
     job = _submit(served, "train", {**TINY_SETTINGS, "data.validation_frames": [1002]})

@@ -261,7 +261,8 @@ def demo(
 @app.command()
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="The sweep file: shot, settings to "
-                                               "search, metric, budget.")],
+                                               "search, metric, budget; or a built-in sweep by name "
+                                               "(loss_ablation, temporal).")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the sweep (default: ./NAME, "
                                                 "the sweep's name).")] = None,
     address: Annotated[Optional[str], typer.Option("--address", help="Run on a Ray cluster "

@@ -13,7 +13,8 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107  # bytes in sun_path, less the terminating NUL (Linux; macOS: 103)
 SESSION_SUFFIX = 72  # "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store", measured on Ray 2.60
 OBJECT_STORE_BYTES = 256 * 2**20  # trials pass paths, not arrays: the store stays small
+GROUP_WAIT_S = 30.0  # for the actors of a killed sweep driver to go, before their placement groups are freed
 CONNECT_TIMEOUT_S = 5.0  # a cluster's port that does not answer by then is taken as unreachable
 
 
@@ -150,6 +152,41 @@ def joined_ray() -> Iterator[Capacity]:
     free = ray.available_resources()
     yield Capacity(max(int(free.get("CPU", 0)), 1), int(free.get("memory", 0)), float(free.get("GPU", 0)),
                    local=False)
+
+
+def release_idle_groups(groups: Iterable[str], wait_s: float = GROUP_WAIT_S) -> int:
+    """Remove those of ``groups`` (placement group ids, hex) that still exist, once nothing runs in them;
+    how many were removed.
+
+    Tune reserves each trial's CPUs in a placement group owned by the Ray job, not by the driver's process:
+    when a driver that runs as a task (a service's sweep job) is killed, its trial actors die with it but
+    their groups live on with the job, holding the CPUs, and the next attempt's trials wait for them
+    forever. Only a group named here (one the sweep's own trials recorded) is removed, and only once idle
+    (the killed driver's actors take a moment to go), so a group something still uses is never touched;
+    one still busy after ``wait_s`` seconds is left, with a warning.
+    """
+    import ray  # imported only when a sweep runs: Ray takes seconds to import
+    from ray.util.placement_group import PlacementGroup, placement_group_table
+
+    table = placement_group_table()
+    waiting = [g for g in dict.fromkeys(groups) if table.get(g, {}).get("state") == "CREATED"]
+    removed, deadline = 0, time.monotonic() + wait_s
+    while waiting:
+        total, free = ray.cluster_resources(), ray.available_resources()
+        for group in list(waiting):
+            reserved = {name: amount for name, amount in total.items() if name.endswith(f"_group_{group}")}
+            if all(free.get(name, 0.0) >= amount for name, amount in reserved.items()):
+                ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group))))
+                waiting.remove(group)
+                removed += 1
+        if waiting and time.monotonic() > deadline:
+            log.warning("%d placement group(s) of an earlier start of the sweep are still in use", len(waiting))
+            break
+        if waiting:
+            time.sleep(0.2)
+    if removed:
+        log.info("freed %d placement group(s) an interrupted start of the sweep left holding resources", removed)
+    return removed
 
 
 def concurrency(capacity: Capacity, trials: int, memory_per_trial: int, cpus_per_trial: int | None,

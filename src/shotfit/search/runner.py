@@ -1,9 +1,13 @@
 """Running a sweep on Ray Tune: the search, then (top_k) the best configurations trained longer.
 
 ``OUT/`` holds everything: ``sweep.json`` (what started it, the MLflow parent run), ``base.yaml``
-(the config every trial starts from), ``tune/<phase>/`` (Ray Tune's experiment, what ``--resume``
-restores), ``trials/<name>/`` (each trial's run folder, record and render) and the results written
-by :mod:`shotfit.search.results`.
+(the config every trial starts from), ``trials/<name>/`` (each trial's record ``trial.json``, run folder
+and render), the results written by :mod:`shotfit.search.results`, and ``tune/<phase>/`` (Ray Tune's
+own experiment state: pickles, written by Tune and never read back).
+
+``--resume`` is shotfit's own: the phase's trials are known from the sweep file (:mod:`shotfit.search.roster`),
+the records say which ended (kept, not run again) and which were begun (they go on from their run
+folders' checkpoints), and a fresh Tuner runs the rest. Nothing pickled in the sweep folder is loaded.
 """
 
 from __future__ import annotations
@@ -28,10 +32,18 @@ from shotfit.errors import RunError, ShotfitError, quoted
 from shotfit.files import guard_output, write_text_atomic
 from shotfit.runs.folder import RunFolder
 from shotfit.search import results
-from shotfit.search.cluster import Capacity, concurrency, joined_ray, quiet_ray_environment, ray_session
+from shotfit.search import roster as roster_of
+from shotfit.search.cluster import (
+    Capacity,
+    concurrency,
+    joined_ray,
+    quiet_ray_environment,
+    ray_session,
+    release_idle_groups,
+)
 from shotfit.search.plan import SweepPlan, describe_dimension, plan_sweep
 from shotfit.search.spec import Budget, NamedTrial, SweepSpec
-from shotfit.search.trial import TrialSetup, read_record, run_trial, trial_name
+from shotfit.search.trial import TrialSetup, read_record, run_trial, score_of, searched_params, trial_name
 
 quiet_ray_environment()  # some of it is read as Ray is imported
 from ray import tune  # noqa: E402
@@ -103,6 +115,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, watch: Watch | None = None
                  base_keys=list(plan.given))
     write_text_atomic(out / STATE, json.dumps(state, indent=1))
     trial_tracking = dataclasses.replace(tracking, parent_run_id=parent)
+    if options.joined and options.resume:  # in a Ray that outlived the earlier start (a service's)
+        release_idle_groups(_recorded_groups(out))
     try:
         with (joined_ray() if options.joined else ray_session(out, options.address, options.cpus)) as capacity:
             _run_phase("search", plan, options, trial_tracking, capacity, watch)
@@ -129,103 +143,89 @@ def _conclude(plan: SweepPlan, tracking: TrackingOptions, parent: str | None, st
 
 def _run_phase(phase: str, plan: SweepPlan, options: SweepOptions, tracking: TrackingOptions,
                capacity: Capacity, watch: Watch | None) -> None:
+    """Run the phase's trials that have not ended: those begun go on from their checkpoints (their run
+    folders), the rest start. What ended is read from shotfit's own trial records; Tune starts afresh."""
     spec, out = plan.spec, plan.out
-    path = out / "tune" / phase
     budget = plan.budget if phase == "search" else spec.top_k_budget
     assert budget is not None
-    named, param_space, trials = _trials_of_phase(phase, plan)
-    if not trials:
+    roster = _roster(phase, plan)
+    if roster == ():
         log.warning("no finished trial to train further")
         return
-    at_once, cpus = concurrency(capacity, trials, plan.memory_per_trial, options.cpus_per_trial,
+    known = roster_of.progress(out, phase, roster)
+    for row in known.done.values():  # a live display counts what an earlier start finished
+        if watch is not None:
+            watch(TrialUpdate(phase, row.name, row.status, row.step, budget,
+                              {k: v for k, v in row.metrics.items() if "/" in k}))
+    if roster is not None:
+        pending = [t.name for t in roster if t.name not in known.done]
+        count = len(pending)
+    else:  # Optuna: the rest of the count, the searcher told what the ended trials scored
+        pending, count = [], spec.samples - len(known.done)
+    if count <= 0:
+        log.info("%s: every trial has already run", phase)
+        return
+    at_once, cpus = concurrency(capacity, count, plan.memory_per_trial, options.cpus_per_trial,
                                 options.gpus_per_trial, options.max_concurrent)
     if cpus > capacity.cpus:
         raise ShotfitError(f"cpus_per_trial {cpus} is more than the {capacity.cpus} CPUs Ray has",
                            parameter="cpus_per_trial")
     setup = TrialSetup(plan.shot.source, plan.shot.keyframes, plan.shot.masks, plan.shot.truth,
                        plan.shot.held_out, plan.base, out / "trials", phase, budget,
-                       plan.base.train.validate_every, spec.metric, cpus, tracking, named, options.device)
+                       plan.base.train.validate_every, spec.metric, cpus, tracking,
+                       {t.name: t for t in roster or ()}, options.device)
     resources = {"cpu": cpus, "memory": plan.memory_per_trial}
     if options.gpus_per_trial:
         resources["gpu"] = options.gpus_per_trial
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
+    param_space = {"trial": tune.grid_search(pending)} if roster is not None else {}
+    names = _TrialNames(known, out / "trials", count)
     _WATCHERS[phase] = (watch, budget)
     _STOPS[phase] = options.should_stop
     tune_log = logging.getLogger("ray.tune.tune")  # its "resume with Tuner.restore(...)" is not for CLI users
     level = tune_log.level
     tune_log.setLevel(logging.ERROR)
     try:
-        if options.resume and tune.Tuner.can_restore(str(path)):
-            tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
-        else:
-            tuner = tune.Tuner(trainable, param_space=param_space,
-                               tune_config=_tune_config(phase, plan, budget, at_once),
-                               run_config=tune.RunConfig(name=phase, storage_path=str(out / "tune"), verbose=0,
-                                                         callbacks=[_Watcher(phase), JsonLoggerCallback()],
-                                                         stop=_Stop(phase) if options.should_stop else None,
-                                                         failure_config=tune.FailureConfig(max_failures=0)))
-        log.info("%s: %d trials, %d at a time, %d CPU(s) each", phase, trials, at_once, cpus)
+        # Tune writes its experiment state (pickles) under tune/<phase>; nothing here ever reads it back
+        tuner = tune.Tuner(trainable, param_space=param_space,
+                           tune_config=_tune_config(phase, plan, budget, at_once, count, known, names),
+                           run_config=tune.RunConfig(name=phase, storage_path=str(out / "tune"), verbose=0,
+                                                     callbacks=[_Watcher(phase), JsonLoggerCallback()],
+                                                     stop=_Stop(phase) if options.should_stop else None,
+                                                     failure_config=tune.FailureConfig(max_failures=0)))
+        log.info("%s: %d trials to run (%d ended before, %d to continue), %d at a time, %d CPU(s) each", phase,
+                 count, len(known.done), len(known.begun), at_once, cpus)
         grid = tuner.fit()
     finally:
         _WATCHERS.pop(phase, None)
         _STOPS.pop(phase, None)
         tune_log.setLevel(level)
     stopped = options.should_stop is not None and options.should_stop()
-    if stopped or len(grid) < trials or grid.num_terminated + grid.num_errors < len(grid):
-        raise KeyboardInterrupt  # Tune caught Ctrl-C, saved its state and returned early
+    if stopped or len(grid) < count or grid.num_terminated + grid.num_errors < len(grid):
+        raise KeyboardInterrupt  # Tune caught Ctrl-C and returned early; the trial records say how far each got
     for result in grid:
         _settle_record(out / "trials" / Path(result.path).name, phase, result.error)
 
 
-def _trials_of_phase(phase: str, plan: SweepPlan) -> tuple[dict[str, NamedTrial], dict[str, Any], int]:
-    """(named trials, Tune param space, number of trials) of a phase."""
-    spec = plan.spec
-    seeds = ({"train.seed": tune.grid_search([plan.base.train.seed + i for i in range(spec.samples)])}
-             if spec.samples > 1 and spec.strategy == "grid" else {})
+def _roster(phase: str, plan: SweepPlan) -> tuple[NamedTrial, ...] | None:
+    """The phase's trials by name (None: an Optuna search, whose trials follow the scores)."""
     if phase == "top-k":
-        rows = results.rank(results.collect(plan.out, "search"), spec.metric, spec.mode)
-        best = [r for r in rows if r.status == "finished" and r.value(spec.metric) is not None][:spec.top_k]
-        # the search trial's settings as values; its override text only goes on into the new record
-        named = {f"{r.name}-top": NamedTrial(f"{r.name}-top", r.overrides, dict(r.params)) for r in best}
-        return named, {"trial": tune.grid_search(list(named))}, len(named)
-    if spec.trials:
-        named = {t.name: t for t in spec.trials}
-        return named, {"trial": tune.grid_search(list(named)), **seeds}, len(named) * (spec.samples if seeds else 1)
-    space: dict[str, Any] = {}
-    for key, dim in spec.space.items():
-        if spec.strategy == "grid":
-            space[key] = tune.grid_search(list(dim.values))
-        elif dim.kind in ("list", "choice"):
-            space[key] = tune.choice(list(dim.values))
-        elif dim.kind in ("randint", "lograndint"):  # Tune's upper bound is exclusive; ours is not
-            space[key] = getattr(tune, dim.kind)(dim.values[0], dim.values[1] + 1)
-        else:
-            space[key] = getattr(tune, dim.kind)(*dim.values)
-    if spec.strategy == "grid":
-        count = math.prod(len(d.values) for d in spec.space.values()) * spec.samples
-        return {}, {**space, **seeds}, count
-    return {}, space, spec.samples
+        return roster_of.top_k_roster(plan.out, plan.spec)
+    if not roster_of.has_roster(plan.spec, phase):
+        return None
+    return roster_of.search_roster(plan.spec, plan.base.train.seed)
 
 
-def _tune_config(phase: str, plan: SweepPlan, budget: Budget, at_once: int) -> Any:
+def _tune_config(phase: str, plan: SweepPlan, budget: Budget, at_once: int, count: int,
+                 known: roster_of.PhaseProgress, names: _TrialNames) -> Any:
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     spec = plan.spec
     search_alg: Any = None
     samples = 1
-    if phase == "search" and not spec.trials and spec.strategy != "grid":
-        samples = spec.samples
-        if spec.strategy == "optuna":
-            import optuna
-            from optuna.samplers import TPESampler
-            from ray.tune.search.optuna import OptunaSearch
-
-            optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
-
-            search_alg = OptunaSearch(sampler=TPESampler(seed=spec.seed))
-        else:
-            search_alg = BasicVariantGenerator(random_state=spec.seed)
+    if phase == "search" and not roster_of.has_roster(spec, phase):
+        samples = count
+        search_alg = _optuna_search(spec, known)
     scheduler = None
     if phase == "search" and spec.early_stop.kind == "asha":
         time_attr, max_t = ("step", budget.steps) if budget.steps else ("seconds", int(budget.minutes * 60))
@@ -234,11 +234,72 @@ def _tune_config(phase: str, plan: SweepPlan, budget: Budget, at_once: int) -> A
                                   reduction_factor=spec.early_stop.reduction_factor)
     return tune.TuneConfig(metric="score", mode=spec.mode, search_alg=search_alg, scheduler=scheduler,
                            num_samples=samples, max_concurrent_trials=at_once, reuse_actors=True,
-                           trial_name_creator=_name_of, trial_dirname_creator=_name_of)
+                           trial_name_creator=names, trial_dirname_creator=names)
 
 
-def _name_of(trial: Any) -> str:
-    return trial_name(trial.config, trial.experiment_tag)
+def _optuna_search(spec: SweepSpec, known: roster_of.PhaseProgress) -> Any:
+    """TPE over the sweep's space (seeded), told what the ended trials scored; the begun ones come first,
+    with their own settings, to go on from their checkpoints."""
+    import optuna
+    from optuna.samplers import TPESampler
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
+    begun = [dict(row.params) for row in known.begun.values() if set(row.params) == set(spec.space)]
+    search = OptunaSearch(space=OptunaSearch.convert_search_space(_tune_space(spec)), metric="score", mode=spec.mode,
+                          sampler=TPESampler(seed=spec.seed), points_to_evaluate=begun or None)
+    for row in known.done.values():
+        score = score_of(row.metrics, spec.metric)
+        if score is not None and math.isfinite(score) and set(row.params) == set(spec.space):
+            search.add_evaluated_point(dict(row.params), score)
+    return search
+
+
+def _tune_space(spec: SweepSpec) -> dict[str, Any]:
+    """The sweep's space as Tune's distributions (for Optuna; Tune's upper bound of an integer is exclusive)."""
+    space: dict[str, Any] = {}
+    for key, dim in spec.space.items():
+        if dim.kind in ("list", "choice"):
+            space[key] = tune.choice(list(dim.values))
+        elif dim.kind in ("randint", "lograndint"):
+            space[key] = getattr(tune, dim.kind)(dim.values[0], dim.values[1] + 1)
+        else:
+            space[key] = getattr(tune, dim.kind)(*dim.values)
+    return space
+
+
+class _TrialNames:
+    """Tune's trial_name_creator and trial_dirname_creator. A roster trial is named in its config; an Optuna
+    trial begun by an earlier start gets its name back (its settings match: they come first, as the
+    searcher's enqueued points), a new one the next free ``trial-NNN`` by its creation number. Tune copies
+    this object into every trial it creates, so it keeps no state between calls."""
+
+    def __init__(self, known: roster_of.PhaseProgress, trials_dir: Path, count: int) -> None:
+        self.begun = {name: dict(row.params) for name, row in known.begun.items()}
+        self.taken = {*known.names, *(p.name for p in trials_dir.glob("*") if p.is_dir())}
+        self.count = count
+
+    def __call__(self, trial: Any) -> str:
+        config = trial.config
+        if "trial" in config:
+            return trial_name(config, 0)
+        searched = searched_params(config)
+        for name, params in self.begun.items():
+            if roster_of.same_settings(params, searched):
+                return name
+        created = int(str(trial.experiment_tag).split("_")[0]) - 1  # Tune's searchers count from 1
+        # the begun trials are created first; a new one created among them (none should be) goes past the rest
+        position = created - len(self.begun) if created >= len(self.begun) else self.count + created
+        return self._free(position)
+
+    def _free(self, position: int) -> str:
+        """The ``position``-th name ``trial-NNN`` that no trial of the sweep has."""
+        number = -1
+        for _ in range(position + 1):
+            number += 1
+            while trial_name({}, number) in self.taken:
+                number += 1
+        return trial_name({}, number)
 
 
 # --- live progress ------------------------------------------------------------------------------
@@ -309,6 +370,16 @@ def _check_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
         raise RunError(f"sweep file {quoted(spec.path)} has changed since the sweep in {quoted(out)} started; "
                        "start the changed sweep in another folder")
     return state
+
+
+def _recorded_groups(out: Path) -> list[str]:
+    """The placement groups the sweep's trials recorded running in (see :func:`release_idle_groups`)."""
+    groups: list[str] = []
+    for folder in sorted(Path(out, "trials").glob("*")):
+        record = read_record(folder) or {}
+        found = record.get("placement_groups", [])
+        groups += [g for g in found if isinstance(g, str)] if isinstance(found, list) else []
+    return groups
 
 
 def _settle_record(folder: Path, phase: str, error: BaseException | None) -> None:

@@ -61,16 +61,16 @@ class TrialSetup:
     device: str | None = None
 
 
-def trial_name(config: Mapping[str, Any], tag: str) -> str:
-    """A trial's folder and run name: an ablation's own name, else ``trial-NNN`` by creation order."""
+def trial_name(config: Mapping[str, Any], number: int) -> str:
+    """A trial's folder and run name: its roster name (named, grid, random and top-k trials carry it in
+    their config as ``trial``), else (an Optuna trial) ``trial-NNN`` by number."""
     if "trial" in config:
-        seed = f"-seed{config['train.seed']}" if "train.seed" in config else ""
-        return f"{config['trial']}{seed}"
-    return f"trial-{int(tag.split('_')[0]):03d}"
+        return str(config["trial"])
+    return f"trial-{number:03d}"
 
 
 def searched_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The trial's config keys that are settings (not the ablation's name)."""
+    """The trial's config keys that are settings (not its roster name)."""
     return {k: plain(v) for k, v in config.items() if k != "trial"}
 
 
@@ -86,15 +86,20 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     name = tune.get_context().get_trial_name()
     folder = setup.trials_dir / name
     run_dir = folder / "run"
-    named = setup.named.get(str(config.get("trial")), NamedTrial(""))
-    searched = searched_params(config)
-    params = {**named.values, **searched}
-    overrides = (*named.overrides, *settings_text(searched))  # for people reading the record
+    named = setup.named.get(str(config.get("trial")))
+    params = dict(named.values) if named is not None else searched_params(config)
+    # for people reading the record: the named trial's overrides as written, else the settings as text
+    overrides = named.overrides if named is not None else settings_text(params)
     resume = RunFolder(run_dir).is_run()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # a start that died before it wrote its config: ours to redo
+    earlier = read_record(folder) or {}
     record = {"name": name, "phase": setup.phase, "params": params, "overrides": list(overrides),
-              "status": "running", "step": 0, "metrics": {}, "seconds": None, "run": str(run_dir), "error": None}
+              "status": "running", "step": 0, "metrics": {}, "seconds": None, "run": str(run_dir), "error": None,
+              "placement_groups": _placement_groups(earlier)}
+    # recorded before training: a resumed sweep knows this trial's settings (an Optuna trial's too) and,
+    # in a shared Ray, which placement group a killed sweep left holding CPUs
+    _write_record(folder, record)
     started = time.monotonic()
 
     def on_validate(step: int, numbers: dict[str, float]) -> None:
@@ -136,6 +141,17 @@ def _train(setup: TrialSetup, cfg: Config, run_dir: Path, resume: bool, tracking
     return run_training(request, TrainCallbacks(on_validate=on_validate))
 
 
+def _placement_groups(earlier: Mapping[str, Any]) -> list[str]:
+    """The placement groups this trial ran in, over every start: Tune's, which outlive a driver killed in a
+    Ray that goes on (a service's); a resumed sweep frees those left idle."""
+    import ray  # the worker is Ray's (Tune's trial actor)
+
+    group = ray.util.get_current_placement_group()
+    found = earlier.get("placement_groups")
+    known = [g for g in found if isinstance(g, str)] if isinstance(found, list) else []
+    return [*known, group.id.hex()] if group is not None and group.id.hex() not in known else known
+
+
 def read_record(folder: Path) -> dict[str, Any] | None:
     """A trial's ``trial.json``, or None when it never got that far."""
     try:
@@ -146,9 +162,15 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 
 def _report(step: int, metrics: Mapping[str, float], metric: str, seconds: float) -> dict[str, Any]:
     """What Tune sees: ``score`` (what the scheduler and the searcher compare), the step, every number."""
-    score = metrics.get(metric, metrics.get(PROXY[metric]))
-    return {"score": float(score) if score is not None else float("nan"), "step": int(step),
+    score = score_of(metrics, metric)
+    return {"score": score if score is not None else float("nan"), "step": int(step),
             "seconds": float(seconds), **{k: float(v) for k, v in metrics.items()}}
+
+
+def score_of(metrics: Mapping[str, float], metric: str) -> float | None:
+    """What the scheduler and the searcher compare: the metric, or its stand-in while a trial trains."""
+    score = metrics.get(metric, metrics.get(PROXY[metric]))
+    return float(score) if score is not None else None
 
 
 def _score_unfixed_frames(setup: TrialSetup, folder: Path, run_dir: Path, tracking: TrackingOptions,

@@ -1,8 +1,8 @@
 """Sweep jobs: a sweep of the job's own shot, defined by its settings, run on the service's Ray.
 
 What is searched comes from the settings, as data: ``sweep.preset`` names one of the built-in sweep
-files (``sweeps/*.yaml`` of this server: its space or named trials, metric, strategy, budget and
-settings; looked up by name, never a path), and ``sweep.values.SECTION.KEY`` (a list) or
+files (shipped in the package, :mod:`shotfit.search.builtin`: its space or named trials, metric,
+strategy, budget and settings; looked up by name, never a path), and ``sweep.values.SECTION.KEY`` (a list) or
 ``sweep.uniform|loguniform|randint|lograndint|choice.SECTION.KEY`` (bounds or choices) give or add
 dimensions; ``sweep.metric``, ``sweep.steps`` ... the rest. The config keys of the settings are the
 sweep's ``set:``. The shot (source, keyframes, truth) is always the job's: no path comes from the job.
@@ -29,9 +29,9 @@ from shotfit import api
 from shotfit.errors import ConfigError, quoted
 from shotfit.files import write_text_atomic
 from shotfit.io import open_shot
+from shotfit.search.builtin import builtin_sweeps
 from shotfit.search.spec import DISTRIBUTIONS, METRICS, STRATEGIES, parse_sweep
 
-SWEEPS = Path(__file__).resolve().parents[3] / "sweeps"  # the built-in sweep files, beside src/ in a checkout
 DIMENSIONS = ("values", *DISTRIBUTIONS)  # sweep.values.loss.l1: [0, 1]; sweep.loguniform.train.lr: [1e-4, 1e-2]
 DIMENSION_KEY = r"^sweep\.(" + "|".join(DIMENSIONS) + r")\.[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$"
 # keys a preset may bring; its shot, its paths and its hold-out (frames of the sample) are never taken
@@ -42,17 +42,11 @@ _SCALAR = {"type": ["number", "string", "boolean"]}
 T = TypeVar("T")
 
 
-def builtin_sweeps() -> dict[str, Path]:
-    """The built-in sweep files by name (``loss_ablation``, ``temporal``): what ``sweep.preset`` may name."""
-    return {path.stem: path for path in sorted(SWEEPS.glob("*.yaml"))} if SWEEPS.is_dir() else {}
-
-
 def sweep_fields() -> dict[str, dict[str, Any]]:
     """The ``sweep.*`` settings a sweep job takes, with their JSON schemas (the searched keys are a pattern)."""
     return {
-        # a server without the built-in files (installed from a wheel) refuses every name, in one line
-        "sweep.preset": {**({"enum": sorted(builtin_sweeps())} if builtin_sweeps() else {"type": "string"}),
-                         "description": "a built-in sweep file (sweeps/*.yaml), by name"},
+        "sweep.preset": {"enum": sorted(builtin_sweeps()), "description": "a built-in sweep file, by name "
+                                                                          "(as `shotfit sweep NAME` runs it)"},
         "sweep.metric": {"enum": list(METRICS), "description": "what ranks the trials (test/* needs truth "
                                                                "frames for every frame but the keyframes)"},
         "sweep.strategy": {"enum": list(STRATEGIES)},
@@ -112,7 +106,7 @@ def _read_preset(name: str) -> dict[str, Any]:
     found = builtin_sweeps()
     if name not in found:
         raise ConfigError(f"setting 'sweep.preset': {name!r} is not a built-in sweep (known: "
-                          f"{', '.join(found) or 'none on this server'})", parameter="settings")
+                          f"{', '.join(found)})", parameter="settings")
     data = yaml.safe_load(found[name].read_text(encoding="utf-8"))
     return {key: value for key, value in data.items() if key in PRESET_KEYS}
 
