@@ -83,6 +83,15 @@ def test_local_mean_keeps_float32_precision_on_large_frames():
     assert local_mean(x, 64).dtype == torch.float32
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*deprecated")
+def test_traced_local_mean_gives_the_same_numbers_at_other_sizes():
+    # the ONNX exporter traces: its graph splits the blocks by reshape where eager code unfolds
+    traced = torch.jit.trace(lambda x: local_mean(x, 8), frames(1, 2, 20, 28))
+    for size in [(17, 25), (9, 9), (3, 5), (40, 33)]:
+        x = (frames(2, 2, *size) + torch.linspace(0, 40, size[1])).float()
+        assert torch.equal(traced(x), local_mean(x, 8)), size
+
+
 def test_frame_no_larger_than_the_window_gets_the_global_pooling_it_was_trained_with():
     local, paper = perturbed(nafnet(pool_window=64)).eval(), nafnet(pool_window=0).eval()
     local_trained = nafnet(pool_window=64).train()

@@ -56,25 +56,40 @@ def _window_sums(x: Tensor, dim: int, window: int) -> tuple[Tensor, Tensor]:
     # Sums restart every ``window`` pixels (van Herk's running-max trick): a window starting at s is the
     # rest of its block from s plus the next block up to s + window. No partial sum then exceeds one
     # block, so float32 stays exact to a few ulp on any frame; one prefix sum along a whole HD row lost
-    # 1e-5 (relative), enough to tell tiled from whole-frame renders apart. Zero padding of at least one
-    # window keeps the last window's next block in range, even on an axis shorter than a window.
-    amount = window + (window - size % window) % window
+    # 1e-5 (relative), enough to tell tiled from whole-frame renders apart. Zero padding to one block
+    # more than the axis needs keeps the last window's next block in range, even on an axis shorter
+    # than a window; padded to exactly ``blocks * window`` so that no partial block is left over, which
+    # torch.export would otherwise guard on (fixing the graph to sizes with as large a remainder).
+    blocks = (size + window - 1) // window + 1
+    padded = F.pad(x, [0, 0, 0, blocks * window - size] if dim == 2 else [0, blocks * window - size])
+    split = _split_blocks(padded, dim, window)
+    before = split.cumsum(dim + 1) - split
+    after = (split.sum(dim + 1, keepdim=True) - before).flatten(dim, dim + 1)
+    before = before.flatten(dim, dim + 1)
     if dim == 2:
-        padded = F.pad(x, [0, 0, 0, amount])
-        batch, channels, height, width = padded.shape
-        blocks = padded.reshape(batch, channels, height // window, window, width)
-        before = blocks.cumsum(3) - blocks
-        after = (blocks.sum(3, keepdim=True) - before).reshape(batch, channels, height, width)
-        valid = after[:, :, :-window] + before.reshape(batch, channels, height, width)[:, :, window:]
+        valid = after[:, :, :-window] + before[:, :, window:]
         return valid.index_select(2, start), count
-    padded = F.pad(x, [0, amount])
-    batch, channels, height, width = padded.shape
-    blocks = padded.reshape(batch, channels, height, width // window, window)
-    before = blocks.cumsum(4) - blocks
-    after = (blocks.sum(4, keepdim=True) - before).reshape(batch, channels, height, width)
-    valid = after[:, :, :, :-window] + before.reshape(batch, channels, height, width)[:, :, :, window:]
+    valid = after[:, :, :, :-window] + before[:, :, :, window:]
+    batch, channels, height, _ = valid.shape
     # gather rather than index_select: along the last dim it is 20x faster on the CPU
     return torch.gather(valid, 3, start.expand(batch, channels, height, size)), count
+
+
+def _split_blocks(x: Tensor, dim: int, window: int) -> Tensor:
+    """A view of ``x`` with axis ``dim`` (2 or 3, a multiple of ``window`` long) split into (blocks, window).
+
+    Split by unfold, whose blocks torch.export counts with one division: a reshape made it prove that
+    the blocks divide the axis, which took minutes of sympy per export of the default NAFNet (the
+    MLflow model every run logs). The TorchScript-based ONNX exporter, which traces, has no Unfold along
+    an axis of unknown length, so a traced graph reshapes; both give the same view of the same memory.
+    """
+    if torch.jit.is_tracing():
+        batch, channels, height, width = x.shape  # unpacked, so the trace records them (unflatten's -1 did not)
+        if dim == 2:
+            return x.reshape(batch, channels, -1, window, width)
+        return x.reshape(batch, channels, height, -1, window)
+    split = x.unfold(dim, window, window)  # (..., blocks, ..., window)
+    return split.transpose(3, 4) if dim == 2 else split
 
 
 def local_mean(x: Tensor, window: int) -> Tensor:
