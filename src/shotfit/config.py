@@ -161,7 +161,8 @@ class DataConfig(_Section):
                              "changed (a paint-out's markers or wire); off for an edit of more than half the "
                              "pixels (a grade); 0: patches placed uniformly")
     edit_weight: float = _opt(1.0, low=1.0, high=1000.0, doc="loss weight of pixels a keyframe changed, against 1 "
-                              "for those it left as the plate; 1: all alike")
+                              "for those it left as the plate; off for an edit of more than half the pixels (a "
+                              "grade); 1: all alike")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 
 from shotfit.config import AugmentConfig, DataConfig
 from shotfit.data import PairedAugment
-from shotfit.data.focus import CELL, EditFocus, edit_weights, edited_pixels
+from shotfit.data.focus import CELL, EditFocus, edit_weights, edited_pixels, edited_share, local_edit_weight
 from shotfit.errors import ConfigError
 
 HEIGHT, WIDTH, PATCH = 160, 240, 32
@@ -101,6 +101,22 @@ def test_edit_weights_weigh_the_painted_pixels_through_colour_jitter():
     assert weight.shape == (8, 1, PATCH, PATCH) and set(weight.unique().tolist()) == {1.0, 10.0}
     # the 4x4 marker grown by 2 pixels on every side, 8x8, in every patch: the jitter hides none of it
     assert ((weight == 10.0).flatten(1).sum(dim=1) == 64).all()
+
+
+def test_the_edit_weight_acts_on_a_paint_out_and_not_on_a_grade():
+    sources, targets = marked_keyframes()
+    # the 4x4 marker grown by 2 pixels: 8x8 of the three 160x240 keyframes
+    assert edited_share(sources, targets) == pytest.approx(64 / (3 * HEIGHT * WIDTH))
+    assert local_edit_weight(sources, targets, None, 30.0) == 30.0
+    graded = (sources + 1) * 0.8 - 1  # every pixel darker by a fifth: a global edit
+    assert edited_share(sources, graded) > 0.9
+    assert local_edit_weight(sources, graded, None, 30.0) == 1.0
+    assert local_edit_weight(sources, sources.clone(), None, 30.0) == 1.0  # nothing edited
+    masks = torch.ones(3, 1, HEIGHT, WIDTH)
+    masks[:, :, :, : WIDTH // 4] = 0.0  # the grade masked to the right three quarters is still global
+    assert local_edit_weight(sources, graded, masks, 30.0) == 1.0
+    masks[:, :, :, : WIDTH * 3 // 4] = 0.0  # to the right quarter, it is local
+    assert local_edit_weight(sources, graded, masks, 30.0) == 30.0
 
 
 @pytest.mark.parametrize("key, value", [("edit_focus", 1.5), ("edit_focus", -0.1), ("edit_weight", 0.5)])

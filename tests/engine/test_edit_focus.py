@@ -1,5 +1,6 @@
 """Training on a paint-out: with data.edit_focus the markers are gone sooner from the frames the artist did
-not paint, and a run with data.edit_focus and data.edit_weight resumes bit-identical.
+not paint, a grade trains bit-identically with or without data.edit_focus and data.edit_weight, and a run
+with both resumes bit-identical.
 
 The shot: 6 frames of 96x128 (gradients, a moving sine, a disc) with three dark tracking markers of 2.5 pixels'
 radius moving a pixel a frame; keyframes 1, 3, 5 and 6 are the clean plate (the markers painted out), and
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shots import PNG8, disc_plate, render_tiny, same_weights, train_tiny, weights
+from shots import PNG8, disc_plate, render_tiny, same_weights, train_tiny, weights, write_graded_shot
 
 from shotfit.evaluate.metrics import edited_region, psnr_in
 from shotfit.io import read_image, write_image
@@ -65,6 +66,19 @@ def test_edit_focus_paints_out_the_markers_better_in_the_same_steps(module_dir, 
         train_tiny(*marker_shot, run, *QUIET, *settings, steps=40)
         scores[name] = psnr_at_markers(run, marker_shot[0], module_dir / f"render-{name}")
     assert scores["focused"] > scores["plain"] + 1.0, scores
+
+
+def warmer(pixels: np.ndarray) -> np.ndarray:
+    """A grade: red up by 8%, which moves the darker reds by less than the edit threshold, so about two thirds
+    of the pixels count as edited: a global edit, yet one the weight would tilt the loss on."""
+    return np.clip(pixels * np.array([1.08, 1.0, 1.0], np.float32), 0.0, 1.0)
+
+
+def test_a_grade_trains_bit_identically_with_edit_focus_and_weight(tmp_path):
+    shot = write_graded_shot(tmp_path, edit=warmer)
+    train_tiny(*shot, tmp_path / "plain", *QUIET, steps=6)
+    train_tiny(*shot, tmp_path / "local", *QUIET, "data.edit_focus=0.5", "data.edit_weight=100", steps=6)
+    assert same_weights(weights(tmp_path / "plain" / "model.pt"), weights(tmp_path / "local" / "model.pt"))
 
 
 def test_a_run_with_edit_focus_and_weight_resumes_bit_identical(module_dir, marker_shot):

@@ -6,8 +6,8 @@ counts them by their tiny area, so the network learns to pass the plate through 
 smudges where the markers were: the first thing an artist sees at 1:1. ``data.edit_focus`` centres a
 share of the training patches on edited pixels (:class:`EditFocus`, used by
 :class:`~shotfit.data.augment.PairedAugment`); ``data.edit_weight`` counts edited pixels more in the loss
-(:func:`edit_weights`). A global edit (a grade, a stylisation) changes nearly every pixel: the focus
-then stays off (:data:`LOCAL_EDIT_LIMIT`) and the weight has nothing to single out.
+(:func:`edit_weights`). A global edit (a grade, a stylisation) changes nearly every pixel: both then stay
+off (:data:`LOCAL_EDIT_LIMIT`, :func:`is_local_edit`), so they cannot change such a run.
 """
 
 from __future__ import annotations
@@ -54,6 +54,39 @@ def edited_pixels(sources: Tensor, targets: Tensor, masks: Tensor | None = None)
     return F.max_pool2d(changed.float(), size, stride=1, padding=EDIT_GROW) > 0
 
 
+def edited_share(sources: Tensor, targets: Tensor, masks: Tensor | None = None) -> float:
+    """The share (0..1) of the keyframes' pixels that :func:`edited_pixels` calls edited.
+
+    Shape:
+        sources, targets: (N, C, H, W) in [-1, 1]; masks: (N, 1, H, W) or None.
+    """
+    return float(edited_pixels(sources, targets, masks).float().mean())
+
+
+def is_local_edit(share: float) -> bool:
+    """Whether an edit over ``share`` of the pixels is local (a paint-out): something changed, and no
+    more than :data:`LOCAL_EDIT_LIMIT` of the pixels. Only then do the edit focus and weight act."""
+    return 0.0 < share <= LOCAL_EDIT_LIMIT
+
+
+def local_edit_weight(sources: Tensor, targets: Tensor, masks: Tensor | None, weight: float) -> float:
+    """The ``data.edit_weight`` a run trains with: ``weight`` for a local edit, 1 (all pixels alike) for a
+    global one, where nearly every pixel would carry the weight and the loss would only tilt towards
+    wherever the grade happened to change a pixel by more than :data:`EDIT_THRESHOLD`.
+
+    Shape:
+        sources, targets: (N, C, H, W) in [-1, 1], the whole keyframes; masks: (N, 1, H, W) or None.
+    """
+    if weight == 1.0:
+        return 1.0
+    share = edited_share(sources, targets, masks)
+    if not is_local_edit(share):
+        log.info("edit weight off: the keyframes change %.0f%% of their pixels, a global edit", 100 * share)
+        return 1.0
+    log.info("edit weight %g on the %.1f%% of pixels the keyframes change", weight, 100 * share)
+    return weight
+
+
 def edit_weights(sources: Tensor, targets: Tensor, masks: Tensor | None, weight: float) -> Tensor:
     """A loss weight map counting edited pixels ``weight`` times the others.
 
@@ -93,9 +126,10 @@ class EditFocus:
         if share <= 0:
             return None
         edited = edited_pixels(sources, targets, masks)
-        if float(edited.float().mean()) > LOCAL_EDIT_LIMIT:
+        edited_share = float(edited.float().mean())
+        if edited_share > LOCAL_EDIT_LIMIT:
             log.info("edit focus off: the keyframes change %.0f%% of their pixels, a global edit",
-                     100 * float(edited.float().mean()))
+                     100 * edited_share)
             return None
         cells = F.max_pool2d(edited.float(), CELL, stride=CELL, ceil_mode=True)[:, 0] > 0
         keyframe, row, col = cells.nonzero(as_tuple=True)

@@ -21,7 +21,7 @@ from torch import nn
 
 from shotfit import __version__
 from shotfit.config import DataConfig, TrainConfig
-from shotfit.data.focus import edit_weights
+from shotfit.data.focus import edit_weights, local_edit_weight
 from shotfit.data.keyframes import Keyframes
 from shotfit.data.temporal import FramePairs, PairPatches, sample_pair_patches
 from shotfit.device import autocast, autocast_dtype
@@ -211,6 +211,9 @@ class Trainer:
         self.device = device
         self.hooks = hooks or TrainHooks()
         self.frame_pairs = frame_pairs
+        # data.edit_weight acts on a local edit only; a grade trains as without it
+        self.edit_weight = local_edit_weight(keyframes.sources, keyframes.targets, keyframes.masks,
+                                             data_cfg.edit_weight)
         self.amp_dtype = autocast_dtype(device, train_cfg.amp)
         self.prefetch = device.type in PREFETCH_DEVICES
         self.batch_wait_s = 0.0  # time the loop spent drawing or waiting for batches
@@ -372,8 +375,8 @@ class Trainer:
         outputs = outputs.float()
         pred = outputs[:len(sources)]
         weight = None
-        if self.data_cfg.edit_weight != 1.0:  # from the artist's own pixels, before a mask changes the targets
-            weight = edit_weights(sources, targets, masks, self.data_cfg.edit_weight)
+        if self.edit_weight != 1.0:  # from the artist's own pixels, before a mask changes the targets
+            weight = edit_weights(sources, targets, masks, self.edit_weight)
         if masks is not None:
             targets, trust = masked_targets(pred, targets, masks, self.data_cfg.mask_outside_weight)
             weight = trust if weight is None else weight * trust
