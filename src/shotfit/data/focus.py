@@ -126,10 +126,10 @@ class EditFocus:
         if share <= 0:
             return None
         edited = edited_pixels(sources, targets, masks)
-        edited_share = float(edited.float().mean())
-        if edited_share > LOCAL_EDIT_LIMIT:
-            log.info("edit focus off: the keyframes change %.0f%% of their pixels, a global edit",
-                     100 * edited_share)
+        changed = float(edited.float().mean())
+        if not is_local_edit(changed):
+            if changed > 0:
+                log.info("edit focus off: the keyframes change %.0f%% of their pixels, a global edit", 100 * changed)
             return None
         cells = F.max_pool2d(edited.float(), CELL, stride=CELL, ceil_mode=True)[:, 0] > 0
         keyframe, row, col = cells.nonzero(as_tuple=True)
