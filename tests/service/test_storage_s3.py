@@ -5,10 +5,12 @@ gives the same frames as with a local folder."""
 from __future__ import annotations
 
 import io
-import logging
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -27,26 +29,39 @@ BUCKET = "shotfit-test"
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[object]:
-    """moto's S3 server on a free loopback port, a bucket in it, and the ``AWS_*`` variables that point at it
-    (set for the module, so the Ray workers started after them inherit them); a boto3 client to look inside."""
+    """moto's S3 server in a process of its own on a free loopback port, a bucket in it, and the ``AWS_*``
+    variables that point at it (set for the module, so the Ray workers started after them inherit them); a
+    boto3 client to look inside. Its own process: moto keeps one AWS per process, which the cloud tests'
+    emulator resets before each of their tests (a pytest worker may run one between two of these)."""
     import boto3  # the test's own view of the bucket
-    from moto.server import ThreadedMotoServer  # a real S3 endpoint on the loopback
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    quiet = logging.getLogger("werkzeug")  # moto's request log would land in the commands' stderr
-    level, quiet.level = quiet.level, logging.WARNING
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}.items():
-            patch.setenv(name, value)
-        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    server.stop()
-    quiet.setLevel(level)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:  # not answering yet
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}.items():
+                patch.setenv(name, value)
+            yield client
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _keys(client, prefix: str) -> dict[str, bytes]:
