@@ -212,8 +212,8 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
         self.frame_pairs = frame_pairs
         # data.edit_weight acts on a local edit only; a grade trains as without it
-        self.edit_weight = local_edit_weight(keyframes.sources, keyframes.targets, keyframes.masks,
-                                             data_cfg.edit_weight)
+        self.edit_weight = 1.0 if data_cfg.edit_weight == 1.0 else local_edit_weight(
+            keyframes.sources, keyframes.targets, keyframes.masks, data_cfg.edit_weight)
         self.amp_dtype = autocast_dtype(device, train_cfg.amp)
         self.prefetch = device.type in PREFETCH_DEVICES
         self.batch_wait_s = 0.0  # time the loop spent drawing or waiting for batches
