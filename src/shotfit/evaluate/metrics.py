@@ -46,8 +46,6 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
-
-
 def edited_region(truth: np.ndarray, plate: np.ndarray, threshold: float = EDIT_THRESHOLD,
                   grow: int = EDIT_GROW) -> np.ndarray:
     """Where the edit changed the plate: a (H, W) bool mask of pixels whose truth differs from the

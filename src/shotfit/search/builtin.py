@@ -6,13 +6,10 @@
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 
 from shotfit.errors import ConfigError
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def builtin_sweeps() -> dict[str, Path]:
@@ -22,11 +19,6 @@ def builtin_sweeps() -> dict[str, Path]:
         return {}
     found = [entry for entry in folder.iterdir() if entry.name.endswith(".yaml") and entry.is_file()]
     return {entry.name.removesuffix(".yaml"): Path(str(entry)) for entry in sorted(found, key=lambda e: e.name)}
-
-
-def is_sweep_name(text: str) -> bool:
-    """Whether ``text`` reads as a built-in's name (no folder, no suffix) rather than a file."""
-    return bool(_NAME.match(text))
 
 
 def builtin_sweep(name: str) -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from shotfit.errors import ConfigError, quoted
-from shotfit.search.builtin import builtin_sweeps, is_sweep_name
+from shotfit.search.builtin import builtin_sweeps
 from shotfit.search.values import read_settings
 
 # Metric -> the direction that is better. test/* needs a truth shot (every trial is then rendered).
@@ -238,15 +238,15 @@ class _Reader:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file, or a built-in one by its name (``temporal``: no folder, no suffix, and
     no such file here); a missing, malformed or inconsistent one is a one-line ConfigError."""
-    given = str(path)
-    if not Path(path).exists() and is_sweep_name(given) and given in builtin_sweeps():
-        path = builtin_sweeps()[given]
+    builtin = builtin_sweeps()
+    if not Path(path).exists() and str(path) in builtin:  # a name is a file's stem: never a path
+        path = builtin[str(path)]
     path = Path(path).resolve()
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"sweep file {quoted(path)} does not exist (built-in sweeps, by name: "
-                          f"{', '.join(builtin_sweeps()) or 'none'})") from None
+                          f"{', '.join(builtin) or 'none'})") from None
     except OSError as err:
         raise ConfigError(f"sweep file {quoted(path)} cannot be read ({err.strerror})") from None
     except yaml.YAMLError as err:

@@ -29,7 +29,7 @@ from shotfit import api
 from shotfit.errors import ConfigError, quoted
 from shotfit.files import write_text_atomic
 from shotfit.io import open_shot
-from shotfit.search.builtin import builtin_sweeps
+from shotfit.search.builtin import builtin_sweep, builtin_sweeps
 from shotfit.search.spec import DISTRIBUTIONS, METRICS, STRATEGIES, parse_sweep
 
 DIMENSIONS = ("values", *DISTRIBUTIONS)  # sweep.values.loss.l1: [0, 1]; sweep.loguniform.train.lr: [1e-4, 1e-2]
@@ -103,11 +103,11 @@ def sweep_file(settings: Mapping[str, Any], overrides: tuple[str, ...], source: 
 
 
 def _read_preset(name: str) -> dict[str, Any]:
-    found = builtin_sweeps()
-    if name not in found:
-        raise ConfigError(f"setting 'sweep.preset': {name!r} is not a built-in sweep (known: "
-                          f"{', '.join(found)})", parameter="settings")
-    data = yaml.safe_load(found[name].read_text(encoding="utf-8"))
+    try:
+        path = builtin_sweep(name)
+    except ConfigError as err:
+        raise ConfigError(f"setting 'sweep.preset': {err}", parameter="settings") from None
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return {key: value for key, value in data.items() if key in PRESET_KEYS}
 
 
