@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 from service_helpers import SMALL_LIMITS, TINY_SETTINGS, Studio, new_studio, upload, upload_folder
-from shots import KEYFRAMES, edit, plate, write_shot
+from shots import KEYFRAMES, edit, plate, write_png, write_shot
 from sqlalchemy import update
 
+from shotfit.runs.folder import RunFolder
 from shotfit.service.app import create_app
 from shotfit.service.deps import admit
 from shotfit.service.keys import revoke_key
 from shotfit.service.settings import Limits, ServiceSettings
+from shotfit.service.storage import StudioStorage
 from shotfit.service.store import Job, open_store
+from shotfit.service.worker import newest_stored_sheet
 
 
 @pytest.fixture
@@ -111,6 +114,32 @@ def test_every_route_answers_404_to_another_studios_ids(client, app, studios, sh
         assert shot not in seen and job not in seen and hook not in seen
     assert client.get(f"/v1/jobs/{job}", headers=acme.headers).json()["state"] == "succeeded"  # untouched
     assert client.get(f"/v1/uploads/{pending}", headers=acme.headers).json()["offset"] == 0
+
+
+def test_latest_png_serves_the_sheet_the_worker_named_and_404_without_one(client, app, studios, shot_folders) -> None:
+    """Files in a local folder: latest.png is 404 before a sheet is named, then serves the one the job's worker
+    named (its newest: final.png; a write guard's temporary never counts), and is 404, not an error, once that
+    file is gone (a job's files removed)."""
+    acme, _ = studios
+    job_id = _job(client, acme, _ready_shot(client, acme, shot_folders)).json()["id"]
+    latest = f"/v1/jobs/{job_id}/previews/latest.png"
+    assert client.get(latest, headers=acme.headers).status_code == 404
+    with app.state.store.session() as session:
+        studio_id = session.get(Job, job_id).studio_id
+    storage = StudioStorage.of(app.state.settings, studio_id)
+    run = RunFolder(storage.job(job_id) / "run")
+    run.previews.mkdir(parents=True)
+    for name, frame in (("step_000010.png", 1002), ("final.png", 1003), ("step_000020.png", 1004)):
+        write_png(run.previews / name, plate(frame))
+    (run.previews / ".final.partial-host-1-ab12.png").write_bytes(b"half")
+    named = newest_stored_sheet(storage.mirror(storage.job(job_id)), run)
+    with app.state.store.session() as session:  # what the worker writes at a heartbeat
+        session.execute(update(Job).where(Job.id == job_id).values(preview=named))
+    served = client.get(latest, headers=acme.headers)
+    assert named == "final.png" and served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.content == (run.previews / "final.png").read_bytes()
+    (run.previews / "final.png").unlink()
+    assert client.get(latest, headers=acme.headers).status_code == 404
 
 
 def test_a_shot_file_downloads_as_uploaded_by_its_listed_url_and_by_no_other_name(

@@ -4,7 +4,9 @@ gives the same frames as with a local folder."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -15,6 +17,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import shots
@@ -28,19 +31,22 @@ BUCKET = "shotfit-test"
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[object]:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """moto's S3 server in a process of its own on a free loopback port, a bucket in it, and the ``AWS_*``
     variables that point at it (set for the module, so the Ray workers started after them inherit them); a
     boto3 client to look inside. Its own process: moto keeps one AWS per process, which the cloud tests'
-    emulator resets before each of their tests (a pytest worker may run one between two of these)."""
+    emulator resets before each of their tests (a pytest worker may run one between two of these). It keeps
+    its record of requests (see :func:`_recorded`) in a temporary folder."""
     import boto3  # the test's own view of the bucket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     endpoint = f"http://127.0.0.1:{port}"
+    recording = tmp_path_factory.mktemp("moto") / "requests.jsonl"
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)})
     try:
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                               aws_secret_access_key="testing")
@@ -62,6 +68,34 @@ def s3() -> Iterator[object]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _recorded(client) -> Iterator[list[dict]]:
+    """Every request moto's server answered inside the block, as its recorder wrote them down (method, URL);
+    the list is filled in when the block ends."""
+    import httpx  # a test dependency only
+
+    endpoint = client.meta.endpoint_url
+    for step in ("reset-recording", "start-recording"):
+        httpx.post(f"{endpoint}/moto-api/recorder/{step}", timeout=10).raise_for_status()
+    found: list[dict] = []
+    try:
+        yield found
+    finally:
+        httpx.post(f"{endpoint}/moto-api/recorder/stop-recording", timeout=10).raise_for_status()
+        text = httpx.get(f"{endpoint}/moto-api/recorder/download-recording", timeout=10).text
+        found.extend(json.loads(line) for line in text.splitlines() if line.strip())
+
+
+def _listed(recorded: list[dict]) -> list[str]:
+    """The prefix of each LIST request recorded (a GET of the bucket itself; '' lists all of it)."""
+    prefixes = []
+    for request in recorded:
+        url = urlsplit(request["url"])
+        if request["method"] == "GET" and url.path.strip("/") == BUCKET:
+            prefixes.append(parse_qs(url.query).get("prefix", [""])[0])
+    return prefixes
 
 
 def _keys(client, prefix: str) -> dict[str, bytes]:
@@ -133,6 +167,99 @@ def test_a_job_folder_rewritten_elsewhere_is_fetched_fresh_and_hidden_files_stay
     assert a.mirror(work_a).pull(fresh=True) == 1 and (work_a / "run" / "last.pt").read_bytes() == b"step 20"
     assert (work_a / ".attempt.lock").exists()
     assert set(_keys(s3, tmp_path.name)) == {f"{tmp_path.name}/studios/studio_x/jobs/job_1/run/last.pt"}
+
+
+def _events_of(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
+    """Server-sent events as (name, JSON data), read from a stream's lines as they come."""
+    name = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[6:])
+
+
+def test_watching_a_training_on_s3_shows_each_sheet_its_worker_put_and_lists_nothing(s3, s3_app, tmp_path: Path
+                                                                                     ) -> None:
+    """A client watching a training job on S3 (its event stream and latest.png) gets one preview event for each
+    new contact sheet the worker put in the bucket, whose URL serves that sheet's bytes; a sheet written but
+    not yet put is not named; and the server lists nothing of the job's folder while it is watched (moto's own
+    record of the requests it answered): it reads the sheet's name from the job's row, where the worker writes
+    it (as here, through the worker's own mirror and naming)."""
+    from sqlalchemy import update
+
+    from shotfit.runs.folder import RunFolder
+    from shotfit.service.claims import claim
+    from shotfit.service.storage import StudioStorage  # the storage as the worker sees it
+    from shotfit.service.store import Job
+    from shotfit.service.worker import newest_stored_sheet
+
+    client, acme, settings, prefix = s3_app
+    shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=acme.headers).json()["id"]
+    for role, pixels in (("source", plate(1001)), ("keyframes", edit(plate(1001)))):
+        write_png(tmp_path / f"{role}.png", pixels)
+        assert upload(client, acme, shot_id, role, "plate.1001.png", (tmp_path / f"{role}.png").read_bytes()
+                      ).status_code == 200
+    job_id = client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": {}},
+                         headers=acme.headers).json()["id"]
+    store = client.app.state.store
+    assert claim(store, job_id, "test/worker") == 1
+    with store.session() as session:
+        studio_id = session.get(Job, job_id).studio_id
+    storage = StudioStorage.of(settings, studio_id)
+    mirror, run = storage.mirror(storage.job(job_id)), RunFolder(storage.job(job_id) / "run")
+    run.previews.mkdir(parents=True)
+    sheets: dict[str, bytes] = {}
+
+    def write_sheet(name: str, frame: int) -> None:
+        write_png(run.previews / name, plate(frame))
+        sheets[name] = (run.previews / name).read_bytes()
+
+    def record(**values) -> None:  # what the worker writes at a heartbeat
+        with store.session() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(preview=newest_stored_sheet(mirror, run),
+                                                                       **values))
+
+    latest = f"/v1/jobs/{job_id}/previews/latest.png"
+    with _recorded(s3) as recorded:
+        assert client.get(latest, headers=acme.headers).status_code == 404  # no sheet yet
+        with store.session() as session:  # a name that is no plain file name never forms a path
+            session.execute(update(Job).where(Job.id == job_id).values(preview="../../../shots/x.png"))
+        assert client.get(latest, headers=acme.headers).status_code == 404
+        write_sheet("step_000010.png", 1002)
+        mirror.push()
+        record()
+        seen = []
+        with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=acme.headers) as stream:
+            for name, data in _events_of(stream.iter_lines()):
+                seen.append((name, data.get("state") or data["url"]))
+                if name != "preview":
+                    continue
+                served = client.get(data["url"], headers=acme.headers)
+                assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+                assert served.content == sheets[data["url"].rsplit("=", 1)[1]]
+                if data["url"].endswith("step_000010.png"):
+                    write_sheet("step_000020.png", 1003)
+                    mirror.push()
+                    write_sheet("final.png", 1004)  # written, not put yet: the bucket cannot serve it
+                    (run.previews / ".final.partial-host-1-ab12.png").write_bytes(b"half")
+                    record()
+                elif data["url"].endswith("step_000020.png"):
+                    mirror.push()
+                    record(state="succeeded")  # the final state and the last sheet, in one write
+        final = client.get(latest, headers=acme.headers)
+    url = f"/v1/jobs/{job_id}/previews/latest.png?sheet="
+    assert seen == [("state", "running"), ("preview", url + "step_000010.png"), ("preview", url + "step_000020.png"),
+                    ("preview", url + "final.png"), ("state", "succeeded")]
+    assert final.status_code == 200 and final.content == sheets["final.png"]
+    job_folder = f"{prefix}/studios/{studio_id}/jobs/{job_id}/"
+    assert [p for p in _listed(recorded) if job_folder.startswith(p) or p.startswith(job_folder)] == []
+    # the record is of real requests: the results, which are listed, show up in it
+    with _recorded(s3) as recorded:
+        listed = client.get(f"/v1/jobs/{job_id}/results", headers=acme.headers).json()
+    assert {item["name"] for item in listed} == {"preview_step_000010.png", "preview_step_000020.png",
+                                                  "preview_final.png"}
+    assert any(p.startswith(job_folder) for p in _listed(recorded))
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +377,70 @@ def test_a_killed_worker_resumes_from_the_checkpoint_in_the_bucket_not_its_local
     (tmp_path / "served.pt").write_bytes(model.content)
     train_tiny(plates, fixed, tmp_path / "reference", *config_overrides(train, {}))
     assert same_weights(weights(tmp_path / "served.pt"), weights(tmp_path / "reference" / "model.pt"))
+
+
+@pytest.mark.slow
+def test_a_training_watched_through_a_killed_worker_keeps_its_preview_and_no_poll_lists_the_bucket(
+        s3, ray_local, tmp_path: Path) -> None:
+    """A client watches a training job on S3 whose worker is killed (kill -9) after its first contact sheet, its
+    scratch copy wiped: latest.png keeps serving the recorded sheet from the bucket while the job waits and
+    while its next attempt starts; each preview event's URL serves that sheet's bytes as the bucket holds them,
+    the last one final.png. The server's polls list nothing of the previews folder: moto's record of requests
+    shows it listed at most once an attempt (its worker fetching the job's folder), where each poll of each
+    watcher listed it before."""
+    from fastapi.testclient import TestClient  # httpx: a test dependency only
+
+    from shotfit.service.dispatch import RayRunner  # jobs on Ray: only these tests run them
+    from shotfit.service.store import Job
+
+    plates, fixed = write_shot(tmp_path / "plates"), write_shot(tmp_path / "fixed", KEYFRAMES,
+                                                                  make=lambda f: edit(plate(f)))
+    prefix = f"watch-{tmp_path.name}"
+    settings = ServiceSettings(storage=tmp_path / "scratch", files=f"s3://{BUCKET}/{prefix}", workers=1, poll_s=0.2,
+                               heartbeat_s=0.5)
+    app = create_app(settings, RayRunner(settings), send_webhooks=False)
+    studio = new_studio(app.state.store, "Acme VFX")
+    train = {**TINY_SETTINGS, "train.steps": 300, "train.checkpoint_every": 25, "train.preview_every": 25}
+    with TestClient(app) as client:
+        shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=studio.headers).json()["id"]
+        upload_folder(client, studio, shot_id, "source", plates)
+        upload_folder(client, studio, shot_id, "keyframes", fixed)
+        with _recorded(s3) as recorded:
+            job_id = client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": train},
+                                 headers=studio.headers).json()["id"]
+            with app.state.store.session() as session:
+                studio_id = session.get(Job, job_id).studio_id
+            previews = f"{prefix}/studios/{studio_id}/jobs/{job_id}/run/previews/"
+
+            def in_bucket(name: str) -> bytes:
+                return s3.get_object(Bucket=BUCKET, Key=previews + name)["Body"].read()
+
+            shown, kept, states = [], [], []
+            with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=studio.headers) as stream:
+                for name, data in _events_of(stream.iter_lines()):
+                    if name != "preview":
+                        states.append((data["state"], data["attempt"]))
+                        # the job queued again, or its next attempt's first report (made before it fetches the
+                        # job's folder): the sheet recorded by the dead worker is what latest.png serves
+                        if shown and (data["state"] == "queued" or (data["attempt"] == 2 and not kept)):
+                            served = client.get(f"/v1/jobs/{job_id}/previews/latest.png", headers=studio.headers)
+                            assert served.status_code == 200, (data["state"], served.text)
+                            kept.append(served.content == in_bucket(shown[-1]))
+                        continue
+                    sheet = data["url"].rsplit("?sheet=", 1)[1]
+                    served = client.get(data["url"], headers=studio.headers)
+                    assert served.status_code == 200 and served.content == in_bucket(sheet), sheet
+                    shown.append(sheet)
+                    if len(shown) == 1:  # the first sheet: its worker dies, with what it had locally
+                        with app.state.store.session() as session:
+                            job = session.get(Job, job_id)
+                            assert job.state == "running", job.state
+                            os.kill(job.progress["worker_pid"], signal.SIGKILL)
+                        [work] = (tmp_path / "scratch").glob(f"studios/*/jobs/{job_id}")
+                        shutil.rmtree(work / "run")
+    assert states[-1] == ("succeeded", 2), states
+    assert kept and all(kept), kept
+    assert shown[-1] == "final.png" and len(set(shown)) == len(shown) >= 2, shown
+    listed = _listed(recorded)
+    assert any(p and previews.startswith(p) for p in listed)  # the record holds the workers' fetches
+    assert len([p for p in listed if p.startswith(previews)]) <= 2, [p for p in listed if p.startswith(previews)]

@@ -21,7 +21,7 @@ from shotfit.service import jobwork, schemas, sweepjob
 from shotfit.service.deps import BearerDep, CallerDep, SettingsDep, StoreDep, authorize, errors, not_found
 from shotfit.service.keys import Caller
 from shotfit.service.settings import ServiceSettings
-from shotfit.service.storage import StoredFile, StudioStorage
+from shotfit.service.storage import StoredFile, StudioStorage, UploadRefused, check_name
 from shotfit.service.store import IdempotencyKey, Job, Shot, ShotFile, Store
 from shotfit.service.store.models import FINAL_STATES, new_id, now
 from shotfit.service.views import job_body
@@ -192,30 +192,42 @@ _EVENT_SCHEMA = {"type": "object", "required": ["event", "data"],
 async def job_events(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep,
                      request: Request) -> StreamingResponse:
     """Server-sent events: ``state`` (Job JSON) on each change of state, ``progress`` (Job JSON) on new progress,
-    ``preview`` ({"url"}) on each new training preview; the stream ends after a final state."""
-    first = await run_in_threadpool(_read_job, store, caller, job_id)
-    storage = StudioStorage.of(settings, caller.studio_id)
-    return StreamingResponse(_events(store, caller, first, storage, request, settings.poll_s),
+    ``preview`` ({"url"}) on each new training preview; the stream ends after a final state. Each poll reads the
+    job's row only: the newest preview is the one its worker recorded there, never a listing of the storage."""
+    first, _ = await run_in_threadpool(_read_job, store, caller, job_id)
+    return StreamingResponse(_events(store, caller, first, request, settings.poll_s),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def _read_job(store: Store, caller: Caller, job_id: str) -> schemas.Job:
+def _read_job(store: Store, caller: Caller, job_id: str) -> tuple[schemas.Job, str | None]:
+    """The job as clients see it, and the name of its newest preview sheet (a checked name, or None)."""
     with store.session() as session:
-        return job_body(own_job(session, caller, job_id))
+        job = own_job(session, caller, job_id)
+        return job_body(job), _recorded_preview(job)
 
 
-async def _events(store: Store, caller: Caller, job: schemas.Job, storage: StudioStorage, request: Request,
-                  poll_s: float) -> AsyncIterator[bytes]:
+def _recorded_preview(job: Job) -> str | None:
+    """The contact sheet a training job's worker recorded as its newest in the storage: a plain file name (checked
+    here, before it joins a URL or a path), or None before the first."""
+    if job.kind != "train" or job.preview is None:
+        return None
+    try:
+        return check_name(job.preview) if job.preview.endswith(".png") else None
+    except UploadRefused:
+        return None
+
+
+async def _events(store: Store, caller: Caller, job: schemas.Job, request: Request, poll_s: float
+                  ) -> AsyncIterator[bytes]:
     yield _sse("state", job.model_dump_json())
     state, progress, preview, quiet = job.state, job.progress, None, 0.0
     while job.state not in FINAL_STATES:
         await asyncio.sleep(max(poll_s, 0.2))
         if await request.is_disconnected():
             return
-        job = await run_in_threadpool(_read_job, store, caller, job.id)
-        sheet = await run_in_threadpool(_latest_preview, storage, job.id) if job.kind == "train" else None
-        if sheet is not None and sheet.name != preview:
-            preview = sheet.name
+        job, sheet = await run_in_threadpool(_read_job, store, caller, job.id)
+        if sheet is not None and sheet != preview:
+            preview = sheet
             yield _sse("preview", json.dumps({"url": f"/v1/jobs/{job.id}/previews/latest.png?sheet={preview}"}))
         if job.progress != progress:
             progress, quiet = job.progress, 0.0
@@ -238,12 +250,6 @@ def _results(store: Store, settings: ServiceSettings, caller: Caller, job_id: st
         job = own_job(session, caller, job_id)
     storage = StudioStorage.of(settings, caller.studio_id)
     return job, jobwork.results(job.kind, storage.files(storage.job(job.id)))
-
-
-def _latest_preview(storage: StudioStorage, job_id: str) -> StoredFile | None:
-    """The newest contact sheet of a training job; only its previews folder is listed (a store lists by prefix)."""
-    previews = storage.job(job_id) / "run" / "previews"
-    return jobwork.latest_preview({f"run/previews/{name}": stored for name, stored in storage.files(previews).items()})
 
 
 def _send(stored: StoredFile, name: str, media_type: str, headers: dict[str, str] | None = None) -> Response:
@@ -286,10 +292,12 @@ def result_file(job_id: str, name: str, caller: CallerDep, store: StoreDep, sett
 @router.get("/jobs/{job_id}/previews/latest.png", response_class=FileResponse,
             responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}})
 def latest_preview(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep) -> Response:
-    """The training job's newest contact sheet (404 until the first is written)."""
+    """The training job's newest contact sheet (404 until the first is in the storage): the one its worker recorded,
+    fetched by name (the previews folder is not listed)."""
     with store.session() as session:
-        job = own_job(session, caller, job_id)
-    sheet = _latest_preview(StudioStorage.of(settings, caller.studio_id), job.id) if job.kind == "train" else None
+        name = _recorded_preview(own_job(session, caller, job_id))
+    storage = StudioStorage.of(settings, caller.studio_id)
+    sheet = storage.stored(storage.job(job_id) / "run" / "previews" / name) if name is not None else None
     if sheet is None:
         raise not_found("preview")
     return _send(sheet, "latest.png", "image/png", {"Cache-Control": "no-cache"})

@@ -229,6 +229,22 @@ class StudioStorage:
                 out[relative] = StoredFile(self.fs, str(path), int(info.get("size") or 0))
         return out
 
+    def stored(self, path: Path) -> StoredFile | None:
+        """One file of this studio by its path, or None when it is not there: asked of the file alone (a HEAD
+        request on a store), never by listing its folder."""
+        local = self.inside(path)
+        if not self.remote:
+            try:
+                return StoredFile(self.fs, str(local), local.stat().st_size, local=local) if local.is_file() else None
+            except FileNotFoundError:  # removed in between (retention)
+                return None
+        key = self.key(path)
+        try:
+            info = self.fs.info(key, refresh=True)  # refresh: s3fs would answer from a listing it cached
+        except FileNotFoundError:
+            return None
+        return StoredFile(self.fs, key, int(info.get("size") or 0)) if info.get("type", "file") == "file" else None
+
     def mirror(self, folder: Path) -> Mirror:
         return Mirror(self, folder)
 
@@ -244,7 +260,8 @@ class Mirror:
     def __init__(self, storage: StudioStorage, folder: Path) -> None:
         self.storage, self.folder = storage, folder
         self._sent: dict[str, tuple[int, int]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one pull or push at a time
+        self._sent_lock = threading.Lock()  # _sent's writes, and stores(): never waits for a push in flight
 
     def pull(self, fresh: bool = False) -> int:
         """Fetch the stored files missing here (or of another size); how many came. ``fresh``: drop the local
@@ -271,8 +288,18 @@ class Mirror:
                     os.replace(temp, local)
                     fetched += 1
                 stat = local.stat()
-                self._sent[relative] = (stat.st_size, stat.st_mtime_ns)
+                with self._sent_lock:
+                    self._sent[relative] = (stat.st_size, stat.st_mtime_ns)
         return fetched
+
+    def stores(self, path: Path) -> bool:
+        """Whether the store holds a file at the place of ``path`` (this mirror put or fetched one there; its
+        older version while a rewrite waits for the next push), asked of what the mirror knows, not of the
+        store; a local storage folder holds whatever is in it."""
+        if not self.storage.remote:
+            return path.is_file()
+        with self._sent_lock:
+            return path.relative_to(self.folder).as_posix() in self._sent
 
     def push(self, only: Path | None = None) -> int:
         """Put the files (or the one file ``only``) changed since the last push or pull; how many went."""
@@ -288,7 +315,8 @@ class Mirror:
                 if self._sent.get(relative) == (stat.st_size, stat.st_mtime_ns):
                     continue
                 self.storage.fs.put_file(str(path), self.storage.key(path))
-                self._sent[relative] = (stat.st_size, stat.st_mtime_ns)
+                with self._sent_lock:
+                    self._sent[relative] = (stat.st_size, stat.st_mtime_ns)
                 sent += 1
         return sent
 

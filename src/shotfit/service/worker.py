@@ -6,7 +6,9 @@ With the studios' files in a store (``files``: S3 or any fsspec URL), a job work
 inputs (the shot, the run it renders or exports, what an earlier attempt left) are fetched to the same
 layout under the local storage folder before it starts, and what it writes is put back as it goes (each
 rendered frame at once, the rest at every heartbeat) and before its final state is written, so a result
-the API lists is in the store, and an attempt on another machine resumes from what the last one put.
+the API lists is in the store, and an attempt on another machine resumes from what the last one put. A
+training job's newest contact sheet is named in its record once the sheet is in the store: what a client
+watching the job reads, with no listing of the store.
 
 It writes only while the job is still at its own attempt: a worker that was thought lost, and
 replaced, finds so at its next heartbeat and stops without touching the job's record.
@@ -97,6 +99,17 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(err).__name__
 
 
+def newest_stored_sheet(mirror: Mirror, run: RunFolder) -> str | None:
+    """The name of the run's newest contact sheet that the store holds too (``mirror`` put or fetched it), as
+    :func:`jobwork.latest_preview` orders them; None before the first. Read from the local copy and what the
+    mirror knows: the store is not asked."""
+    if not run.previews.is_dir():
+        return None
+    sheets = {f"run/previews/{sheet.name}": sheet.name for sheet in sorted(run.previews.glob("*.png"))
+              if not sheet.name.startswith(".") and mirror.stores(sheet)}  # hidden: the write guard's temporaries
+    return jobwork.latest_preview(sheets)
+
+
 def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
     """A Ray task: render ``frames`` of a render job into its folder (frames there already are skipped),
     recording each frame written; True when it stopped early (cancelled, or the attempt is over)."""
@@ -176,10 +189,13 @@ class Attempt:
         self._dirty = False
         self._last_write = 0.0
         self._lock = threading.Lock()
+        self._reporting = threading.Lock()  # one write at a time: a slower older one never lands after a newer
         self._beating = threading.Event()
         self._mlflow_seen = False
         self._run = Path()
         self._mirror: Mirror | None = None
+        self._kind = ""
+        self._preview: str | None = None  # the contact sheet the job's record names (its ``preview``)
         self._trials: dict[str, str] = {}
 
     # --- reports -----------------------------------------------------------------------------------
@@ -196,13 +212,17 @@ class Attempt:
         return done.rowcount == 1
 
     def heartbeat(self) -> None:
-        """Tell the store this attempt lives (with any progress not yet written), and hear of a cancel."""
-        with self._lock:
-            values: dict[str, Any] = {"heartbeat": now()}
-            if self._dirty:
-                values["progress"], self._dirty, self._last_write = dict(self._progress), False, time.monotonic()
-        if not self._write(**values):
-            return
+        """Tell the store this attempt lives (with any progress not yet written, and a newer contact sheet in the
+        storage), and hear of a cancel."""
+        with self._reporting:
+            with self._lock:
+                values: dict[str, Any] = {"heartbeat": now()}
+                if self._dirty:
+                    values["progress"], self._dirty, self._last_write = dict(self._progress), False, time.monotonic()
+            values.update(self._new_preview())
+            if not self._write(**values):
+                return
+            self._preview = values.get("preview", self._preview)
         with self.store.session() as session:
             if session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
                 self.cancelled.set()
@@ -220,6 +240,16 @@ class Attempt:
                     self._mirror.push()  # checkpoints, previews, frames: what a client or a next attempt reads
             except Exception:  # the store away for a moment: the next beat tries again
                 log.exception("heartbeat of job %s failed", self.job_id)
+
+    def _new_preview(self) -> dict[str, Any]:
+        """``{"preview": name}`` when the newest contact sheet of the run that the storage holds too (put there,
+        or fetched from there by this attempt) is not the one the job's record names; else nothing. Clients read
+        the record, so a sheet is named only once it can be served, and the previews folder in the store is
+        never listed to find it (there, each listing is a request)."""
+        if self._kind != "train" or self._mirror is None:  # before staging, the local copy is not the store's
+            return {}
+        newest = newest_stored_sheet(self._mirror, RunFolder(self._run))
+        return {} if newest == self._preview else {"preview": newest}
 
     def should_stop(self) -> bool:
         return self.cancelled.is_set() or self.superseded.is_set()
@@ -241,6 +271,7 @@ class Attempt:
                 return "superseded"
             kind, settings, shot_id, run_id, studio_id = job.kind, dict(job.settings), job.shot_id, job.run_id, \
                 job.studio_id
+            self._kind, self._preview = kind, job.preview
         folders = job_folders(self.assignment, studio_id, kind, shot_id, run_id)
         work = folders.work
         self._run = folders.run or work
@@ -270,8 +301,9 @@ class Attempt:
             return "superseded"
         with self._lock:
             progress = dict(self._progress)
-        if not self._write(state=state, error=error, finished=now(), progress=progress):
-            return "superseded"
+        with self._reporting:  # the sheets put back above are named with the final state
+            if not self._write(state=state, error=error, finished=now(), progress=progress, **self._new_preview()):
+                return "superseded"
         enqueue(self.store, self.job_id, f"job.{state}")
         return state
 

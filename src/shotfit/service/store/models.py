@@ -136,7 +136,9 @@ class Upload(Base):
 
 class Job(Base):
     """A train/render/export/suggest/sweep job. ``attempt`` counts claims: a worker writes only while the job is
-    still at its attempt, so a worker thought dead can never overwrite the one that replaced it."""
+    still at its attempt, so a worker thought dead can never overwrite the one that replaced it. ``preview``: a
+    training job's newest contact sheet (a file name in its run's ``previews/``), written by the worker once
+    the sheet is in the storage, and kept across attempts (a next attempt starts from the same stored files)."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_state_created", "state", "created"),)
@@ -154,6 +156,7 @@ class Job(Base):
     heartbeat: Mapped[datetime | None] = mapped_column(nullable=True)
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    preview: Mapped[str | None] = mapped_column(String(255), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[datetime] = mapped_column(default=now)
     started: Mapped[datetime | None] = mapped_column(nullable=True)
