@@ -8,65 +8,26 @@ import io
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import shots
-from service_helpers import SMALL_LIMITS, TINY_SETTINGS, new_studio, upload, upload_folder, wait_for
+from service_helpers import (
+    BUCKET,
+    SMALL_LIMITS,
+    TINY_SETTINGS,
+    bucket_keys,
+    new_studio,
+    upload,
+    upload_folder,
+    wait_for,
+)
 from shots import KEYFRAMES, edit, fails, plate, same_weights, succeeds, train_tiny, weights, write_png, write_shot
 
 from shotfit.service.app import create_app
 from shotfit.service.settings import ServiceSettings
-
-BUCKET = "shotfit-test"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[object]:
-    """moto's S3 server in a process of its own on a free loopback port, a bucket in it, and the ``AWS_*``
-    variables that point at it (set for the module, so the Ray workers started after them inherit them); a
-    boto3 client to look inside. Its own process: moto keeps one AWS per process, which the cloud tests'
-    emulator resets before each of their tests (a pytest worker may run one between two of these)."""
-    import boto3  # the test's own view of the bucket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.create_bucket(Bucket=BUCKET)
-                break
-            except Exception:  # not answering yet
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}.items():
-                patch.setenv(name, value)
-            yield client
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _keys(client, prefix: str) -> dict[str, bytes]:
-    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-    return {item["Key"]: client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read() for item in listed}
 
 
 @pytest.fixture
@@ -87,7 +48,7 @@ def test_uploads_land_in_the_bucket_and_names_stay_data(s3, s3_app, tmp_path: Pa
     shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=acme.headers).json()["id"]
     done = upload(client, acme, shot_id, "source", "plate.1001.png", png, chunk=700)
     assert done.status_code == 200 and done.json()["complete"], done.text
-    stored = _keys(s3, prefix)
+    stored = bucket_keys(s3, prefix)
     [(key, data)] = stored.items()
     assert key.endswith(f"/shots/{shot_id}/source/plate.1001.png") and data == png
     # nothing of the file stays on the server's disk once it is in the bucket
@@ -100,7 +61,7 @@ def test_uploads_land_in_the_bucket_and_names_stay_data(s3, s3_app, tmp_path: Pa
         answer = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": name, "size": len(png)},
                              headers=acme.headers)
         assert answer.status_code == status, (name, answer.text)
-    assert _keys(s3, prefix) == stored  # nothing else written, anywhere in the bucket
+    assert bucket_keys(s3, prefix) == stored  # nothing else written, anywhere in the bucket
     assert {k["Key"] for k in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])} == set(stored)
 
 
@@ -132,7 +93,7 @@ def test_a_job_folder_rewritten_elsewhere_is_fetched_fresh_and_hidden_files_stay
     assert a.mirror(work_a).pull() == 0 and (work_a / "run" / "last.pt").read_bytes() == b"step 10"
     assert a.mirror(work_a).pull(fresh=True) == 1 and (work_a / "run" / "last.pt").read_bytes() == b"step 20"
     assert (work_a / ".attempt.lock").exists()
-    assert set(_keys(s3, tmp_path.name)) == {f"{tmp_path.name}/studios/studio_x/jobs/job_1/run/last.pt"}
+    assert set(bucket_keys(s3, tmp_path.name)) == {f"{tmp_path.name}/studios/studio_x/jobs/job_1/run/last.pt"}
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +150,7 @@ def test_train_then_render_on_s3_gives_the_frames_of_a_local_folder(s3, ray_loca
     for name in sorted(frames):
         assert on_s3[name] == local[name], name
     # the results live in the bucket (what the API streamed), and the run the render read was put there too
-    stored = _keys(s3, "jobs/")
+    stored = bucket_keys(s3, "jobs/")
     for name in frames:
         [key] = [k for k in stored if k.endswith(f"/jobs/{render_id}/frames/{name}")]
         assert stored[key] == local[name]
@@ -231,7 +192,7 @@ def test_a_killed_worker_resumes_from_the_checkpoint_in_the_bucket_not_its_local
         job = client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": train},
                           headers=studio.headers).json()
         deadline = time.monotonic() + 240
-        while not any("/checkpoints/" in key for key in _keys(s3, f"{prefix}/")):  # one put in the bucket
+        while not any("/checkpoints/" in key for key in bucket_keys(s3, f"{prefix}/")):  # one put in the bucket
             state = client.get(f"/v1/jobs/{job['id']}", headers=studio.headers).json()["state"]
             assert time.monotonic() < deadline and state in ("queued", "running"), state
             time.sleep(0.2)

@@ -57,12 +57,19 @@ def _purge_jobs(store: Store, storage: StudioStorage, studio_id: str, cutoff: da
 
 
 def _purge_uploads(store: Store, storage: StudioStorage, studio_id: str, cutoff: datetime) -> int:
+    """Discard the uploads unfinished since the cutoff (their part file, or their pieces in the store), and any
+    pieces left in the store by an upload that is done or gone (a server that died before removing them)."""
+    with_pieces = storage.uploads_with_pieces()  # listed first: an upload still arriving is in the query below
     with store.session() as session:
         stale = session.execute(select(Upload.id, Upload.name).where(
             Upload.studio_id == studio_id, Upload.complete.is_(False), Upload.updated < cutoff)).all()
         for upload_id, name in stale:
             storage.discard(upload_id, name)
             session.execute(delete(Upload).where(Upload.id == upload_id))
+        arriving = set(session.scalars(select(Upload.id).where(Upload.studio_id == studio_id,
+                                                               Upload.complete.is_(False))).all())
+    for upload_id in sorted(with_pieces - arriving):
+        storage.drop_pieces(upload_id)
     return len(stale)
 
 
