@@ -236,6 +236,9 @@ def test_retention_removes_an_unfinished_uploads_pieces_and_any_left_behind(s3, 
     assert len(left) == 1 and f"/uploads/{arriving}/pieces/" in left[0]  # the one still arriving stays
     assert servers.placed(s3, "plate.1001.png") == png
     assert servers.a.get(f"/v1/uploads/{unfinished}", headers=servers.studio.headers).status_code == 404
+    assert servers.patch(servers.a, arriving, 500, png[500:]).json()["complete"]
+    assert purge(servers.a.app.state.store, settings) == {"shots": 0, "uploads": 0, "jobs": 0}  # type: ignore[attr-defined]
+    assert servers.pieces(s3) == [] and servers.placed(s3, "plate.1003.png") == png
 
 
 def _studio_id(servers: Servers) -> str:

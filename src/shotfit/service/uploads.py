@@ -186,28 +186,33 @@ def complete(store: Store, settings: ServiceSettings, storage: StudioStorage, up
     upload (send it again)."""
     claim = _claim(store, upload.id)
     if claim is None:
-        row = _row(store, upload.id)
-        if row.complete:  # another request finished it meanwhile
-            return row
-        raise HTTPException(409, "another request is checking this upload's last bytes: ask for it again (GET) "
-                                 "in a while", headers=_offset_header(row.offset))
+        return _taken(store, upload.id)
     try:
-        if storage.remote:
-            _gather(store, storage, upload, claim)
+        if storage.remote and (placed := _gather(store, storage, upload, claim)) is not None:
+            return placed
         checked = sniff(storage.part(upload.id, upload.name), upload.name, settings.limits.max_pixels)
         storage.place(upload.id, upload.shot_id, upload.role, upload.name)
     except UploadRefused as err:
-        row = _row(store, upload.id)
-        if row.complete:  # a request that took over a lapsed claim placed it first
-            return row
+        with store.session() as session:  # only while this request's claim holds
+            gone = session.execute(delete(Upload).where(Upload.id == upload.id, Upload.complete.is_(False),
+                                                        Upload.completing == claim)).rowcount
+        if not gone:  # the claim lapsed and a request that took it over decides
+            return _taken(store, upload.id)
         storage.discard(upload.id, upload.name)
-        with store.session() as session:
-            session.execute(delete(Upload).where(Upload.id == upload.id, Upload.complete.is_(False)))
         raise HTTPException(err.status, f"{err} (the upload is discarded)") from None
     except BaseException:
         _release(store, upload.id, claim)
         raise
     return _finish(store, storage, upload, checked)
+
+
+def _taken(store: Store, upload_id: str) -> Upload:
+    """The upload another request completed, or 409 while another request is completing it."""
+    row = _row(store, upload_id)
+    if row.complete:
+        return row
+    raise HTTPException(409, "another request is checking this upload's last bytes: ask for it again (GET) in a "
+                             "while", headers=_offset_header(row.offset))
 
 
 def _claim(store: Store, upload_id: str) -> datetime | None:
@@ -227,9 +232,10 @@ def _release(store: Store, upload_id: str, claim: datetime) -> None:
                         .values(completing=None).execution_options(synchronize_session=False))
 
 
-def _gather(store: Store, storage: StudioStorage, upload: Upload, claim: datetime) -> None:
+def _gather(store: Store, storage: StudioStorage, upload: Upload, claim: datetime) -> Upload | None:
     """Fetch the acknowledged pieces into the local part file. A piece the store lost rewinds the upload to
-    where it starts (409 with that offset: the client sends from there), as a lost part file does."""
+    where it starts (409 with that offset: the client sends from there), as a lost part file does. The upload
+    when another request, which took over a lapsed claim, completed it meanwhile."""
     with store.session() as session:
         rows = session.execute(select(UploadPiece.start, UploadPiece.stop, UploadPiece.tag)
                                .where(UploadPiece.upload_id == upload.id).order_by(UploadPiece.start)).all()
@@ -238,11 +244,8 @@ def _gather(store: Store, storage: StudioStorage, upload: Upload, claim: datetim
         part = storage.assemble(upload.id, upload.name, pieces)
         if part.stat().st_size != upload.size:
             raise PieceMissing(part.stat().st_size)
-    except PieceMissing as lost:
+    except PieceMissing as lost:  # (a piece removed by a request that completed the upload: see below)
         storage.part(upload.id, upload.name).unlink(missing_ok=True)
-        row = _row(store, upload.id)
-        if row.complete:
-            raise UploadRefused("the upload is complete", 409) from None  # answered with the row by complete()
         with store.session() as session:  # only while this request's claim holds
             rewound = session.execute(update(Upload).where(Upload.id == upload.id, Upload.completing == claim)
                                       .values(offset=lost.start, completing=None, updated=now())
@@ -250,8 +253,11 @@ def _gather(store: Store, storage: StudioStorage, upload: Upload, claim: datetim
             if rewound.rowcount == 1:
                 session.execute(delete(UploadPiece).where(UploadPiece.upload_id == upload.id,
                                                           UploadPiece.stop > lost.start))
+        if rewound.rowcount != 1:  # the claim lapsed (its pieces removed by the request that placed it)
+            return _taken(store, upload.id)
         raise HTTPException(409, f"the store lost this upload's bytes from {lost.start}: send from there",
                             headers=_offset_header(lost.start)) from None
+    return None
 
 
 def _finish(store: Store, storage: StudioStorage, upload: Upload, checked: Checked) -> Upload:
