@@ -218,7 +218,8 @@ def test_an_upload_is_checked_and_placed_by_one_request_at_a_time(s3, servers: S
     assert servers.placed(s3, "plate.1001.png") == png and servers.pieces(s3) == []
 
 
-def test_retention_removes_an_unfinished_uploads_pieces_and_any_left_behind(s3, servers: Servers, png) -> None:
+def test_housekeeping_removes_pieces_left_behind_and_retention_an_unfinished_uploads(s3, servers: Servers,
+                                                                                     png) -> None:
     done_id = servers.create("plate.1001.png", len(png))
     assert servers.patch(servers.a, done_id, 0, png).json()["complete"]
     # a server that died after placing a file, before removing its pieces
@@ -228,16 +229,19 @@ def test_retention_removes_an_unfinished_uploads_pieces_and_any_left_behind(s3, 
     assert servers.patch(servers.b, unfinished, 0, png[:500]).status_code == 200
     arriving = servers.create("plate.1003.png", len(png))
     assert servers.patch(servers.b, arriving, 0, png[:500]).status_code == 200
-    with servers.a.app.state.store.session() as session:  # type: ignore[attr-defined]
+    store, url = servers.a.app.state.store, f"s3://{BUCKET}/{servers.prefix}"  # type: ignore[attr-defined]
+    # no retention: only what no upload needs goes
+    assert purge(store, ServiceSettings(storage=servers.scratch[0], files=url))["uploads"] == 0
+    assert {key.split("/uploads/")[1].split("/")[0] for key in servers.pieces(s3)} == {unfinished, arriving}
+    with store.session() as session:
         session.execute(update(Upload).where(Upload.id == unfinished).values(updated=now() - timedelta(days=3)))
-    settings = ServiceSettings(storage=servers.scratch[0], files=f"s3://{BUCKET}/{servers.prefix}", retention_days=2)
-    assert purge(servers.a.app.state.store, settings)["uploads"] == 1  # type: ignore[attr-defined]
+    assert purge(store, ServiceSettings(storage=servers.scratch[0], files=url, retention_days=2))["uploads"] == 1
     left = servers.pieces(s3)
     assert len(left) == 1 and f"/uploads/{arriving}/pieces/" in left[0]  # the one still arriving stays
     assert servers.placed(s3, "plate.1001.png") == png
     assert servers.a.get(f"/v1/uploads/{unfinished}", headers=servers.studio.headers).status_code == 404
     assert servers.patch(servers.a, arriving, 500, png[500:]).json()["complete"]
-    assert purge(servers.a.app.state.store, settings) == {"shots": 0, "uploads": 0, "jobs": 0}  # type: ignore[attr-defined]
+    assert purge(store, ServiceSettings(storage=servers.scratch[0], files=url))["uploads"] == 0
     assert servers.pieces(s3) == [] and servers.placed(s3, "plate.1003.png") == png
 
 
