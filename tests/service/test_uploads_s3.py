@@ -69,8 +69,9 @@ def two_servers(tmp_path: Path, db: str) -> Iterator[Servers]:
 
 
 @pytest.fixture
-def servers(s3: Any, tmp_path: Path) -> Iterator[Servers]:
-    with two_servers(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}") as both:
+def servers(s3: Any, tmp_path: Path, db_url: str) -> Iterator[Servers]:
+    """Two servers on one SQLite file, then on one database of the real PostgreSQL."""
+    with two_servers(tmp_path, db_url) as both:
         yield both
 
 
@@ -115,12 +116,7 @@ def _patch_straight(client: TestClient, upload_id: str, offset: int, studio: Stu
     return client.portal.start_task_soon(call)
 
 
-def test_an_upload_whose_patches_alternate_between_two_servers_arrives_whole(s3, tmp_path, db_url, png) -> None:
-    with two_servers(tmp_path, db_url) as servers:
-        _alternate(s3, servers, png)
-
-
-def _alternate(s3: Any, servers: Servers, png: bytes) -> None:
+def test_an_upload_whose_patches_alternate_between_two_servers_arrives_whole(s3, servers: Servers, png) -> None:
     upload_id, offset, turn = servers.create("plate.1001.png", len(png)), 0, 0
     while offset < len(png):
         answer = servers.patch((servers.a, servers.b)[turn % 2], upload_id, offset, png[offset:offset + 500])
