@@ -82,9 +82,10 @@ def png(tmp_path: Path) -> bytes:
 
 
 def _patch_straight(client: TestClient, upload_id: str, offset: int, studio: Studio, body: bytes, declared: int,
-                    gate: threading.Event | None) -> Future[int]:
+                    gate: threading.Event | None, waiting: threading.Event | None = None) -> Future[tuple[int, str]]:
     """A PATCH sent to the app as an ASGI server would pass it: ``body`` arrives (``declared`` bytes announced),
-    then the client goes away (``gate`` None) or, once ``gate`` is set, the body ends. Its status, to come."""
+    then the client goes away (``gate`` None) or, once ``gate`` is set, the body ends (``waiting`` is set
+    while the app waits for that end). Its status and body, to come."""
     path = f"/v1/uploads/{upload_id}"
     headers = {**studio.headers, "Upload-Offset": str(offset), "Content-Length": str(declared),
                "Content-Type": "application/offset+octet-stream"}
@@ -94,12 +95,15 @@ def _patch_straight(client: TestClient, upload_id: str, offset: int, studio: Stu
              "client": ("127.0.0.1", 50000), "server": ("testserver", 80), "state": client.app_state.copy()}
     messages = [{"type": "http.request", "body": body, "more_body": True}]
     status: list[int] = []
+    sent: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
         if messages:
             return messages.pop(0)
         if gate is None:
             return {"type": "http.disconnect"}
+        if waiting is not None:
+            waiting.set()
         while not gate.is_set():
             await anyio.sleep(0.01)
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -107,10 +111,12 @@ def _patch_straight(client: TestClient, upload_id: str, offset: int, studio: Stu
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
+        elif message["type"] == "http.response.body":
+            sent.append(message.get("body", b""))
 
-    async def call() -> int:
+    async def call() -> tuple[int, str]:
         await client.app(scope, receive, send)
-        return status[0]
+        return status[0], b"".join(sent).decode()
 
     assert client.portal is not None
     return client.portal.start_task_soon(call)
@@ -152,12 +158,14 @@ def test_two_patches_at_one_offset_on_two_servers_count_once(s3, servers: Server
     """A retried PATCH reaching the other server while the first is still sending: the one committed first
     counts, the other is answered 409 with the offset, and its bytes are never part of the file."""
     upload_id = servers.create("plate.1001.png", len(png))
-    gate = threading.Event()
-    slow = _patch_straight(servers.a, upload_id, 0, servers.studio, b"\0" * 1000, 1000, gate=gate)
+    gate, waiting = threading.Event(), threading.Event()
+    slow = _patch_straight(servers.a, upload_id, 0, servers.studio, b"\0" * 1000, 1000, gate=gate, waiting=waiting)
+    assert waiting.wait(timeout=60)  # A took the PATCH at offset 0 and is receiving its body
     fast = servers.patch(servers.b, upload_id, 0, png[:700])
     assert fast.status_code == 200 and fast.json()["offset"] == 700
     gate.set()
-    assert slow.result(timeout=60) == 409
+    code, body = slow.result(timeout=60)
+    assert code == 409 and "another request sent this upload's bytes from 0 first; it is at 700" in body, body
     state = servers.a.get(f"/v1/uploads/{upload_id}", headers=servers.studio.headers).json()
     assert state["offset"] == 700
     done = servers.patch(servers.a, upload_id, 700, png[700:])
