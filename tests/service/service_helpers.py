@@ -80,9 +80,3 @@ def wait_for(client: Any, studio: Studio, job_id: str, states: Iterable[str] = (
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s: {job}")
         time.sleep(poll)
-
-
-def bucket_keys(client: Any, prefix: str) -> dict[str, bytes]:
-    """Every object in the test bucket under ``prefix``, by key (``client``: the ``s3`` fixture's boto3 client)."""
-    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-    return {item["Key"]: client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read() for item in listed}

@@ -14,20 +14,16 @@ from pathlib import Path
 
 import pytest
 import shots
-from service_helpers import (
-    BUCKET,
-    SMALL_LIMITS,
-    TINY_SETTINGS,
-    bucket_keys,
-    new_studio,
-    upload,
-    upload_folder,
-    wait_for,
-)
+from service_helpers import BUCKET, SMALL_LIMITS, TINY_SETTINGS, new_studio, upload, upload_folder, wait_for
 from shots import KEYFRAMES, edit, fails, plate, same_weights, succeeds, train_tiny, weights, write_png, write_shot
 
 from shotfit.service.app import create_app
 from shotfit.service.settings import ServiceSettings
+
+
+def _keys(client, prefix: str) -> dict[str, bytes]:
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {item["Key"]: client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read() for item in listed}
 
 
 @pytest.fixture
@@ -48,7 +44,7 @@ def test_uploads_land_in_the_bucket_and_names_stay_data(s3, s3_app, tmp_path: Pa
     shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=acme.headers).json()["id"]
     done = upload(client, acme, shot_id, "source", "plate.1001.png", png, chunk=700)
     assert done.status_code == 200 and done.json()["complete"], done.text
-    stored = bucket_keys(s3, prefix)
+    stored = _keys(s3, prefix)
     [(key, data)] = stored.items()
     assert key.endswith(f"/shots/{shot_id}/source/plate.1001.png") and data == png
     # nothing of the file stays on the server's disk once it is in the bucket
@@ -61,7 +57,7 @@ def test_uploads_land_in_the_bucket_and_names_stay_data(s3, s3_app, tmp_path: Pa
         answer = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": name, "size": len(png)},
                              headers=acme.headers)
         assert answer.status_code == status, (name, answer.text)
-    assert bucket_keys(s3, prefix) == stored  # nothing else written, anywhere in the bucket
+    assert _keys(s3, prefix) == stored  # nothing else written, anywhere in the bucket
     assert {k["Key"] for k in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])} == set(stored)
 
 
@@ -93,7 +89,7 @@ def test_a_job_folder_rewritten_elsewhere_is_fetched_fresh_and_hidden_files_stay
     assert a.mirror(work_a).pull() == 0 and (work_a / "run" / "last.pt").read_bytes() == b"step 10"
     assert a.mirror(work_a).pull(fresh=True) == 1 and (work_a / "run" / "last.pt").read_bytes() == b"step 20"
     assert (work_a / ".attempt.lock").exists()
-    assert set(bucket_keys(s3, tmp_path.name)) == {f"{tmp_path.name}/studios/studio_x/jobs/job_1/run/last.pt"}
+    assert set(_keys(s3, tmp_path.name)) == {f"{tmp_path.name}/studios/studio_x/jobs/job_1/run/last.pt"}
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +146,7 @@ def test_train_then_render_on_s3_gives_the_frames_of_a_local_folder(s3, ray_loca
     for name in sorted(frames):
         assert on_s3[name] == local[name], name
     # the results live in the bucket (what the API streamed), and the run the render read was put there too
-    stored = bucket_keys(s3, "jobs/")
+    stored = _keys(s3, "jobs/")
     for name in frames:
         [key] = [k for k in stored if k.endswith(f"/jobs/{render_id}/frames/{name}")]
         assert stored[key] == local[name]
@@ -192,7 +188,7 @@ def test_a_killed_worker_resumes_from_the_checkpoint_in_the_bucket_not_its_local
         job = client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": train},
                           headers=studio.headers).json()
         deadline = time.monotonic() + 240
-        while not any("/checkpoints/" in key for key in bucket_keys(s3, f"{prefix}/")):  # one put in the bucket
+        while not any("/checkpoints/" in key for key in _keys(s3, f"{prefix}/")):  # one put in the bucket
             state = client.get(f"/v1/jobs/{job['id']}", headers=studio.headers).json()["state"]
             assert time.monotonic() < deadline and state in ("queued", "running"), state
             time.sleep(0.2)

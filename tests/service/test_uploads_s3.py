@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import BUCKET, SMALL_LIMITS, Studio, bucket_keys, new_studio
+from service_helpers import BUCKET, SMALL_LIMITS, Studio, new_studio
 from shots import plate, write_png
 from sqlalchemy import select, update
 
@@ -24,6 +24,11 @@ from shotfit.service.settings import ServiceSettings
 from shotfit.service.store import ShotFile, Upload
 from shotfit.service.store import Studio as StudioRow
 from shotfit.service.store.models import now
+
+
+def bucket_keys(client: Any, prefix: str) -> dict[str, bytes]:
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {item["Key"]: client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read() for item in listed}
 
 
 class Servers:
