@@ -278,7 +278,7 @@ def _finish(store: Store, storage: StudioStorage, upload: Upload, checked: Check
     if storage.remote:
         try:
             storage.drop_pieces(upload.id)
-        except Exception:  # the file is placed; pieces left behind go at the next retention round
+        except Exception:  # the file is placed; pieces left behind go at the next housekeeping round
             log.warning("upload %s: its pieces could not be removed from the store", upload.id, exc_info=True)
     assert row is not None
     return row
