@@ -1,4 +1,5 @@
-"""Fixtures for the service: a store on SQLite and on a real PostgreSQL, an app with two studios, and uploads.
+"""Fixtures for the service: a store on SQLite and on a real PostgreSQL, an app with two studios, uploads, and a
+real S3 endpoint (moto's server).
 
 The service's tests import their helpers by name (``from service_helpers import ...``): this folder is on
 sys.path through this conftest.
@@ -6,7 +7,13 @@ sys.path through this conftest.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import socket
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from postgres import postgres_bin, postgres_server  # noqa: E402
-from service_helpers import SMALL_LIMITS, Studio, new_studio  # noqa: E402
+from service_helpers import BUCKET, SMALL_LIMITS, Studio, new_studio  # noqa: E402
 
 from shotfit.service.app import create_app  # noqa: E402
 from shotfit.service.settings import ServiceSettings  # noqa: E402
@@ -73,3 +80,56 @@ def client(app):
 def studios(app) -> tuple[Studio, Studio]:
     """Two studios with a key each."""
     return new_studio(app.state.store, "Acme VFX"), new_studio(app.state.store, "Zeta Post")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """moto's S3 server in a process of its own on a free loopback port, a bucket in it, and the ``AWS_*``
+    variables that point at it (set for the module, so the Ray workers started after them inherit them); a
+    boto3 client to look inside. Its own process: moto keeps one AWS per process, which the cloud tests'
+    emulator resets before each of their tests (a pytest worker may run one between two of these). It keeps
+    its record of requests (test_storage_s3.py's ``_recorded``) in a temporary folder."""
+    import boto3  # the test's own view of the bucket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    recording = tmp_path_factory.mktemp("moto") / "requests.jsonl"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)})
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:  # not answering yet
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}.items():
+                patch.setenv(name, value)
+            _forget_s3_clients()
+            yield client
+    finally:
+        _forget_s3_clients()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _forget_s3_clients() -> None:
+    """fsspec keeps one file system for the same arguments, bound to the endpoint it was made with: a module's
+    new server (another port) needs new ones."""
+    from shotfit.service.storage import open_files  # the server's cached stores
+
+    open_files.cache_clear()
+    for module, name in (("obstore.fsspec", "FsspecStore"), ("s3fs", "S3FileSystem")):
+        if importlib.util.find_spec(module.split(".")[0]) is not None:
+            getattr(importlib.import_module(module), name).clear_instance_cache()

@@ -23,6 +23,10 @@ SMALL_LIMITS = Limits(max_file_bytes=200_000, max_files=8, max_storage_bytes=2_0
                       requests_per_minute=0, max_pixels=256 * 256)
 
 
+# the bucket in moto's S3 server (conftest's ``s3`` fixture)
+BUCKET = "shotfit-test"
+
+
 @dataclass(frozen=True)
 class Studio:
     name: str

@@ -10,9 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -21,53 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import shots
-from service_helpers import SMALL_LIMITS, TINY_SETTINGS, new_studio, upload, upload_folder, wait_for
+from service_helpers import BUCKET, SMALL_LIMITS, TINY_SETTINGS, new_studio, upload, upload_folder, wait_for
 from shots import KEYFRAMES, edit, fails, plate, same_weights, succeeds, train_tiny, weights, write_png, write_shot
 
 from shotfit.service.app import create_app
 from shotfit.service.settings import ServiceSettings
-
-BUCKET = "shotfit-test"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """moto's S3 server in a process of its own on a free loopback port, a bucket in it, and the ``AWS_*``
-    variables that point at it (set for the module, so the Ray workers started after them inherit them); a
-    boto3 client to look inside. Its own process: moto keeps one AWS per process, which the cloud tests'
-    emulator resets before each of their tests (a pytest worker may run one between two of these). It keeps
-    its record of requests (see :func:`_recorded`) in a temporary folder."""
-    import boto3  # the test's own view of the bucket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    recording = tmp_path_factory.mktemp("moto") / "requests.jsonl"
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)})
-    try:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.create_bucket(Bucket=BUCKET)
-                break
-            except Exception:  # not answering yet
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}.items():
-                patch.setenv(name, value)
-            yield client
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from shotfit.service.store import Job, Shot, Store, Studio, open_store
 from shotfit.service.store.models import new_id, now
 
 TABLES = {"studios", "api_keys", "shots", "files", "uploads", "jobs", "job_frames", "idempotency_keys", "webhooks",
-          "deliveries", "alembic_version"}
+          "deliveries", "upload_pieces", "alembic_version"}
 
 
 @pytest.fixture

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from service_helpers import Studio, upload
 from shots import plate, write_exr, write_png, write_video
+from sqlalchemy import update
+
+from shotfit.service.store import ShotFile, Upload
+from shotfit.service.store.models import now
 
 BAD_NAMES = ["../escape.png", "..\\escape.png", "/etc/passwd.png", "a/b.png", "sub/../../x.png", ".hidden.png",
              "C:\\temp\\x.png", "x.png\x00.txt", "%2e%2e%2fx.png", "..", "plate .png", "pl\nate.png"]
@@ -155,3 +160,26 @@ def test_limits_on_size_count_pixels_and_chunks_are_clear_4xx(client, studios, s
     assert huge.status_code == 413 and "pixels" in huge.json()["detail"]
     bad_offset = client.patch(f"/v1/uploads/{made['id']}", content=b"x", headers={**acme.headers, "Upload-Offset": "-1"})
     assert bad_offset.status_code == 422 and "upload-offset" in bad_offset.json()["detail"]
+
+
+def test_an_upload_being_checked_elsewhere_gets_409_and_an_empty_patch_finishes_it_once(client, studios, shot_id,
+                                                                                       png, settings) -> None:
+    """Another request holds the claim on checking the upload's last bytes: 409 with its offset; once that
+    claim lapsed (its server died), an empty PATCH at the end checks and places the file, once."""
+    acme, store = studios[0], client.app.state.store
+    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "plate.1001.png",
+                                                             "size": len(png)}, headers=acme.headers).json()
+    url = f"/v1/uploads/{made['id']}"
+    with store.session() as session:
+        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now()))
+    busy = client.patch(url, content=png, headers={**acme.headers, "Upload-Offset": "0"})
+    assert busy.status_code == 409 and busy.headers["Upload-Offset"] == str(len(png)), busy.text
+    assert client.get(url, headers=acme.headers).json()["complete"] is False
+    with store.session() as session:
+        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now() - timedelta(hours=1)))
+    done = client.patch(url, content=b"", headers={**acme.headers, "Upload-Offset": str(len(png))})
+    assert done.status_code == 200 and done.json()["complete"], done.text
+    with store.session() as session:
+        assert session.query(ShotFile).filter_by(shot_id=shot_id).count() == 1
+    [placed] = Path(settings.storage).rglob("plate.1001.png")
+    assert placed.read_bytes() == png

@@ -1,6 +1,7 @@
 """Retention: a studio's uploads and results are deleted once older than its retention (the studio's own
 ``retention_days``, else the server's). The records stay (a shot with no files, a job with no results),
-so a client sees what was there and why it is gone; nothing a queued or running job needs is touched."""
+so a client sees what was there and why it is gone; nothing a queued or running job needs is touched.
+Every round also removes, for every studio, upload pieces left in a files' store by finished uploads."""
 
 from __future__ import annotations
 
@@ -26,10 +27,13 @@ def purge(store: Store, settings: ServiceSettings, at: datetime | None = None) -
     with store.session() as session:
         studios = session.execute(select(Studio.id, Studio.retention_days)).all()
     for studio_id, days in studios:
+        storage = StudioStorage.of(settings, studio_id)
+        if stray := _drop_stray_pieces(store, storage, studio_id):
+            log.info("housekeeping: removed the pieces left in the store by %d finished uploads", stray)
         days = days if days is not None else settings.retention_days
         if days is None:
             continue
-        cutoff, storage = at - timedelta(days=days), StudioStorage.of(settings, studio_id)
+        cutoff = at - timedelta(days=days)
         counts["jobs"] += _purge_jobs(store, storage, studio_id, cutoff)
         counts["uploads"] += _purge_uploads(store, storage, studio_id, cutoff)
         counts["shots"] += _purge_shots(store, storage, studio_id, cutoff)
@@ -57,6 +61,7 @@ def _purge_jobs(store: Store, storage: StudioStorage, studio_id: str, cutoff: da
 
 
 def _purge_uploads(store: Store, storage: StudioStorage, studio_id: str, cutoff: datetime) -> int:
+    """Discard the uploads unfinished since the cutoff: their part file, or their pieces in the store."""
     with store.session() as session:
         stale = session.execute(select(Upload.id, Upload.name).where(
             Upload.studio_id == studio_id, Upload.complete.is_(False), Upload.updated < cutoff)).all()
@@ -64,6 +69,21 @@ def _purge_uploads(store: Store, storage: StudioStorage, studio_id: str, cutoff:
             storage.discard(upload_id, name)
             session.execute(delete(Upload).where(Upload.id == upload_id))
     return len(stale)
+
+
+def _drop_stray_pieces(store: Store, storage: StudioStorage, studio_id: str) -> int:
+    """Remove the pieces in the store of uploads that are done or gone (a server died before removing them),
+    whatever the studio's retention; how many uploads' pieces went."""
+    with_pieces = storage.uploads_with_pieces()  # listed first: an upload still arriving is in the query below
+    if not with_pieces:
+        return 0
+    with store.session() as session:
+        arriving = set(session.scalars(select(Upload.id).where(Upload.studio_id == studio_id,
+                                                               Upload.complete.is_(False))).all())
+    stray = sorted(with_pieces - arriving)
+    for upload_id in stray:
+        storage.drop_pieces(upload_id)
+    return len(stray)
 
 
 def _purge_shots(store: Store, storage: StudioStorage, studio_id: str, cutoff: datetime) -> int:

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
-from starlette.requests import ClientDisconnect
 
-from shotfit.service import schemas
+from shotfit.service import schemas, uploads
 from shotfit.service.deps import CallerDep, SettingsDep, StoreDep, errors, not_found
 from shotfit.service.keys import Caller
 from shotfit.service.settings import ServiceSettings
-from shotfit.service.storage import StoredFile, StudioStorage, UploadRefused, check_name, sniff
-from shotfit.service.store import Shot, ShotFile, Store, Studio, Upload
-from shotfit.service.store.models import ROLES, new_id, now
+from shotfit.service.storage import StoredFile, StudioStorage, UploadRefused, check_name
+from shotfit.service.store import Shot, ShotFile, Studio, Upload
+from shotfit.service.store.models import ROLES, new_id
 
 router = APIRouter(prefix="/v1", responses=errors(400, 401, 404, 429))
-
-# bytes gathered before one write: few system calls, little held in memory per request
-WRITE_BATCH = 4 << 20
 
 
 def shot_body(session: Session, shot: Shot) -> schemas.Shot:
@@ -195,105 +189,17 @@ async def patch_upload(upload_id: str, request: Request, caller: CallerDep, stor
     """Append the body at ``Upload-Offset``, which must be the upload's offset (else 409 with it). The last
     byte checks the file (type from its bytes, its decoded header and last line) and places it in the shot.
 
-    An acknowledged offset survives a crash: the bytes reach the disk (``fdatasync``) before the offset is
-    committed to the store, and the offset before the answer; bytes past it (a chunk cut short, a crash
-    between the two) are cut off by the next PATCH."""
-    offset = upload_offset
+    An acknowledged offset survives a crash: the bytes are on the disk (``fdatasync``), or in the files'
+    store, before the offset is committed to the store, and the offset before the answer. With a files'
+    store, any server on the same store and database takes the upload's next PATCH (:mod:`.uploads`)."""
     with store.session() as session:
         upload = own_upload(session, caller, upload_id)
     if upload.complete:
         raise HTTPException(409, "the upload is complete", headers={"Upload-Offset": str(upload.offset)})
     storage = StudioStorage.of(settings, caller.studio_id)
-    part = storage.part(upload.id, upload.name)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o640)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise HTTPException(409, "another request is writing this upload",
-                                headers={"Upload-Offset": str(upload.offset)}) from None
-        with store.session() as session:  # the offset as it is now that this request holds the file
-            upload = own_upload(session, caller, upload_id)
-        held = os.fstat(fd).st_size
-        if held < upload.offset:  # the part file was lost (or lies on another server): never pad it with zeros
-            _rewind(store, caller, upload_id, held)
-            raise HTTPException(409, f"the server holds {held} bytes of this upload, not {offset}: send from there",
-                                headers={"Upload-Offset": str(held)})
-        if offset != upload.offset:
-            raise HTTPException(409, f"Upload-Offset {offset} is not the upload's offset {upload.offset}",
-                                headers={"Upload-Offset": str(upload.offset)})
-        written = await _receive(request, fd, offset, upload.size)
-        await run_in_threadpool(os.fdatasync, fd)  # the bytes are on disk before their offset is acknowledged
-    finally:
-        os.close(fd)
-    with store.session() as session:
-        row = own_upload(session, caller, upload_id)
-        row.offset, row.updated = offset + written, now()
-        upload = row
-    if upload.offset == upload.size:
-        upload = await run_in_threadpool(_complete, store, settings, storage, upload)
+    append = uploads.append_piece if storage.remote else uploads.append_to_part
+    upload = await append(request, store, storage, upload, upload_offset)
+    if upload.offset == upload.size and not upload.complete:
+        upload = await run_in_threadpool(uploads.complete, store, settings, storage, upload)
     response.headers["Upload-Offset"] = str(upload.offset)
     return upload_body(upload)
-
-
-async def _receive(request: Request, fd: int, offset: int, size: int) -> int:
-    """Write the request's body at ``offset``, in batches of about ``WRITE_BATCH`` bytes (one ``pwritev`` of the
-    pieces the server received: no copy to join them); a body past the declared size is refused and not kept.
-    A client that goes away mid-chunk keeps what arrived (the next PATCH starts at the new offset)."""
-    os.ftruncate(fd, offset)  # bytes past the agreed offset (a chunk cut short before) never count
-    written, pieces, held = 0, [], 0
-    try:
-        async for piece in request.stream():
-            if offset + written + held + len(piece) > size:
-                os.ftruncate(fd, offset)
-                raise HTTPException(413, f"the chunk runs past the upload's declared size of {size} bytes",
-                                    headers={"Upload-Offset": str(offset)})
-            pieces.append(piece)
-            held += len(piece)
-            if held >= WRITE_BATCH:
-                written += _write(fd, pieces, offset + written)
-                pieces, held = [], 0
-    except ClientDisconnect:
-        pass
-    return written + _write(fd, pieces, offset + written)
-
-
-def _write(fd: int, pieces: list[bytes], at: int) -> int:
-    """Write ``pieces`` at ``at``, all of them; how many bytes."""
-    if len(pieces) > 1024:  # more than one vector write takes (IOV_MAX): join them
-        pieces = [b"".join(pieces)]
-    total = sum(len(piece) for piece in pieces)
-    done = os.pwritev(fd, pieces, at) if pieces else 0
-    rest = memoryview(b"".join(pieces))[done:] if done < total else memoryview(b"")
-    while rest:  # a short write (a full disk answers with an error instead): the rest in order
-        count = os.pwrite(fd, rest, at + done)
-        done, rest = done + count, rest[count:]
-    return total
-
-
-def _rewind(store: Store, caller: Caller, upload_id: str, offset: int) -> Upload:
-    with store.session() as session:
-        row = own_upload(session, caller, upload_id)
-        row.offset, row.updated = offset, now()
-        return row
-
-
-def _complete(store: Store, settings: ServiceSettings, storage: StudioStorage, upload: Upload) -> Upload:
-    """Check the whole file and place it; a refused file is removed with its upload (send it again)."""
-    try:
-        checked = sniff(storage.part(upload.id, upload.name), upload.name, settings.limits.max_pixels)
-        storage.place(upload.id, upload.shot_id, upload.role, upload.name)
-    except UploadRefused as err:
-        storage.discard(upload.id, upload.name)
-        with store.session() as session:
-            session.execute(delete(Upload).where(Upload.id == upload.id))
-        raise HTTPException(err.status, f"{err} (the upload is discarded)") from None
-    with store.session() as session:
-        session.add(ShotFile(id=new_id("file"), studio_id=upload.studio_id, shot_id=upload.shot_id, role=upload.role,
-                             name=upload.name, size=upload.size, format=checked.format,
-                             width=checked.width, height=checked.height, channels=checked.channels))
-        row = session.get(Upload, upload.id)
-        assert row is not None
-        row.complete, row.updated = True, now()
-        return row

@@ -2,13 +2,16 @@
 
 Files are kept in the storage folder, or, when the settings name one (``files``), in any fsspec store
 (``s3://bucket/prefix``, ``gs://...``, ``memory://``): the same layout under that URL. The local folder then
-holds what must be a local file: uploads in flight (a part file is put in the store in one go once its last
-byte arrived and it was checked) and each job's scratch copy (a worker stages a job's inputs there, runs
-:mod:`shotfit.api` on local files, and puts what it writes back: :class:`Mirror`).
+holds what must be a local file, as a scratch copy: each PATCH's bytes on their way to the store (one piece
+object a PATCH, so any server on the same store and database can take an upload's next PATCH), an upload
+whose last byte came, gathered from its pieces to be checked and put in the store in one go, and each job's
+scratch copy (a worker stages a job's inputs there, runs :mod:`shotfit.api` on local files, and puts what it
+writes back: :class:`Mirror`).
 
 Layout under the storage folder or URL (every path built from ids the service made, and one checked name)::
 
-    studios/STUDIO/uploads/UPLOAD.ext        bytes arriving (a resumable upload)
+    studios/STUDIO/uploads/UPLOAD.ext        bytes arriving (a resumable upload; with a store: its scratch copy)
+    studios/STUDIO/uploads/UPLOAD/pieces/    with a store: the bytes of each PATCH, START.TAG (bytes from START)
     studios/STUDIO/shots/SHOT/ROLE/NAME      checked files of a shot (source, keyframes, truth)
     studios/STUDIO/jobs/JOB/                 a job's work: run/ (train), frames/ (render), exports
 
@@ -43,6 +46,7 @@ from shotfit.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from shotfit.service.settings import ServiceSettings
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
+_UPLOAD_ID = re.compile(r"upload_[0-9a-f]{16}")
 
 # The first bytes of each image type; a video is whatever PyAV opens with a video stream.
 MAGIC: dict[str, tuple[bytes, ...]] = {
@@ -52,6 +56,15 @@ MAGIC: dict[str, tuple[bytes, ...]] = {
     ".png": (b"\x89PNG\r\n\x1a\n",),
     ".jpg": (b"\xff\xd8\xff",),
 }
+
+
+class PieceMissing(Exception):
+    """An acknowledged piece of an upload is not in the store (removed behind the service's back): the upload
+    must go on from ``start``."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__(f"the piece from byte {start} is missing")
+        self.start = start
 
 
 class UploadRefused(ShotfitError):
@@ -203,7 +216,67 @@ class StudioStorage:
         part.unlink()
 
     def discard(self, upload_id: str, name: str) -> None:
+        """Remove what an upload left: its part file and, with a store, its pieces and their local copies."""
         self.part(upload_id, name).unlink(missing_ok=True)
+        if self.remote:
+            for receiving in (self.root / "uploads").glob(f".{upload_id}.*.piece"):
+                self.inside(receiving).unlink(missing_ok=True)
+            self.drop_pieces(upload_id)
+
+    def receiving(self, upload_id: str, tag: str) -> Path:
+        """The local file one PATCH's bytes go to on their way to the store (hidden; ``tag`` is the PATCH's own)."""
+        return self.inside(self.root / "uploads" / f".{upload_id}.{tag}.piece")
+
+    def piece_key(self, upload_id: str, start: int, tag: str) -> str:
+        """The store's key of an upload's piece that starts at byte ``start``."""
+        return self.key(self.root / "uploads" / upload_id / "pieces" / f"{start:016d}.{tag}")
+
+    def put_piece(self, local: Path, upload_id: str, start: int, tag: str) -> None:
+        """Put one PATCH's bytes in the store, in one request (an object appears whole or not at all)."""
+        self.fs.put_file(str(self.inside(local)), self.piece_key(upload_id, start, tag))
+
+    def drop_piece(self, upload_id: str, start: int, tag: str) -> None:
+        key = self.piece_key(upload_id, start, tag)
+        if self.fs.exists(key):
+            self.fs.rm(key)
+
+    def drop_pieces(self, upload_id: str) -> None:
+        """Remove every piece of an upload from the store, acknowledged or not."""
+        self.remove(self.root / "uploads" / upload_id)
+
+    def uploads_with_pieces(self) -> set[str]:
+        """The ids of the uploads that have pieces in the store (none with a storage folder)."""
+        if not self.remote:
+            return set()
+        try:
+            entries = self.fs.ls(self.key(self.root / "uploads"), detail=True)
+        except FileNotFoundError:
+            return set()
+        names = {str(entry["name"]).rstrip("/").rsplit("/", 1)[-1] for entry in entries
+                 if entry.get("type") == "directory"}
+        return {name for name in names if _UPLOAD_ID.fullmatch(name)}  # a key is data: only ids the service made
+
+    def assemble(self, upload_id: str, name: str, pieces: list[tuple[int, int, str]]) -> Path:
+        """Gather an upload's pieces (``(start, stop, tag)``, in order from byte 0) into its part file, streamed
+        a few MB at a time, through the write guard's atomic path (never half a file under the part's name);
+        :class:`PieceMissing` names where the bytes stop when a piece is gone or not of its size."""
+        part = self.part(upload_id, name)
+        with atomic_path(part) as temp, temp.open("wb") as out:
+            for start, stop, tag in pieces:
+                if out.tell() != start:
+                    raise PieceMissing(out.tell())
+                key = self.piece_key(upload_id, start, tag)
+                try:  # asked first: obstore's reader opened on a missing key fails again when collected
+                    found = int(self.fs.info(key).get("size") or 0)
+                except FileNotFoundError:
+                    raise PieceMissing(start) from None
+                if found != stop - start:
+                    raise PieceMissing(start)
+                with self.fs.open(key, "rb") as source:
+                    shutil.copyfileobj(source, out, 4 << 20)
+                if out.tell() != stop:
+                    raise PieceMissing(start)
+        return part
 
     def remove(self, folder: Path) -> None:
         """Delete a folder of this studio (a job's, a shot's): the local copy and, with a store, the stored one."""

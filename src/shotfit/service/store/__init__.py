@@ -14,8 +14,10 @@ from shotfit.service.store.models import (
     ShotFile,
     Studio,
     Upload,
+    UploadPiece,
     Webhook,
 )
 
 __all__ = ["ApiKey", "Base", "Delivery", "IdempotencyKey", "Job", "JobFrame", "RateCount", "Shot", "ShotFile", "Store",
-           "Studio", "Upload", "Webhook", "open_store"]
+           "Studio", "Upload", "UploadPiece", "Webhook",
+           "open_store"]

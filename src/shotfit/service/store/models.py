@@ -119,7 +119,9 @@ class ShotFile(Base):
 
 
 class Upload(Base):
-    """A resumable upload: bytes arrive in order at ``offset`` into a part file named by the upload's id."""
+    """A resumable upload: bytes arrive in order at ``offset``, into a part file named by the upload's id (a
+    storage folder) or as pieces in the files' store (:class:`UploadPiece`). ``completing``: when a request
+    claimed the checking and placing of its last byte (one at a time, whichever server it reached)."""
 
     __tablename__ = "uploads"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -132,6 +134,21 @@ class Upload(Base):
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(default=now)
     updated: Mapped[datetime] = mapped_column(default=now)
+    completing: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UploadPiece(Base):
+    """One PATCH's bytes ``[start, stop)`` of an upload whose files live in a store (``--storage s3://...``): the
+    object ``uploads/UPLOAD/pieces/START.TAG``. The row is written in the transaction that moves the upload's
+    offset from ``start`` to ``stop``, so the rows are the acknowledged bytes, whichever server took them; an
+    object without a row (a PATCH that lost a race, a server that died between its put and its commit) is
+    never read, and goes with the upload's pieces."""
+
+    __tablename__ = "upload_pieces"
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    stop: Mapped[int] = mapped_column(BigInteger)
+    tag: Mapped[str] = mapped_column(String(32))
 
 
 class Job(Base):

@@ -50,7 +50,9 @@ export async function uploadFile(shotId, role, file, onProgress) {
   let upload = await open(shotId, role, file);
   let failures = 0;
   onProgress(upload.offset, file.size);
-  while (!upload.complete && upload.offset < file.size) {
+  // all bytes in but not complete (its check was cut short, or another request was checking it): an empty
+  // PATCH at the end asks the server to check and place it
+  while (!upload.complete) {
     const offset = upload.offset;
     try {
       upload = await patch(upload.id, offset, file.slice(offset, offset + CHUNK), (sent) => onProgress(offset + sent, file.size));
