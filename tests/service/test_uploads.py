@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +13,9 @@ import pytest
 from service_helpers import Studio, upload
 from shots import plate, write_exr, write_png, write_video
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
+from shotfit.service.storage import StudioStorage
 from shotfit.service.store import ShotFile, Upload
 from shotfit.service.store.models import now
 
@@ -183,3 +188,51 @@ def test_an_upload_being_checked_elsewhere_gets_409_and_an_empty_patch_finishes_
         assert session.query(ShotFile).filter_by(shot_id=shot_id).count() == 1
     [placed] = Path(settings.storage).rglob("plate.1001.png")
     assert placed.read_bytes() == png
+
+
+def test_a_file_placed_by_a_completion_that_died_before_recording_it_is_finished_by_the_next(client, studios,
+                                                                                           shot_id, png,
+                                                                                           settings) -> None:
+    """The completing request renamed the checked file into the shot and its server died before the file row was
+    written: once its claim lapsed, an empty PATCH completes the upload with that file (it used to fail, and the
+    name stuck for good)."""
+    acme, store = studios[0], client.app.state.store
+    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "plate.1001.png",
+                                                             "size": len(png)}, headers=acme.headers).json()
+    url = f"/v1/uploads/{made['id']}"
+    with store.session() as session:
+        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now()))
+    assert client.patch(url, content=png, headers={**acme.headers, "Upload-Offset": "0"}).status_code == 409
+    with store.session() as session:
+        studio_id = session.get(Upload, made["id"]).studio_id
+    storage = StudioStorage.of(settings, studio_id)
+    part, target = storage.part(made["id"], "plate.1001.png"), storage.shot_file(shot_id, "source", "plate.1001.png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, target)  # the dead server's rename
+    with store.session() as session:
+        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now() - timedelta(hours=1)))
+    done = client.patch(url, content=b"", headers={**acme.headers, "Upload-Offset": str(len(png))})
+    assert done.status_code == 200 and done.json()["complete"], done.text
+    files = client.get(f"/v1/shots/{shot_id}/files", headers=acme.headers).json()
+    assert [(f["name"], f["size"], f["width"], f["height"]) for f in files] == [("plate.1001.png", len(png), 48, 40)]
+    assert client.get(files[0]["url"], headers=acme.headers).content == png
+
+
+def test_one_name_is_announced_once_when_many_ask_at_the_same_moment(client, studios, shot_id, png) -> None:
+    """Sixteen requests announce the same file at once: one upload is made, the rest get 409, so two uploads can
+    never race to place one name."""
+    acme, start = studios[0], threading.Barrier(16)
+
+    def announce(_: int) -> int:
+        start.wait()
+        return client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "plate.1001.png",
+                                                                 "size": len(png)}, headers=acme.headers).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = sorted(pool.map(announce, range(16)))
+    assert answers == [201] + [409] * 15
+    with client.app.state.store.session() as session:
+        assert session.query(Upload).filter_by(shot_id=shot_id).count() == 1
+    with pytest.raises(IntegrityError), client.app.state.store.session() as session:  # the store's own rule
+        session.add(Upload(id="upload_0123456789abcdef", studio_id=session.query(Upload).one().studio_id,
+                           shot_id=shot_id, role="source", name="plate.1001.png", size=1, offset=0, complete=False))

@@ -49,6 +49,10 @@ class Servers:
                             headers={**self.studio.headers, "Upload-Offset": str(offset),
                                      "Content-Type": "application/offset+octet-stream"})
 
+    def studio_id(self, store: Any) -> str:
+        with store.session() as session:
+            return str(session.scalar(select(StudioRow.id).where(StudioRow.name == self.studio.name)))
+
     def stored(self, s3: Any) -> dict[str, bytes]:
         return bucket_keys(s3, f"{self.prefix}/")
 
@@ -225,6 +229,28 @@ def test_an_upload_is_checked_and_placed_by_one_request_at_a_time(s3, servers: S
     with store.session() as session:
         assert session.query(ShotFile).filter_by(shot_id=servers.shot_id).count() == 1
     assert servers.placed(s3, "plate.1001.png") == png and servers.pieces(s3) == []
+
+
+def test_a_file_put_by_a_completion_that_died_before_recording_it_is_finished_by_the_next(s3, servers: Servers,
+                                                                                         png) -> None:
+    """Server A put the checked file in the bucket and died before the shot's file row was written: once its
+    claim lapsed, an empty PATCH on server B completes the upload (it used to be refused as a file the shot
+    already held, and the upload discarded: the name stuck for good)."""
+    upload_id = servers.create("plate.1001.png", len(png))
+    store = servers.a.app.state.store  # type: ignore[attr-defined]
+    with store.session() as session:
+        session.execute(update(Upload).where(Upload.id == upload_id).values(completing=now()))
+    assert servers.patch(servers.a, upload_id, 0, png).status_code == 409  # all bytes in, A "completing"
+    [piece_key] = servers.pieces(s3)
+    target = f"{servers.prefix}/studios/{servers.studio_id(store)}/shots/{servers.shot_id}/source/plate.1001.png"
+    s3.put_object(Bucket=BUCKET, Key=target, Body=png)  # what A's put left before it died
+    with store.session() as session:
+        session.execute(update(Upload).where(Upload.id == upload_id).values(completing=now() - timedelta(minutes=10)))
+    done = servers.patch(servers.b, upload_id, len(png), b"")
+    assert done.status_code == 200 and done.json()["complete"], done.text
+    files = servers.b.get(f"/v1/shots/{servers.shot_id}/files", headers=servers.studio.headers).json()
+    assert [(f["name"], f["size"], f["width"]) for f in files] == [("plate.1001.png", len(png), 48)]
+    assert servers.placed(s3, "plate.1001.png") == png and servers.pieces(s3) == [] and piece_key
 
 
 def test_housekeeping_removes_pieces_left_behind_and_retention_an_unfinished_uploads(s3, servers: Servers,

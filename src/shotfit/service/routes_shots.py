@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -130,7 +131,10 @@ def create_upload(shot_id: str, body: schemas.UploadCreate, caller: CallerDep, s
         upload = Upload(id=new_id("upload"), studio_id=caller.studio_id, shot_id=shot_id, role=body.role,
                         name=body.name, size=body.size, offset=0, complete=False)
         session.add(upload)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:  # another request announced the name in between (the check above saw neither)
+            raise _receiving(body) from None
         return upload_body(upload)
 
 
@@ -145,7 +149,7 @@ def _check_limits(session: Session, studio: Studio, settings: ServiceSettings, s
     pending = session.scalar(select(func.count()).select_from(Upload).where(
         Upload.shot_id == shot_id, Upload.role == body.role, Upload.name == body.name, Upload.complete.is_(False)))
     if taken or pending:
-        raise HTTPException(409, f"the shot already holds (or is receiving) {body.role} file {body.name!r}")
+        raise _receiving(body)
     max_files = studio.max_files or limits.max_files
     count = session.scalar(select(func.count()).select_from(Upload).where(
         Upload.shot_id == shot_id, Upload.role == body.role)) or 0
@@ -157,6 +161,10 @@ def _check_limits(session: Session, studio: Studio, settings: ServiceSettings, s
     if used + body.size > max_storage:
         raise HTTPException(413, f"the studio's files would take {used + body.size} bytes, over its limit of "
                                  f"{max_storage} bytes")
+
+
+def _receiving(body: schemas.UploadCreate) -> HTTPException:
+    return HTTPException(409, f"the shot already holds (or is receiving) {body.role} file {body.name!r}")
 
 
 def own_upload(session: Session, caller: Caller, upload_id: str) -> Upload:

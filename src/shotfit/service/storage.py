@@ -197,20 +197,22 @@ class StudioStorage:
     def job(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
 
-    def place(self, upload_id: str, shot_id: str, role: str, name: str) -> None:
+    def place(self, upload_id: str, shot_id: str, role: str, name: str, *, leftover: bool = False) -> None:
         """Move a completed, checked part file into its shot: in one rename on a local folder (through the write
         guard's atomic path: a crash leaves the part file or the placed file, never half of one); into the store
-        in one put (an object appears whole or not at all), the part file removed after."""
+        in one put (an object appears whole or not at all), the part file removed after. ``leftover``: a file
+        already there is this upload's own, placed by a completion whose server died before recording it, and
+        is replaced; otherwise one there is refused."""
         target = self.shot_file(shot_id, role, name)
         part = self.part(upload_id, name)
         if not self.remote:
-            if target.exists():
+            if target.exists() and not leftover:
                 raise UploadRefused(f"the shot already holds {role} file {name!r}", 409)
             with atomic_path(target) as temp:
                 os.replace(part, temp)
             return
         key = self.key(target)
-        if self.fs.exists(key):
+        if not leftover and self.fs.exists(key):
             raise UploadRefused(f"the shot already holds {role} file {name!r}", 409)
         self.fs.put_file(str(part), key)
         part.unlink()

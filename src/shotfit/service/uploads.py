@@ -72,7 +72,10 @@ async def append_to_part(request: Request, store: Store, storage: StudioStorage,
                                 headers=_offset_header(upload.offset)) from None
         upload = _row(store, upload.id)  # the offset as it is now that this request holds the file
         held = os.fstat(fd).st_size
-        if held < upload.offset:  # the part file was lost: never pad it with zeros
+        if held < upload.offset:
+            if _renamed_before(store, storage, upload, held):
+                return upload  # nothing left to write: completing records the file
+            # the part file was lost: never pad it with zeros
             _rewind(store, upload.id, held)
             raise HTTPException(409, f"the server holds {held} bytes of this upload, not {offset}: send from there",
                                 headers=_offset_header(held))
@@ -188,10 +191,18 @@ def complete(store: Store, settings: ServiceSettings, storage: StudioStorage, up
     if claim is None:
         return _taken(store, upload.id)
     try:
+        part = storage.part(upload.id, upload.name)
+        held = part.stat().st_size if not storage.remote and part.exists() else 0
+        if not storage.remote and _renamed_before(store, storage, upload, held):
+            checked = sniff(storage.shot_file(upload.shot_id, upload.role, upload.name), upload.name,
+                            settings.limits.max_pixels)
+            part.unlink(missing_ok=True)  # the empty one this request opened
+            return _finish(store, storage, upload, checked)
+        leftover = _placed_unrecorded(store, storage, upload)
         if storage.remote and (placed := _gather(store, storage, upload, claim)) is not None:
             return placed
         checked = sniff(storage.part(upload.id, upload.name), upload.name, settings.limits.max_pixels)
-        storage.place(upload.id, upload.shot_id, upload.role, upload.name)
+        storage.place(upload.id, upload.shot_id, upload.role, upload.name, leftover=leftover)
     except UploadRefused as err:
         with store.session() as session:  # only while this request's claim holds
             gone = session.execute(delete(Upload).where(Upload.id == upload.id, Upload.complete.is_(False),
@@ -204,6 +215,24 @@ def complete(store: Store, settings: ServiceSettings, storage: StudioStorage, up
         _release(store, upload.id, claim)
         raise
     return _finish(store, storage, upload, checked)
+
+
+def _placed_unrecorded(store: Store, storage: StudioStorage, upload: Upload) -> bool:
+    """Whether the shot holds a file of the upload's name that no file row records: one upload at a time
+    receives a name (the ``uploads_one_receiving`` index), so it is this upload's own, placed by a completion
+    whose server died before its row was written, and completing again replaces it (it was refused, and the
+    name stuck for good)."""
+    with store.session() as session:
+        recorded = session.scalar(select(ShotFile.id).where(
+            ShotFile.shot_id == upload.shot_id, ShotFile.role == upload.role, ShotFile.name == upload.name))
+    return recorded is None and storage.stored(storage.shot_file(upload.shot_id, upload.role, upload.name)) is not None
+
+
+def _renamed_before(store: Store, storage: StudioStorage, upload: Upload, held: int) -> bool:
+    """A storage folder: all the upload's bytes were in, and its part file (``held`` bytes of it left) was
+    renamed into the shot by a completion whose server died before recording it: the file in the shot is the
+    part file, and completing again records it."""
+    return upload.offset == upload.size and held < upload.size and _placed_unrecorded(store, storage, upload)
 
 
 def _taken(store: Store, upload_id: str) -> Upload:

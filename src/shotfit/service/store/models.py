@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import text as sql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -135,6 +136,10 @@ class Upload(Base):
     created: Mapped[datetime] = mapped_column(default=now)
     updated: Mapped[datetime] = mapped_column(default=now)
     completing: Mapped[datetime | None] = mapped_column(default=None)
+    # one upload at a time receives a name of a shot: whichever file the shot then finds under that name, with
+    # no file row, was put there by that upload's own completion before its server died (see uploads.complete)
+    __table_args__ = (Index("uploads_one_receiving", "shot_id", "role", "name", unique=True,
+                            sqlite_where=sql("NOT complete"), postgresql_where=sql("NOT complete")),)
 
 
 class UploadPiece(Base):

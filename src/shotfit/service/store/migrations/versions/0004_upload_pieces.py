@@ -1,5 +1,5 @@
 """Uploads continued by any server on a files' store: each PATCH's piece in the store, its row here, and the
-claim on an upload's completion.
+claim on an upload's completion; one unfinished upload per name of a shot.
 
 Revision ID: 0004
 Revises: 0003
@@ -28,9 +28,12 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['upload_id'], ['uploads.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('upload_id', 'start')
     )
+    op.create_index('uploads_one_receiving', 'uploads', ['shot_id', 'role', 'name'], unique=True,
+                    sqlite_where=sa.text('NOT complete'), postgresql_where=sa.text('NOT complete'))
 
 
 def downgrade() -> None:
+    op.drop_index('uploads_one_receiving', table_name='uploads')
     op.drop_table('upload_pieces')
     with op.batch_alter_table('uploads', schema=None) as batch_op:
         batch_op.drop_column('completing')
