@@ -79,8 +79,10 @@ def run_predictor(run_path: Path) -> Predict:
     return Predictor(network, colour, torch.device("cpu"), cfg.render.tile, cfg.render.tile_overlap, cfg.render.blend)
 
 
-def rows_for(runs: Mapping[str, Path], tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One row per task for the untouched plate and one per run (the first run is the one without).
+def rows_for(runs: Mapping[str, Path], tasks: Sequence[str] | None = None, next_frame: bool = True
+             ) -> list[dict[str, Any]]:
+    """One row per task for the untouched plate and one per run (the first run is the one without);
+    ``next_frame=False`` leaves out the one-frame warping error (no rendering, seconds instead of minutes).
 
     Reads each trial's own ``result.json``, so a task can be reported as soon as its trials are done,
     before ``bench/quality.py`` has written the combined JSON.
@@ -89,8 +91,8 @@ def rows_for(runs: Mapping[str, Path], tasks: Sequence[str] | None = None) -> li
     rows = []
     for task_name in tasks or sorted(p.name for p in (first_out / "trials").iterdir()):
         plate = _result(first_out, task_name, "identity")
-        task = prepare_task(task_name, first_out, max_scored=plate["spec"]["max_scored"])
-        flows = source_flows(task)
+        flows = source_flows(prepare_task(task_name, first_out, max_scored=plate["spec"]["max_scored"])
+                             ) if next_frame else {}
         plate_next = next_frame_warping_error(flows, lambda pixels: pixels)
         rows.append({"task": task_name, "run": "untouched plate", "steps": 0, "overrides": [],
                      **{k: plate["scores"].get(k) for k in SCORES}, "warping_error_next": plate_next,
@@ -100,7 +102,7 @@ def rows_for(runs: Mapping[str, Path], tasks: Sequence[str] | None = None) -> li
             result = _result(out, task_name, "shotfit")
             if result["spec"]["max_scored"] != plate["spec"]["max_scored"]:
                 raise ShotfitError(f"{quoted(out)} scores other frames of {task_name!r} than {quoted(first_out)}")
-            error = next_frame_warping_error(flows, run_predictor(Path(result["run"])))
+            error = next_frame_warping_error(flows, run_predictor(Path(result["run"]))) if flows else None
             entry = {"task": task_name, "run": f"loss.temporal={label}", "steps": result["train"]["steps"],
                      "overrides": result["spec"]["overrides"],
                      "train_seconds_on_a_loaded_box": result["train"]["seconds"],
@@ -143,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a bench/quality.py --out folder of shotfit under one budget and its loss.temporal; "
                              "the first is the one without the term (repeatable)")
     parser.add_argument("--tasks", default="", help="comma-separated (default: every task in the first folder)")
+    parser.add_argument("--no-next-frame", action="store_true",
+                        help="leave out the one-frame warping error (it renders two frames a scored pair)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not (Path(folder) / "trials").is_dir():
                 raise ShotfitError(f"--run {item!r}: give WEIGHT=FOLDER, a bench/quality.py --out folder")
             runs[label] = Path(folder).resolve()
-        rows = rows_for(runs, [t for t in args.tasks.split(",") if t] or None)
+        rows = rows_for(runs, [t for t in args.tasks.split(",") if t] or None, not args.no_next_frame)
     except ShotfitError as err:
         print(f"shotfit: {err}", file=sys.stderr)
         return 1

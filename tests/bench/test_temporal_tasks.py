@@ -16,8 +16,9 @@ from shots import write_graded_shot as write_shot
 
 from bench.quality_tasks import Task, _every_other, scored_frames
 from bench.quality_trials import to_8bit
-from bench.temporal_tasks import next_frame_pairs, next_frame_warping_error, source_flows
+from bench.temporal_tasks import next_frame_pairs, next_frame_warping_error, rows_for, source_flows
 from shotfit.data.flow import flow_between
+from shotfit.errors import ShotfitError
 from shotfit.evaluate.warping import pair_warping_error
 from shotfit.io import open_shot, write_image
 
@@ -54,6 +55,36 @@ def test_the_plates_own_error_is_the_evaluators_and_flicker_raises_it(tmp_path):
     rng = np.random.default_rng(0)
     flicker = next_frame_warping_error(flows, lambda pixels: pixels + rng.uniform(-0.05, 0.05, pixels.shape))
     assert flicker > steady + 4e-4  # uniform noise of +-0.05 in each frame adds about 2 * 0.05^2 / 3
+
+
+def fake_result(out: Path, budget: str, method: str, psnr: float, lpips: float, warping: float) -> None:
+    folder = out / "trials" / "tiny" / budget / method
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
+        "spec": {"max_scored": 16, "overrides": [] if "w0" in str(out) or method == "identity" else ["loss.temporal=3"]},
+        "train": {"steps": 0 if method == "identity" else 120, "seconds": 9.5},
+        "scores": {"psnr": psnr, "ssim": 0.9, "lpips": lpips, "warping_error": warping, "warping_error_truth": 2e-3,
+                   "frames": 16, "pairs": 8}}))
+
+
+def test_runs_side_by_side_without_rendering_give_the_ratios(tmp_path):
+    for out in (tmp_path / "w0", tmp_path / "w3"):
+        fake_result(out, "none", "identity", 20.0, 0.2, 4e-4)
+    fake_result(tmp_path / "w0", "steps-120", "shotfit", 30.0, 0.10, 6e-4)
+    fake_result(tmp_path / "w3", "steps-120", "shotfit", 29.95, 0.12, 3e-4)
+    rows = rows_for({"0": tmp_path / "w0", "3": tmp_path / "w3"}, next_frame=False)
+    assert [r["run"] for r in rows] == ["untouched plate", "loss.temporal=0", "loss.temporal=3"]
+    plate_row, without, with_term = rows
+    assert plate_row["warping_error"] == 4e-4 and plate_row["warping_error_next"] is None
+    assert without["warping_error_vs_plate"] == 1.5 and "psnr_change_db" not in without
+    assert with_term["overrides"] == ["loss.temporal=3"] and with_term["steps"] == 120
+    assert with_term["warping_error_vs_without"] == 0.5 and with_term["warping_error_vs_plate"] == 0.75
+    assert with_term["psnr_change_db"] == -0.05 and with_term["lpips_vs_without"] == 1.2
+    assert with_term["warping_error_next"] is None and with_term["warping_error_next_vs_without"] is None
+    # a folder with two finished budgets of one task is ambiguous
+    fake_result(tmp_path / "w3", "steps-60", "shotfit", 29.0, 0.15, 3e-4)
+    with pytest.raises(ShotfitError, match="holds 2 finished shotfit trials"):
+        rows_for({"0": tmp_path / "w0", "3": tmp_path / "w3"}, next_frame=False)
 
 
 @pytest.mark.slow
