@@ -108,6 +108,8 @@ def markdown(combined: Mapping[str, Any]) -> str:
     if settings:
         lines += [", ".join(f"{key} {value}" for key, value in settings.items() if not isinstance(value, (dict, list))),
                   ""]
+        if settings.get("overrides"):
+            lines += ["shotfit's overrides: " + " ".join(f"`{o}`" for o in settings["overrides"]), ""]
     budgets = sorted({budget for by_budget in combined["results"].values() for budget in by_budget})
     for budget in budgets:
         lines += [f"## {budget}", "", "| task | method | PSNR | PSNR edited | SSIM | LPIPS | warping error | steps | train s |",

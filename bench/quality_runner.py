@@ -88,7 +88,9 @@ def plan_trials(options: QualityOptions) -> list[TrialSpec]:
     common = {"out": str(options.out), "device": options.device, "threads": options.threads, "seed": options.seed,
               "max_scored": options.max_scored, "snapshot_every": every,
               "shared_data": None if options.shared_data is None else str(options.shared_data)}
-    specs = [TrialSpec(task, "identity", **common) for task in options.tasks]
+    # the identity takes no snapshots: its spec keeps the default, so another --steps reuses its result
+    specs = [TrialSpec(task, "identity", **{**common, "snapshot_every": TrialSpec.snapshot_every})
+             for task in options.tasks]
     for budget in budgets:
         for task in options.tasks:
             for method in options.methods:
@@ -190,6 +192,8 @@ def settings(options: QualityOptions) -> dict[str, Any]:
     return {"tasks": list(options.tasks), "methods": list(options.methods), "steps": options.steps,
             "minutes": options.minutes, "jobs": options.jobs, "threads_per_trial": options.threads,
             "device": options.device, "seed": options.seed, "max_scored": options.max_scored,
+            # shotfit's config overrides (--set): without them two runs' JSON would read as the same config
+            "overrides": list(options.overrides),
             "steps_mean": "each method's own optimiser steps with its own batch recipe (see methods)",
             "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                         "python": platform.python_version(), "torch": torch.__version__,

@@ -16,7 +16,7 @@ from shots import write_graded_shot as write_shot
 
 from bench.face_effects import EFFECTS, FACE_CLIPS, apply_effect, write_face_shot
 from bench.quality_report import combine, markdown, seconds_to_reach
-from bench.quality_runner import QualityOptions, finished, plan_trials
+from bench.quality_runner import QualityOptions, finished, plan_trials, settings
 from bench.quality_tasks import Task, _every_other, prepare_task, scored_frames
 from bench.quality_trials import TrialSpec, score_task
 from shotfit.errors import ConfigError, ShotfitError
@@ -150,6 +150,28 @@ def test_trials_are_planned_once_per_budget_and_a_foreign_result_is_refused(tmp_
         QualityOptions(out=tmp_path, steps=None, minutes=None)
     with pytest.raises(ConfigError, match="unknown method 'cyclegan'"):
         QualityOptions(out=tmp_path, methods=("cyclegan",), steps=1)
+
+
+def test_another_step_budget_reuses_the_identitys_result(tmp_path):
+    # the identity takes no snapshots, so its spec must not change with --steps (it would be scored again)
+    short, long = (plan_trials(QualityOptions(out=tmp_path, tasks=("sample",), steps=steps)) for steps in (150, 120))
+    assert short[0].method == "identity" and short[0] == long[0]
+    short[0].folder.mkdir(parents=True)
+    (short[0].folder / "result.json").write_text(json.dumps({"spec": short[0].to_dict()}))
+    assert finished(long[0])
+    assert short[1].snapshot_every == 18 and long[1].snapshot_every == 15  # shotfit's still follow the budget
+
+
+def test_the_combined_report_names_shotfits_overrides(tmp_path):
+    # two runs that differ only by --set must not read as the same config
+    options = QualityOptions(out=tmp_path, tasks=("sample",), methods=("shotfit",), steps=10,
+                             overrides=("loss.temporal=3",))
+    combined = combine([result("sample", "shotfit", 0.1, []), result("sample", "identity", 0.2, [])],
+                       settings(options))
+    assert combined["settings"]["overrides"] == ["loss.temporal=3"]
+    assert "shotfit's overrides: `loss.temporal=3`" in markdown(combined)
+    plain = combine([result("sample", "identity", 0.2, [])], settings(QualityOptions(out=tmp_path, steps=10)))
+    assert plain["settings"]["overrides"] == [] and "overrides" not in markdown(plain)
 
 
 def finite_numbers(value):
