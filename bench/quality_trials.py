@@ -205,12 +205,18 @@ def snapshot_curve(task: Task, snapshots: Sequence[Path], predictor_of: Callable
 
 # --- methods --------------------------------------------------------------------------------------
 
+def shotfit_overrides(spec: TrialSpec) -> tuple[str, ...]:
+    """The settings a shotfit trial trains with: its threads, its snapshots, the trial's seed as shotfit's own
+    training seed (``--seed`` used to reach only the peers), then the user's ``--set`` (which win)."""
+    return (f"train.threads={spec.threads}", f"train.checkpoint_every={spec.snapshot_every}",
+            f"train.seed={spec.seed}", *SHOTFIT_BOOKKEEPING, *spec.overrides)
+
+
 def _shotfit(spec: TrialSpec, task: Task, folder: Path, device: Any, lpips_net: Any):
     run = RunFolder(folder / "run")
     if run.path.exists():  # a trial that died half-way starts again
         shutil.rmtree(run.path)
-    overrides = (f"train.threads={spec.threads}", f"train.checkpoint_every={spec.snapshot_every}",
-                 *SHOTFIT_BOOKKEEPING, *spec.overrides)
+    overrides = shotfit_overrides(spec)
     summary = api.train(task.source, task.keyframes, run.path, overrides=overrides, steps=spec.steps,
                         minutes=spec.minutes, device=spec.device, tracking=api.TrackingOptions(enabled=False))
     cfg = summary.config

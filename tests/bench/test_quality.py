@@ -18,7 +18,8 @@ from bench.face_effects import EFFECTS, FACE_CLIPS, apply_effect, write_face_sho
 from bench.quality_report import combine, markdown, seconds_to_reach
 from bench.quality_runner import QualityOptions, finished, plan_trials, settings
 from bench.quality_tasks import Task, _every_other, prepare_task, scored_frames
-from bench.quality_trials import TrialSpec, score_task
+from bench.quality_trials import TrialSpec, score_task, shotfit_overrides
+from shotfit.config import Config, apply_overrides
 from shotfit.errors import ConfigError, ShotfitError
 from shotfit.evaluate.report import evaluate_frames
 from shotfit.io import open_shot, write_image
@@ -180,6 +181,14 @@ def finite_numbers(value):
     if isinstance(value, list):
         return all(finite_numbers(v) for v in value)
     return not isinstance(value, float) or np.isfinite(value)
+
+
+def test_a_trials_seed_is_shotfits_training_seed_and_a_set_seed_wins(tmp_path):
+    [spec] = [s for s in plan_trials(QualityOptions(out=tmp_path, tasks=("sample",), steps=10, minutes=None, seed=3))
+              if s.method == "shotfit"]
+    assert apply_overrides(Config(), shotfit_overrides(spec)).train.seed == 3
+    spec = TrialSpec.from_dict({**spec.to_dict(), "overrides": ["train.seed=7"]})
+    assert apply_overrides(Config(), shotfit_overrides(spec)).train.seed == 7
 
 
 @pytest.mark.slow
