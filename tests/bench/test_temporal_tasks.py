@@ -61,7 +61,7 @@ def fake_result(out: Path, budget: str, method: str, psnr: float, lpips: float, 
     folder = out / "trials" / "tiny" / budget / method
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps({
-        "spec": {"max_scored": 16, "overrides": [] if "w0" in str(out) or method == "identity" else ["loss.temporal=3"]},
+        "spec": {"max_scored": 16, "overrides": [] if out.name == "w0" or method == "identity" else ["loss.temporal=3"]},
         "train": {"steps": 0 if method == "identity" else 120, "seconds": 9.5},
         "scores": {"psnr": psnr, "ssim": 0.9, "lpips": lpips, "warping_error": warping, "warping_error_truth": 2e-3,
                    "frames": 16, "pairs": 8}}))
