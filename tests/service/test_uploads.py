@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from service_helpers import Studio, upload
@@ -167,21 +168,33 @@ def test_limits_on_size_count_pixels_and_chunks_are_clear_4xx(client, studios, s
     assert bad_offset.status_code == 422 and "upload-offset" in bad_offset.json()["detail"]
 
 
+def _all_sent_while_claimed(client, studio: Studio, shot_id: str, data: bytes) -> tuple[dict, Any]:
+    """An upload of ``data`` whose completion another request has claimed (just now), and the answer to the
+    PATCH that sent all its bytes meanwhile."""
+    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "plate.1001.png",
+                                                             "size": len(data)}, headers=studio.headers).json()
+    with client.app.state.store.session() as session:
+        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now()))
+    return made, client.patch(f"/v1/uploads/{made['id']}", content=data,
+                              headers={**studio.headers, "Upload-Offset": "0"})
+
+
+def _lapse_claim(store, upload_id: str) -> None:
+    """The claim's server died an hour ago."""
+    with store.session() as session:
+        session.execute(update(Upload).where(Upload.id == upload_id).values(completing=now() - timedelta(hours=1)))
+
+
 def test_an_upload_being_checked_elsewhere_gets_409_and_an_empty_patch_finishes_it_once(client, studios, shot_id,
                                                                                        png, settings) -> None:
     """Another request holds the claim on checking the upload's last bytes: 409 with its offset; once that
     claim lapsed (its server died), an empty PATCH at the end checks and places the file, once."""
     acme, store = studios[0], client.app.state.store
-    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "plate.1001.png",
-                                                             "size": len(png)}, headers=acme.headers).json()
+    made, busy = _all_sent_while_claimed(client, acme, shot_id, png)
     url = f"/v1/uploads/{made['id']}"
-    with store.session() as session:
-        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now()))
-    busy = client.patch(url, content=png, headers={**acme.headers, "Upload-Offset": "0"})
     assert busy.status_code == 409 and busy.headers["Upload-Offset"] == str(len(png)), busy.text
     assert client.get(url, headers=acme.headers).json()["complete"] is False
-    with store.session() as session:
-        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now() - timedelta(hours=1)))
+    _lapse_claim(store, made["id"])
     done = client.patch(url, content=b"", headers={**acme.headers, "Upload-Offset": str(len(png))})
     assert done.status_code == 200 and done.json()["complete"], done.text
     with store.session() as session:
@@ -197,20 +210,16 @@ def test_a_file_placed_by_a_completion_that_died_before_recording_it_is_finished
     written: once its claim lapsed, an empty PATCH completes the upload with that file (it used to fail, and the
     name stuck for good)."""
     acme, store = studios[0], client.app.state.store
-    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": "source", "name": "plate.1001.png",
-                                                             "size": len(png)}, headers=acme.headers).json()
+    made, busy = _all_sent_while_claimed(client, acme, shot_id, png)
     url = f"/v1/uploads/{made['id']}"
-    with store.session() as session:
-        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now()))
-    assert client.patch(url, content=png, headers={**acme.headers, "Upload-Offset": "0"}).status_code == 409
+    assert busy.status_code == 409
     with store.session() as session:
         studio_id = session.get(Upload, made["id"]).studio_id
     storage = StudioStorage.of(settings, studio_id)
     part, target = storage.part(made["id"], "plate.1001.png"), storage.shot_file(shot_id, "source", "plate.1001.png")
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, target)  # the dead server's rename
-    with store.session() as session:
-        session.execute(update(Upload).where(Upload.id == made["id"]).values(completing=now() - timedelta(hours=1)))
+    _lapse_claim(store, made["id"])
     done = client.patch(url, content=b"", headers={**acme.headers, "Upload-Offset": str(len(png))})
     assert done.status_code == 200 and done.json()["complete"], done.text
     files = client.get(f"/v1/shots/{shot_id}/files", headers=acme.headers).json()

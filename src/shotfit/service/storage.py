@@ -75,6 +75,13 @@ class UploadRefused(ShotfitError):
         self.status = status
 
 
+class AlreadyHeld(UploadRefused):
+    """The shot holds a file of the upload's name already (409)."""
+
+    def __init__(self, role: str, name: str) -> None:
+        super().__init__(f"the shot already holds {role} file {name!r}", 409)
+
+
 @dataclass(frozen=True)
 class Checked:
     """What a completed upload turned out to be."""
@@ -197,23 +204,22 @@ class StudioStorage:
     def job(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
 
-    def place(self, upload_id: str, shot_id: str, role: str, name: str, *, leftover: bool = False) -> None:
+    def place(self, upload_id: str, shot_id: str, role: str, name: str, *, replace: bool = False) -> None:
         """Move a completed, checked part file into its shot: in one rename on a local folder (through the write
         guard's atomic path: a crash leaves the part file or the placed file, never half of one); into the store
-        in one put (an object appears whole or not at all), the part file removed after. ``leftover``: a file
-        already there is this upload's own, placed by a completion whose server died before recording it, and
-        is replaced; otherwise one there is refused."""
+        in one put (an object appears whole or not at all), the part file removed after. A file already there
+        is refused (:class:`AlreadyHeld`) unless ``replace``: it is the upload's own (see ``uploads.complete``)."""
         target = self.shot_file(shot_id, role, name)
         part = self.part(upload_id, name)
         if not self.remote:
-            if target.exists() and not leftover:
-                raise UploadRefused(f"the shot already holds {role} file {name!r}", 409)
+            if target.exists() and not replace:
+                raise AlreadyHeld(role, name)
             with atomic_path(target) as temp:
                 os.replace(part, temp)
             return
         key = self.key(target)
-        if not leftover and self.fs.exists(key):
-            raise UploadRefused(f"the shot already holds {role} file {name!r}", 409)
+        if not replace and self.fs.exists(key):
+            raise AlreadyHeld(role, name)
         self.fs.put_file(str(part), key)
         part.unlink()
 

@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 
 from shotfit.service.deps import not_found
 from shotfit.service.settings import ServiceSettings
-from shotfit.service.storage import Checked, PieceMissing, StudioStorage, UploadRefused, sniff
+from shotfit.service.storage import AlreadyHeld, Checked, PieceMissing, StudioStorage, UploadRefused, sniff
 from shotfit.service.store import ShotFile, Store, Upload, UploadPiece
 from shotfit.service.store.models import new_id, now
 
@@ -198,11 +198,17 @@ def complete(store: Store, settings: ServiceSettings, storage: StudioStorage, up
                             settings.limits.max_pixels)
             part.unlink(missing_ok=True)  # the empty one this request opened
             return _finish(store, storage, upload, checked)
-        leftover = _placed_unrecorded(store, storage, upload)
         if storage.remote and (placed := _gather(store, storage, upload, claim)) is not None:
             return placed
-        checked = sniff(storage.part(upload.id, upload.name), upload.name, settings.limits.max_pixels)
-        storage.place(upload.id, upload.shot_id, upload.role, upload.name, leftover=leftover)
+        checked = sniff(part, upload.name, settings.limits.max_pixels)
+        try:
+            storage.place(upload.id, upload.shot_id, upload.role, upload.name)
+        except AlreadyHeld:
+            if _recorded(store, upload):
+                raise
+            # one upload at a time receives a name (the ``uploads_one_receiving`` index), so a file no row
+            # records is this upload's own, put by a completion whose server died before recording it
+            storage.place(upload.id, upload.shot_id, upload.role, upload.name, replace=True)
     except UploadRefused as err:
         with store.session() as session:  # only while this request's claim holds
             gone = session.execute(delete(Upload).where(Upload.id == upload.id, Upload.complete.is_(False),
@@ -217,22 +223,19 @@ def complete(store: Store, settings: ServiceSettings, storage: StudioStorage, up
     return _finish(store, storage, upload, checked)
 
 
-def _placed_unrecorded(store: Store, storage: StudioStorage, upload: Upload) -> bool:
-    """Whether the shot holds a file of the upload's name that no file row records: one upload at a time
-    receives a name (the ``uploads_one_receiving`` index), so it is this upload's own, placed by a completion
-    whose server died before its row was written, and completing again replaces it (it was refused, and the
-    name stuck for good)."""
+def _recorded(store: Store, upload: Upload) -> bool:
+    """Whether the shot has a file row of the upload's role and name."""
     with store.session() as session:
-        recorded = session.scalar(select(ShotFile.id).where(
-            ShotFile.shot_id == upload.shot_id, ShotFile.role == upload.role, ShotFile.name == upload.name))
-    return recorded is None and storage.stored(storage.shot_file(upload.shot_id, upload.role, upload.name)) is not None
+        return session.scalar(select(ShotFile.id).where(
+            ShotFile.shot_id == upload.shot_id, ShotFile.role == upload.role, ShotFile.name == upload.name)) is not None
 
 
 def _renamed_before(store: Store, storage: StudioStorage, upload: Upload, held: int) -> bool:
     """A storage folder: all the upload's bytes were in, and its part file (``held`` bytes of it left) was
     renamed into the shot by a completion whose server died before recording it: the file in the shot is the
-    part file, and completing again records it."""
-    return upload.offset == upload.size and held < upload.size and _placed_unrecorded(store, storage, upload)
+    part file, and completing again records it (one upload at a time receives a name: the file is its own)."""
+    return (upload.offset == upload.size and held < upload.size and not _recorded(store, upload)
+            and storage.stored(storage.shot_file(upload.shot_id, upload.role, upload.name)) is not None)
 
 
 def _taken(store: Store, upload_id: str) -> Upload:
