@@ -83,6 +83,9 @@ def test_train_render_export_through_the_service_equal_the_library(served, tmp_p
     assert steps == sorted(steps) and steps[-1] == 20
     preview = [data for name, data in events if name == "preview"][0]["url"]
     assert client.get(preview, headers=studio.headers).content.startswith(b"\x89PNG")
+    late = _events(served, train["id"])  # a stream opened after the end still shows the last sheet
+    assert [name for name, _ in late] == ["state", "preview"] and late[0][1]["state"] == "succeeded"
+    assert late[1][1]["url"].endswith("?sheet=final.png"), late
     listed = {r["name"] for r in client.get(f"/v1/jobs/{train['id']}/results", headers=studio.headers).json()}
     assert {"model.pt", "metrics.json", "preview_final.png"} <= listed
 

@@ -192,10 +192,12 @@ _EVENT_SCHEMA = {"type": "object", "required": ["event", "data"],
 async def job_events(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep,
                      request: Request) -> StreamingResponse:
     """Server-sent events: ``state`` (Job JSON) on each change of state, ``progress`` (Job JSON) on new progress,
-    ``preview`` ({"url"}) on each new training preview; the stream ends after a final state. Each poll reads the
-    job's row only: the newest preview is the one its worker recorded there, never a listing of the storage."""
-    first, _ = await run_in_threadpool(_read_job, store, caller, job_id)
-    return StreamingResponse(_events(store, caller, first, request, settings.poll_s),
+    ``preview`` ({"url"}) on each new training preview, the newest one at once after the first ``state``; the
+    stream ends after a final state (or after that first preview, for a job that had ended when the stream opened).
+    Each poll reads the job's row only: the newest preview is the one its worker recorded there, never a listing
+    of the storage."""
+    first, sheet = await run_in_threadpool(_read_job, store, caller, job_id)
+    return StreamingResponse(_events(store, caller, first, sheet, request, settings.poll_s),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
@@ -217,10 +219,16 @@ def _recorded_preview(job: Job) -> str | None:
         return None
 
 
-async def _events(store: Store, caller: Caller, job: schemas.Job, request: Request, poll_s: float
-                  ) -> AsyncIterator[bytes]:
+def _preview_event(job_id: str, sheet: str) -> bytes:
+    return _sse("preview", json.dumps({"url": f"/v1/jobs/{job_id}/previews/latest.png?sheet={sheet}"}))
+
+
+async def _events(store: Store, caller: Caller, job: schemas.Job, sheet: str | None, request: Request,
+                  poll_s: float) -> AsyncIterator[bytes]:
     yield _sse("state", job.model_dump_json())
-    state, progress, preview, quiet = job.state, job.progress, None, 0.0
+    if sheet is not None:  # a client that connects late, even after the end, sees the newest sheet at once
+        yield _preview_event(job.id, sheet)
+    state, progress, preview, quiet = job.state, job.progress, sheet, 0.0
     while job.state not in FINAL_STATES:
         await asyncio.sleep(max(poll_s, 0.2))
         if await request.is_disconnected():
@@ -228,7 +236,7 @@ async def _events(store: Store, caller: Caller, job: schemas.Job, request: Reque
         job, sheet = await run_in_threadpool(_read_job, store, caller, job.id)
         if sheet is not None and sheet != preview:
             preview = sheet
-            yield _sse("preview", json.dumps({"url": f"/v1/jobs/{job.id}/previews/latest.png?sheet={preview}"}))
+            yield _preview_event(job.id, preview)
         if job.progress != progress:
             progress, quiet = job.progress, 0.0
             yield _sse("progress", job.model_dump_json())
