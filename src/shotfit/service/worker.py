@@ -8,7 +8,8 @@ layout under the local storage folder before it starts, and what it writes is pu
 rendered frame at once, the rest at every heartbeat) and before its final state is written, so a result
 the API lists is in the store, and an attempt on another machine resumes from what the last one put. A
 training job's newest contact sheet is named in its record once the sheet is in the store: what a client
-watching the job reads, with no listing of the store.
+watching the job reads, with no listing of the store. Where the job's files are, and their fetching and
+putting back, are :mod:`.jobfiles`; a render shared out on several Ray workers is :mod:`.render_chunks`.
 
 It writes only while the job is still at its own attempt: a worker that was thought lost, and
 replaced, finds so at its next heartbeat and stops without touching the job's record.
@@ -28,16 +29,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from shotfit import api
 from shotfit.errors import ShotfitError
-from shotfit.infer.render import FrameDone, chunks
+from shotfit.infer.render import FrameDone
 from shotfit.runs.folder import RunFolder
-from shotfit.service import jobwork, sweepjob
-from shotfit.service.assignment import Assignment
-from shotfit.service.claims import requeue
-from shotfit.service.storage import Mirror, StudioStorage
+from shotfit.service import jobwork, render_chunks, sweepjob
+from shotfit.service.assignment import Assignment, own_process
+from shotfit.service.jobfiles import job_folders, put_back, stage
+from shotfit.service.storage import Mirror
 from shotfit.service.store import Job, JobFrame, Store, open_store
 from shotfit.service.store.models import now
 from shotfit.service.webhooks import enqueue
@@ -49,54 +50,12 @@ PROGRESS_EVERY_S = 0.5  # the store hears of progress at most this often (and at
 
 def run_assignment(assignment: Assignment) -> str:
     """Run one attempt of a job; the state it ended in (``superseded`` when another attempt took it over)."""
-    _own_process(assignment.threads)
+    own_process(assignment.threads)
     store = open_store(assignment.db_url, migrate=False)
     try:
         return Attempt(store, assignment).run()
     finally:
         store.close()
-
-
-def job_folders(assignment: Assignment, studio_id: str, kind: str, shot_id: str, run_id: str | None
-                ) -> jobwork.JobFolders:
-    """Where a job reads and writes (its run: its own for training, the train job's for render and export)."""
-    storage = StudioStorage(Path(assignment.storage), studio_id, assignment.files)
-    work = storage.job(assignment.job_id)
-    return jobwork.JobFolders(
-        source=storage.shot_role(shot_id, "source"), keyframes=storage.shot_role(shot_id, "keyframes"),
-        truth=storage.shot_role(shot_id, "truth"), work=work,
-        run=work / "run" if kind == "train" else storage.job(run_id) / "run" if run_id else None)
-
-
-def stage(assignment: Assignment, studio_id: str, folders: jobwork.JobFolders, fresh: bool = True) -> Mirror:
-    """Fetch a job's inputs and its own folder from the store (nothing to do when the files are local); the
-    mirror of its own folder, which puts back what the job writes. ``fresh``: the job's folder as the store
-    holds it (an attempt's start), not a copy an earlier attempt on this machine left; a render chunk keeps
-    what the chunks beside it write."""
-    storage = StudioStorage(Path(assignment.storage), studio_id, assignment.files)
-    work = storage.mirror(folders.work)
-    try:
-        for folder in (folders.source, folders.keyframes, folders.truth):
-            storage.mirror(folder).pull()
-        if folders.run is not None and not folders.run.is_relative_to(folders.work):
-            storage.mirror(folders.run).pull()  # the train job's run: read only, never put back from here
-        work.pull(fresh=fresh)
-    except Exception as err:  # any backend's error (network, credentials): the job fails in one line
-        raise ShotfitError(f"the job's files could not be fetched from the storage ({_first_line(err)})") from None
-    return work
-
-
-def put_back(mirror: Mirror, only: Path | None = None) -> None:
-    """Put what the job wrote (or the one file ``only``) in the store; a failure fails the job in one line."""
-    try:
-        mirror.push(only)
-    except Exception as err:  # any backend's error: the result is not safe, so the job is not done
-        raise ShotfitError(f"the job's results could not be put in the storage ({_first_line(err)})") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def newest_stored_sheet(mirror: Mirror, run: RunFolder) -> str | None:
@@ -110,67 +69,11 @@ def newest_stored_sheet(mirror: Mirror, run: RunFolder) -> str | None:
     return jobwork.latest_preview(sheets)
 
 
-def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
-    """A Ray task: render ``frames`` of a render job into its folder (frames there already are skipped),
-    recording each frame written; True when it stopped early (cancelled, or the attempt is over)."""
-    _own_process(assignment.threads)
-    store = open_store(assignment.db_url, migrate=False)
-    try:
-        with store.session() as session:
-            job = session.get(Job, assignment.job_id)
-            if job is None:
-                return True
-            folders = job_folders(assignment, job.studio_id, job.kind, job.shot_id, job.run_id)
-            studio_id, settings = job.studio_id, dict(job.settings)
-        watch = _ChunkWatch(store, assignment)
-        mirror = stage(assignment, studio_id, folders, fresh=False)
-
-        def written(done: FrameDone) -> None:
-            if not done.skipped:
-                put_back(mirror, done.path)  # the frame is in the store before the store counts it
-                with store.session() as session:
-                    session.add(JobFrame(job_id=assignment.job_id, frame=done.frame, attempt=assignment.attempt))
-
-        return jobwork.render(folders, settings, written, watch.should_stop, frames=frames).stopped
-    finally:
-        store.close()
-
-
-class _ChunkWatch:
-    """A chunk's ``should_stop``: the job cancelled, its attempt over, or this worker's Ray node gone
-    (the store is asked at most once a heartbeat)."""
-
-    def __init__(self, store: Store, assignment: Assignment) -> None:
-        self.store, self.assignment = store, assignment
-        self.parent, self.asked, self.stop = os.getppid(), 0.0, False
-
-    def should_stop(self) -> bool:
-        if self.stop or os.getppid() != self.parent:
-            return True
-        if time.monotonic() - self.asked >= self.assignment.heartbeat_s:
-            self.asked = time.monotonic()
-            with self.store.session() as session:
-                job = session.get(Job, self.assignment.job_id)
-                self.stop = (job is None or job.cancel_requested or job.attempt != self.assignment.attempt
-                             or job.state != "running")
-        return self.stop
-
-
 def warm_worker() -> None:
     """Import what a job needs (PyTorch, the trainer, the renderer) in a worker process before any job comes."""
-    _own_process(0)
+    own_process(0)
     # start-up time is the point: these are what a first job would otherwise wait for
     from shotfit.workflows import exporting, rendering, training  # noqa: F401
-
-
-def _own_process(threads: int) -> None:
-    """What a worker process may set and a library call may not: torch's threads, MLflow's telemetry."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    import torch  # the worker's own setting; torch is loaded by the job anyway
-
-    if threads > 0:
-        torch.set_num_threads(threads)
 
 
 class _Stopped(Exception):
@@ -381,41 +284,10 @@ class Attempt:
                     steps=update.budget.steps)
 
     def _render_in_chunks(self, folders: jobwork.JobFolders, settings: dict[str, Any], workers: int) -> bool:
-        """The frames still to render, shared out in ``workers`` runs rendered by Ray tasks at once (frames are
-        independent and deterministic); True when stopped early. A chunk whose worker died makes the job
-        queue again: the next attempt renders only what is missing."""
-        import ray  # the worker's engine: chunks run as Ray tasks beside this one (this process is a Ray worker)
-
-        pending, total = jobwork.pending_frames(folders, settings)
-        before, started = total - len(pending), time.monotonic()
-        task = ray.remote(num_cpus=max(self.assignment.threads, 1), max_retries=0)(render_chunk)
-        refs = [task.remote(self.assignment, chunk) for chunk in chunks(pending, workers)]
-        stopped = False
-        try:
-            while refs:
-                ready, refs = ray.wait(refs, num_returns=1, timeout=1.0)
-                for ref in ready:
-                    stopped = ray.get(ref) or stopped
-                written = self._frames_written()
-                speed = written / max(time.monotonic() - started, 1e-6)
-                self.report(frames_done=before + written, frames_total=total, fps=speed,
-                            eta_s=(len(pending) - written) / speed if speed > 0 else None)
-        except ray.exceptions.RayTaskError as err:  # a chunk's own error (a ShotfitError, say): the job's
-            raise err.cause from None
-        except ray.exceptions.RayError as err:  # a chunk's worker died: queue the job again
-            log.warning("job %s: a render chunk was lost (%s)", self.job_id, type(err).__name__)
-            requeue(self.store, self.job_id, self.attempt, "a render chunk's worker died")
-            self.superseded.set()
-            return True
-        finally:
-            for ref in refs:
-                ray.cancel(ref)
-        return stopped or self.should_stop()
-
-    def _frames_written(self) -> int:
-        with self.store.session() as session:
-            return session.scalar(select(func.count()).select_from(JobFrame).where(
-                JobFrame.job_id == self.job_id, JobFrame.attempt == self.attempt)) or 0
+        """The frames still to render, shared out in ``workers`` Ray tasks (:mod:`.render_chunks`); True when
+        stopped early, or when a chunk's worker died and the job is queued again."""
+        return render_chunks.render_in_chunks(self.store, self.assignment, folders, settings, workers, self.report,
+                                              self.should_stop, self.superseded)
 
     def _on_step(self, report: Any) -> None:
         if not self._mlflow_seen:
