@@ -14,11 +14,12 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import shots
-from service_helpers import BUCKET, SMALL_LIMITS, TINY_SETTINGS, new_studio, upload, upload_folder, wait_for
+from service_helpers import BUCKET, SMALL_LIMITS, TINY_SETTINGS, Studio, new_studio, upload, upload_folder, wait_for
 from shots import KEYFRAMES, edit, fails, plate, same_weights, succeeds, train_tiny, weights, write_png, write_shot
 
 from shotfit.service.app import create_app
@@ -286,30 +287,40 @@ def test_train_then_render_on_s3_gives_the_frames_of_a_local_folder(s3, ray_loca
     assert storage.files(storage.job(render_id))["frames/plate.1001.png"].open().read() == local["plate.1001.png"]
 
 
+@contextlib.contextmanager
+def _training_on_s3(tmp_path: Path, name: str) -> Iterator[tuple[Any, Any, Studio, str, str]]:
+    """A server whose studios' files are in the bucket under ``NAME-...`` and whose jobs run on the module's Ray
+    (one worker), with the tiny shot's source and keyframes (written to ``plates/`` and ``fixed/``) uploaded:
+    (app, client, studio, shot id, prefix)."""
+    from fastapi.testclient import TestClient  # httpx: a test dependency only
+
+    from shotfit.service.dispatch import RayRunner  # jobs on Ray: only these tests run them
+
+    plates, fixed = write_shot(tmp_path / "plates"), write_shot(tmp_path / "fixed", KEYFRAMES,
+                                                                  make=lambda f: edit(plate(f)))
+    prefix = f"{name}-{tmp_path.name}"
+    settings = ServiceSettings(storage=tmp_path / "scratch", files=f"s3://{BUCKET}/{prefix}", workers=1, poll_s=0.2,
+                               heartbeat_s=0.5)
+    app = create_app(settings, RayRunner(settings), send_webhooks=False)
+    studio = new_studio(app.state.store, "Acme VFX")
+    with TestClient(app) as client:
+        shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=studio.headers).json()["id"]
+        upload_folder(client, studio, shot_id, "source", plates)
+        upload_folder(client, studio, shot_id, "keyframes", fixed)
+        yield app, client, studio, shot_id, prefix
+
+
 @pytest.mark.slow
 def test_a_killed_worker_resumes_from_the_checkpoint_in_the_bucket_not_its_local_copy(s3, ray_local,
                                                                                       tmp_path: Path) -> None:
     """kill -9 of the worker mid-training, and its scratch copy of the job wiped (the next attempt may run on
     another machine): the job resumes from the checkpoint put in the bucket, to the model an uninterrupted
     run makes, bit for bit."""
-    from fastapi.testclient import TestClient  # httpx: a test dependency only
-
-    from shotfit.service.dispatch import RayRunner  # jobs on Ray: only these tests run them
     from shotfit.service.jobwork import config_overrides
     from shotfit.service.store import Job
 
-    plates, fixed = write_shot(tmp_path / "plates"), write_shot(tmp_path / "fixed", KEYFRAMES,
-                                                                  make=lambda f: edit(plate(f)))
-    prefix = f"resume-{tmp_path.name}"
-    settings = ServiceSettings(storage=tmp_path / "scratch", files=f"s3://{BUCKET}/{prefix}", workers=1, poll_s=0.2,
-                               heartbeat_s=0.5)
-    app = create_app(settings, RayRunner(settings), send_webhooks=False)
-    studio = new_studio(app.state.store, "Acme VFX")
     train = {**TINY_SETTINGS, "train.steps": 300, "train.checkpoint_every": 25, "train.preview_every": 1000}
-    with TestClient(app) as client:
-        shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=studio.headers).json()["id"]
-        upload_folder(client, studio, shot_id, "source", plates)
-        upload_folder(client, studio, shot_id, "keyframes", fixed)
+    with _training_on_s3(tmp_path, "resume") as (app, client, studio, shot_id, prefix):
         job = client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": train},
                           headers=studio.headers).json()
         deadline = time.monotonic() + 240
@@ -330,7 +341,7 @@ def test_a_killed_worker_resumes_from_the_checkpoint_in_the_bucket_not_its_local
         model = client.get(f"/v1/jobs/{job['id']}/results/model.pt", headers=studio.headers)
         assert model.status_code == 200
     (tmp_path / "served.pt").write_bytes(model.content)
-    train_tiny(plates, fixed, tmp_path / "reference", *config_overrides(train, {}))
+    train_tiny(tmp_path / "plates", tmp_path / "fixed", tmp_path / "reference", *config_overrides(train, {}))
     assert same_weights(weights(tmp_path / "served.pt"), weights(tmp_path / "reference" / "model.pt"))
 
 
@@ -343,23 +354,10 @@ def test_a_training_watched_through_a_killed_worker_keeps_its_preview_and_no_pol
     the last one final.png. The server's polls list nothing of the previews folder: moto's record of requests
     shows it listed at most once an attempt (its worker fetching the job's folder), where each poll of each
     watcher listed it before."""
-    from fastapi.testclient import TestClient  # httpx: a test dependency only
-
-    from shotfit.service.dispatch import RayRunner  # jobs on Ray: only these tests run them
     from shotfit.service.store import Job
 
-    plates, fixed = write_shot(tmp_path / "plates"), write_shot(tmp_path / "fixed", KEYFRAMES,
-                                                                  make=lambda f: edit(plate(f)))
-    prefix = f"watch-{tmp_path.name}"
-    settings = ServiceSettings(storage=tmp_path / "scratch", files=f"s3://{BUCKET}/{prefix}", workers=1, poll_s=0.2,
-                               heartbeat_s=0.5)
-    app = create_app(settings, RayRunner(settings), send_webhooks=False)
-    studio = new_studio(app.state.store, "Acme VFX")
     train = {**TINY_SETTINGS, "train.steps": 300, "train.checkpoint_every": 25, "train.preview_every": 25}
-    with TestClient(app) as client:
-        shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=studio.headers).json()["id"]
-        upload_folder(client, studio, shot_id, "source", plates)
-        upload_folder(client, studio, shot_id, "keyframes", fixed)
+    with _training_on_s3(tmp_path, "watch") as (app, client, studio, shot_id, prefix):
         with _recorded(s3) as recorded:
             job_id = client.post("/v1/jobs", json={"kind": "train", "shot_id": shot_id, "settings": train},
                                  headers=studio.headers).json()["id"]
