@@ -4,6 +4,7 @@
     python bench/service.py                       # every part, default sizes (a few minutes on 2 cores)
     python bench/service.py --upload-mb 1024      # the issue's 1 GB EXR sequence (4K half RGB frames)
     python bench/service.py --skip render         # parts: poll, upload, first_step, render
+    python bench/service.py --skip poll,first_step,render --upload-storage folder,s3   # uploads: folder vs S3 (moto)
 
 Parts:
 - poll: GET /v1/jobs/{id} latency (p50/p99) with --clients concurrent clients, each polling --polls times,
@@ -16,6 +17,11 @@ Parts:
   request to the last file checked and placed, on an API-only server (``--workers 0``: no Ray worker importing
   PyTorch beside it); with --baseline-src DIR the same frames also go to a server running the code in DIR
   (another checkout's ``src/``), alternating with this tree's (--upload-rounds each): before and after in one run;
+  with --upload-storage folder,s3 the same frames also go to a server whose files are in S3 (``--storage
+  s3://...``: each PATCH a piece object, the completion gathering them), served by moto on the loopback (its
+  own process, started and stopped per round; its CPU per MB reported apart). The server's CPU per MB there is
+  a lower bound on its own cost against a real S3 (no TLS, no latency, no loss on the loopback), and the MB/s
+  no S3 figure at all: moto, answering in Python from memory, takes its CPU from the same cores;
 - first_step: POST /v1/jobs (train) to the first training step in the job's progress, polled every 50 ms
   (twice: the first job may start a Ray worker, the second finds it);
 - render: a render job of --render-frames frames with ``render.workers`` 1 and then 2 (the job's frames shared
@@ -40,14 +46,10 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,66 +57,16 @@ import httpx
 import numpy as np
 import OpenEXR
 
+# An entry point run as `python bench/service.py`: the checkout's bench package (the client imports no shotfit)
 _ROOT = Path(__file__).resolve().parents[1]
-MB = 1_000_000
-TIMEOUT = 60.0
+sys.path.insert(0, str(_ROOT))
+
+from bench.moto_s3 import moto_s3  # noqa: E402
+from bench.service_harness import MB, TIMEOUT, cpu_cost, new_shot, serve, submit, upload, wait  # noqa: E402
+
 # a tiny network (as the tests' TINY): the bench times the service around the work, not the network
 TINY = {"model.width": 4, "model.depth": 2, "augment.patch_size": 32, "data.batch_size": 2, "loss.lpips": 0,
         "train.warmup_steps": 0, "train.threads": 1, "train.device": "cpu"}
-
-
-# --- the server ---------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _environment(folder: Path, src: Path = _ROOT / "src") -> dict[str, str]:
-    env = {**os.environ, "HOME": str(folder / "home"), "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "RAY_TMPDIR": tempfile.mkdtemp(prefix="sf-bench-ray-", dir="/tmp"),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)}
-    for name in ("MLFLOW_TRACKING_URI", "SHOTFIT_STORAGE", "SHOTFIT_DB", "SHOTFIT_TRACKING_URI"):
-        env.pop(name, None)
-    return env
-
-
-@contextlib.contextmanager
-def serve(folder: Path, workers: int, src: Path = _ROOT / "src") -> Iterator[tuple[str, dict[str, str], int]]:
-    """``shotfit serve --workers N`` (the code in ``src``) on a free loopback port; yields its URL, a key's headers
-    and its pid."""
-    folder.mkdir(parents=True)
-    env, storage = _environment(folder, src), folder / "storage"
-    made = subprocess.run([sys.executable, "-m", "shotfit", "keys", "create", "--studio", "bench", "--storage",
-                           str(storage)], env=env, capture_output=True, text=True, timeout=120, check=True)
-    headers = {"Authorization": f"Bearer {made.stdout.split()[0]}"}
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (folder / "serve.log").open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "shotfit", "serve", "--port", str(port), "--storage",
-                                    str(storage), "--workers", str(workers)], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"shotfit serve exited: {(folder / 'serve.log').read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("shotfit serve did not answer in 180 s")
-            time.sleep(0.3)
-        yield url, headers, process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
 
 
 # --- a shot ---------------------------------------------------------------------------------------
@@ -148,71 +100,6 @@ def write_exr_sequence(folder: Path, total_mb: float, width: int = 3840, height:
         OpenEXR.File({"compression": OpenEXR.NO_COMPRESSION, "type": OpenEXR.scanlineimage}, channels).write(str(path))
         paths.append(path)
     return paths
-
-
-# --- the client -----------------------------------------------------------------------------------
-
-def upload(client: httpx.Client, shot_id: str, role: str, path: Path, chunk: int) -> None:
-    size = path.stat().st_size
-    made = client.post(f"/v1/shots/{shot_id}/uploads", json={"role": role, "name": path.name, "size": size})
-    made.raise_for_status()
-    upload_id, offset = made.json()["id"], 0
-    with path.open("rb") as source:
-        while offset < size:
-            source.seek(offset)
-            answer = client.patch(f"/v1/uploads/{upload_id}", content=source.read(chunk),
-                                  headers={"Upload-Offset": str(offset),
-                                           "Content-Type": "application/offset+octet-stream"})
-            answer.raise_for_status()
-            offset = answer.json()["offset"]
-    assert answer.json()["complete"], answer.text
-
-
-def new_shot(client: httpx.Client, name: str) -> str:
-    made = client.post("/v1/shots", json={"name": name})
-    made.raise_for_status()
-    return made.json()["id"]
-
-
-def submit(client: httpx.Client, body: dict) -> dict:
-    made = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": os.urandom(8).hex()})
-    made.raise_for_status()
-    return made.json()
-
-
-def wait(client: httpx.Client, job_id: str, until, timeout: float, poll: float = 0.05) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if until(job):
-            return job
-        if job["state"] in ("failed", "cancelled"):
-            raise RuntimeError(f"job {job_id} {job['state']}: {job['error']}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job_id} still {job['state']} after {timeout} s")
-        time.sleep(poll)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) a process has used so far, from /proc (None elsewhere than Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def cpu_cost(pid: int, into: dict, per: str) -> Iterator[None]:
-    """Adds the server's and this client's CPU milliseconds (per ``into[per]`` when set, else in all): figures
-    that a busy machine stretches less than wall-clock latency."""
-    server, client = cpu_seconds(pid), time.process_time()
-    yield
-    after = cpu_seconds(pid)
-    count = into.get(per) or 1
-    if server is not None and after is not None:
-        into[f"server_cpu_ms_per_{per}"] = round(1000 * (after - server) / count, 3)
-    into[f"client_cpu_ms_per_{per}"] = round(1000 * (time.process_time() - client) / count, 3)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -257,13 +144,15 @@ def measure_poll(url: str, headers: dict, pid: int, job_id: str, clients: int, p
             "max_ms": round(1000 * max(latencies), 2), "requests_per_s": round(len(latencies) / wall, 1)}
 
 
-def measure_upload(client: httpx.Client, pid: int, frames: list[Path], chunk_mb: float, parallel: int) -> dict:
-    """Upload ``frames`` (--parallel files at once) into a new shot; MB/s and the CPU per MB."""
+def measure_upload(client: httpx.Client, pid: int, frames: list[Path], chunk_mb: float, parallel: int,
+                   others: dict[str, int] | None = None) -> dict:
+    """Upload ``frames`` (--parallel files at once) into a new shot; MB/s and the CPU per MB (of the server, the
+    client and the ``others`` processes)."""
     width, height = _exr_size(frames[0])
     size = sum(p.stat().st_size for p in frames)
     shot_id = new_shot(client, "bench-upload")
     cost: dict = {"mb": size / MB}
-    with cpu_cost(pid, cost, "mb"):
+    with cpu_cost(pid, cost, "mb", others):
         start = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
             list(pool.map(lambda p: upload(client, shot_id, "source", p, int(chunk_mb * MB)), frames))
@@ -281,26 +170,44 @@ def _exr_size(path: Path) -> tuple[int, int]:
 
 def upload_parts(work: Path, args: argparse.Namespace) -> dict:
     """The upload part on API-only servers (no Ray worker importing PyTorch beside it): this tree's code, and
-    with --baseline-src the code in that folder too, alternating (--upload-rounds each) on the same frames."""
+    with --baseline-src the code in that folder too; the files in a storage folder, and with --upload-storage
+    also in S3 on moto; alternating (--upload-rounds each) on the same frames."""
     width, height = (int(n) for n in args.upload_frame.lower().split("x"))
     frames = write_exr_sequence(work / "exr", args.upload_mb, width, height)
     trees = [("this tree", _ROOT / "src")] + ([("baseline", args.baseline_src)] if args.baseline_src else [])
-    runs: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    places = [(label, src, storage) for storage in args.upload_storage for label, src in trees]
+    runs: dict[tuple[str, str], list[dict]] = {(label, storage): [] for label, _, storage in places}
     try:
         for index in range(args.upload_rounds):
-            for label, src in (trees if index % 2 == 0 else trees[::-1]):
-                folder = work / f"upload-{label.replace(' ', '-')}-{index}"
-                with serve(folder, 0, src) as (url, headers, pid), \
-                        httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
-                    runs[label].append({"load": round(os.getloadavg()[0], 2),
-                                        **measure_upload(client, pid, frames, args.chunk_mb, args.parallel)})
+            for label, src, storage in (places if index % 2 == 0 else places[::-1]):
+                folder = work / f"upload-{storage}-{label.replace(' ', '-')}-{index}"
+                runs[label, storage].append(_upload_round(folder, src, storage, frames, args))
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
         shutil.rmtree(work / "exr", ignore_errors=True)
-    result = {"this_tree": runs["this tree"]}
-    if args.baseline_src:
-        result["baseline"] = {"src": str(args.baseline_src), "runs": runs["baseline"]}
+    result: dict = {}
+    for storage in args.upload_storage:
+        into = result if storage == "folder" else result.setdefault("s3_moto", {"note": S3_NOTE})
+        into["this_tree"] = runs["this tree", storage]
+        if args.baseline_src:
+            into["baseline"] = {"src": str(args.baseline_src), "runs": runs["baseline", storage]}
     return result
+
+
+S3_NOTE = ("S3 served by moto on the loopback: server_cpu_ms_per_mb is a lower bound on the server's own cost "
+           "against a real S3 (no TLS, latency or loss here); mb_per_s is no S3 figure (moto, Python in memory, "
+           "shares the cores)")
+
+
+def _upload_round(folder: Path, src: Path, storage: str, frames: list[Path], args: argparse.Namespace) -> dict:
+    """One upload of ``frames`` to a new API-only server whose files are in a folder, or in S3 on a new moto."""
+    with contextlib.ExitStack() as stack:
+        s3 = stack.enter_context(moto_s3(folder / "moto")) if storage == "s3" else None
+        url, headers, pid = stack.enter_context(serve(folder / "server", 0, src, s3))
+        client = stack.enter_context(httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT))
+        others = {"moto": s3.pid} if s3 is not None else None
+        return {"storage": storage, "load": round(os.getloadavg()[0], 2),
+                **measure_upload(client, pid, frames, args.chunk_mb, args.parallel, others)}
 
 
 def ready_shot(client: httpx.Client, plates: list[Path], keys: list[Path]) -> str:
@@ -374,6 +281,13 @@ def measure_render(folder: Path, plates: list[Path], keys: list[Path]) -> dict:
             "ratio": round(runs[2]["frames_per_s"] / runs[1]["frames_per_s"], 2)}
 
 
+def _storages(text: str) -> list[str]:
+    storages = [part.strip() for part in text.split(",") if part.strip()]
+    if not storages or set(storages) - {"folder", "s3"} or len(set(storages)) != len(storages):
+        raise argparse.ArgumentTypeError(f"takes folder, s3 or both, comma-separated, not {text!r}")
+    return storages
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50, help="concurrent status pollers")
@@ -385,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload-frame", default="3840x2160", help="WIDTHxHEIGHT of each EXR frame")
     parser.add_argument("--chunk-mb", type=float, default=16, help="bytes per PATCH")
     parser.add_argument("--parallel", type=int, default=2, help="files uploaded at once")
+    parser.add_argument("--upload-storage", default="folder", type=_storages, help="where the uploaded files go, "
+                        "comma-separated: folder (a storage folder), s3 (S3 served by moto on the loopback)")
     parser.add_argument("--baseline-src", type=Path, help="also measure the upload and the status poll with the "
                         "service's code in this folder (another checkout's src/), alternating with this tree's")
     parser.add_argument("--upload-rounds", type=int, default=1, help="uploads of the sequence per tree")
