@@ -3,6 +3,7 @@ the library's own, cancel within 10 s, and a killed worker whose job resumes."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -160,6 +161,42 @@ def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_
     with served["app"].state.store.session() as session:
         frames = sorted(row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"]))
     assert frames == list(range(1001, 1007))
+
+
+def test_a_render_chunk_whose_worker_dies_queues_the_job_and_the_next_attempt_finishes_it(served) -> None:
+    """kill -9 of a render chunk's Ray worker (the job's own task goes on): the job is queued again, and its
+    second attempt renders what is missing; every frame once, the bytes of the plain render."""
+    client, studio = served["client"], served["studio"]
+    if "trained" not in served:
+        pytest.skip("needs the run of test_train_render_export_through_the_service_equal_the_library")
+    run_id, direct = served["trained"]
+    render = _submit(served, "render", {"render.workers": 2, "render.evaluate": False}, run_id=run_id)
+    deadline = time.monotonic() + 120
+    while not (chunks := _processes_titled(b"ray::render_chunk")):
+        assert time.monotonic() < deadline, "no render chunk ever ran"
+        time.sleep(0.01)
+    os.kill(chunks[0], signal.SIGKILL)
+    done = wait_for(client, studio, render["id"], timeout=300)
+    assert done["state"] == "succeeded" and done["attempt"] == 2, done
+    assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
+    for frame in range(1001, 1007):
+        name = f"plate.{frame}.png"
+        got = client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content
+        assert got == (direct / name).read_bytes(), name
+    with served["app"].state.store.session() as session:
+        frames = [row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"])]
+    assert len(frames) == len(set(frames)), f"frames rendered twice: {sorted(frames)}"
+
+
+def _processes_titled(title: bytes) -> list[int]:
+    """The processes whose title (Ray names a worker after the task it runs) starts with ``title``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().startswith(title):
+                    found.append(int(entry.name))
+    return found
 
 
 def test_a_sweep_job_runs_its_trials_on_the_services_ray_and_gives_the_best_config(served) -> None:
