@@ -10,6 +10,9 @@ frames each method is scored on.
 - ``face-markers``, ``bedroom-wire``, ``bedroom-cartoon``: local edits (:mod:`bench.local_edits`):
   tracking markers and a rig wire painted out, and a posterised cartoon on a fast clip; their
   ``psnr_edited`` (inside the region the edit changed) is the score an artist sees first.
+- ``face-degrain``: a restoration (:mod:`bench.restoration`): film grain and a slight exposure flicker
+  on the talking-head clip, removed; the clean clip is the truth, steadier than the plate (the task the
+  temporal term is judged on, as the per-frame effects' truths flicker more than their plates).
 
 Every task is scored on every other frame of its clip, keyframes excluded (the bedroom preset
 already keeps every other frame, so all of its non-key frames count), or, with ``max_scored``, on
@@ -27,6 +30,7 @@ from pathlib import Path
 from bench.face_effects import FACE_CLIPS, write_face_shot
 from bench.local_edits import LOCAL_EDITS, write_local_edit_shot
 from bench.presets import preset_shot, shared_data_folder
+from bench.restoration import RESTORATIONS, write_restoration_shot
 from shotfit.errors import ShotfitError
 from shotfit.io import open_shot
 from shotfit.sample_footage import SAMPLE_KEYFRAMES as KEYFRAMES
@@ -35,7 +39,7 @@ from shotfit.sample_footage import prepare_sample
 DEFAULT_TASKS = ("sample", "bedroom-whitebalance", "bike-enhancement", "face-stylise", "face-smooth")
 FACE_TASKS = {f"{clip}-{effect}".replace("driving-", "face-"): (clip, effect)
               for clip in FACE_CLIPS for effect in ("stylise", "smooth")}
-TASKS = (*DEFAULT_TASKS, *(name for name in FACE_TASKS if name not in DEFAULT_TASKS), *LOCAL_EDITS)
+TASKS = (*DEFAULT_TASKS, *(name for name in FACE_TASKS if name not in DEFAULT_TASKS), *LOCAL_EDITS, *RESTORATIONS)
 PROBE_FRAMES = 3
 
 
@@ -96,6 +100,9 @@ def prepare_task(name: str, out: Path, shared_data: Path | None = None, max_scor
         frames = open_shot(source).frames
     elif name in LOCAL_EDITS:
         source, keyframes, truth, keys = write_local_edit_shot(name, shared_data_folder(shared_data), folder)
+        frames = open_shot(source).frames
+    elif name in RESTORATIONS:
+        source, keyframes, truth, keys = write_restoration_shot(name, shared_data_folder(shared_data), folder)
         frames = open_shot(source).frames
     else:
         raise ShotfitError(f"unknown quality task {name!r} (known: {', '.join(TASKS)})")

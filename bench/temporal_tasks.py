@@ -10,8 +10,9 @@ one frame of motion added.
 and the temporal term itself, follow one: for the first frame t of every scored pair this script
 renders t and the shot's next frame with each run's final weights (rounded to 8-bit codes, as the
 benchmark does) and scores the pair along the source's own flow (``warping_error_next``), beside the
-untouched plate's. The source's flows are measured once per task and shared by the runs.
-Prints the rows as JSON (the layout of ``docs/quality/*.json``) and writes them to ``--out``.
+untouched plate's and the truth's own (``warping_error_next_truth``, on the plate's row). The source's
+flows are measured once per task and shared by the runs. Prints the rows as JSON (the layout of
+``docs/quality/*.json``) and writes them to ``--out``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,17 @@ def next_frame_warping_error(flows: Mapping[tuple[int, int], tuple[np.ndarray, n
     return float(np.mean(kept)) if kept else None
 
 
+def truth_next_frame_warping_error(task: Task, flows: Mapping[tuple[int, int], tuple[np.ndarray, np.ndarray, FlowPair]]
+                                   ) -> float | None:
+    """The truth's own one-frame warping error over the same pairs and flow (8-bit, as the outputs are scored):
+    what the outputs would score if they matched the truth, steady or not."""
+    truth = open_shot(task.truth)
+    errors = [pair_warping_error(to_8bit(truth.read(first)[..., :3]), to_8bit(truth.read(second)[..., :3]), flow)
+              for (first, second), (_, _, flow) in flows.items()]
+    kept = [e for e in errors if np.isfinite(e)]
+    return float(np.mean(kept)) if kept else None
+
+
 def run_predictor(run_path: Path) -> Predict:
     """A finished run's final weights as frame -> frame, rendered as ``bench/quality.py`` renders them."""
     run = RunFolder(run_path)
@@ -91,11 +103,12 @@ def rows_for(runs: Mapping[str, Path], tasks: Sequence[str] | None = None, next_
     rows = []
     for task_name in tasks or sorted(p.name for p in (first_out / "trials").iterdir()):
         plate = _result(first_out, task_name, "identity")
-        flows = source_flows(prepare_task(task_name, first_out, max_scored=plate["spec"]["max_scored"])
-                             ) if next_frame else {}
+        task = prepare_task(task_name, first_out, max_scored=plate["spec"]["max_scored"]) if next_frame else None
+        flows = source_flows(task) if task is not None else {}
         plate_next = next_frame_warping_error(flows, lambda pixels: pixels)
         rows.append({"task": task_name, "run": "untouched plate", "steps": 0, "overrides": [],
                      **{k: plate["scores"].get(k) for k in SCORES}, "warping_error_next": plate_next,
+                     "warping_error_next_truth": None if task is None else truth_next_frame_warping_error(task, flows),
                      "next_pairs": len(flows)})
         without: dict[str, Any] | None = None
         for label, out in runs.items():

@@ -16,7 +16,13 @@ from shots import write_graded_shot as write_shot
 
 from bench.quality_tasks import Task, _every_other, scored_frames
 from bench.quality_trials import to_8bit
-from bench.temporal_tasks import next_frame_pairs, next_frame_warping_error, rows_for, source_flows
+from bench.temporal_tasks import (
+    next_frame_pairs,
+    next_frame_warping_error,
+    rows_for,
+    source_flows,
+    truth_next_frame_warping_error,
+)
 from shotfit.data.flow import flow_between
 from shotfit.errors import ShotfitError
 from shotfit.evaluate.warping import pair_warping_error
@@ -55,6 +61,12 @@ def test_the_plates_own_error_is_the_evaluators_and_flicker_raises_it(tmp_path):
     rng = np.random.default_rng(0)
     flicker = next_frame_warping_error(flows, lambda pixels: pixels + rng.uniform(-0.05, 0.05, pixels.shape))
     assert flicker > steady + 4e-4  # uniform noise of +-0.05 in each frame adds about 2 * 0.05^2 / 3
+    # the truth (a grade of the plate) along the plate's flow: what an output equal to it would score
+    truth = open_shot(task.truth)
+    assert truth_next_frame_warping_error(task, flows) == pytest.approx(np.mean(
+        [pair_warping_error(to_8bit(truth.read(a)[..., :3]), to_8bit(truth.read(b)[..., :3]), flows[(a, b)][2])
+         for a, b in ((3, 4), (5, 6))]), rel=1e-9)
+    assert truth_next_frame_warping_error(task, flows) != pytest.approx(steady, rel=1e-3)
 
 
 def fake_result(out: Path, budget: str, method: str, psnr: float, lpips: float, warping: float) -> None:
@@ -76,6 +88,7 @@ def test_runs_side_by_side_without_rendering_give_the_ratios(tmp_path):
     assert [r["run"] for r in rows] == ["untouched plate", "loss.temporal=0", "loss.temporal=3"]
     plate_row, without, with_term = rows
     assert plate_row["warping_error"] == 4e-4 and plate_row["warping_error_next"] is None
+    assert plate_row["warping_error_next_truth"] is None
     assert without["warping_error_vs_plate"] == 1.5 and "psnr_change_db" not in without
     assert with_term["overrides"] == ["loss.temporal=3"] and with_term["steps"] == 120
     assert with_term["warping_error_vs_without"] == 0.5 and with_term["warping_error_vs_plate"] == 0.75
@@ -109,6 +122,7 @@ def test_two_quality_runs_side_by_side_with_their_ratios(tmp_path):
     plate_row, without, with_term = rows
     assert with_term["overrides"] == ["loss.temporal=3"] and without["overrides"] == []
     assert plate_row["next_pairs"] == without["next_pairs"] == 2 and all(r["steps"] in (0, 2) for r in rows)
+    assert 0 < plate_row["warping_error_next_truth"] < 1
     assert with_term["warping_error_next_vs_without"] == pytest.approx(
         with_term["warping_error_next"] / without["warping_error_next"], abs=1e-4)
     assert with_term["psnr_change_db"] == pytest.approx(with_term["psnr"] - without["psnr"], abs=1e-3)
