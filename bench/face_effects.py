@@ -77,12 +77,15 @@ def apply_effect(effect: str, pixels: np.ndarray) -> np.ndarray:
     return EFFECTS[effect](codes).astype(np.float32) / 255.0
 
 
-def write_face_shot(effect: str, clip: Path, keyframes: Iterable[int], truth_frames: Iterable[int], out: Path
-                    ) -> tuple[Path, Path]:
+def write_face_shot(effect: str, clip: Path, keyframes: Iterable[int], truth_frames: Iterable[int], out: Path,
+                    what: str = "face clip") -> tuple[Path, Path]:
     """Write the effect on the clip's keyframes (``out/keyframes``) and on ``truth_frames`` (``out/truth``).
 
     Frames already written are kept (an interrupted benchmark picks up where it stopped). Files are
     named ``<clip stem>.NNNN.png`` after the frame number, as a render of the clip is.
+
+    Args:
+        what: What the clip is, for the message when it is missing.
 
     Returns:
         The keyframes folder and the truth folder.
@@ -91,7 +94,7 @@ def write_face_shot(effect: str, clip: Path, keyframes: Iterable[int], truth_fra
         ShotfitError: the clip is missing or unreadable, or a keyframe is not in it.
     """
     if not clip.is_file():
-        raise ShotfitError(f"the face clip {quoted(clip)} is not there (give --shared-data or set "
+        raise ShotfitError(f"the {what} {quoted(clip)} is not there (give --shared-data or set "
                            "SHOTFIT_SHARED_DATA)")
     keys, truths = set(keyframes), set(truth_frames)
     folders = {"keyframes": out / "keyframes", "truth": out / "truth"}

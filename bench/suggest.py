@@ -3,7 +3,7 @@
 frames that are really worst? On tasks with a truth on every frame (bench.quality_tasks).
 
     python bench/suggest.py [--tasks sample] [--counts 3,5] [--steps 150] [--seeds 0] [--threads 1]
-                            [--max-scored N] [--set model.width=16 ...] [--out bench-suggest]
+                            [--max-scored N] [--set model.width=16 ...] [--no-ranking] [--out bench-suggest]
 
 For each task and seed:
 
@@ -15,6 +15,8 @@ For each task and seed:
   error (and of each of its two signs alone) against the real per-frame LPIPS.
 - **next frame**: train again from the even K=3 frames plus the top-ranked frame, and plus the middle of
   the largest gap between keyframes; held-out LPIPS of both on the frames none of the three runs painted.
+
+``--no-ranking`` keeps the keyframe comparison alone (another seed of it costs two trainings a K, not six).
 
 Runs are kept in --out (a finished one is reused). Prints the JSON and writes OUT/suggest.json.
 """
@@ -173,8 +175,11 @@ def summarise(results: list[dict[str, Any]], counts: list[int]) -> dict[str, Any
     for count in counts:
         changes = [r[f"k{count}"]["lpips_change_pct"] for r in results]
         summary[f"k{count}_lpips_change_pct_mean"] = round(float(np.mean(changes)), 2)
-    summary["spearman_mean"] = round(float(np.mean([r["ranking"]["spearman_predicted"] for r in results])), 4)
-    nexts = [r["next_frame"] for r in results if "top_beats_gap" in r["next_frame"]]
+    ranked = [r for r in results if "ranking" in r]
+    if not ranked:
+        return summary
+    summary["spearman_mean"] = round(float(np.mean([r["ranking"]["spearman_predicted"] for r in ranked])), 4)
+    nexts = [r["next_frame"] for r in ranked if "top_beats_gap" in r["next_frame"]]
     summary["top_beats_gap"] = f"{sum(n['top_beats_gap'] for n in nexts)}/{len(nexts)}"
     return summary
 
@@ -190,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-suggest"))
     parser.add_argument("--shared-data", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], help="a config override on top of the sample's recipe")
+    parser.add_argument("--no-ranking", action="store_true", help="compare keyframe sets only: no ranking, no next frame")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)  # an entry point: the process is ours
@@ -205,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             for count in counts:
                 result[f"k{count}"] = bench.keyframes(count)
                 log.info("%s seed %d K=%d: %s", name, seed, count, result[f"k{count}"])
-            result.update(bench.ranking_and_next())
+            if not args.no_ranking:
+                result.update(bench.ranking_and_next())
             result["train_seconds"] = bench.timings
             log.info("%s seed %d: %s", name, seed, result)
             results.append(result)
