@@ -1,29 +1,30 @@
-"""The predicted-error score: the typical frame scores 0, a sign that merely varies more does not drown the
-other, and frames worse on both signs come first."""
+"""The predicted-error score: the typical frame scores 0, the flips rank ordinary frames (their distance to a
+keyframe does not), and a frame unlike anything painted comes first however its flips agree."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from shotfit.suggest.confidence import DISAGREEMENT_WEIGHT, predicted_error, relative
+from shotfit.suggest.confidence import ALIEN_DISTANCE, predicted_error, relative
 
 
-def test_the_median_frame_scores_zero_and_worse_on_both_signs_ranks_first():
+def test_the_median_frame_scores_zero_and_the_flips_rank_ordinary_frames():
     disagreement = [1.0, 1.1, 1.2, 1.3, 1.4, 2.0]
-    distance = [0.1, 0.5, 0.3, 0.2, 0.4, 0.6]
+    distance = [0.6, 0.5, 0.3, 0.2, 0.4, 0.1]  # the frame nearest a keyframe disagrees most
+    score = predicted_error(disagreement, distance)
+    assert np.argmax(score) == 5 and list(np.argsort(score)) == [0, 1, 2, 3, 4, 5]
+    assert abs(predicted_error([1.0, 2.0, 3.0], [5.0, 6.0, 7.0])[1]) < 1e-12
+    assert np.allclose(predicted_error([1.0, 2.0, 3.0, 4.0, 5.0], [9.0, 1.0, 5.0, 2.0, 3.0]),
+                       [-1.0, -0.5, 0.0, 0.5, 1.0])
+
+
+def test_a_frame_unlike_anything_painted_ranks_first_by_what_it_lies_beyond():
+    disagreement = [1.0, 1.1, 1.2, 1.3, 1.4, 1.2]
+    distance = [0.2, 0.3, 0.4, 0.5, 0.6, 5.0]  # the last: far beyond every other frame
     score = predicted_error(disagreement, distance)
     assert np.argmax(score) == 5
-    assert abs(predicted_error([1.0, 2.0, 3.0], [5.0, 6.0, 7.0])[1]) < 1e-12
-
-
-def test_a_sign_with_a_wider_spread_does_not_drown_the_other():
-    # the distance varies 100x more, but each sign is put on its own scale: the flips decide between
-    # two frames that differ by a quartile on each
-    disagreement = [1.0, 1.1, 1.2, 1.3, 1.4]
-    distance = [10.0, 20.0, 30.0, 40.0, 50.0]
-    score = predicted_error(disagreement[::-1], distance)
-    assert DISAGREEMENT_WEIGHT > 0.5
-    assert score[0] > score[-1]  # most disagreement, least distance beats the reverse
+    z = (5.0 - 0.45) / (0.575 - 0.325)  # its distance on the shot's scale (median 0.45, quartiles 0.325, 0.575)
+    assert abs(score[5] - (0.0 + z - ALIEN_DISTANCE)) < 1e-9
 
 
 def test_relative_is_a_multiple_of_the_median():
