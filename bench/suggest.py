@@ -142,6 +142,8 @@ class Bench:
         rank_seconds = time.monotonic() - started
         scored = [f for f in ranked if f.frame in set(self.pool)]
         real = self.errors(base, [f.frame for f in scored])
+        write_text_atomic(self.folder / "real-even3.json",  # beside ranking.json: bench/suggest_replay.py reads both
+                          json.dumps({str(frame): value for frame, value in real.items()}) + "\n")
         truth = [real[f.frame] for f in scored]
 
         def rho(values: list[float | None]) -> float:

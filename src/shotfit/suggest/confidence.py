@@ -66,7 +66,8 @@ def flip_check(predictor: Predictor, pixels: np.ndarray, lpips: LPIPS) -> FlipCh
 ALIEN_DISTANCE = 2.0
 
 
-def predicted_error(disagreement: Sequence[float], distance: Sequence[float]) -> np.ndarray:
+def predicted_error(disagreement: Sequence[float], distance: Sequence[float],
+                    alien: float = ALIEN_DISTANCE) -> np.ndarray:
     """Each unpainted frame's predicted error as a score: 0 for the shot's typical unpainted frame, 1 for a
     frame whose flips disagree one interquartile range more; a frame that lies more than
     :data:`ALIEN_DISTANCE` interquartile ranges further from the keyframes than the typical one scores that
@@ -78,9 +79,10 @@ def predicted_error(disagreement: Sequence[float], distance: Sequence[float]) ->
     Args:
         disagreement: Flip disagreement per unpainted frame.
         distance: Appearance distance to the nearest painted frame, same order.
+        alien: The threshold, in interquartile ranges (``bench/suggest_replay.py`` tries others).
     """
     u, d = np.asarray(disagreement, float), np.asarray(distance, float)
-    return _robust_z(u) + np.maximum(0.0, _robust_z(d) - ALIEN_DISTANCE)
+    return _robust_z(u) + np.maximum(0.0, _robust_z(d) - alien)
 
 
 def relative(value: float, values: Sequence[float]) -> float:
