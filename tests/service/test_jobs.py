@@ -154,10 +154,7 @@ def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_
     done = wait_for(client, studio, render["id"])
     assert done["state"] == "succeeded", done["error"]
     assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
-    for frame in range(1001, 1007):
-        name = f"plate.{frame}.png"
-        got = client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content
-        assert got == (direct / name).read_bytes(), name
+    _assert_frames_are(served, render["id"], direct)
     with served["app"].state.store.session() as session:
         frames = sorted(row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"]))
     assert frames == list(range(1001, 1007))
@@ -179,13 +176,18 @@ def test_a_render_chunk_whose_worker_dies_queues_the_job_and_the_next_attempt_fi
     done = wait_for(client, studio, render["id"], timeout=300)
     assert done["state"] == "succeeded" and done["attempt"] == 2, done
     assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
-    for frame in range(1001, 1007):
-        name = f"plate.{frame}.png"
-        got = client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content
-        assert got == (direct / name).read_bytes(), name
+    _assert_frames_are(served, render["id"], direct)
     with served["app"].state.store.session() as session:
         frames = [row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"])]
     assert len(frames) == len(set(frames)), f"frames rendered twice: {sorted(frames)}"
+
+
+def _assert_frames_are(served, job_id: str, direct: Path) -> None:
+    """The render job's six frames, fetched through the service, are the library's render byte for byte."""
+    for frame in range(1001, 1007):
+        name = f"plate.{frame}.png"
+        got = served["client"].get(f"/v1/jobs/{job_id}/results/{name}", headers=served["studio"].headers).content
+        assert got == (direct / name).read_bytes(), name
 
 
 def _processes_titled(title: bytes) -> list[int]:
