@@ -3,7 +3,6 @@ the library's own, cancel within 10 s, and a killed worker whose job resumes."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -71,10 +70,23 @@ def _events(served, job_id: str) -> list[tuple[str, dict]]:
     return found
 
 
-def test_train_render_export_through_the_service_equal_the_library(served, tmp_path) -> None:
-    client, studio = served["client"], served["studio"]
+@pytest.fixture(scope="module")
+def trained(served, tmp_path_factory) -> dict:
+    """A 20-step training job through the service, watched on its event stream until it ended, and the
+    library's own render of its run: what a render through the service must equal, byte for byte. A fixture,
+    not a test's leftover, so the tests that need it run whatever order pytest-xdist gives them."""
     train = _submit(served, "train", {**TINY_SETTINGS, "train.steps": 20, "train.preview_every": 10})
     events = _events(served, train["id"])
+    direct = tmp_path_factory.mktemp("direct")
+    if events[-1][1]["state"] == "succeeded":
+        run = Path(served["settings"].storage).resolve() / "studios"
+        render_tiny(next(run.glob(f"*/jobs/{train['id']}/run")), Path(served["root"]) / "plates", direct)
+    return {"id": train["id"], "events": events, "direct": direct}
+
+
+def test_train_render_export_through_the_service_equal_the_library(served, trained) -> None:
+    client, studio = served["client"], served["studio"]
+    train_id, events, direct = trained["id"], trained["events"], trained["direct"]
     names = [name for name, _ in events]
     assert names[0] == "state" and names[-1] == "state" and "progress" in names and "preview" in names
     done = events[-1][1]
@@ -84,46 +96,37 @@ def test_train_render_export_through_the_service_equal_the_library(served, tmp_p
     assert steps == sorted(steps) and steps[-1] == 20
     preview = [data for name, data in events if name == "preview"][0]["url"]
     assert client.get(preview, headers=studio.headers).content.startswith(b"\x89PNG")
-    late = _events(served, train["id"])  # a stream opened after the end still shows the last sheet
+    late = _events(served, train_id)  # a stream opened after the end still shows the last sheet
     assert [name for name, _ in late] == ["state", "preview"] and late[0][1]["state"] == "succeeded"
     assert late[1][1]["url"].endswith("?sheet=final.png"), late
-    listed = {r["name"] for r in client.get(f"/v1/jobs/{train['id']}/results", headers=studio.headers).json()}
+    listed = {r["name"] for r in client.get(f"/v1/jobs/{train_id}/results", headers=studio.headers).json()}
     assert {"model.pt", "metrics.json", "preview_final.png"} <= listed
 
-    render = _submit(served, "render", run_id=train["id"])
+    render = _submit(served, "render", run_id=train_id)
     rendered = wait_for(client, studio, render["id"])
     assert rendered["state"] == "succeeded", rendered["error"]
     assert (rendered["progress"]["frames_done"], rendered["progress"]["frames_total"]) == (6, 6)
     results = {r["name"]: r for r in client.get(f"/v1/jobs/{render['id']}/results", headers=studio.headers).json()}
     assert {f"plate.{f}.png" for f in range(1001, 1007)} | {"review.mp4", "eval.json"} == set(results)
-    # the same run rendered by the library here: every frame byte-identical
-    run = Path(served["settings"].storage).resolve() / "studios"
-    run_folder = next(run.glob(f"*/jobs/{train['id']}/run"))
-    render_tiny(run_folder, Path(served["root"]) / "plates", tmp_path / "direct")
+    # the same run rendered by the library (the fixture): every frame byte-identical
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{render['id']}/results.zip",
                                                      headers=studio.headers).content))
     assert set(archive.namelist()) == set(results)
-    for frame in range(1001, 1007):
-        name = f"plate.{frame}.png"
-        direct = (tmp_path / "direct" / name).read_bytes()
-        assert archive.read(name) == direct
-        assert client.get(f"/v1/jobs/{render['id']}/results/{name}", headers=studio.headers).content == direct
+    assert all(archive.read(f"plate.{f}.png") == (direct / f"plate.{f}.png").read_bytes() for f in range(1001, 1007))
+    _assert_frames_are(served, render["id"], direct)
     assert "summary" in json.loads(archive.read("eval.json"))
 
-    served["trained"] = (train["id"], tmp_path / "direct")
-    export = _submit(served, "export", {"export.format": "onnx"}, run_id=train["id"])
+    export = _submit(served, "export", {"export.format": "onnx"}, run_id=train_id)
     exported = wait_for(client, studio, export["id"])
     assert exported["state"] == "succeeded", exported["error"]
     onnx = client.get(f"/v1/jobs/{export['id']}/results/model.onnx", headers=studio.headers)
     assert onnx.status_code == 200 and b"shotfit.version" in onnx.content
 
 
-def test_suggest_jobs_before_painting_and_after_a_run_give_their_frames_and_sheet(served) -> None:
+def test_suggest_jobs_before_painting_and_after_a_run_give_their_frames_and_sheet(served, trained) -> None:
     """Before painting: 2 frames besides the 3 keyframes uploaded. After the run: its 3 unpainted frames ranked,
     and the heat-map sheet; progress shows each pass's frames."""
     client, studio = served["client"], served["studio"]
-    if "trained" not in served:
-        pytest.skip("needs the run of test_train_render_export_through_the_service_equal_the_library")
     before = _submit(served, "suggest", {"suggest.count": 2})
     done = wait_for(client, studio, before["id"])
     assert done["state"] == "succeeded", done["error"]
@@ -133,7 +136,7 @@ def test_suggest_jobs_before_painting_and_after_a_run_give_their_frames_and_shee
     answer = client.get(f"/v1/jobs/{before['id']}/results/suggest.json", headers=studio.headers).json()
     assert len(answer["frames"]) == 2 and not {f["frame"] for f in answer["frames"]} & set(KEYFRAMES)
 
-    after = _submit(served, "suggest", {"suggest.sheet_frames": 2}, run_id=served["trained"][0])
+    after = _submit(served, "suggest", {"suggest.sheet_frames": 2}, run_id=trained["id"])
     events = _events(served, after["id"])
     assert events[-1][1]["state"] == "succeeded", events[-1][1]["error"]
     stages = {data["progress"]["stage"] for name, data in events if name == "progress"}
@@ -145,11 +148,9 @@ def test_suggest_jobs_before_painting_and_after_a_run_give_their_frames_and_shee
     assert client.get(results["suggest.png"]["url"], headers=studio.headers).content.startswith(b"\x89PNG")
 
 
-def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_bytes(served) -> None:
+def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_bytes(served, trained) -> None:
     client, studio = served["client"], served["studio"]
-    if "trained" not in served:
-        pytest.skip("needs the run of test_train_render_export_through_the_service_equal_the_library")
-    run_id, direct = served["trained"]
+    run_id, direct = trained["id"], trained["direct"]
     render = _submit(served, "render", {"render.workers": 2, "render.evaluate": False}, run_id=run_id)
     done = wait_for(client, studio, render["id"])
     assert done["state"] == "succeeded", done["error"]
@@ -160,45 +161,12 @@ def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_
     assert frames == list(range(1001, 1007))
 
 
-def test_a_render_chunk_whose_worker_dies_queues_the_job_and_the_next_attempt_finishes_it(served) -> None:
-    """kill -9 of a render chunk's Ray worker (the job's own task goes on): the job is queued again, and its
-    second attempt renders what is missing; every frame once, the bytes of the plain render."""
-    client, studio = served["client"], served["studio"]
-    if "trained" not in served:
-        pytest.skip("needs the run of test_train_render_export_through_the_service_equal_the_library")
-    run_id, direct = served["trained"]
-    render = _submit(served, "render", {"render.workers": 2, "render.evaluate": False}, run_id=run_id)
-    deadline = time.monotonic() + 120
-    while not (chunks := _processes_titled(b"ray::render_chunk")):
-        assert time.monotonic() < deadline, "no render chunk ever ran"
-        time.sleep(0.01)
-    os.kill(chunks[0], signal.SIGKILL)
-    done = wait_for(client, studio, render["id"], timeout=300)
-    assert done["state"] == "succeeded" and done["attempt"] == 2, done
-    assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
-    _assert_frames_are(served, render["id"], direct)
-    with served["app"].state.store.session() as session:
-        frames = [row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"])]
-    assert len(frames) == len(set(frames)), f"frames rendered twice: {sorted(frames)}"
-
-
 def _assert_frames_are(served, job_id: str, direct: Path) -> None:
     """The render job's six frames, fetched through the service, are the library's render byte for byte."""
     for frame in range(1001, 1007):
         name = f"plate.{frame}.png"
         got = served["client"].get(f"/v1/jobs/{job_id}/results/{name}", headers=served["studio"].headers).content
         assert got == (direct / name).read_bytes(), name
-
-
-def _processes_titled(title: bytes) -> list[int]:
-    """The processes whose title (Ray names a worker after the task it runs) starts with ``title``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "cmdline").read_bytes().startswith(title):
-                    found.append(int(entry.name))
-    return found
 
 
 def test_a_sweep_job_runs_its_trials_on_the_services_ray_and_gives_the_best_config(served) -> None:
