@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.presets import footage
 from shotfit.errors import ShotfitError, quoted
 from shotfit.io import PixelFormat, open_shot, write_image
 
@@ -93,9 +94,7 @@ def write_face_shot(effect: str, clip: Path, keyframes: Iterable[int], truth_fra
     Raises:
         ShotfitError: the clip is missing or unreadable, or a keyframe is not in it.
     """
-    if not clip.is_file():
-        raise ShotfitError(f"the {what} {quoted(clip)} is not there (give --shared-data or set "
-                           "SHOTFIT_SHARED_DATA)")
+    footage(clip, what)
     keys, truths = set(keyframes), set(truth_frames)
     folders = {"keyframes": out / "keyframes", "truth": out / "truth"}
     with open_shot(clip) as video:

@@ -24,7 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shotfit.errors import ShotfitError, quoted
+from bench.presets import footage
+from shotfit.errors import ShotfitError
 from shotfit.io import PixelFormat, open_shot, write_image
 
 PNG8 = PixelFormat(".png", "uint8", 3)
@@ -123,9 +124,7 @@ def write_local_edit_shot(name: str, shared_data: Path, out: Path) -> tuple[Path
     if name not in LOCAL_EDITS:
         raise ShotfitError(f"unknown local-edit task {name!r} (known: {', '.join(LOCAL_EDITS)})")
     edit = LOCAL_EDITS[name]
-    clip = shared_data / edit.clip
-    if not clip.exists():
-        raise ShotfitError(f"the clip {quoted(clip)} is not there (give --shared-data or set SHOTFIT_SHARED_DATA)")
+    clip = footage(shared_data / edit.clip, folder=True)
     folders = {kind: out / kind for kind in ("source", "keyframes", "truth")}
     numbers, clean = _read_clip(clip)
     write_edit(edit.kind, numbers, clean, edit.keyframes, folders, stem=clip.stem if clip.is_file() else name)

@@ -62,3 +62,11 @@ def preset_shot(name: str, out: Path, shared_data: Path | None = None) -> BenchS
             if not link.is_symlink():
                 link.symlink_to(matches[0])
     return BenchShot(name, source=shot / "source", keyframes=shot / "keyframes", truth=shot / "truth")
+
+
+def footage(path: Path, what: str = "clip", folder: bool = False) -> Path:
+    """``path`` in the shared data, checked before anything is written: a file (or, with ``folder``, a file
+    or a folder of frames); else one line saying where the benchmarks look."""
+    if not (path.exists() if folder else path.is_file()):
+        raise ShotfitError(f"the {what} {quoted(path)} is not there (give --shared-data or set SHOTFIT_SHARED_DATA)")
+    return path

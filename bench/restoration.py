@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.presets import footage
 from shotfit.errors import ShotfitError, quoted
 from shotfit.io import PixelFormat, open_shot, write_image
 
@@ -99,9 +100,7 @@ def write_restoration_shot(name: str, shared_data: Path, out: Path) -> tuple[Pat
     if name not in RESTORATIONS:
         raise ShotfitError(f"unknown restoration task {name!r} (known: {', '.join(RESTORATIONS)})")
     task = RESTORATIONS[name]
-    clip = shared_data / task.clip
-    if not clip.is_file():
-        raise ShotfitError(f"the clip {quoted(clip)} is not there (give --shared-data or set SHOTFIT_SHARED_DATA)")
+    clip = footage(shared_data / task.clip)
     folders = {kind: out / kind for kind in ("source", "keyframes", "truth")}
     with open_shot(clip) as video:
         missing = sorted(set(task.keyframes) - set(video.frames))
