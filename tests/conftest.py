@@ -27,6 +27,7 @@ ONE_PROCESS = ("service/", "search/test_sweep_ray.py", "search/test_sweep_resume
                "bench/test_bench_archs.py", "bench/test_service_bench.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the group marks to group the tests
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.pluginmanager.hasplugin("xdist"):
         return
