@@ -196,7 +196,7 @@ def test_a_render_chunk_killed_mid_render_queues_the_job_and_the_next_attempt_re
     assert all(c.ended is not None and c.ended <= min(s.started for s in second) for c in others), chunks
 
 
-def _stop_a_chunk_mid_render(store, job_id: str, timeout: float = 120.0, step_s: float = 0.005):
+def _stop_a_chunk_mid_render(store, job_id: str, timeout: float = 120.0, step_s: float = 0.02):
     """SIGSTOP the process of a chunk of the job's first attempt at a moment it has recorded at least one of its
     frames and not yet its last (it runs in short steps once found, so that moment is not missed); the chunk's
     row and the frames it recorded, its process left stopped. The process is read from the chunk's row, and
@@ -208,7 +208,7 @@ def _stop_a_chunk_mid_render(store, job_id: str, timeout: float = 120.0, step_s:
             chunk = session.query(JobChunk).filter(JobChunk.job_id == job_id, JobChunk.attempt == 1,
                                                    JobChunk.ended.is_(None)).order_by(JobChunk.first_frame).first()
         if chunk is None:
-            time.sleep(0.01)
+            time.sleep(0.05)
             continue
         os.kill(chunk.pid, signal.SIGSTOP)
         stopped = True
