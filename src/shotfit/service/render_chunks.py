@@ -3,11 +3,13 @@ neighbours (the library's own :func:`~shotfit.infer.render.chunks`), each render
 beside the job's task (frames are independent and deterministic, so a chunk writes the bytes the plain
 render would).
 
-Each chunk fetches the job's files from the store and puts back each frame it writes, then records the
-frame in the store (``job_frames``): chunks may run on other machines, so the job's task counts progress
+Each chunk records itself in the store as it starts (``job_chunks``: its process and host, attempt and frames;
+its end when its task returns), fetches the job's files from the store and puts back each frame it writes,
+then records the frame in the store (``job_frames``): chunks may run on other machines, so the job's task counts progress
 from the store, not from its own folder. A chunk stops when the job is cancelled or its attempt is over
 (asked of the store once a heartbeat). A chunk's own error fails the job in its one line; a chunk whose
-worker died queues the job again, and the next attempt renders only the frames still missing.
+worker died queues the job again once the attempt's other chunks have stopped, and the next attempt renders
+only the frames still missing.
 
 The same chunked render without the server is :mod:`shotfit.workflows.chunked`. The two share the counting
 and the cutting, and each chunk's plain render; not the waiting: there, progress is the files that appear
