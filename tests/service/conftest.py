@@ -127,9 +127,10 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def _forget_s3_clients() -> None:
     """fsspec keeps one file system for the same arguments, bound to the endpoint it was made with: a module's
     new server (another port) needs new ones."""
-    from shotfit.service.storage import open_files  # the server's cached stores
+    from shotfit.service.storage import bucket_store, open_files  # the server's cached stores
 
     open_files.cache_clear()
+    bucket_store.cache_clear()
     for module, name in (("obstore.fsspec", "FsspecStore"), ("s3fs", "S3FileSystem")):
         if importlib.util.find_spec(module.split(".")[0]) is not None:
             getattr(importlib.import_module(module), name).clear_instance_cache()

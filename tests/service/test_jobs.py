@@ -1,5 +1,5 @@
 """Jobs on real Ray workers, through the app: train -> render -> export with live events and results equal to
-the library's own, cancel within 10 s, and a killed worker whose job resumes."""
+the library's own, cancel within 10 s, and a killed worker (a job's, or one render chunk's) whose job resumes."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from shotfit.service.app import create_app
 from shotfit.service.dispatch import RayRunner
 from shotfit.service.jobwork import config_overrides
 from shotfit.service.settings import ServiceSettings
-from shotfit.service.store import Job, JobFrame
+from shotfit.service.store import Job, JobChunk, JobFrame
 
 pytestmark = pytest.mark.slow
 
@@ -159,6 +159,84 @@ def test_a_render_shared_by_two_ray_workers_writes_each_frame_once_and_the_same_
     with served["app"].state.store.session() as session:
         frames = sorted(row.frame for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"]))
     assert frames == list(range(1001, 1007))
+
+
+def test_a_render_chunk_killed_mid_render_queues_the_job_and_the_next_attempt_renders_only_the_rest(
+        served, trained) -> None:
+    """kill -9 of one render chunk's process, found in the store (``job_chunks``), after it recorded a frame and
+    before its last: the job is queued again and its second attempt renders only the frames not yet written;
+    every frame is the library's bytes. No frame is recorded twice (``job_frames``, both attempts), and the
+    second attempt's chunks are given no frame the first recorded. The one frame the killed chunk had in hand
+    is rendered by the second attempt, or, if its file was already in place when the kill came (between the
+    rename and the record), kept unrecorded: that frame alone may be missing from ``job_frames``."""
+    client, studio, store = served["client"], served["studio"], served["app"].state.store
+    render = _submit(served, "render", {"render.workers": 2, "render.evaluate": False}, run_id=trained["id"])
+    chunk, recorded = _stop_a_chunk_mid_render(store, render["id"])
+    os.kill(chunk.pid, signal.SIGKILL)  # stopped, inside this chunk: exactly its process, nothing else
+    in_hand = chunk.frames[len(recorded)]
+    assert recorded == chunk.frames[:len(recorded)], (chunk.frames, recorded)  # a chunk renders its frames in order
+
+    done = wait_for(client, studio, render["id"], timeout=300)
+    assert done["state"] == "succeeded" and done["attempt"] == 2, done
+    assert (done["progress"]["frames_done"], done["progress"]["frames_total"]) == (6, 6)
+    _assert_frames_are(served, render["id"], trained["direct"])
+    with store.session() as session:
+        rows = [(row.frame, row.attempt) for row in session.query(JobFrame).filter(JobFrame.job_id == render["id"])]
+        chunks = session.query(JobChunk).filter(JobChunk.job_id == render["id"]).all()
+    frames = [frame for frame, _ in rows]
+    assert len(frames) == len(set(frames)), f"frames recorded twice: {sorted(rows)}"
+    first = {frame for frame, attempt in rows if attempt == 1}
+    assert set(recorded) <= first and set(range(1001, 1007)) - set(frames) <= {in_hand}, (rows, in_hand)
+    second = [c for c in chunks if c.attempt == 2]
+    assert second and not {f for c in second for f in c.frames} & first, [(c.attempt, c.frames) for c in chunks]
+    killed = next(c for c in chunks if c.attempt == 1 and c.first_frame == chunk.first_frame)
+    assert killed.pid == chunk.pid and killed.ended is None  # a killed chunk never ends
+    # the first attempt's other chunk ended (finished, or stopped) before the second attempt's chunks began
+    others = [c for c in chunks if c.attempt == 1 and c.first_frame != chunk.first_frame]
+    assert all(c.ended is not None and c.ended <= min(s.started for s in second) for c in others), chunks
+
+
+def _stop_a_chunk_mid_render(store, job_id: str, timeout: float = 120.0, step_s: float = 0.02):
+    """SIGSTOP the process of a chunk of the job's first attempt at a moment it has recorded at least one of its
+    frames and not yet its last (it runs in short steps once found, so that moment is not missed); the chunk's
+    row and the frames it recorded, its process left stopped. The process is read from the chunk's row, and
+    checked after it is stopped: a row not ended means the process is still inside that chunk (a process whose
+    chunk ended may be running other work of Ray's: it is let go at once)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with store.session() as session:
+            chunk = session.query(JobChunk).filter(JobChunk.job_id == job_id, JobChunk.attempt == 1,
+                                                   JobChunk.ended.is_(None)).order_by(JobChunk.first_frame).first()
+        if chunk is None:
+            time.sleep(0.05)
+            continue
+        os.kill(chunk.pid, signal.SIGSTOP)
+        stopped = True
+        try:
+            while time.monotonic() < deadline:
+                row, recorded = _chunk_now(store, chunk)
+                if row.ended is not None:
+                    break  # its process is Ray's again: another chunk, or none
+                if 1 <= len(recorded) < len(row.frames):
+                    stopped = False
+                    return row, recorded
+                assert len(recorded) < len(row.frames), f"the chunk recorded all its frames in one step: {recorded}"
+                os.kill(chunk.pid, signal.SIGCONT)
+                time.sleep(step_s)
+                os.kill(chunk.pid, signal.SIGSTOP)
+        finally:
+            if stopped:
+                os.kill(chunk.pid, signal.SIGCONT)
+    raise AssertionError(f"no chunk of job {job_id} was caught between its first and its last frame")
+
+
+def _chunk_now(store, chunk) -> tuple:
+    """The chunk's row as the store has it now, and the frames of it that its attempt recorded, in order."""
+    with store.session() as session:
+        row = session.get(JobChunk, (chunk.job_id, chunk.attempt, chunk.first_frame))
+        recorded = sorted(f for (f,) in session.query(JobFrame.frame).filter(
+            JobFrame.job_id == chunk.job_id, JobFrame.attempt == chunk.attempt, JobFrame.frame.in_(row.frames)))
+    return row, recorded
 
 
 def _assert_frames_are(served, job_id: str, direct: Path) -> None:

@@ -10,7 +10,7 @@ from shots import KEYFRAMES, edit, plate, write_shot
 from sqlalchemy import update
 
 from shotfit.service.retention import purge
-from shotfit.service.store import Job, Shot, Studio, Upload
+from shotfit.service.store import Job, JobChunk, JobFrame, Shot, Studio, Upload
 from shotfit.service.store.models import now
 
 
@@ -30,7 +30,8 @@ def test_old_files_and_results_go_and_a_queued_jobs_shot_stays(client, app, stud
     client.patch(f"/v1/uploads/{unfinished}", content=half[:100], headers={**acme.headers, "Upload-Offset": "0"})
     done = client.post("/v1/jobs", json={"kind": "train", "shot_id": old, "settings": TINY_SETTINGS},
                        headers=acme.headers).json()["id"]
-    client.post("/v1/jobs", json={"kind": "train", "shot_id": busy, "settings": TINY_SETTINGS}, headers=acme.headers)
+    live = client.post("/v1/jobs", json={"kind": "train", "shot_id": busy, "settings": TINY_SETTINGS},
+                       headers=acme.headers).json()["id"]
     with store.session() as session:
         acme_id = session.query(Studio.id).filter(Studio.name == acme.name).scalar()
     result = Path(settings.storage).resolve() / "studios" / acme_id / "jobs" / done / "run"
@@ -40,6 +41,9 @@ def test_old_files_and_results_go_and_a_queued_jobs_shot_stays(client, app, stud
     with store.session() as session:
         session.execute(update(Job).where(Job.id == done).values(state="succeeded", finished=month_ago))
         session.execute(update(Studio).where(Studio.name == "Acme VFX").values(retention_days=7))
+        for job in (done, live):  # what a chunked render records: it goes with the results, and only then
+            session.add_all([JobChunk(job_id=job, attempt=1, first_frame=1001, frames=[1001], pid=1, host="node"),
+                             JobFrame(job_id=job, frame=1001, attempt=1)])
     with store.session() as session:  # the rows aged by hand, as a month would
         session.execute(update(Shot).values(created=month_ago))
         session.execute(update(Upload).values(updated=month_ago))
@@ -52,5 +56,8 @@ def test_old_files_and_results_go_and_a_queued_jobs_shot_stays(client, app, stud
     assert files[other]["source"] == 6  # Zeta keeps everything: no retention set
     assert not result.exists() and client.get(f"/v1/jobs/{done}/results", headers=acme.headers).json() == []
     assert not list(Path(settings.storage).resolve().glob(f"studios/*/shots/{old}/*/*"))
+    with store.session() as session:
+        assert {row.job_id for row in session.query(JobChunk)} == {live}
+        assert {row.job_id for row in session.query(JobFrame)} == {live}
     assert upload(client, acme, old, "source", "plate.1001.png", half).status_code == 200  # the shot takes files again
 

@@ -218,6 +218,39 @@ def test_watching_a_training_on_s3_shows_each_sheet_its_worker_put_and_lists_not
     assert any(p.startswith(job_folder) for p in _listed(recorded))
 
 
+def test_the_preview_of_a_job_whose_results_retention_removed_is_one_head_and_no_listing(s3, s3_app, tmp_path: Path
+                                                                                        ) -> None:
+    """A finished training job whose row still names its last sheet, after retention removed its results from the
+    bucket: latest.png answers 404 after one HEAD of that sheet, and lists nothing (fsspec's ``info``, through
+    obstore's adapter, followed the failed HEAD with a LIST of the name as a folder: a request per poll)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from shotfit.service.retention import purge
+    from shotfit.service.store import Job, Studio
+    from shotfit.service.store.models import new_id, now
+
+    client, acme, settings, prefix = s3_app
+    shot_id = client.post("/v1/shots", json={"name": "sh010"}, headers=acme.headers).json()["id"]
+    store, job_id = client.app.state.store, new_id("job")
+    with store.session() as session:  # a training that ended a month ago, its last sheet named in its row
+        studio_id = session.scalars(select(Studio.id).where(Studio.name == acme.name)).one()
+        session.add(Job(id=job_id, studio_id=studio_id, key_id=acme.key_id, kind="train", shot_id=shot_id,
+                        state="succeeded", finished=now() - timedelta(days=30), preview="final.png"))
+        session.execute(update(Studio).where(Studio.id == studio_id).values(retention_days=7))
+    sheet = f"{prefix}/studios/{studio_id}/jobs/{job_id}/run/previews/final.png"
+    write_png(tmp_path / "final.png", plate(1001))
+    s3.put_object(Bucket=BUCKET, Key=sheet, Body=(tmp_path / "final.png").read_bytes())
+    latest = f"/v1/jobs/{job_id}/previews/latest.png"
+    assert client.get(latest, headers=acme.headers).content == (tmp_path / "final.png").read_bytes()
+    assert purge(store, settings)["jobs"] == 1 and not _keys(s3, f"{prefix}/studios/{studio_id}/jobs/")
+    with _recorded(s3) as recorded:
+        assert client.get(latest, headers=acme.headers).status_code == 404
+    asked = [(request["method"], urlsplit(request["url"]).path) for request in recorded]
+    assert asked == [("HEAD", f"/{BUCKET}/{sheet}")], asked
+
+
 @pytest.fixture(scope="module")
 def ray_local(s3):
     """A local Ray for the module, started after the ``AWS_*`` variables are set (its workers inherit them)."""

@@ -3,11 +3,13 @@ neighbours (the library's own :func:`~shotfit.infer.render.chunks`), each render
 beside the job's task (frames are independent and deterministic, so a chunk writes the bytes the plain
 render would).
 
-Each chunk fetches the job's files from the store and puts back each frame it writes, then records the
-frame in the store (``job_frames``): chunks may run on other machines, so the job's task counts progress
+Each chunk records itself in the store as it starts (``job_chunks``: its process and host, attempt and frames;
+its end when its task returns), fetches the job's files from the store and puts back each frame it writes,
+then records the frame in the store (``job_frames``): chunks may run on other machines, so the job's task counts progress
 from the store, not from its own folder. A chunk stops when the job is cancelled or its attempt is over
 (asked of the store once a heartbeat). A chunk's own error fails the job in its one line; a chunk whose
-worker died queues the job again, and the next attempt renders only the frames still missing.
+worker died queues the job again once the attempt's other chunks have stopped, and the next attempt renders
+only the frames still missing.
 
 The same chunked render without the server is :mod:`shotfit.workflows.chunked`. The two share the counting
 and the cutting, and each chunk's plain render; not the waiting: there, progress is the files that appear
@@ -20,21 +22,25 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shotfit.infer.render import FrameDone, chunks
 from shotfit.service import jobwork
 from shotfit.service.assignment import Assignment, own_process
 from shotfit.service.claims import requeue
 from shotfit.service.jobfiles import job_folders, put_back, stage
-from shotfit.service.store import Job, JobFrame, Store, open_store
+from shotfit.service.store import Job, JobChunk, JobFrame, Store, open_store
+from shotfit.service.store.models import now
 
 log = logging.getLogger(__name__)
+
+LAST_FRAME_S = 60.0  # how long a chunk may take over its frame in hand once its attempt is over (a 4K frame, slowly)
 
 
 def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
@@ -49,18 +55,41 @@ def render_chunk(assignment: Assignment, frames: list[int]) -> bool:
                 return True
             folders = job_folders(assignment, job.studio_id, job.kind, job.shot_id, job.run_id)
             studio_id, settings = job.studio_id, dict(job.settings)
-        watch = _ChunkWatch(store, assignment)
-        mirror = stage(assignment, studio_id, folders, fresh=False)
-
-        def written(done: FrameDone) -> None:
-            if not done.skipped:
-                put_back(mirror, done.path)  # the frame is in the store before the store counts it
-                with store.session() as session:
-                    session.add(JobFrame(job_id=assignment.job_id, frame=done.frame, attempt=assignment.attempt))
-
-        return jobwork.render(folders, settings, written, watch.should_stop, frames=frames).stopped
+            # which process renders these frames, from where: what an operator (and a test's kill -9) reads
+            session.add(JobChunk(job_id=assignment.job_id, attempt=assignment.attempt, first_frame=frames[0],
+                                 frames=list(frames), pid=os.getpid(), host=socket.gethostname()))
+        try:
+            return _render(store, assignment, folders, studio_id, settings, frames)
+        finally:
+            _record_end(store, assignment, frames[0])
     finally:
         store.close()
+
+
+def _render(store: Store, assignment: Assignment, folders: jobwork.JobFolders, studio_id: str,
+            settings: dict[str, Any], frames: list[int]) -> bool:
+    """The chunk's plain render, each frame put back and then recorded; True when it stopped early."""
+    watch = _ChunkWatch(store, assignment)
+    mirror = stage(assignment, studio_id, folders, fresh=False)
+
+    def written(done: FrameDone) -> None:
+        if not done.skipped:
+            put_back(mirror, done.path)  # the frame is in the store before the store counts it
+            with store.session() as session:
+                session.add(JobFrame(job_id=assignment.job_id, frame=done.frame, attempt=assignment.attempt))
+
+    return jobwork.render(folders, settings, written, watch.should_stop, frames=frames).stopped
+
+
+def _record_end(store: Store, assignment: Assignment, first_frame: int) -> None:
+    """The chunk's task is returning (its frames done, stopped, or failed): its process is Ray's again."""
+    try:
+        with store.session() as session:
+            session.execute(update(JobChunk).where(
+                JobChunk.job_id == assignment.job_id, JobChunk.attempt == assignment.attempt,
+                JobChunk.first_frame == first_frame).values(ended=now()).execution_options(synchronize_session=False))
+    except Exception:  # the store away for a moment: the chunk's own outcome (its error) matters more
+        log.exception("job %s: the end of the chunk from frame %d was not recorded", assignment.job_id, first_frame)
 
 
 class _ChunkWatch:
@@ -112,11 +141,27 @@ def render_in_chunks(store: Store, assignment: Assignment, folders: jobwork.JobF
         log.warning("job %s: a render chunk was lost (%s)", assignment.job_id, type(err).__name__)
         requeue(store, assignment.job_id, assignment.attempt, "a render chunk's worker died")
         superseded.set()
+        _let_the_others_stop(ray, refs, assignment.heartbeat_s + LAST_FRAME_S)
+        refs = []
         return True
     finally:
         for ref in refs:
             ray.cancel(ref)
     return stopped or should_stop()
+
+
+def _let_the_others_stop(ray: Any, refs: list[Any], wait_s: float) -> None:
+    """After a lost chunk, the attempt's other chunks see the job queued at their next heartbeat and stop after
+    the frame in hand, recorded. Waiting for them holds this attempt's lock on the job folder until they have,
+    so the next attempt never counts the frames still to render while one of them is still writing one (it
+    would render that frame again). One still running after ``wait_s`` is ended by force: its frame in hand
+    is never torn (written atomically), only rendered again by the next attempt."""
+    if not refs:
+        return
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+    for ref in running:
+        log.warning("a render chunk did not stop within %.0f s of its job being queued again: ended", wait_s)
+        ray.cancel(ref, force=True)
 
 
 def frames_written(store: Store, assignment: Assignment) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from shotfit.service.settings import ServiceSettings
 from shotfit.service.storage import StudioStorage
-from shotfit.service.store import Job, JobFrame, Shot, ShotFile, Store, Studio, Upload
+from shotfit.service.store import Job, JobChunk, JobFrame, Shot, ShotFile, Store, Studio, Upload
 from shotfit.service.store.models import FINAL_STATES, now
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def _purge_jobs(store: Store, storage: StudioStorage, studio_id: str, cutoff: da
             storage.remove(storage.job(job_id))
             with store.session() as session:
                 session.execute(delete(JobFrame).where(JobFrame.job_id == job_id))
+                session.execute(delete(JobChunk).where(JobChunk.job_id == job_id))
             gone += 1
     return gone
 

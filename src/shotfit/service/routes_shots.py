@@ -16,7 +16,7 @@ from shotfit.service import schemas, uploads
 from shotfit.service.deps import CallerDep, SettingsDep, StoreDep, errors, not_found
 from shotfit.service.keys import Caller
 from shotfit.service.settings import ServiceSettings
-from shotfit.service.storage import StoredFile, StudioStorage, UploadRefused, check_name
+from shotfit.service.storage import StudioStorage, UploadRefused, check_name
 from shotfit.service.store import Shot, ShotFile, Studio, Upload
 from shotfit.service.store.models import ROLES, new_id
 
@@ -105,10 +105,9 @@ def shot_file(shot_id: str, role: schemas.Role,
         if not path.is_file():  # removed by retention while the row stayed
             raise not_found("file")
         return FileResponse(path, filename=stored, media_type="application/octet-stream")
-    key = storage.key(path)
-    if not storage.fs.exists(key):
+    found = storage.stored(path)  # one HEAD: removed by retention while the row stayed, or there
+    if found is None:
         raise not_found("file")
-    found = StoredFile(storage.fs, key, int(storage.fs.info(key).get("size") or 0))
     return StreamingResponse(iterate_in_threadpool(found.chunks()), media_type="application/octet-stream",
                              headers={"Content-Disposition": f'attachment; filename="{stored}"',
                                       "Content-Length": str(found.size)})

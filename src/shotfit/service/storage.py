@@ -146,6 +146,15 @@ def open_files(url: str) -> tuple[Any, str]:
     return fs, str(root).rstrip("/")
 
 
+@functools.lru_cache(maxsize=16)
+def bucket_store(bucket: str) -> Any:
+    """obstore's own store of an S3 bucket, made as its fsspec adapter makes one (from the ``AWS_*`` variables):
+    what :meth:`StudioStorage.head` asks for one object alone."""
+    from obstore.store import from_url  # the optional S3 client, loaded where obstore's adapter already is
+
+    return from_url(f"s3://{bucket}")
+
+
 def check_files(url: str) -> None:
     """Write and remove a probe under ``url``: a store the server cannot write to fails at start, in one line."""
     fs, root = open_files(url)
@@ -218,7 +227,7 @@ class StudioStorage:
                 os.replace(part, temp)
             return
         key = self.key(target)
-        if not replace and self.fs.exists(key):
+        if not replace and self.head(key) is not None:
             raise AlreadyHeld(role, name)
         self.fs.put_file(str(part), key)
         part.unlink()
@@ -245,7 +254,7 @@ class StudioStorage:
 
     def drop_piece(self, upload_id: str, start: int, tag: str) -> None:
         key = self.piece_key(upload_id, start, tag)
-        if self.fs.exists(key):
+        if self.head(key) is not None:
             self.fs.rm(key)
 
     def drop_pieces(self, upload_id: str) -> None:
@@ -274,10 +283,7 @@ class StudioStorage:
                 if out.tell() != start:
                     raise PieceMissing(out.tell())
                 key = self.piece_key(upload_id, start, tag)
-                try:  # asked first: obstore's reader opened on a missing key fails again when collected
-                    found = int(self.fs.info(key).get("size") or 0)
-                except FileNotFoundError:
-                    raise PieceMissing(start) from None
+                found = self.head(key)  # asked first: obstore's reader opened on a missing key fails again when collected
                 if found != stop - start:
                     raise PieceMissing(start)
                 with self.fs.open(key, "rb") as source:
@@ -320,11 +326,27 @@ class StudioStorage:
             except FileNotFoundError:  # removed in between (retention)
                 return None
         key = self.key(path)
+        size = self.head(key)
+        return StoredFile(self.fs, key, size) if size is not None else None
+
+    def head(self, key: str) -> int | None:
+        """The size of the file at ``key`` in the store, or None when there is none. fsspec's ``info`` (obstore's
+        adapter, as s3fs) follows a HEAD that finds nothing with a LIST of the key as a folder's prefix: every
+        missing file (a sheet or a shot's file retention removed, a name an upload is about to take) cost two
+        requests, and a listing. Through obstore the HEAD alone is asked; another store answers ``info``."""
+        if type(self.fs).__module__ == "obstore.fsspec":
+            import obstore  # the optional S3 client, already loaded by the adapter this storage uses
+
+            bucket, _, inside = key.partition("/")
+            try:
+                return int(obstore.head(bucket_store(bucket), inside)["size"])
+            except FileNotFoundError:
+                return None
         try:
             info = self.fs.info(key, refresh=True)  # refresh: s3fs would answer from a listing it cached
         except FileNotFoundError:
             return None
-        return StoredFile(self.fs, key, int(info.get("size") or 0)) if info.get("type", "file") == "file" else None
+        return int(info.get("size") or 0) if info.get("type", "file") == "file" else None
 
     def mirror(self, folder: Path) -> Mirror:
         return Mirror(self, folder)

@@ -1,5 +1,6 @@
-"""The job store: studios, keys, shots, files, uploads, jobs, idempotency keys and webhooks in SQLite
-(default) or PostgreSQL, through SQLAlchemy, with Alembic migrations shipped in the package."""
+"""The job store: studios, keys, shots, files, uploads, jobs (and the frames and chunks of their renders),
+idempotency keys and webhooks in SQLite (default) or PostgreSQL, through SQLAlchemy, with Alembic migrations
+shipped in the package."""
 
 from shotfit.service.store.db import Store, open_store
 from shotfit.service.store.models import (
@@ -8,6 +9,7 @@ from shotfit.service.store.models import (
     Delivery,
     IdempotencyKey,
     Job,
+    JobChunk,
     JobFrame,
     RateCount,
     Shot,
@@ -18,6 +20,5 @@ from shotfit.service.store.models import (
     Webhook,
 )
 
-__all__ = ["ApiKey", "Base", "Delivery", "IdempotencyKey", "Job", "JobFrame", "RateCount", "Shot", "ShotFile", "Store",
-           "Studio", "Upload", "UploadPiece", "Webhook",
-           "open_store"]
+__all__ = ["ApiKey", "Base", "Delivery", "IdempotencyKey", "Job", "JobChunk", "JobFrame", "RateCount", "Shot",
+           "ShotFile", "Store", "Studio", "Upload", "UploadPiece", "Webhook", "open_store"]

@@ -197,6 +197,25 @@ class JobFrame(Base):
     attempt: Mapped[int] = mapped_column(Integer)
 
 
+class JobChunk(Base):
+    """One Ray task of a render job shared out on workers (``render.workers`` > 1): which process (``pid`` on
+    ``host``) renders which ``frames`` (``first_frame`` names the chunk) for which attempt, since ``started``;
+    ``ended`` once its task returned (a chunk whose process died never ends). Written by the chunk itself, so
+    an operator (or a test's kill -9) finds the process of a chunk: while ``ended`` is empty that process is
+    rendering the chunk, after it Ray may have handed it other work. Never read to decide what runs: the
+    frames still to render are the files, and what a chunk wrote is ``job_frames``."""
+
+    __tablename__ = "job_chunks"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_frame: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frames: Mapped[list[Any]] = mapped_column(default=list)
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    started: Mapped[datetime] = mapped_column(default=now)
+    ended: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class IdempotencyKey(Base):
     """(studio, Idempotency-Key) -> the job it made, and a hash of the body that made it."""
 
