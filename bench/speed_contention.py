@@ -41,7 +41,9 @@ from shotfit.cpus import WAIT_VARIABLES, available_cores, default_threads, wait_
 
 # Removed from every probe's environment, so each policy starts from the runtime's defaults.
 POLICY_VARIABLES = (*WAIT_VARIABLES, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-SPIN = "import os, sys; os.sched_setaffinity(0, {core}); print('spinning', flush=True)\nwhile True: pass"
+# Spins until its parent (the bench) is gone, so a bench killed outright leaves no core busy behind it.
+SPIN = ("import os; os.sched_setaffinity(0, {core}); parent = os.getppid(); print('spinning', flush=True)\n"
+        "while os.getppid() == parent: pass")
 
 
 @dataclass(frozen=True)
