@@ -29,7 +29,7 @@ import torch
 
 from bench.quality_tasks import Task, prepare_task
 from bench.quality_trials import to_8bit
-from shotfit.config import AugmentConfig, Config
+from shotfit.config import Config
 from shotfit.data.augment import PairedAugment
 from shotfit.data.focus import EditFocus
 from shotfit.data.keyframes import keyframes_to_tensors, pair_keyframes
