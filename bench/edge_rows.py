@@ -56,6 +56,7 @@ def coverage(task: Task, steps: int, seed: int, focus_share: float) -> list[dict
             focus = EditFocus.from_keyframes(keyframes.sources, keyframes.targets, None, share)
             sampler = PairedAugment(dataclasses.replace(cfg.augment, placement=placement), focus)
             counts = {"rows 0-2": 0, "middle row": 0, "columns 0-2": 0, "middle column": 0}
+            each = {"rows": torch.zeros(height), "columns": torch.zeros(width)}  # patches holding each row, column
             for step in range(steps):
                 for name, index, size in (("rows", rows, height), ("columns", cols, width)):
                     generator = torch.Generator().manual_seed(step_seed(seed, step))
@@ -66,12 +67,16 @@ def coverage(task: Task, steps: int, seed: int, focus_share: float) -> list[dict
                     counts[f"{name} 0-2"] += int((held.amin(dim=1) < BORDER - 0.5).sum())
                     middle = (size - 1) / 2
                     counts[f"middle {name[:-1]}"] += int(((held - middle).abs() <= 0.5).any(dim=1).sum())
+                    present = torch.zeros(len(held), size).scatter_(1, held.round().long().clamp(0, size - 1), 1.0)
+                    each[name] += present.sum(dim=0)
             patches = steps * cfg.data.batch_size
             results.append({"placement": placement, "edit_focus": share, "patches": patches,
                             "frame": [height, width], "patch": cfg.augment.patch_size, **counts,
                             "rows 0-2 / middle row": round(counts["rows 0-2"] / max(counts["middle row"], 1), 3),
                             "columns 0-2 / middle column":
-                                round(counts["columns 0-2"] / max(counts["middle column"], 1), 3)})
+                                round(counts["columns 0-2"] / max(counts["middle column"], 1), 3),
+                            **{f"{name}: fewest, most patches": [int(c.min()), int(c.max())]
+                               for name, c in each.items()}})
     return results
 
 
