@@ -123,13 +123,14 @@ def test_source_target_and_mask_get_the_same_geometry(settings, exact):
         torch.testing.assert_close(mask, source[:, :1] * 0.5 + 0.5, atol=1e-5, rtol=0)
 
 
-def test_an_affine_patch_stays_inside_a_frame_it_fits_in():
+@pytest.mark.parametrize("placement", ["even", "uniform"])
+def test_an_affine_patch_stays_inside_a_frame_it_fits_in(placement):
     # On a linear ramp, any warp that samples only inside the frame gives a linear patch;
     # reflection at an edge would fold the ramp and break that.
     ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     ramp = (0.02 * xs + 0.01 * ys - 0.95).expand(2, 1, 64, 64).contiguous()
-    augment = augmenter(patch_size=16, flip_p=0, affine_p=1, scale=0.5, rotation=45, colour_p=0)
-    source, _, _ = draw(augment, ramp, ramp, None, batch=16)
+    augment = augmenter(patch_size=16, flip_p=0, affine_p=1, scale=0.5, rotation=45, colour_p=0, placement=placement)
+    source, _, _ = draw(augment, ramp, ramp, None, batch=32)
     second_x = source[..., 2:] - 2 * source[..., 1:-1] + source[..., :-2]
     second_y = source[..., 2:, :] - 2 * source[..., 1:-1, :] + source[..., :-2, :]
     assert second_x.abs().max() < 1e-5 and second_y.abs().max() < 1e-5
@@ -204,6 +205,7 @@ def test_frames_smaller_than_the_patch_on_one_side_turn_only_by_half_turns():
         ("gamma", 1, "augment.gamma = 1 is out of range (must be <= 0.9)"),
         ("saturation", 2.0, "augment.saturation = 2.0 is out of range (must be <= 1.0)"),
         ("hue", 0.6, "augment.hue = 0.6 is out of range (must be <= 0.5)"),
+        ("placement", "edges", "augment.placement = 'edges' is not one of uniform, even"),
     ],
 )
 def test_out_of_range_settings_are_one_line_errors(field, value, message):
@@ -225,3 +227,46 @@ def test_an_unmoved_warp_of_a_frame_smaller_than_the_patch_is_the_frame():
     augment = augmenter(patch_size=32, flip_p=0, affine_p=1, scale=0, rotation=0, translate=0, colour_p=0)
     source, _, _ = draw(augment, sources, sources, None, batch=2)
     torch.testing.assert_close(source, sources.expand(2, -1, -1, -1), atol=1e-5, rtol=0)
+
+
+def border_and_middle(settings: dict, height: int = 100, steps: int = 40) -> tuple[int, int, int, int]:
+    """Patches (of ``steps`` batches of 16, 32 pixels a side, from a ``height`` x ``height`` frame) holding
+    rows 0-2, the middle row, columns 0-2 and the middle column: the index rides in the mask."""
+    sources = smooth_frames(1, 1, height, height)
+    index = torch.arange(height, dtype=torch.float32) / (height - 1)
+    counts = []
+    for mask in (index.view(1, 1, -1, 1), index.view(1, 1, 1, -1)):
+        mask = mask.expand(1, 1, height, height).contiguous()
+        border = middle = 0
+        for step in range(steps):
+            _, _, patches = draw(augmenter(patch_size=32, **settings), sources, sources, mask, batch=16, seed=step)
+            held = patches.flatten(1) * (height - 1)
+            border += int((held.amin(dim=1) < 2.5).sum())
+            middle += int(((held - (height - 1) / 2).abs() <= 0.5).any(dim=1).sum())
+        counts += [border, middle]
+    return tuple(counts)
+
+
+@pytest.mark.parametrize("settings", [dict(placement="even"), dict(placement="even", affine_p=1.0, rot90_p=0.5),
+                                      dict(NO_AUGMENT, placement="even")])
+def test_patches_cover_the_border_rows_and_columns_as_often_as_the_middle(settings):
+    """With even placement a frame's border is trained about as much as its middle: with corners drawn uniformly,
+    rows 0-2 of this frame would be in 3 / 69 of the patches that the middle row is in (a pale top row)."""
+    rows, middle_row, columns, middle_column = border_and_middle(settings)
+    assert middle_row > 100 and middle_column > 100  # of 640 patches: the middle is still trained
+    assert 0.75 < rows / middle_row < 1.5
+    assert 0.75 < columns / middle_column < 1.5
+
+
+def test_uniform_placement_trains_the_border_far_less_and_changes_no_other_draw():
+    rows, middle_row, columns, middle_column = border_and_middle(dict(placement="uniform"))
+    assert rows / middle_row < 0.2 and columns / middle_column < 0.2
+    generator = torch.Generator()
+    draws = {placement: augmenter(patch_size=32, **dict(EVERYTHING, placement=placement))._draw(
+        64, 2, 100, 90, 32, 32, generator.manual_seed(3)) for placement in ("even", "uniform")}
+    assert set(draws["even"]) == set(draws["uniform"])
+    for name, value in draws["even"].items():
+        assert torch.equal(value, draws["uniform"][name]) == (name not in ("top", "left")), name
+    for name, side in (("top", 100), ("left", 90)):
+        assert 0 <= int(draws["even"][name].min()) and int(draws["even"][name].max()) <= side - 32
+        assert (draws["even"][name] == 0).sum() > 10  # corners beyond the frame, moved to its edge

@@ -6,6 +6,16 @@ Without the affine draw a patch is an exact crop (flips and 90° turns are exact
 resampling would blur the target and the network would learn that blur. With it, the patch is one
 bilinear warp from the frame, so the target is resampled only once.
 
+Patch corners are drawn uniformly over the frame by default (``augment.placement="uniform"``). That puts
+a border row in ``1 / (H - P + 1)`` of the patches and the middle row in ``P`` times as many
+(rows 0-2 of a 412-row frame in about 20 of 2,160 patches of 128, its middle row in about 950), and the
+border would learn some 40 times slower than the middle: a pale line along a render's top rows. Drawn
+from up to ``P - 1`` pixels beyond each edge and moved inside, each corner at the frame's edge stands
+for all the patches that would have hung over it, so a border row is in as many patches as the middle
+row, and none in fewer (rows just inside the border, up to twice as many): ``"even"``. The middle pays: it is in
+about half as many patches as with uniform corners, and on a paint-out ``even`` lost 5.8 dB
+over the frame on two seeds of three (docs/quality.md), so it is not the default.
+
 With an :class:`~shotfit.data.focus.EditFocus`, a share of the patches is centred on pixels the
 artist changed (``data.edit_focus``), so a small paint-out is in most batches.
 
@@ -109,7 +119,8 @@ class PairedAugment:
                 patch[exact] = torch.stack([frame[k, :, rows, cols] for k, rows, cols in windows])
         warp = draws["affine"].nonzero().flatten()
         if len(warp):
-            for patch, warped in zip(patches, _warp_patches(frames, draws, warp, patch_h, patch_w)):
+            warps = _warp_patches(frames, draws, warp, patch_h, patch_w, self.cfg.placement)
+            for patch, warped in zip(patches, warps):
                 patch[warp] = warped
 
         patches = [_flip_and_turn(patch, draws["flip"], draws["turns"]) for patch in patches]
@@ -151,10 +162,11 @@ class PairedAugment:
         def integers(high: int) -> Tensor:
             return torch.randint(high, (batch,), generator=generator, device=device)
 
+        placement = self.cfg.placement
         draws = {
             "keyframe": integers(count),
-            "top": integers(height - patch_h + 1),
-            "left": integers(width - patch_w + 1),
+            "top": patch_corners(height, patch_h, batch, generator, placement),
+            "left": patch_corners(width, patch_w, batch, generator, placement),
             "flip": uniform(batch) < self.cfg.flip_p,
             "turn": uniform(batch) < self.cfg.rot90_p,
             "quarter_turns": integers(3) + 1,
@@ -180,6 +192,25 @@ class PairedAugment:
         quarter_turns = draws["quarter_turns"] if patch_h == patch_w else torch.full((batch,), 2)
         draws["turns"] = torch.where(draws["turn"], quarter_turns, 0)
         return draws
+
+
+def patch_corners(size: int, patch: int, batch: int, generator: torch.Generator, placement: str) -> Tensor:
+    """``batch`` first rows (or columns) of patches ``patch`` long on a frame side ``size`` long.
+
+    ``placement``: ``"uniform"``, each of the ``size - patch + 1`` positions alike; ``"even"``, drawn
+    from ``patch - 1`` beyond either end and moved inside, so that every pixel of the side is in a
+    patch at least as often as a pixel of its middle (see the module's docstring). Either way one
+    ``randint`` call on ``generator``, so the draws after it are the same.
+
+    Returns:
+        (batch,) int64 in [0, size - patch], on the generator's device.
+    """
+    device = generator.device
+    if placement == "uniform":
+        return torch.randint(size - patch + 1, (batch,), generator=generator, device=device)
+    beyond = patch - 1
+    drawn = torch.randint(size + beyond, (batch,), generator=generator, device=device) - beyond
+    return drawn.clamp(0, size - patch)
 
 
 def _aim(draws: dict[str, Tensor], focus: EditFocus, height: int, width: int, patch_h: int, patch_w: int) -> None:
@@ -220,7 +251,7 @@ def _check_inputs(sources: Tensor, targets: Tensor, masks: Tensor | None, batch_
 
 
 def _warp_patches(
-    frames: list[Tensor], draws: dict[str, Tensor], chosen: Tensor, patch_h: int, patch_w: int
+    frames: list[Tensor], draws: dict[str, Tensor], chosen: Tensor, patch_h: int, patch_w: int, placement: str
 ) -> list[Tensor]:
     """Warp the ``chosen`` samples' patches out of their frames in one bilinear pass.
 
@@ -228,7 +259,8 @@ def _warp_patches(
     pixels more than the patch, never a whole 4K frame), then one ``warp_affine`` call maps all
     regions of all tensors to patches. Where the patch fits in the frame the region contains it;
     where it does not, the region is the frame on that axis, so reflection happens at the frame's
-    real edges.
+    real edges. The centre is placed as :func:`patch_corners` places a corner: with ``"even"``, from
+    up to the footprint's width beyond either edge, moved inside.
 
     Returns:
         one (A, C_i, patch_h, patch_w) tensor per entry of ``frames``, A = len(chosen).
@@ -245,11 +277,13 @@ def _warp_patches(
     sides = torch.tensor([patch_w, patch_h], dtype=torch.float64)
     room = (size - 1) - 2 * reach
     fits = room >= 0
-    centre = torch.where(
-        fits,
-        reach + draws["place"][chosen] * room.clamp(min=0),
-        (size - 1) / 2 + draws["shift"][chosen] * sides,
-    )
+    place = draws["place"][chosen]
+    if placement == "uniform":
+        inside = reach + place * room.clamp(min=0)
+    else:  # the footprint spans 2 * reach: drawn up to that beyond each edge, then moved inside
+        inside = torch.minimum(torch.maximum(place * (room.clamp(min=0) + 4 * reach) - reach, reach),
+                               (size - 1) - reach)
+    centre = torch.where(fits, inside, (size - 1) / 2 + draws["shift"][chosen] * sides)
     if "focused" in draws:  # centred on an edited pixel, moved inward just enough for the patch to fit
         aimed = torch.minimum(torch.maximum(draws["centre"][chosen], reach), (size - 1) - reach)
         centre = torch.where(draws["focused"][chosen, None] & fits, aimed, centre)
